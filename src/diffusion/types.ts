@@ -1,0 +1,94 @@
+/**
+ * The contract between the rest of the bot and the diffusion engine.
+ * Nothing in src/diffusion imports discord.js; everything that crosses the worker boundary is plain data.
+ */
+
+/** Scheduler names accepted everywhere (CLI, slash command choices, settings). */
+export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m', 'lcm'] as const;
+export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
+
+/** What one job asks the sampler for. Validated by `checkInputs` in pipeline.ts before any work starts. */
+export interface GenerateParams {
+  prompt: string;
+  /** Empty string or undefined: unconditional embedding of "". */
+  negativePrompt?: string;
+  /** Integer, 1..1000 (the guild and the model narrow it further). */
+  steps: number;
+  /** uint32. */
+  seed: number;
+  /** Classifier-free guidance scale; ≤ 1 turns CFG off (one UNet half). 0 is a value, not "missing". */
+  guidanceScale: number;
+  /** Omitted: the model's own scheduler from scheduler/scheduler_config.json (its `_class_name`). */
+  scheduler?: SchedulerName;
+  /** Pixels; multiples of 8 × the model's latent factor. Omitted: the model's native size. */
+  width?: number;
+  height?: number;
+  /** Images in this job (batch), 1..8. Image i uses seed (seed + i) mod 2^32. */
+  count?: number;
+}
+
+/** A cheap look at the current denoised estimate: raw RGB bytes, no VAE call. */
+export interface Preview {
+  width: number;
+  height: number;
+  /** width × height × 3 bytes, row-major RGB. */
+  rgb: Uint8Array;
+}
+
+export interface StepProgress {
+  /** 1-based: step `step` of `totalSteps` has just finished. */
+  step: number;
+  totalSteps: number;
+  /** Milliseconds since the job started running. */
+  elapsedMs: number;
+  preview?: Preview;
+}
+
+export interface GenerateResult {
+  /** PNG bytes, one per image. */
+  images: Uint8Array[];
+  width: number;
+  height: number;
+  seed: number;
+  steps: number;
+  guidanceScale: number;
+  scheduler: SchedulerName;
+  /** The model folder's name. */
+  model: string;
+  /** True when the prompt (or negative prompt) was cut to the text encoder's length. */
+  truncated: boolean;
+  timings: {
+    totalMs: number;
+    /** Sum of the runtime's `run()` calls (text encoder, UNet, VAE). */
+    runtimeMs: number;
+    unetMs: number;
+  };
+}
+
+/** Options that travel beside the params but are not part of them. */
+export interface GenerateOptions {
+  signal?: AbortSignal;
+  onProgress?: (progress: StepProgress) => void;
+  /** Ask for a preview every N steps (0: never). Default 1. */
+  previewEvery?: number;
+}
+
+/** What the queue needs from whatever runs jobs: the worker pool in production, a stand-in in load tests. */
+export interface Sampler {
+  generate(params: GenerateParams, options?: GenerateOptions): Promise<GenerateResult>;
+  /** Model facts the command layer needs (native size, scheduler list). */
+  info(): Promise<ModelInfo>;
+  close(): Promise<void>;
+}
+
+export interface ModelInfo {
+  name: string;
+  /** Native output size in pixels. */
+  width: number;
+  height: number;
+  /** Pixels per latent cell (8 for SD, 1 for a pixel-space model). */
+  latentFactor: number;
+  defaultScheduler: SchedulerName;
+  /** Prompt tokens the text encoder sees, specials included. */
+  maxTokens: number;
+}

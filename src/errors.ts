@@ -1,0 +1,36 @@
+/**
+ * Two kinds of error. A UserError is expected (queue full, prompt too long, not allowed): its message is shown
+ * to the member, ephemerally. Anything else is a bug or an outage: logged with context, and the member gets a
+ * short apology.
+ */
+export const Identifiers = {
+  InvalidInput: 'invalidInput',
+  PromptEmpty: 'promptEmpty',
+  PromptTooLong: 'promptTooLong',
+  BannedWord: 'bannedWord',
+  StepsTooHigh: 'stepsTooHigh',
+  QueueFull: 'queueFull',
+  MemberQueueFull: 'memberQueueFull',
+  NotAllowed: 'notAllowed',
+  JobNotFound: 'jobNotFound',
+  ShuttingDown: 'shuttingDown',
+  ModelMismatch: 'modelMismatch',
+  Cancelled: 'cancelled',
+  Timeout: 'timeout',
+} as const;
+export type Identifier = (typeof Identifiers)[keyof typeof Identifiers];
+
+export class UserError extends Error {
+  override readonly name = 'UserError';
+  constructor(
+    readonly identifier: Identifier,
+    message: string,
+    readonly context: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+export function isUserError(error: unknown): error is UserError {
+  return error instanceof UserError;
+}
