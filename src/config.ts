@@ -1,0 +1,168 @@
+/**
+ * The one reader of `process.env`. Everything the bot's owner can set lives here, is parsed and validated once
+ * (zod), and is handed around frozen. `.env.example` lists every key with a comment.
+ */
+import { config as loadDotenv } from 'dotenv';
+import { z } from 'zod';
+
+/** A configuration problem the owner must fix: one line, shown before anything starts. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/**
+ * Discord bot tokens are three base64url parts joined by dots: the bot's id, a timestamp, an HMAC.
+ * Checked by shape only; whether Discord accepts it is the gateway's business.
+ */
+const TOKEN_PATTERN = /^[A-Za-z0-9_-]{18,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$/;
+
+const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu', 'dml', 'coreml'] as const;
+export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
+
+/** An integer from an env string, with a range; empty or unset means "use the default". */
+function intKey(name: string, min: number, max: number, fallback: number) {
+  return z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return fallback;
+      const value = Number(raw.trim());
+      if (!Number.isInteger(value) || value < min || value > max) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `Expected \`${name}\` to be an integer from ${min} to ${max}, got \`${raw}\``,
+        });
+        return z.NEVER;
+      }
+      return value;
+    });
+}
+
+function optionalString() {
+  return z
+    .string()
+    .optional()
+    .transform((raw) => (raw === undefined || raw.trim() === '' ? undefined : raw.trim()));
+}
+
+const schema = z.object({
+  DISCORD_TOKEN: z
+    .string({ error: 'DISCORD_TOKEN is missing: put your bot token in .env (see .env.example)' })
+    .transform((raw) => raw.trim().replace(/^Bot\s+/i, ''))
+    .refine((token) => token.length > 0, 'DISCORD_TOKEN is empty: put your bot token in .env (see .env.example)')
+    .refine(
+      (token) => token.length === 0 || TOKEN_PATTERN.test(token),
+      'DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Developer Portal → Bot → Reset Token)',
+    ),
+  DISCORD_API_URL: optionalString().superRefine((raw, ctx) => {
+    if (raw === undefined) return;
+    let url: URL | undefined;
+    try {
+      url = new URL(raw);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      ctx.addIssue({ code: 'custom', message: `Expected \`DISCORD_API_URL\` to be an http(s) URL, got \`${raw}\`` });
+    }
+  }),
+  MODEL_DIR: optionalString(),
+  DATA_DIR: optionalString().transform((raw) => raw ?? './data'),
+  EXECUTION_PROVIDERS: optionalString().transform((raw, ctx) => {
+    const list = (raw ?? 'cpu')
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter((name) => name.length > 0);
+    for (const name of list) {
+      if (!(EXECUTION_PROVIDERS as readonly string[]).includes(name)) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `Expected \`EXECUTION_PROVIDERS\` to be a comma-separated list of ${EXECUTION_PROVIDERS.join(', ')}, got \`${raw}\``,
+        });
+        return z.NEVER;
+      }
+    }
+    return list as ExecutionProvider[];
+  }),
+  SAMPLER: optionalString().transform((raw, ctx) => {
+    const value = raw ?? 'workers';
+    if (value !== 'workers' && value !== 'stand-in') {
+      ctx.addIssue({ code: 'custom', message: `Expected \`SAMPLER\` to be \`workers\` or \`stand-in\`, got \`${raw}\`` });
+      return z.NEVER;
+    }
+    return value;
+  }),
+  SAMPLER_WORKERS: intKey('SAMPLER_WORKERS', 1, 16, 1),
+  STAND_IN_STEP_MS: intKey('STAND_IN_STEP_MS', 0, 60_000, 50),
+  QUEUE_MAX_PER_MEMBER: intKey('QUEUE_MAX_PER_MEMBER', 1, 100, 2),
+  QUEUE_MAX_TOTAL: intKey('QUEUE_MAX_TOTAL', 1, 100_000, 100),
+  JOB_TIMEOUT_SECONDS: intKey('JOB_TIMEOUT_SECONDS', 1, 86_400, 600),
+  STEPS_HARD_CAP: intKey('STEPS_HARD_CAP', 1, 1000, 150),
+  EDIT_INTERVAL_MS: intKey('EDIT_INTERVAL_MS', 0, 60_000, 1500),
+});
+
+export interface Config {
+  /** Bot token, without a leading "Bot ". */
+  readonly discordToken: string;
+  /** REST base such as `http://127.0.0.1:8080/api`; undefined: discord.com. Gateway discovery goes through it. */
+  readonly discordApiUrl: string | undefined;
+  /** Model folder; undefined: the embedded model (models/imagine-shapes) or the test model. */
+  readonly modelDir: string | undefined;
+  /** Where the SQLite journal and saved results live. Default `./data`. */
+  readonly dataDir: string;
+  /** onnxruntime execution providers in order of preference. Default `['cpu']`. */
+  readonly executionProviders: readonly ExecutionProvider[];
+  /** `workers` (the ONNX worker pool) or `stand-in` (a fast fake for tests and load runs). Default `workers`. */
+  readonly sampler: 'workers' | 'stand-in';
+  /** Sampler worker threads = jobs run at once. Default 1. */
+  readonly samplerWorkers: number;
+  /** Milliseconds per step of the stand-in sampler. Default 50. */
+  readonly standInStepMs: number;
+  /** Waiting jobs one member may have (guilds may lower or raise it with /settings). Default 2. */
+  readonly queueMaxPerMember: number;
+  /** Waiting jobs overall. Default 100. */
+  readonly queueMaxTotal: number;
+  /** A job running longer is stopped and reported failed. Default 600 s. */
+  readonly jobTimeoutMs: number;
+  /** No guild may set a step maximum above this. Default 150. */
+  readonly stepsHardCap: number;
+  /** Minimum milliseconds between two edits of one message. Default 1500 (Discord allows about 5 per 5 s). */
+  readonly editIntervalMs: number;
+}
+
+/**
+ * Parses and validates configuration from an environment record. Pure: reads nothing else.
+ * @throws ConfigError with one line naming the first problem.
+ */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const result = schema.safeParse(env);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    throw new ConfigError(issue?.message ?? 'Invalid configuration');
+  }
+  const v = result.data;
+  return Object.freeze({
+    discordToken: v.DISCORD_TOKEN,
+    discordApiUrl: v.DISCORD_API_URL,
+    modelDir: v.MODEL_DIR,
+    dataDir: v.DATA_DIR,
+    executionProviders: Object.freeze([...v.EXECUTION_PROVIDERS]),
+    sampler: v.SAMPLER,
+    samplerWorkers: v.SAMPLER_WORKERS,
+    standInStepMs: v.STAND_IN_STEP_MS,
+    queueMaxPerMember: v.QUEUE_MAX_PER_MEMBER,
+    queueMaxTotal: v.QUEUE_MAX_TOTAL,
+    jobTimeoutMs: v.JOB_TIMEOUT_SECONDS * 1000,
+    stepsHardCap: v.STEPS_HARD_CAP,
+    editIntervalMs: v.EDIT_INTERVAL_MS,
+  });
+}
+
+/**
+ * Loads `.env` (if present; real environment variables win) and parses `process.env`.
+ * @throws ConfigError with one line naming the first problem.
+ */
+export function loadConfig(options: { envFile?: string } = {}): Config {
+  loadDotenv({ path: options.envFile ?? '.env', quiet: true });
+  return parseConfig(process.env);
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, parseConfig } from '../src/config.js';
+
+// Shaped like a real token (id.timestamp.hmac) but not one.
+const TOKEN = 'MTIzNDU2Nzg5MDEyMzQ1Njc4OQ.GaBcDe.abcdefghijklmnopqrstuvwxyz0123456789AB';
+
+function errorOf(env: Record<string, string | undefined>): string {
+  try {
+    parseConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as Error).message;
+  }
+  throw new Error('expected parseConfig to throw');
+}
+
+describe('parseConfig', () => {
+  it('GIVEN only a token THEN every other key takes its documented default', () => {
+    const config = parseConfig({ DISCORD_TOKEN: TOKEN });
+    expect(config).toMatchObject({
+      discordToken: TOKEN,
+      discordApiUrl: undefined,
+      modelDir: undefined,
+      dataDir: './data',
+      executionProviders: ['cpu'],
+      sampler: 'workers',
+      samplerWorkers: 1,
+      queueMaxPerMember: 2,
+      queueMaxTotal: 100,
+      jobTimeoutMs: 600_000,
+      stepsHardCap: 150,
+      editIntervalMs: 1500,
+    });
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.executionProviders)).toBe(true);
+  });
+
+  it('GIVEN no token THEN one line says it is missing', () => {
+    const message = errorOf({});
+    expect(message).toMatch(/DISCORD_TOKEN is missing/);
+    expect(message).not.toContain('\n');
+  });
+
+  it.each([
+    ['empty', '', /empty/],
+    ['blank', '   ', /empty/],
+    ['not three parts', 'hello', /does not look like a bot token/],
+    ['spaces inside', 'abc def.ghij.klmnopqrstuvwxyz0123456789', /does not look like a bot token/],
+  ])('GIVEN a %s token THEN it is refused with one line', (_label, token, pattern) => {
+    const message = errorOf({ DISCORD_TOKEN: token });
+    expect(message).toMatch(pattern);
+    expect(message).not.toContain('\n');
+  });
+
+  it('GIVEN a token written with a "Bot " prefix THEN the prefix is dropped', () => {
+    expect(parseConfig({ DISCORD_TOKEN: `Bot ${TOKEN}` }).discordToken).toBe(TOKEN);
+  });
+
+  it('GIVEN every key set THEN each is parsed', () => {
+    const config = parseConfig({
+      DISCORD_TOKEN: TOKEN,
+      DISCORD_API_URL: 'http://127.0.0.1:9999/api',
+      MODEL_DIR: 'models/x',
+      DATA_DIR: '/tmp/d',
+      EXECUTION_PROVIDERS: 'CUDA, cpu',
+      SAMPLER: 'stand-in',
+      SAMPLER_WORKERS: '3',
+      STAND_IN_STEP_MS: '0',
+      QUEUE_MAX_PER_MEMBER: '5',
+      QUEUE_MAX_TOTAL: '7',
+      JOB_TIMEOUT_SECONDS: '30',
+      STEPS_HARD_CAP: '80',
+      EDIT_INTERVAL_MS: '0',
+    });
+    expect(config).toMatchObject({
+      discordApiUrl: 'http://127.0.0.1:9999/api',
+      modelDir: 'models/x',
+      dataDir: '/tmp/d',
+      executionProviders: ['cuda', 'cpu'],
+      sampler: 'stand-in',
+      samplerWorkers: 3,
+      standInStepMs: 0,
+      queueMaxPerMember: 5,
+      queueMaxTotal: 7,
+      jobTimeoutMs: 30_000,
+      stepsHardCap: 80,
+      editIntervalMs: 0,
+    });
+  });
+
+  it.each([
+    [{ SAMPLER_WORKERS: '0' }, 'Expected `SAMPLER_WORKERS` to be an integer from 1 to 16, got `0`'],
+    [{ SAMPLER_WORKERS: '1.5' }, 'Expected `SAMPLER_WORKERS` to be an integer from 1 to 16, got `1.5`'],
+    [{ QUEUE_MAX_TOTAL: 'lots' }, 'Expected `QUEUE_MAX_TOTAL` to be an integer from 1 to 100000, got `lots`'],
+    [{ STEPS_HARD_CAP: '5000' }, 'Expected `STEPS_HARD_CAP` to be an integer from 1 to 1000, got `5000`'],
+    [{ DISCORD_API_URL: 'ftp://x' }, 'Expected `DISCORD_API_URL` to be an http(s) URL, got `ftp://x`'],
+    [{ DISCORD_API_URL: 'not a url' }, 'Expected `DISCORD_API_URL` to be an http(s) URL, got `not a url`'],
+    [{ EXECUTION_PROVIDERS: 'cpu,tpu' }, /Expected `EXECUTION_PROVIDERS` to be a comma-separated list of/],
+    [{ SAMPLER: 'magic' }, 'Expected `SAMPLER` to be `workers` or `stand-in`, got `magic`'],
+  ] as const)('GIVEN %o THEN the error names the key, the range and the value', (extra, expected) => {
+    const message = errorOf({ DISCORD_TOKEN: TOKEN, ...extra });
+    if (typeof expected === 'string') expect(message).toBe(expected);
+    else expect(message).toMatch(expected);
+  });
+
+  it('GIVEN an empty optional key THEN the default is used (as .env.example leaves them)', () => {
+    const config = parseConfig({ DISCORD_TOKEN: TOKEN, DISCORD_API_URL: '', SAMPLER_WORKERS: '', DATA_DIR: '' });
+    expect(config.discordApiUrl).toBeUndefined();
+    expect(config.samplerWorkers).toBe(1);
+    expect(config.dataDir).toBe('./data');
+  });
+});
