@@ -1,0 +1,165 @@
+/**
+ * /imagine's options, checked before anything is queued. Each problem becomes one UserError the member reads
+ * ephemerally; nothing here fixes input silently (a guidance of 0 is a value, a missing one is not).
+ */
+import { Identifiers, UserError } from '../errors.js';
+import { SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type SchedulerName } from '../diffusion/types.js';
+
+/** Longest prompt or negative prompt, in characters (also the slash option's max_length). */
+export const PROMPT_MAX_LENGTH = 1000;
+/** Seeds are uint32 (see GenerateParams.seed). */
+export const SEED_MAX = 0xffff_ffff;
+/** Classifier-free guidance range offered to members; above ~20 images burn out on every model we ship. */
+export const GUIDANCE_MIN = 0;
+export const GUIDANCE_MAX = 30;
+
+/** Aspect choices, static so the command definition never depends on the loaded model. */
+export const ASPECTS = {
+  square: { label: 'Square (1:1)', ratio: [1, 1] },
+  landscape: { label: 'Landscape (3:2)', ratio: [3, 2] },
+  portrait: { label: 'Portrait (2:3)', ratio: [2, 3] },
+} as const;
+export type Aspect = keyof typeof ASPECTS;
+
+/** Raw option values as the interaction carries them (null or undefined when not given). */
+export interface ImagineInput {
+  prompt: string | null | undefined;
+  negative?: string | null;
+  steps?: number | null;
+  seed?: number | null;
+  guidance?: number | null;
+  scheduler?: string | null;
+  aspect?: string | null;
+}
+
+/** What the guild and the model allow. */
+export interface ImagineLimits {
+  stepsDefault: number;
+  stepsMax: number;
+  /** Default guidance when the member gives none. */
+  guidanceDefault: number;
+  model: Pick<ModelInfo, 'width' | 'height' | 'latentFactor'>;
+  /** Returns the banned word found in `text`, or undefined. */
+  findBannedWord?: (text: string) => string | undefined;
+  /** Draws a seed when the member gives none. */
+  randomSeed: () => number;
+}
+
+// Control characters (Cc): NUL, BEL, ESC, DEL, C1... They mean nothing to a text encoder and can garble messages.
+const CONTROL_CHARACTER = /\p{Cc}/u;
+
+function checkText(name: 'prompt' | 'negative', raw: string, limits: ImagineLimits): string {
+  const text = raw.trim();
+  if (raw.length > PROMPT_MAX_LENGTH) {
+    throw new UserError(
+      Identifiers.PromptTooLong,
+      `Expected \`${name}\` to be at most ${PROMPT_MAX_LENGTH} characters, got ${raw.length}.`,
+      { length: raw.length },
+    );
+  }
+  const control = CONTROL_CHARACTER.exec(raw);
+  if (control) {
+    const code = control[0].codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0');
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `Expected \`${name}\` to be plain text, got a control character (U+${code}) in it.`,
+    );
+  }
+  const banned = limits.findBannedWord?.(text);
+  if (banned !== undefined) {
+    throw new UserError(
+      Identifiers.BannedWord,
+      `Your ${name === 'prompt' ? 'prompt' : 'negative prompt'} contains a word this server does not allow (“${banned}”).`,
+      { word: banned },
+    );
+  }
+  return text;
+}
+
+/** Pixel size for an aspect: the model's native area, sides rounded to what the model accepts. */
+export function sizeForAspect(aspect: Aspect, model: ImagineLimits['model']): { width: number; height: number } {
+  if (aspect === 'square') return { width: model.width, height: model.height };
+  const multiple = 8 * model.latentFactor;
+  const [rw, rh] = ASPECTS[aspect].ratio;
+  const area = model.width * model.height;
+  const round = (value: number) => Math.max(multiple, Math.round(value / multiple) * multiple);
+  return { width: round(Math.sqrt((area * rw) / rh)), height: round(Math.sqrt((area * rh) / rw)) };
+}
+
+/**
+ * Turns /imagine's options into GenerateParams, or throws the first problem as a UserError.
+ * @throws UserError PromptEmpty, PromptTooLong, InvalidInput, BannedWord, StepsTooHigh.
+ */
+export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits): GenerateParams {
+  const rawPrompt = input.prompt ?? '';
+  if (rawPrompt.trim().length === 0) {
+    throw new UserError(
+      Identifiers.PromptEmpty,
+      'The prompt is empty: describe the picture, e.g. `/imagine prompt: a red circle on a white background`.',
+    );
+  }
+  const prompt = checkText('prompt', rawPrompt, limits);
+  const negativePrompt =
+    input.negative === null || input.negative === undefined ? undefined : checkText('negative', input.negative, limits);
+
+  const steps = input.steps ?? limits.stepsDefault;
+  if (!Number.isInteger(steps) || steps < 1) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `Expected \`steps\` to be an integer from 1 to ${limits.stepsMax}, got \`${steps}\`.`,
+    );
+  }
+  if (steps > limits.stepsMax) {
+    throw new UserError(
+      Identifiers.StepsTooHigh,
+      `This server allows at most ${limits.stepsMax} steps; you asked for ${steps}. Try \`steps: ${limits.stepsMax}\` or fewer.`,
+      { max: limits.stepsMax, steps },
+    );
+  }
+
+  const seed = input.seed ?? limits.randomSeed();
+  if (!Number.isInteger(seed) || seed < 0 || seed > SEED_MAX) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `Expected \`seed\` to be an integer from 0 to ${SEED_MAX}, got \`${seed}\`.`,
+    );
+  }
+
+  const guidanceScale = input.guidance ?? limits.guidanceDefault;
+  if (!Number.isFinite(guidanceScale) || guidanceScale < GUIDANCE_MIN || guidanceScale > GUIDANCE_MAX) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `Expected \`guidance\` to be a number from ${GUIDANCE_MIN} to ${GUIDANCE_MAX}, got \`${guidanceScale}\`.`,
+    );
+  }
+
+  let scheduler: SchedulerName | undefined;
+  if (input.scheduler !== null && input.scheduler !== undefined) {
+    if (!(SCHEDULER_NAMES as readonly string[]).includes(input.scheduler)) {
+      throw new UserError(
+        Identifiers.InvalidInput,
+        `Expected \`scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${input.scheduler}\`.`,
+      );
+    }
+    scheduler = input.scheduler as SchedulerName;
+  }
+
+  const aspect = input.aspect ?? 'square';
+  if (!Object.hasOwn(ASPECTS, aspect)) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `Expected \`aspect\` to be one of ${Object.keys(ASPECTS).join(', ')}, got \`${aspect}\`.`,
+    );
+  }
+  const { width, height } = sizeForAspect(aspect as Aspect, limits.model);
+
+  const params: GenerateParams = { prompt, steps, seed, guidanceScale, width, height };
+  if (negativePrompt !== undefined && negativePrompt.length > 0) params.negativePrompt = negativePrompt;
+  if (scheduler !== undefined) params.scheduler = scheduler;
+  return params;
+}
+
+/** A fresh uint32 seed. Seeds are not secrets; Math.random is fine for choosing one (never for sampling). */
+export function randomSeed(): number {
+  return Math.floor(Math.random() * (SEED_MAX + 1));
+}
