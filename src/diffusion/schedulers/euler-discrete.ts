@@ -1,0 +1,162 @@
+import { ConfigReader } from './config-reader.js';
+import {
+  exponentialSigmas,
+  interpIndex,
+  arange,
+  karrasSigmas,
+  linspace,
+  linspaceF32,
+  readTrainSchedule,
+  sigmasFromAlphasCumprod,
+  sigmaToT,
+  type TrainSchedule,
+} from './schedule.js';
+import { roundHalfEven } from './schedule.js';
+import { checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
+import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
+
+// Euler method on the probability-flow ODE in sigma (Karras et al. 2022, "Elucidating the Design Space of
+// Diffusion-Based Generative Models", Algorithm 2 without churn), as diffusers' EulerDiscreteScheduler.
+
+const OWNER = 'EulerDiscreteScheduler';
+const f32 = Math.fround;
+
+export type PredictionType = 'epsilon' | 'v_prediction' | 'sample' | 'original_sample';
+export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
+
+export class EulerDiscreteScheduler implements Scheduler {
+  readonly order = 1;
+  timesteps = new Float64Array(0);
+  /** σ per entry of `timesteps`, plus the final sigma (0 or σ_min). */
+  sigmas: Float64Array;
+
+  private readonly schedule: TrainSchedule;
+  private readonly predictionType: PredictionType;
+  private readonly timestepSpacing: TimestepSpacing;
+  private readonly stepsOffset: number;
+  private readonly interpolationType: 'linear' | 'log_linear';
+  private readonly sigmaSchedule: 'default' | 'karras' | 'exponential';
+  private readonly sigmaMin: number | undefined;
+  private readonly sigmaMax: number | undefined;
+  private readonly continuousV: boolean;
+  private readonly finalSigmasType: 'zero' | 'sigma_min';
+  private stepIndex: number | undefined;
+  private scaled: Float32Array | undefined;
+
+  constructor(config: SchedulerConfig) {
+    const c = new ConfigReader(config, OWNER);
+    this.schedule = readTrainSchedule(c);
+    if (c.boolean('rescale_betas_zero_snr', false)) {
+      // Close to 0 without being 0, so the first sigma is not infinite (diffusers: fp16's smallest subnormal).
+      this.schedule.alphasCumprod[this.schedule.numTrainTimesteps - 1] = 2 ** -24;
+    }
+    this.predictionType = c.oneOf('prediction_type', ['epsilon', 'v_prediction', 'sample', 'original_sample'], 'epsilon');
+    this.timestepSpacing = c.oneOf('timestep_spacing', ['linspace', 'leading', 'trailing'], 'linspace');
+    this.stepsOffset = c.integer('steps_offset', 0, 0);
+    this.interpolationType = c.oneOf('interpolation_type', ['linear', 'log_linear'], 'linear');
+    const karras = c.boolean('use_karras_sigmas', false);
+    const exponential = c.boolean('use_exponential_sigmas', false);
+    const beta = c.boolean('use_beta_sigmas', false);
+    c.refuseIf('use_beta_sigmas', beta, 'beta sigmas need scipy.stats.beta.ppf, which this port does not have');
+    if (Number(karras) + Number(exponential) > 1) {
+      throw new Error(`Only one of \`use_karras_sigmas\`, \`use_exponential_sigmas\` can be true in the ${OWNER} config`);
+    }
+    this.sigmaSchedule = karras ? 'karras' : exponential ? 'exponential' : 'default';
+    const positive = { test: (n: number) => n > 0, expected: 'a positive number' };
+    this.sigmaMin = c.optionalNumber('sigma_min', positive);
+    this.sigmaMax = c.optionalNumber('sigma_max', positive);
+    const timestepType = c.oneOf('timestep_type', ['discrete', 'continuous'], 'discrete');
+    this.continuousV = timestepType === 'continuous' && this.predictionType === 'v_prediction';
+    this.finalSigmasType = c.oneOf('final_sigmas_type', ['zero', 'sigma_min'], 'zero');
+
+    // Before setTimesteps: the full training schedule, as diffusers' constructor leaves it.
+    const train = sigmasFromAlphasCumprod(this.schedule.alphasCumprod).reverse();
+    this.sigmas = Float64Array.from([...train, 0]);
+  }
+
+  get initNoiseSigma(): number {
+    let max = 0;
+    for (const s of this.sigmas) if (s > max) max = s;
+    return this.timestepSpacing === 'linspace' || this.timestepSpacing === 'trailing' ? max : f32(Math.sqrt(max * max + 1));
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    const nTrain = this.schedule.numTrainTimesteps;
+    checkSteps(OWNER, numInferenceSteps, nTrain);
+    const n = numInferenceSteps;
+    let timesteps: Float64Array;
+    if (this.timestepSpacing === 'linspace') {
+      // np.linspace(0, nTrain - 1, n, dtype=float32), reversed.
+      timesteps = linspace(0, nTrain - 1, n).map(f32).reverse();
+    } else if (this.timestepSpacing === 'leading') {
+      const ratio = Math.floor(nTrain / n);
+      timesteps = new Float64Array(n);
+      for (let i = 0; i < n; i++) timesteps[n - 1 - i] = i * ratio + this.stepsOffset;
+    } else {
+      // np.arange(nTrain, 0, -nTrain / n).round() - 1: numpy rounds half to even.
+      timesteps = arange(nTrain, 0, -nTrain / n).map((v) => roundHalfEven(v) - 1);
+    }
+
+    const trainSigmas = sigmasFromAlphasCumprod(this.schedule.alphasCumprod);
+    const logSigmas = trainSigmas.map(Math.log);
+    let sigmas: Float64Array;
+    if (this.interpolationType === 'linear') {
+      sigmas = timesteps.map((t) => interpIndex(t, trainSigmas));
+    } else {
+      // torch.linspace(log σ_max, log σ_min, n + 1).exp(): one more sigma than timesteps, as diffusers has it.
+      sigmas = linspaceF32(Math.log(trainSigmas[nTrain - 1]), Math.log(trainSigmas[0]), n + 1).map((x) => f32(Math.exp(x)));
+    }
+    if (this.sigmaSchedule !== 'default') {
+      const sigmaMin = this.sigmaMin ?? sigmas[sigmas.length - 1];
+      const sigmaMax = this.sigmaMax ?? sigmas[0];
+      sigmas = this.sigmaSchedule === 'karras' ? karrasSigmas(sigmaMin, sigmaMax, n) : exponentialSigmas(sigmaMin, sigmaMax, n);
+      timesteps = sigmas.map((s) => sigmaToT(s, logSigmas));
+    }
+    const sigmaLast = this.finalSigmasType === 'zero' ? 0 : trainSigmas[0];
+    this.sigmas = Float64Array.from([...sigmas, sigmaLast], f32);
+    this.timesteps = this.continuousV
+      ? Float64Array.from(this.sigmas.subarray(0, this.sigmas.length - 1), (s) => f32(0.25 * Math.log(s)))
+      : timesteps.map(f32);
+    this.stepIndex = undefined;
+  }
+
+  /** x / sqrt(σ² + 1): the UNet was trained on unit-variance inputs. Returns a buffer owned by the scheduler. */
+  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+    if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
+    const sigma = this.sigmas[this.stepIndex];
+    const scale = f32(Math.sqrt(sigma * sigma + 1));
+    // Never write into `sample`: the pipeline steps from the unscaled latents.
+    const out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
+    this.scaled = out;
+    for (let i = 0; i < sample.length; i++) out[i] = sample[i] / scale;
+    return out;
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): StepResult {
+    checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
+    if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
+    if (this.stepIndex >= this.timesteps.length) throw new Error(`${OWNER}: step() called past the last timestep`);
+    const sigma = this.sigmas[this.stepIndex];
+    // diffusers' s_churn defaults to 0, so gamma = 0 and sigmaHat = sigma; no pipeline of ours asks for churn.
+    const sigmaHat = sigma;
+    const dt = this.sigmas[this.stepIndex + 1] - sigmaHat;
+    const vScale = -sigma / Math.sqrt(sigma * sigma + 1);
+    const vDiv = sigma * sigma + 1;
+    const prevSample = new Float32Array(sample.length);
+    const predOriginalSample = new Float32Array(sample.length);
+    for (let i = 0; i < sample.length; i++) {
+      const x = sample[i];
+      const m = modelOutput[i];
+      let denoised: number;
+      if (this.predictionType === 'epsilon') denoised = x - sigmaHat * m;
+      else if (this.predictionType === 'v_prediction') denoised = m * vScale + x / vDiv;
+      else denoised = m;
+      predOriginalSample[i] = denoised;
+      const derivative = (x - denoised) / sigmaHat;
+      prevSample[i] = x + derivative * dt;
+    }
+    this.stepIndex++;
+    return { prevSample, predOriginalSample };
+  }
+}
+

@@ -1,0 +1,42 @@
+/** Small checks and lookups every scheduler's step needs; the step math itself stays in each algorithm's file. */
+
+/**
+ * Where `timestep` sits in `timesteps` (diffusers' `index_for_timestep`): the second match when it occurs twice, so
+ * a schedule that repeats its first timestep (Heun) does not skip a sigma. Throws when absent.
+ */
+export function indexForTimestep(timesteps: Float64Array, timestep: number, owner: string): number {
+  let first = -1;
+  for (let i = 0; i < timesteps.length; i++) {
+    if (timesteps[i] === timestep) {
+      if (first >= 0) return i;
+      first = i;
+    }
+  }
+  if (first < 0) {
+    throw new Error(`${owner}: timestep \`${timestep}\` is not in the current schedule; pass one of \`scheduler.timesteps\``);
+  }
+  return first;
+}
+
+/** Refuse a step before setTimesteps, or past the schedule's end, or with mismatched array lengths. */
+export function checkStep(owner: string, ready: boolean, modelOutput: Float32Array, sample: Float32Array): void {
+  if (!ready) throw new Error(`${owner}: call setTimesteps(steps) before step()`);
+  if (modelOutput.length !== sample.length) {
+    throw new Error(
+      `${owner}: expected \`modelOutput\` and \`sample\` to have the same length, got ${modelOutput.length} and ${sample.length}`,
+    );
+  }
+}
+
+export function checkSteps(owner: string, numInferenceSteps: number, max: number): void {
+  if (!Number.isInteger(numInferenceSteps) || numInferenceSteps < 1 || numInferenceSteps > max) {
+    throw new RangeError(
+      `${owner}: expected \`steps\` to be an integer from 1 to ${max} (num_train_timesteps), got \`${numInferenceSteps}\``,
+    );
+  }
+}
+
+/** A buffer of `length`, reusing `current` when it fits. */
+export function reuse(current: Float32Array | undefined, length: number): Float32Array {
+  return current !== undefined && current.length === length ? current : new Float32Array(length);
+}
