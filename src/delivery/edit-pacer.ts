@@ -1,0 +1,105 @@
+/**
+ * Paces the edits of one message. Discord allows about five edits per few seconds per message (unpublished;
+ * see the reference notes), and a progress bar that edits per step would hit 429 at once on a fast sampler.
+ * So: at most one edit in flight, at least `intervalMs` between the starts of two edits, the latest state wins
+ * (intermediate ones are dropped, never queued), and a state that renders the same as the last one is skipped.
+ */
+
+export interface EditPacerOptions<T> {
+  /** Performs one edit. A rejected progress edit goes to `onError` and is otherwise dropped. */
+  send: (state: T) => Promise<void>;
+  /** What the member would see; a state whose key equals the last one sent is skipped. */
+  keyOf: (state: T) => string;
+  /** Minimum milliseconds between the starts of two edits. Default 1500. */
+  intervalMs?: number;
+  /** Told about failed progress edits (the final edit rejects its own promise instead). Default: ignore. */
+  onError?: (error: unknown) => void;
+}
+
+export class EditPacer<T> {
+  private readonly send: (state: T) => Promise<void>;
+  private readonly keyOf: (state: T) => string;
+  private readonly intervalMs: number;
+  private readonly onError: (error: unknown) => void;
+  private pending: T | undefined;
+  private inFlight: Promise<void> | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastStartedAt = Number.NEGATIVE_INFINITY;
+  private lastKey: string | undefined;
+  private closed = false;
+  /** Edits actually sent (progress and final). */
+  sent = 0;
+
+  constructor(options: EditPacerOptions<T>) {
+    this.send = options.send;
+    this.keyOf = options.keyOf;
+    this.intervalMs = options.intervalMs ?? 1500;
+    this.onError = options.onError ?? (() => {});
+  }
+
+  /** Offers a progress state; it replaces any state not yet sent. Ignored after `finish` or `dispose`. */
+  push(state: T): void {
+    if (this.closed) return;
+    this.pending = state;
+    this.schedule();
+  }
+
+  /**
+   * Sends the last state of this message: drops any pending progress, waits for the edit in flight and for the
+   * interval, then sends `state`. Rejects if that edit fails, so the caller can fall back.
+   */
+  async finish(state: T): Promise<void> {
+    this.closed = true;
+    this.pending = undefined;
+    this.clearTimer();
+    await this.settle();
+    const wait = this.lastStartedAt + this.intervalMs - Date.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    this.lastStartedAt = Date.now();
+    this.lastKey = this.keyOf(state);
+    this.sent += 1;
+    await this.send(state);
+  }
+
+  /** Resolves when no edit is in flight (progress edits still pending are not waited for). */
+  async settle(): Promise<void> {
+    while (this.inFlight) await this.inFlight;
+  }
+
+  /** Stops without a final edit: pending progress is dropped. */
+  dispose(): void {
+    this.closed = true;
+    this.pending = undefined;
+    this.clearTimer();
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    if (this.inFlight || this.timer || this.pending === undefined) return;
+    const wait = this.lastStartedAt + this.intervalMs - Date.now();
+    if (wait <= 0) this.run();
+    else this.timer = setTimeout(() => this.run(), wait);
+  }
+
+  private run(): void {
+    this.timer = undefined;
+    const state = this.pending;
+    this.pending = undefined;
+    if (state === undefined || this.closed) return;
+    const key = this.keyOf(state);
+    if (key === this.lastKey) return;
+    this.lastKey = key;
+    this.lastStartedAt = Date.now();
+    this.sent += 1;
+    this.inFlight = this.send(state)
+      .catch((error: unknown) => this.onError(error))
+      .finally(() => {
+        this.inFlight = undefined;
+        this.schedule();
+      });
+  }
+}
