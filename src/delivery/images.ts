@@ -1,0 +1,63 @@
+/**
+ * The two image chores of delivery: a small preview PNG from the sampler's raw RGB (upscaled with nearest
+ * neighbour so a 32×32 estimate reads as pixels, not blur), and making the final picture fit the upload limit.
+ */
+import sharp from 'sharp';
+import type { Preview } from '../diffusion/types.js';
+import type { OutgoingFile } from './render.js';
+
+/** Discord's default per-file upload limit, used when the interaction does not say (10 MiB). */
+export const DEFAULT_ATTACHMENT_LIMIT = 10 * 1024 * 1024;
+
+/**
+ * Encodes a preview as a PNG whose longer side is about `targetSide` pixels (an integer multiple of the preview,
+ * so every cell stays square).
+ */
+export async function previewPng(preview: Preview, targetSide = 256): Promise<OutgoingFile> {
+  const { width, height, rgb } = preview;
+  if (rgb.length !== width * height * 3) {
+    throw new Error(`Expected a preview of ${width}×${height}×3 = ${width * height * 3} bytes, got ${rgb.length}`);
+  }
+  const scale = Math.max(1, Math.floor(targetSide / Math.max(width, height)));
+  const data = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
+    .resize(width * scale, height * scale, { kernel: 'nearest' })
+    .png({ compressionLevel: 6 })
+    .toBuffer();
+  return { name: 'preview.png', data, contentType: 'image/png' };
+}
+
+/**
+ * Returns the picture as a file no larger than `limit` bytes: the PNG itself when it fits, else the first of
+ * a palette PNG, WebP at falling quality, then smaller sizes, that fits.
+ * @throws Error when even the smallest encoding is over the limit.
+ */
+export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAULT_ATTACHMENT_LIMIT): Promise<OutgoingFile> {
+  if (png.byteLength <= limit) return { name: `${baseName}.png`, data: png, contentType: 'image/png' };
+  const input = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+  const { width = 0 } = await sharp(input).metadata();
+  const attempts: Array<() => Promise<OutgoingFile>> = [
+    async () => ({
+      name: `${baseName}.png`,
+      data: await sharp(input).png({ palette: true, compressionLevel: 9 }).toBuffer(),
+      contentType: 'image/png',
+    }),
+    ...[92, 80, 65].map((quality) => async () => ({
+      name: `${baseName}.webp`,
+      data: await sharp(input).webp({ quality }).toBuffer(),
+      contentType: 'image/webp',
+    })),
+    ...[0.75, 0.5, 0.25].map((factor) => async () => ({
+      name: `${baseName}.webp`,
+      data: await sharp(input)
+        .resize(Math.max(1, Math.round(width * factor)))
+        .webp({ quality: 80 })
+        .toBuffer(),
+      contentType: 'image/webp',
+    })),
+  ];
+  for (const attempt of attempts) {
+    const file = await attempt();
+    if (file.data.byteLength <= limit) return file;
+  }
+  throw new Error(`The picture does not fit the upload limit of ${limit} bytes even at a quarter of its size`);
+}

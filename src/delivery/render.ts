@@ -1,0 +1,133 @@
+/**
+ * What a job's message says at each stage, as Discord message bodies. Pure: no I/O, so the pacer can compare
+ * renders and tests can read them. Anything echoing member input goes out with mentions disabled.
+ */
+import type { APIEmbed, APIAllowedMentions } from 'discord-api-types/v10';
+import type { GenerateParams, GenerateResult } from '../diffusion/types.js';
+
+/** One file to upload with a message. */
+export interface OutgoingFile {
+  name: string;
+  data: Uint8Array;
+  contentType?: string;
+}
+
+/** A message body for a create or an edit, plus its files. */
+export interface MessageBody {
+  content: string;
+  embeds: APIEmbed[];
+  /** Attachments the message keeps after an edit (the new files, by index); [] removes old ones. */
+  attachments: { id: number; filename: string }[];
+  allowed_mentions: APIAllowedMentions;
+  files: OutgoingFile[];
+}
+
+/** The states a job's message shows before its picture. */
+export type JobStage =
+  | { kind: 'queued'; place: number; etaMs?: number }
+  | { kind: 'running'; step: number; totalSteps: number; elapsedMs: number; etaMs?: number; preview?: OutgoingFile }
+  | { kind: 'restarting'; place?: number }
+  | { kind: 'cancelled' }
+  | { kind: 'failed'; reason: string };
+
+/** Nobody is pinged by text the bot echoes: not @everyone, not roles, not users named in a prompt. */
+export const NO_MENTIONS: APIAllowedMentions = Object.freeze({ parse: [], replied_user: false }) as APIAllowedMentions;
+
+const BAR_WIDTH = 20;
+
+/** `███████░░░░░░░░░░░░░` for a fraction 0..1. */
+export function progressBar(fraction: number): string {
+  const filled = Math.max(0, Math.min(BAR_WIDTH, Math.round(fraction * BAR_WIDTH)));
+  return '█'.repeat(filled) + '░'.repeat(BAR_WIDTH - filled);
+}
+
+/** `4 s`, `1 min 5 s`, `1 h 2 min`: whole seconds, because sub-second ETAs change every edit for nothing. */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 60) return `${seconds} s`;
+  const minutes = Math.floor(seconds / 60);
+  if (minutes < 60) return seconds % 60 === 0 ? `${minutes} min` : `${minutes} min ${seconds % 60} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
+}
+
+/** Prompts carry no newlines (control characters are refused), so a quote line is safe. */
+function quote(prompt: string): string {
+  return `> ${prompt}`;
+}
+
+function body(content: string, files: OutgoingFile[] = [], embeds: APIEmbed[] = []): MessageBody {
+  return {
+    content,
+    embeds,
+    attachments: files.map((file, id) => ({ id, filename: file.name })),
+    allowed_mentions: NO_MENTIONS,
+    files,
+  };
+}
+
+/** The message for a job that has not produced its picture yet. */
+export function renderStage(stage: JobStage, params: Pick<GenerateParams, 'prompt'>): MessageBody {
+  switch (stage.kind) {
+    case 'queued': {
+      const eta = stage.etaMs === undefined ? '' : `, starts in about ${formatDuration(stage.etaMs)}`;
+      const place = stage.place <= 1 ? 'next in the queue' : `place ${stage.place} in the queue`;
+      return body(`⏳ Waiting: ${place}${eta}. React ❌ to cancel.\n${quote(params.prompt)}`);
+    }
+    case 'running': {
+      const fraction = stage.totalSteps > 0 ? stage.step / stage.totalSteps : 0;
+      const eta = stage.etaMs === undefined ? '' : ` · about ${formatDuration(stage.etaMs)} left`;
+      const line = `🎨 Step ${stage.step}/${stage.totalSteps} \`${progressBar(fraction)}\` ${Math.round(fraction * 100)}%${eta}`;
+      return body(`${line}\n${quote(params.prompt)}`, stage.preview ? [stage.preview] : []);
+    }
+    case 'restarting': {
+      const place = stage.place === undefined ? '' : ` (place ${stage.place})`;
+      return body(`🔄 The bot is restarting; your place in the queue is kept${place}.\n${quote(params.prompt)}`);
+    }
+    case 'cancelled':
+      return body(`🚫 Cancelled.\n${quote(params.prompt)}`);
+    case 'failed':
+      return body(`⚠️ This picture could not be made: ${stage.reason}\n${quote(params.prompt)}`);
+  }
+}
+
+/** A stable key for "would the member see something different": content plus which files, not their bytes. */
+export function renderKey(message: MessageBody): string {
+  return JSON.stringify([message.content, message.embeds, message.attachments.length]);
+}
+
+/** Embed field values are capped at 1024 characters. */
+function field(name: string, value: string, inline = true) {
+  return { name, value: value.length > 1024 ? `${value.slice(0, 1021)}…` : value, inline };
+}
+
+export interface FinalDetails {
+  params: GenerateParams;
+  result: Pick<GenerateResult, 'width' | 'height' | 'seed' | 'steps' | 'guidanceScale' | 'scheduler' | 'model' | 'truncated' | 'timings'>;
+  image: OutgoingFile;
+  jobId: string;
+  /** A line above the embed, e.g. who asked, or "reroll of …". Echoed with mentions disabled. */
+  headline?: string;
+}
+
+/** The finished message: the picture and an embed with every parameter needed to make it again. */
+export function renderFinal(details: FinalDetails): MessageBody {
+  const { params, result, image } = details;
+  const fields = [];
+  if (params.negativePrompt) fields.push(field('Negative', params.negativePrompt, false));
+  fields.push(
+    field('Seed', String(result.seed)),
+    field('Steps', String(result.steps)),
+    field('Guidance', String(result.guidanceScale)),
+    field('Scheduler', result.scheduler),
+    field('Size', `${result.width}×${result.height}`),
+    field('Model', result.model),
+    field('Time', result.timings.totalMs < 60_000 ? `${(result.timings.totalMs / 1000).toFixed(1)} s` : formatDuration(result.timings.totalMs)),
+  );
+  const embed: APIEmbed = {
+    description: params.prompt + (result.truncated ? '\n*(the prompt was longer than the model reads; the end was cut)*' : ''),
+    fields,
+    image: { url: `attachment://${image.name}` },
+    footer: { text: `React 🔁 to roll again with a new seed · job ${details.jobId}` },
+  };
+  return body(details.headline ?? '', [image], [embed]);
+}

@@ -1,0 +1,97 @@
+import sharp from 'sharp';
+import { describe, expect, it } from 'vitest';
+import { fitImage, previewPng } from '../../src/delivery/images.js';
+import { formatDuration, progressBar, renderFinal, renderKey, renderStage } from '../../src/delivery/render.js';
+
+const params = { prompt: '@everyone a red circle', steps: 20, seed: 7, guidanceScale: 0 };
+
+describe('renderStage', () => {
+  it('GIVEN a queued job THEN place and ETA are shown, the prompt quoted, mentions disabled', () => {
+    const message = renderStage({ kind: 'queued', place: 3, etaMs: 65_000 }, params);
+    expect(message.content).toBe(
+      '⏳ Waiting: place 3 in the queue, starts in about 1 min 5 s. React ❌ to cancel.\n> @everyone a red circle',
+    );
+    expect(message.allowed_mentions).toEqual({ parse: [], replied_user: false });
+    expect(message.attachments).toEqual([]);
+  });
+
+  it('GIVEN a running job with a preview THEN step i/N, a bar and the preview attachment', () => {
+    const preview = { name: 'preview.png', data: new Uint8Array([1]) };
+    const message = renderStage({ kind: 'running', step: 7, totalSteps: 20, elapsedMs: 1000, preview }, params);
+    expect(message.content.split('\n')[0]).toBe('🎨 Step 7/20 `███████░░░░░░░░░░░░░` 35%');
+    expect(message.attachments).toEqual([{ id: 0, filename: 'preview.png' }]);
+    expect(message.files).toEqual([preview]);
+  });
+
+  it('GIVEN two renders that differ only in preview bytes THEN their keys are equal', () => {
+    const a = renderStage({ kind: 'running', step: 1, totalSteps: 2, elapsedMs: 1, preview: { name: 'preview.png', data: new Uint8Array([1]) } }, params);
+    const b = renderStage({ kind: 'running', step: 1, totalSteps: 2, elapsedMs: 9, preview: { name: 'preview.png', data: new Uint8Array([2]) } }, params);
+    const c = renderStage({ kind: 'running', step: 2, totalSteps: 2, elapsedMs: 9 }, params);
+    expect(renderKey(a)).toBe(renderKey(b));
+    expect(renderKey(a)).not.toBe(renderKey(c));
+  });
+
+  it('formats bars and durations', () => {
+    expect(progressBar(0)).toBe('░'.repeat(20));
+    expect(progressBar(1)).toBe('█'.repeat(20));
+    expect(formatDuration(400)).toBe('0 s');
+    expect(formatDuration(120_000)).toBe('2 min');
+    expect(formatDuration(3_720_000)).toBe('1 h 2 min');
+  });
+});
+
+describe('renderFinal', () => {
+  it('GIVEN a result THEN the embed carries every parameter and points at the attached image', () => {
+    const message = renderFinal({
+      params: { ...params, negativePrompt: 'blurry' },
+      result: { width: 32, height: 32, seed: 7, steps: 20, guidanceScale: 0, scheduler: 'ddim', model: 'imagine-shapes', truncated: false, timings: { totalMs: 1234, runtimeMs: 1000, unetMs: 900 } },
+      image: { name: 'imagine-7.png', data: new Uint8Array([1, 2]) },
+      jobId: 'j1',
+    });
+    const [embed] = message.embeds;
+    expect(embed!.description).toBe('@everyone a red circle');
+    expect(Object.fromEntries(embed!.fields!.map((f) => [f.name, f.value]))).toEqual({
+      Negative: 'blurry',
+      Seed: '7',
+      Steps: '20',
+      Guidance: '0',
+      Scheduler: 'ddim',
+      Size: '32×32',
+      Model: 'imagine-shapes',
+      Time: '1.2 s',
+    });
+    expect(embed!.image).toEqual({ url: 'attachment://imagine-7.png' });
+    expect(message.attachments).toEqual([{ id: 0, filename: 'imagine-7.png' }]);
+    expect(message.allowed_mentions.parse).toEqual([]);
+  });
+});
+
+describe('images', () => {
+  it('GIVEN a 4×2 preview THEN a nearest-neighbour PNG of 256×128 with the same colours', async () => {
+    const rgb = new Uint8Array(4 * 2 * 3);
+    rgb.set([255, 0, 0], 0); // top-left red
+    rgb.set([0, 0, 255], (1 * 4 + 3) * 3); // bottom-right blue
+    const file = await previewPng({ width: 4, height: 2, rgb });
+    const { data, info } = await sharp(file.data).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([256, 128]);
+    const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3)];
+    expect(px(63, 63)).toEqual([255, 0, 0]);
+    expect(px(64, 0)).toEqual([0, 0, 0]);
+    expect(px(255, 127)).toEqual([0, 0, 255]);
+  });
+
+  it('GIVEN a PNG over the limit THEN a smaller encoding that fits and still decodes', async () => {
+    // Noise compresses badly: a 256×256 RGB noise PNG is ~190 KiB.
+    const noise = Buffer.alloc(256 * 256 * 3);
+    for (let i = 0; i < noise.length; i++) noise[i] = (i * 2654435761) >>> 24;
+    const png = await sharp(noise, { raw: { width: 256, height: 256, channels: 3 } }).png().toBuffer();
+    const fits = await fitImage(png, 'imagine-1', png.length);
+    expect(fits.name).toBe('imagine-1.png');
+    expect(fits.data).toBe(png);
+    const smaller = await fitImage(png, 'imagine-1', 60_000);
+    expect(smaller.data.byteLength).toBeLessThanOrEqual(60_000);
+    const meta = await sharp(smaller.data).metadata();
+    expect(meta.width).toBeGreaterThan(0);
+    await expect(fitImage(png, 'imagine-1', 100)).rejects.toThrow(/does not fit the upload limit of 100 bytes/);
+  });
+});
