@@ -1,0 +1,127 @@
+import { Identifiers, UserError } from '../errors.js';
+import type { GuildSettings, RerollWho, SettingsStore, SettingsUpdate } from '../store/settings.js';
+import { BANNED_WORDS_MAX, normalizeBannedWord } from './banned-words.js';
+import { assertCanManage, type MemberAuthority } from './permissions.js';
+
+/** The ranges a guild's values must fit. `hardStepsCap` is the owner's (.env). */
+export interface SettingsLimits {
+  hardStepsCap: number;
+  /** Largest per-member waiting cap a guild may set. Default 20. */
+  perMemberCapMax?: number;
+  /** Most moderator roles per guild. Default 25. */
+  moderatorRolesMax?: number;
+}
+
+/** One change a moderator asks for (one /settings subcommand). */
+export type SettingsChange =
+  | { kind: 'steps'; default?: number; max?: number }
+  | { kind: 'limits'; perMember: number }
+  | { kind: 'banned-words'; action: 'add' | 'remove'; words: readonly string[] }
+  | { kind: 'reroll'; who: RerollWho }
+  | { kind: 'moderator-roles'; action: 'add' | 'remove'; roleId: string };
+
+function invalid(message: string, context: Record<string, unknown> = {}): UserError {
+  return new UserError(Identifiers.InvalidInput, `${message} Nothing was changed.`, context);
+}
+
+function checkInteger(name: string, value: number, min: number, max: number): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw invalid(`Expected \`${name}\` to be an integer from ${min} to ${max}, got \`${value}\`.`, { min, max });
+  }
+}
+
+/**
+ * Apply a change to a copy of `current` and validate the result (1 ≤ default ≤ max ≤ hard cap, per-member
+ * 1..20, ...). Throws a UserError naming the allowed range; never fixes a value silently.
+ */
+export function applySettingsChange(
+  current: GuildSettings,
+  change: SettingsChange,
+  limits: SettingsLimits,
+): GuildSettings {
+  const next = structuredClone(current);
+  switch (change.kind) {
+    case 'steps': {
+      if (change.default === undefined && change.max === undefined) {
+        throw invalid('Give `default`, `max` or both.');
+      }
+      if (change.max !== undefined) checkInteger('max', change.max, 1, limits.hardStepsCap);
+      const max = change.max ?? current.stepsMax;
+      if (change.default !== undefined) checkInteger('default', change.default, 1, max);
+      const stepsDefault = change.default ?? current.stepsDefault;
+      if (stepsDefault > max) {
+        throw invalid(
+          `The default steps (${stepsDefault}) cannot be above the maximum (${max}): set both, e.g. \`default:${max} max:${max}\`.`,
+        );
+      }
+      next.stepsDefault = stepsDefault;
+      next.stepsMax = max;
+      return next;
+    }
+    case 'limits': {
+      checkInteger('per-member', change.perMember, 1, limits.perMemberCapMax ?? 20);
+      next.perMemberCap = change.perMember;
+      return next;
+    }
+    case 'banned-words': {
+      if (change.words.length === 0) throw invalid('Give at least one word.');
+      const normalized = change.words.map(normalizeBannedWord);
+      if (change.action === 'add') {
+        const merged = [...new Set([...current.bannedWords, ...normalized])];
+        if (merged.length > BANNED_WORDS_MAX) {
+          throw invalid(`A server can ban at most ${BANNED_WORDS_MAX} words (this would make ${merged.length}).`);
+        }
+        next.bannedWords = merged.sort();
+      } else {
+        const missing = normalized.filter((word) => !current.bannedWords.includes(word));
+        if (missing.length > 0) {
+          throw invalid(`Not on the banned list: ${missing.map((word) => `\`${word}\``).join(', ')}.`);
+        }
+        next.bannedWords = current.bannedWords.filter((word) => !normalized.includes(word));
+      }
+      return next;
+    }
+    case 'reroll': {
+      if (change.who !== 'requester' && change.who !== 'anyone') {
+        throw invalid(`Expected \`who\` to be \`requester\` or \`anyone\`, got \`${String(change.who)}\`.`);
+      }
+      next.rerollWho = change.who;
+      return next;
+    }
+    case 'moderator-roles': {
+      if (!/^\d{17,20}$/.test(change.roleId)) throw invalid(`Expected a role id, got \`${change.roleId}\`.`);
+      if (change.action === 'add') {
+        if (current.moderatorRoleIds.includes(change.roleId)) return next;
+        const max = limits.moderatorRolesMax ?? 25;
+        if (current.moderatorRoleIds.length >= max) throw invalid(`A server can have at most ${max} moderator roles.`);
+        next.moderatorRoleIds = [...current.moderatorRoleIds, change.roleId];
+      } else {
+        next.moderatorRoleIds = current.moderatorRoleIds.filter((role) => role !== change.roleId);
+      }
+      return next;
+    }
+    default: {
+      const unknown: never = change;
+      throw invalid(`Unknown settings change \`${JSON.stringify(unknown)}\`.`);
+    }
+  }
+}
+
+/**
+ * What /settings calls: check the member may manage settings (from their own permissions and roles), then
+ * validate and write the change in one transaction with its audit entries. Throws UserError `NotAllowed` or
+ * `InvalidInput`; on a throw nothing is written.
+ */
+export function changeSettings(
+  store: SettingsStore,
+  guildId: string,
+  member: MemberAuthority,
+  change: SettingsChange,
+  limits: SettingsLimits,
+): SettingsUpdate {
+  return store.update(guildId, member.userId, (current) => {
+    // Inside the transaction, so a moderator role removed a moment ago is already gone.
+    assertCanManage(member, current);
+    return applySettingsChange(current, change, limits);
+  });
+}

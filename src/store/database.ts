@@ -1,0 +1,81 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { MIGRATIONS, type Migration } from './migrations.js';
+
+export type Db = Database.Database;
+
+export interface OpenDatabaseOptions {
+  /** Folder for imagine.db and results/. Created if missing. Default `./data`. */
+  dataDir?: string;
+  /** File name inside dataDir. Default `imagine.db`. */
+  fileName?: string;
+  /** Schema versions to apply; tests pass a shorter list. Default: all of ./migrations.ts. */
+  migrations?: readonly Migration[];
+}
+
+/**
+ * Open (or create) the journal: WAL so readers never block the writer, `synchronous = FULL` so a state written
+ * before a crash (e.g. "delivered") is on disk when the process dies, then apply pending migrations.
+ */
+export function openDatabase(options: OpenDatabaseOptions = {}): Db {
+  const dataDir = options.dataDir ?? './data';
+  fs.mkdirSync(dataDir, { recursive: true });
+  const db = new Database(path.join(dataDir, options.fileName ?? 'imagine.db'));
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = FULL');
+    db.pragma('foreign_keys = ON');
+    // Another process (a second bot by mistake, the sqlite3 shell) may hold the lock briefly.
+    db.pragma('busy_timeout = 5000');
+    migrate(db, options.migrations ?? MIGRATIONS);
+    return db;
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Apply every migration above the stored version, each in a transaction. Returns the version reached. */
+export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): number {
+  db.exec(`CREATE TABLE IF NOT EXISTS migrations (
+    version INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    applied_at INTEGER NOT NULL
+  )`);
+  const current = schemaVersion(db);
+  const known = migrations.reduce((max, m) => Math.max(max, m.version), 0);
+  if (current > known) {
+    throw new Error(
+      `The database has schema version ${current} but this build knows up to ${known}: run a newer build, ` +
+        'or restore a backup made with this one',
+    );
+  }
+  const record = db.prepare('INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)');
+  for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
+    if (migration.version <= current) continue;
+    db.transaction(() => {
+      db.exec(migration.sql);
+      record.run(migration.version, migration.name, Date.now());
+    })();
+  }
+  return schemaVersion(db);
+}
+
+export function schemaVersion(db: Db): number {
+  const row = db.prepare('SELECT MAX(version) AS version FROM migrations').get() as { version: number | null };
+  return row.version ?? 0;
+}
+
+/** A small key → JSON value table for facts that must survive restarts (e.g. the measured ms per step). */
+export function readMeta<T>(db: Db, key: string): T | undefined {
+  const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;
+  return row === undefined ? undefined : (JSON.parse(row.value) as T);
+}
+
+export function writeMeta(db: Db, key: string, value: unknown): void {
+  db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+    key,
+    JSON.stringify(value),
+  );
+}

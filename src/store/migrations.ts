@@ -1,0 +1,73 @@
+/**
+ * Schema versions, applied in order, each in its own transaction. Never edit a migration that has shipped:
+ * add the next version.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'jobs, guild settings, audit log, meta',
+    sql: `
+      CREATE TABLE jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        guild_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('imagine', 'reroll')),
+        parent_job_id TEXT,
+        params TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'delivering', 'done', 'failed', 'cancelled')),
+        interaction TEXT,
+        message_id TEXT,
+        reply_to_message_id TEXT,
+        result_message_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivery_attempts INTEGER NOT NULL DEFAULT 0,
+        delivery_key TEXT NOT NULL UNIQUE,
+        result TEXT,
+        error TEXT,
+        error_code TEXT,
+        cancelled_by TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        delivered_at INTEGER
+      );
+      CREATE INDEX jobs_by_state ON jobs (state, seq);
+      CREATE INDEX jobs_by_message ON jobs (message_id);
+      CREATE INDEX jobs_by_result_message ON jobs (result_message_id);
+      CREATE INDEX jobs_by_finished ON jobs (finished_at);
+
+      CREATE TABLE guild_settings (
+        guild_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_by TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (guild_id, key)
+      );
+
+      CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        guild_id TEXT NOT NULL,
+        actor_id TEXT NOT NULL,
+        key TEXT NOT NULL,
+        old_value TEXT,
+        new_value TEXT,
+        at INTEGER NOT NULL
+      );
+      CREATE INDEX audit_by_guild ON audit_log (guild_id, id);
+
+      CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );
+    `,
+  },
+];
