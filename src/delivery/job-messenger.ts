@@ -1,0 +1,385 @@
+/**
+ * Everything a job shows the member, from "waiting" to the picture: one paced message per job, fed by the
+ * queue's events, delivered over raw REST so it works for jobs from before a restart (no discord.js cache, no
+ * live interaction object: the token and ids come from the journal).
+ *
+ * Where a job's message lives:
+ * - a /imagine job edits its interaction reply through the webhook while the token is valid;
+ * - past the token's 15 minutes, or when the webhook answers 401/404, it posts an ordinary channel message that
+ *   replies to the original and edits that one from then on;
+ * - a 🔁 reroll has no interaction: it posts a channel message replying to the image it rerolls.
+ */
+import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
+import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
+import type { GenerateResult, Preview, StepProgress } from '../diffusion/types.js';
+import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
+import { EditPacer } from './edit-pacer.js';
+import { DEFAULT_ATTACHMENT_LIMIT, fitImage, previewPng } from './images.js';
+import { renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
+
+/** Interaction tokens live 15 minutes (Discord docs, "Receiving and Responding"). */
+export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60 * 1000;
+/** Stop using a token this long before it dies: a paced final edit plus an upload must land in time. */
+const TOKEN_SAFETY_MARGIN_MS = 30_000;
+
+export const REROLL_EMOJI = '🔁';
+export const CANCEL_EMOJI = '❌';
+
+/** Webhook answers that mean "this token or message is gone": fall back to a channel message. */
+const DEAD_WEBHOOK_CODES = new Set([10008, 10015, 10062, 50027]);
+
+export interface Logger {
+  info(message: string, context?: Record<string, unknown>): void;
+  warn(message: string, context?: Record<string, unknown>): void;
+  error(message: string, context?: Record<string, unknown>): void;
+}
+
+export interface JobMessengerOptions {
+  rest: REST;
+  queue: JobQueue;
+  /** Minimum milliseconds between two edits of one message. Default 1500. */
+  editIntervalMs?: number;
+  /** Side of the preview image in pixels. Default 256. */
+  previewSide?: number;
+  logger?: Logger;
+  /** Clock for the token's lifetime (tests). Default Date.now. */
+  now?: () => number;
+}
+
+/** A stage with the raw preview: it is encoded only for the edits actually sent. */
+type PendingStage = Exclude<JobStage, { kind: 'running' }> | (Extract<JobStage, { kind: 'running' }> & { raw?: Preview });
+
+function isDeadWebhook(error: unknown): boolean {
+  return (
+    error instanceof DiscordAPIError &&
+    (error.status === 401 || error.status === 404 || DEAD_WEBHOOK_CODES.has(Number(error.code)))
+  );
+}
+
+function toRawFiles(message: MessageBody): RawFile[] {
+  return message.files.map((file) => ({ name: file.name, data: file.data, contentType: file.contentType }));
+}
+
+function jsonOf(message: MessageBody) {
+  const { files: _files, ...json } = message;
+  return json;
+}
+
+/** The message of one job. */
+class JobMessage {
+  job: JobRecord;
+  /** Resolves once the interaction has been acknowledged (deferred); false: it never was. */
+  acknowledged: Promise<boolean>;
+  /** A channel message this bot posted for the job (a reroll's message, or the fallback past the token). */
+  channelMessageId: string | undefined;
+  webhookDead = false;
+  /** Messages on which this bot added ❌, to take it back at the end. */
+  cancelReactionOn = new Set<string>();
+  attachmentLimit = DEFAULT_ATTACHMENT_LIMIT;
+  pacer: EditPacer<PendingStage>;
+
+  constructor(job: JobRecord, acknowledged: Promise<boolean>, pacer: (message: JobMessage) => EditPacer<PendingStage>) {
+    this.job = job;
+    this.acknowledged = acknowledged;
+    // A reroll's own message is its channel message.
+    this.channelMessageId = job.interaction ? undefined : job.messageId;
+    this.pacer = pacer(this);
+  }
+}
+
+export class JobMessenger {
+  private readonly rest: REST;
+  private readonly queue: JobQueue;
+  private readonly editIntervalMs: number;
+  private readonly previewSide: number;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly messages = new Map<string, JobMessage>();
+  /** Interactions whose defer is under way, by token: their reply cannot be edited before it exists. */
+  private readonly holds = new Map<string, { promise: Promise<boolean>; attachmentLimit?: number }>();
+  private readonly unsubscribe: Array<() => void> = [];
+
+  constructor(options: JobMessengerOptions) {
+    this.rest = options.rest;
+    this.queue = options.queue;
+    this.editIntervalMs = options.editIntervalMs ?? 1500;
+    this.previewSide = options.previewSide ?? 256;
+    this.logger = options.logger ?? console;
+    this.now = options.now ?? Date.now;
+
+    const events = this.queue.events;
+    this.unsubscribe.push(
+      events.on('queued', ({ job, position }) => this.showQueued(job, position)),
+      events.on('position', ({ job, position }) => this.showQueued(job, position)),
+      events.on('started', ({ job }) => this.show(job, { kind: 'running', step: 0, totalSteps: job.params.steps, elapsedMs: 0 })),
+      events.on('progress', ({ job, progress }) => this.showProgress(job, progress)),
+      events.on('requeued', ({ job }) => {
+        const position = this.queue.position(job.id);
+        if (position) this.showQueued(job, position);
+      }),
+      events.on('failed', ({ job, error }) => void this.end(job, { kind: 'failed', reason: error })),
+      events.on('cancelled', ({ job }) => void this.end(job, { kind: 'cancelled' })),
+    );
+  }
+
+  /** The delivery callback for the queue: posts the finished picture, resolves with the message that carries it. */
+  readonly deliver: DeliverFn = async (job, result, context) => {
+    const message = this.messageFor(job);
+    message.pacer.dispose();
+    await message.pacer.settle();
+    await message.acknowledged;
+    const final = await this.finalBody(message, result);
+    let receipt: DeliveryReceipt;
+    if (this.canUseWebhook(message)) {
+      try {
+        const posted = (await this.rest.patch(this.originalRoute(job), {
+          body: jsonOf(final),
+          files: toRawFiles(final),
+          auth: false,
+        })) as { id: string };
+        receipt = { messageId: posted.id };
+      } catch (error) {
+        if (!isDeadWebhook(error)) throw error;
+        message.webhookDead = true;
+        receipt = await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
+      }
+    } else {
+      receipt = await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
+    }
+    await this.react(job.channelId, receipt.messageId, REROLL_EMOJI);
+    await this.takeBackCancelReactions(message);
+    this.messages.delete(job.id);
+    return receipt;
+  };
+
+  /**
+   * Call before `queue.submit` for an interaction that is about to be deferred: the job's reply is not edited
+   * until `release(true)`; `release(false)` (the defer failed) sends its messages to the channel instead.
+   */
+  hold(token: string, attachmentLimit?: number): (acknowledged: boolean) => void {
+    let release!: (acknowledged: boolean) => void;
+    const promise = new Promise<boolean>((resolve) => (release = resolve));
+    this.holds.set(token, { promise, attachmentLimit });
+    return (acknowledged) => {
+      release(acknowledged);
+      this.holds.delete(token);
+    };
+  }
+
+  /** Tells members whose jobs wait that the bot restarts and their place is kept; resolves when posted (or after `timeoutMs`). */
+  async announceRestart(jobs: JobRecord[], timeoutMs = 8000): Promise<void> {
+    const edits = jobs.map(async (job) => {
+      const message = this.messageFor(job);
+      const position = this.queue.position(job.id);
+      try {
+        await message.pacer.finish({ kind: 'restarting', place: position?.place || undefined });
+      } catch (error) {
+        this.logger.warn('could not tell a member about the restart', { jobId: job.id, error: String(error) });
+      }
+    });
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(edits), new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+
+  /** Stops listening to the queue and drops pending edits. */
+  close(): void {
+    for (const off of this.unsubscribe.splice(0)) off();
+    for (const message of this.messages.values()) message.pacer.dispose();
+    this.messages.clear();
+  }
+
+  // ---- stages ----
+
+  private showQueued(job: JobRecord, position: JobPosition): void {
+    if (job.state !== 'queued') return;
+    this.show(job, { kind: 'queued', place: position.place, etaMs: position.startsInMs > 0 ? position.startsInMs : undefined });
+  }
+
+  private showProgress(job: JobRecord, progress: StepProgress): void {
+    const perStep = progress.step > 0 ? progress.elapsedMs / progress.step : 0;
+    const etaMs = perStep > 0 ? perStep * (progress.totalSteps - progress.step) : undefined;
+    this.show(job, {
+      kind: 'running',
+      step: progress.step,
+      totalSteps: progress.totalSteps,
+      elapsedMs: progress.elapsedMs,
+      etaMs,
+      raw: progress.preview,
+    });
+  }
+
+  private show(job: JobRecord, stage: PendingStage): void {
+    this.messageFor(job).pacer.push(stage);
+  }
+
+  private async end(job: JobRecord, stage: PendingStage): Promise<void> {
+    const message = this.messageFor(job);
+    try {
+      await message.pacer.finish(stage);
+      await this.takeBackCancelReactions(message);
+    } catch (error) {
+      this.logger.warn('could not show the end of a job', { jobId: job.id, stage: stage.kind, error: String(error) });
+    } finally {
+      this.messages.delete(job.id);
+    }
+  }
+
+  private messageFor(job: JobRecord): JobMessage {
+    const existing = this.messages.get(job.id);
+    if (existing) {
+      existing.job = job;
+      return existing;
+    }
+    const hold = job.interaction ? this.holds.get(job.interaction.token) : undefined;
+    const message = new JobMessage(
+      job,
+      hold?.promise ?? Promise.resolve(job.interaction !== undefined),
+      (m) =>
+        new EditPacer<PendingStage>({
+          intervalMs: this.editIntervalMs,
+          keyOf: (stage) => renderKey(renderStage(stage.kind === 'running' ? { ...stage, preview: undefined } : stage, m.job.params)) + (stage.kind === 'running' && stage.raw ? '+preview' : ''),
+          send: (stage) => this.sendStage(m, stage),
+          onError: (error) => this.logger.warn('progress edit failed', { jobId: m.job.id, error: String(error) }),
+        }),
+    );
+    if (hold?.attachmentLimit) message.attachmentLimit = hold.attachmentLimit;
+    this.messages.set(job.id, message);
+    return message;
+  }
+
+  // ---- transport ----
+
+  private canUseWebhook(message: JobMessage): boolean {
+    const interaction = message.job.interaction;
+    if (!interaction || message.webhookDead) return false;
+    return this.now() < interaction.createdAt + INTERACTION_TOKEN_LIFETIME_MS - TOKEN_SAFETY_MARGIN_MS;
+  }
+
+  private originalRoute(job: JobRecord) {
+    const interaction = job.interaction!;
+    return Routes.webhookMessage(interaction.applicationId, interaction.token, '@original');
+  }
+
+  private async sendStage(message: JobMessage, stage: PendingStage): Promise<void> {
+    const acknowledged = await message.acknowledged;
+    if (!acknowledged) message.webhookDead = true;
+    let body: MessageBody;
+    if (stage.kind === 'running') {
+      const preview = stage.raw ? await previewPng(stage.raw, this.previewSide) : undefined;
+      body = renderStage({ ...stage, preview }, message.job.params);
+    } else {
+      body = renderStage(stage, message.job.params);
+    }
+    const live = stage.kind === 'queued' || stage.kind === 'running';
+
+    if (this.canUseWebhook(message)) {
+      try {
+        const posted = (await this.rest.patch(this.originalRoute(message.job), {
+          body: jsonOf(body),
+          files: toRawFiles(body),
+          auth: false,
+        })) as { id: string };
+        if (!message.job.messageId) {
+          this.queue.setMessageId(message.job.id, posted.id);
+          message.job = { ...message.job, messageId: posted.id };
+        }
+        if (live) await this.offerCancel(message, posted.id);
+        return;
+      } catch (error) {
+        if (!isDeadWebhook(error)) throw error;
+        message.webhookDead = true;
+        this.logger.info('interaction token gone; showing the job in a channel message', { jobId: message.job.id });
+      }
+    }
+    const id = await this.upsertChannelMessage(message, body);
+    if (live) await this.offerCancel(message, id);
+  }
+
+  /** Edits the job's channel message, or posts it (replying to the original) if there is none yet. */
+  private async upsertChannelMessage(message: JobMessage, body: MessageBody, nonce?: string): Promise<string> {
+    const { job } = message;
+    if (message.channelMessageId) {
+      try {
+        await this.rest.patch(Routes.channelMessage(job.channelId, message.channelMessageId), {
+          body: jsonOf(body),
+          files: toRawFiles(body),
+        });
+        return message.channelMessageId;
+      } catch (error) {
+        // Deleted by someone: post a new one below.
+        if (!(error instanceof DiscordAPIError && error.status === 404)) throw error;
+      }
+    }
+    const replyTo = job.interaction ? job.messageId : (job.replyToMessageId ?? job.messageId);
+    const payload: RESTPostAPIChannelMessageJSONBody = {
+      ...jsonOf(body),
+      attachments: body.attachments,
+      ...(replyTo ? { message_reference: { message_id: replyTo, fail_if_not_exists: false } } : {}),
+      ...(nonce ? { nonce, enforce_nonce: true } : {}),
+    };
+    const posted = (await this.rest.post(Routes.channelMessages(job.channelId), {
+      body: payload,
+      files: toRawFiles(body),
+    })) as { id: string };
+    message.channelMessageId = posted.id;
+    if (!job.interaction) {
+      // A reroll's message is the job's message: ❌ and 🔁 on it find the job after a restart.
+      this.queue.setMessageId(job.id, posted.id);
+      message.job = { ...job, messageId: posted.id };
+    }
+    return posted.id;
+  }
+
+  private async postFinalToChannel(message: JobMessage, final: MessageBody, mayHaveBeenDelivered: boolean): Promise<DeliveryReceipt> {
+    const { job } = message;
+    // Past the token the member gets a new message: mention them (only them) so they notice.
+    const body: MessageBody = job.interaction
+      ? { ...final, content: `<@${job.userId}> ${final.content}`.trim(), allowed_mentions: { parse: [], users: [job.userId] } }
+      : final;
+    if (mayHaveBeenDelivered) {
+      this.logger.info('delivering again after an interrupted delivery; the nonce keeps Discord from posting twice', { jobId: job.id });
+    }
+    const id = await this.upsertChannelMessage(message, body, job.deliveryKey);
+    return { messageId: id };
+  }
+
+  private async finalBody(message: JobMessage, result: GenerateResult): Promise<MessageBody> {
+    const { job } = message;
+    const png = result.images[0];
+    if (!png) throw new Error(`Job ${job.id} produced no image`);
+    const image = await fitImage(png, `imagine-${result.seed}`, message.attachmentLimit);
+    const headline = job.kind === 'reroll' ? `🔁 Rerolled for <@${job.userId}>` : undefined;
+    return renderFinal({ params: job.params, result, image, jobId: job.id, headline });
+  }
+
+  // ---- reactions ----
+
+  private async offerCancel(message: JobMessage, messageId: string): Promise<void> {
+    if (message.cancelReactionOn.has(messageId)) return;
+    message.cancelReactionOn.add(messageId);
+    await this.react(message.job.channelId, messageId, CANCEL_EMOJI);
+  }
+
+  private async takeBackCancelReactions(message: JobMessage): Promise<void> {
+    // After a restart the set is empty, but the job's message may still carry the ❌ of the previous run.
+    if (message.job.messageId) message.cancelReactionOn.add(message.job.messageId);
+    for (const messageId of message.cancelReactionOn) {
+      try {
+        await this.rest.delete(Routes.channelMessageOwnReaction(message.job.channelId, messageId, encodeURIComponent(CANCEL_EMOJI)));
+      } catch (error) {
+        this.logger.warn('could not remove ❌', { jobId: message.job.id, error: String(error) });
+      }
+    }
+    message.cancelReactionOn.clear();
+  }
+
+  /** Reactions are a courtesy: a missing Add Reactions permission must not fail a delivery. */
+  private async react(channelId: string, messageId: string, emoji: string): Promise<void> {
+    try {
+      await this.rest.put(Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji)));
+    } catch (error) {
+      this.logger.warn(`could not add ${emoji}`, { channelId, messageId, error: String(error) });
+    }
+  }
+}
