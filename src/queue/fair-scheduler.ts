@@ -1,0 +1,173 @@
+/**
+ * Which waiting job starts next: round-robin across guilds, and within a guild round-robin across members, so
+ * ten prompts from one member never make another wait behind all ten.
+ *
+ * Each level is a two-list round robin: `current` holds keys still owed a turn this round, `next` those served
+ * this round that still have work. A key that becomes active (its first waiting job) joins `current` unless it
+ * was already served this round, so a newcomer waits at most one round instead of behind a whole ring, and a
+ * member cannot jump ahead by letting their list run empty and submitting again.
+ */
+export interface SchedulableJob {
+  id: string;
+  guildId: string;
+  userId: string;
+}
+
+class RoundRobin {
+  current: string[] = [];
+  next: string[] = [];
+  served = new Set<string>();
+
+  activate(key: string): void {
+    (this.served.has(key) ? this.next : this.current).push(key);
+  }
+
+  /** The key whose turn it is; it counts as served this round. */
+  take(): string | undefined {
+    if (this.current.length === 0) {
+      if (this.next.length === 0) return undefined;
+      this.current = this.next;
+      this.next = [];
+      this.served.clear();
+    }
+    const key = this.current.shift()!;
+    this.served.add(key);
+    return key;
+  }
+
+  /** After `take`: the key has more work, so it comes back next round. */
+  requeue(key: string): void {
+    this.next.push(key);
+  }
+
+  /** The key has no more work (its last job was cancelled). */
+  remove(key: string): void {
+    for (const list of [this.current, this.next]) {
+      const index = list.indexOf(key);
+      if (index !== -1) list.splice(index, 1);
+    }
+  }
+
+  clone(): RoundRobin {
+    const copy = new RoundRobin();
+    copy.current = [...this.current];
+    copy.next = [...this.next];
+    copy.served = new Set(this.served);
+    return copy;
+  }
+}
+
+interface GuildLane<T> {
+  members: RoundRobin;
+  jobs: Map<string, T[]>;
+  count: number;
+}
+
+export class FairScheduler<T extends SchedulableJob> {
+  private readonly guilds = new RoundRobin();
+  private readonly lanes = new Map<string, GuildLane<T>>();
+  private readonly byId = new Map<string, T>();
+
+  get size(): number {
+    return this.byId.size;
+  }
+
+  has(jobId: string): boolean {
+    return this.byId.has(jobId);
+  }
+
+  get(jobId: string): T | undefined {
+    return this.byId.get(jobId);
+  }
+
+  /** Waiting jobs of one member in one guild. */
+  countFor(guildId: string, userId: string): number {
+    return this.lanes.get(guildId)?.jobs.get(userId)?.length ?? 0;
+  }
+
+  /** Distinct members (guild, user) with waiting jobs. */
+  memberKeys(): string[] {
+    const keys: string[] = [];
+    for (const [guildId, lane] of this.lanes) for (const userId of lane.jobs.keys()) keys.push(`${guildId}:${userId}`);
+    return keys;
+  }
+
+  add(job: T): void {
+    if (this.byId.has(job.id)) throw new Error(`Job ${job.id} is already waiting`);
+    let lane = this.lanes.get(job.guildId);
+    if (lane === undefined) {
+      lane = { members: new RoundRobin(), jobs: new Map(), count: 0 };
+      this.lanes.set(job.guildId, lane);
+      this.guilds.activate(job.guildId);
+    }
+    let list = lane.jobs.get(job.userId);
+    if (list === undefined) {
+      list = [];
+      lane.jobs.set(job.userId, list);
+      lane.members.activate(job.userId);
+    }
+    list.push(job);
+    lane.count++;
+    this.byId.set(job.id, job);
+  }
+
+  /** The next job to start, removed from the waiting set. */
+  take(): T | undefined {
+    const guildId = this.guilds.take();
+    if (guildId === undefined) return undefined;
+    const lane = this.lanes.get(guildId)!;
+    const userId = lane.members.take()!;
+    const list = lane.jobs.get(userId)!;
+    const job = list.shift()!;
+    lane.count--;
+    this.byId.delete(job.id);
+    if (list.length > 0) lane.members.requeue(userId);
+    else lane.jobs.delete(userId);
+    if (lane.count > 0) this.guilds.requeue(guildId);
+    else this.lanes.delete(guildId);
+    return job;
+  }
+
+  /** Remove a waiting job (cancelled). Returns it, or undefined if it was not waiting. */
+  remove(jobId: string): T | undefined {
+    const job = this.byId.get(jobId);
+    if (job === undefined) return undefined;
+    const lane = this.lanes.get(job.guildId)!;
+    const list = lane.jobs.get(job.userId)!;
+    list.splice(list.indexOf(job), 1);
+    lane.count--;
+    this.byId.delete(jobId);
+    if (list.length === 0) {
+      lane.jobs.delete(job.userId);
+      lane.members.remove(job.userId);
+    }
+    if (lane.count === 0) {
+      this.lanes.delete(job.guildId);
+      this.guilds.remove(job.guildId);
+    }
+    return job;
+  }
+
+  /** Every waiting job in the order `take` would return them if nothing else arrived. O(jobs + members). */
+  order(): T[] {
+    const guilds = this.guilds.clone();
+    const lanes = new Map<string, { members: RoundRobin; jobs: Map<string, { list: T[]; next: number }>; count: number }>();
+    for (const [guildId, lane] of this.lanes) {
+      const jobs = new Map<string, { list: T[]; next: number }>();
+      for (const [userId, list] of lane.jobs) jobs.set(userId, { list, next: 0 });
+      lanes.set(guildId, { members: lane.members.clone(), jobs, count: lane.count });
+    }
+    const order: T[] = [];
+    for (;;) {
+      const guildId = guilds.take();
+      if (guildId === undefined) return order;
+      const lane = lanes.get(guildId)!;
+      const userId = lane.members.take()!;
+      const cursor = lane.jobs.get(userId)!;
+      order.push(cursor.list[cursor.next++]);
+      lane.count--;
+      if (cursor.next < cursor.list.length) lane.members.requeue(userId);
+      if (lane.count > 0) guilds.requeue(guildId);
+    }
+  }
+}
