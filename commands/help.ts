@@ -1,0 +1,20 @@
+import { MessageFlags, SlashCommandBuilder } from 'discord.js';
+import type { Command } from '../src/discord/command.js';
+
+const data = new SlashCommandBuilder().setName('help').setDescription('How to use imagine');
+
+export default {
+  data: data.toJSON(),
+  async execute(interaction, bot) {
+    const settings = interaction.inGuild() ? bot.settings.get(interaction.guildId) : undefined;
+    const steps = settings ? ` (${settings.stepsDefault} steps by default, at most ${settings.stepsMax} here)` : '';
+    const content = [
+      `**/imagine prompt:** makes a picture with the model \`${bot.model.name}\`${steps}.`,
+      'Options: `negative` (what to leave out), `steps`, `seed` (same seed, same picture), `guidance`, `scheduler`, `aspect`.',
+      'The message shows your place in the queue, then the picture being made.',
+      'React ❌ while it waits or runs to cancel it; react 🔁 on a finished picture to make another with a new seed.',
+      '**/queue** shows your pictures in the queue. **/settings show** lists this server’s rules; moderators change them with `/settings`.',
+    ].join('\n');
+    await interaction.reply({ content, flags: MessageFlags.Ephemeral });
+  },
+} satisfies Command;

@@ -1,0 +1,107 @@
+import { InteractionContextType, SlashCommandBuilder } from 'discord.js';
+import { SCHEDULER_NAMES } from '../src/diffusion/types.js';
+import { Identifiers, UserError } from '../src/errors.js';
+import type { Command } from '../src/discord/command.js';
+import {
+  ASPECTS,
+  GUIDANCE_MAX,
+  GUIDANCE_MIN,
+  PROMPT_MAX_LENGTH,
+  SEED_MAX,
+  buildGenerateParams,
+  randomSeed,
+} from '../src/discord/imagine-options.js';
+import { findBannedWord } from '../src/moderation/banned-words.js';
+
+const data = new SlashCommandBuilder()
+  .setName('imagine')
+  .setDescription('Make a picture from a text prompt')
+  .setContexts(InteractionContextType.Guild)
+  .addStringOption((option) =>
+    option.setName('prompt').setDescription('What the picture shows').setRequired(true).setMaxLength(PROMPT_MAX_LENGTH),
+  )
+  .addStringOption((option) =>
+    option.setName('negative').setDescription('What the picture should not show').setMaxLength(PROMPT_MAX_LENGTH),
+  )
+  .addIntegerOption((option) =>
+    option.setName('steps').setDescription('Denoising steps: more is slower and finer (the server sets a maximum)').setMinValue(1).setMaxValue(1000),
+  )
+  .addIntegerOption((option) =>
+    option.setName('seed').setDescription('Same seed and settings, same picture').setMinValue(0).setMaxValue(SEED_MAX),
+  )
+  .addNumberOption((option) =>
+    option.setName('guidance').setDescription('How closely to follow the prompt (0 turns guidance off)').setMinValue(GUIDANCE_MIN).setMaxValue(GUIDANCE_MAX),
+  )
+  .addStringOption((option) =>
+    option
+      .setName('scheduler')
+      .setDescription('Sampling algorithm (default: the model’s own)')
+      .addChoices(...SCHEDULER_NAMES.map((name) => ({ name, value: name }))),
+  )
+  .addStringOption((option) =>
+    option
+      .setName('aspect')
+      .setDescription('Shape of the picture (default: square)')
+      .addChoices(...Object.entries(ASPECTS).map(([value, { label }]) => ({ name: label, value }))),
+  );
+
+/** parse options → validate → enqueue → defer; the queue's events and delivery do the rest. */
+export default {
+  data: data.toJSON(),
+  async execute(interaction, bot) {
+    if (!interaction.inGuild()) {
+      throw new UserError(Identifiers.NotAllowed, '/imagine works in servers, not in direct messages.');
+    }
+    const settings = bot.settings.get(interaction.guildId);
+    const { options } = interaction;
+    // Checked before anything is queued or acknowledged, so refusals can be ephemeral.
+    const params = buildGenerateParams(
+      {
+        prompt: options.getString('prompt'),
+        negative: options.getString('negative'),
+        steps: options.getInteger('steps'),
+        seed: options.getInteger('seed'),
+        guidance: options.getNumber('guidance'),
+        scheduler: options.getString('scheduler'),
+        aspect: options.getString('aspect'),
+      },
+      {
+        stepsDefault: settings.stepsDefault,
+        stepsMax: settings.stepsMax,
+        guidanceDefault: bot.guidanceDefault,
+        model: bot.model,
+        findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
+        randomSeed,
+      },
+    );
+
+    // Submitting is a synchronous SQLite write (milliseconds), so a full queue is still refused ephemerally;
+    // the reply is edited only once the defer below has landed.
+    const release = bot.messenger.hold(interaction.token, interaction.attachmentSizeLimit);
+    try {
+      bot.queue.submit({
+        guildId: interaction.guildId,
+        channelId: interaction.channelId,
+        userId: interaction.user.id,
+        params,
+        kind: 'imagine',
+        interaction: {
+          applicationId: interaction.applicationId,
+          token: interaction.token,
+          createdAt: interaction.createdTimestamp,
+        },
+      });
+    } catch (error) {
+      release(false);
+      throw error;
+    }
+    try {
+      await interaction.deferReply();
+      release(true);
+    } catch (error) {
+      // Past Discord's 3 seconds: the job goes on and is shown as a channel message instead.
+      release(false);
+      bot.logger.warn('could not defer /imagine; the job will post to the channel', { error: String(error) });
+    }
+  },
+} satisfies Command;

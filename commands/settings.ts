@@ -1,0 +1,163 @@
+import { MessageFlags, SlashCommandBuilder, type ChatInputCommandInteraction } from 'discord.js';
+import type { Command } from '../src/discord/command.js';
+import { Identifiers, UserError } from '../src/errors.js';
+import { NO_MENTIONS } from '../src/delivery/render.js';
+import { changeSettings, type SettingsChange } from '../src/moderation/settings-rules.js';
+import { assertCanManage, type MemberAuthority } from '../src/moderation/permissions.js';
+import type { GuildSettings } from '../src/store/settings.js';
+
+const data = new SlashCommandBuilder()
+  .setName('settings')
+  .setDescription('This server’s rules for imagine')
+  .addSubcommand((sub) => sub.setName('show').setDescription('Show this server’s settings'))
+  .addSubcommand((sub) =>
+    sub
+      .setName('steps')
+      .setDescription('Default and maximum steps (moderators)')
+      .addIntegerOption((o) => o.setName('default').setDescription('Steps when /imagine gives none').setMinValue(1))
+      .addIntegerOption((o) => o.setName('max').setDescription('Most steps a member may ask for').setMinValue(1)),
+  )
+  .addSubcommand((sub) =>
+    sub
+      .setName('limits')
+      .setDescription('Queue limits (moderators)')
+      .addIntegerOption((o) => o.setName('per-member').setDescription('Waiting pictures one member may have').setRequired(true).setMinValue(1)),
+  )
+  .addSubcommandGroup((group) =>
+    group
+      .setName('banned-words')
+      .setDescription('Words refused in prompts')
+      .addSubcommand((sub) =>
+        sub
+          .setName('add')
+          .setDescription('Refuse prompts with these words (moderators)')
+          .addStringOption((o) => o.setName('words').setDescription('Comma-separated words or phrases').setRequired(true).setMaxLength(1000)),
+      )
+      .addSubcommand((sub) =>
+        sub
+          .setName('remove')
+          .setDescription('Allow these words again (moderators)')
+          .addStringOption((o) => o.setName('words').setDescription('Comma-separated words or phrases').setRequired(true).setMaxLength(1000)),
+      )
+      .addSubcommand((sub) => sub.setName('list').setDescription('List the banned words (moderators)')),
+  )
+  .addSubcommand((sub) =>
+    sub
+      .setName('reroll')
+      .setDescription('Who may 🔁 a finished picture (moderators)')
+      .addStringOption((o) =>
+        o
+          .setName('who')
+          .setDescription('The requester (and moderators), or anyone')
+          .setRequired(true)
+          .addChoices({ name: 'requester', value: 'requester' }, { name: 'anyone', value: 'anyone' }),
+      ),
+  )
+  .addSubcommandGroup((group) =>
+    group
+      .setName('moderator-role')
+      .setDescription('Roles that may change these settings and cancel any picture')
+      .addSubcommand((sub) =>
+        sub.setName('add').setDescription('Make a role moderators (moderators)').addRoleOption((o) => o.setName('role').setDescription('Role').setRequired(true)),
+      )
+      .addSubcommand((sub) =>
+        sub.setName('remove').setDescription('Stop a role being moderators (moderators)').addRoleOption((o) => o.setName('role').setDescription('Role').setRequired(true)),
+      ),
+  )
+  .addSubcommand((sub) => sub.setName('audit').setDescription('Recent settings changes (moderators)'));
+
+/** The member as the interaction reports them: permissions computed by Discord, and role ids. */
+function authorityOf(interaction: ChatInputCommandInteraction<'cached' | 'raw'>): MemberAuthority {
+  const roles = interaction.member.roles;
+  return {
+    userId: interaction.user.id,
+    permissions: interaction.memberPermissions.bitfield,
+    roleIds: Array.isArray(roles) ? roles : [...roles.cache.keys()],
+  };
+}
+
+function describeSettings(settings: GuildSettings): string {
+  const roles = settings.moderatorRoleIds.map((id) => `<@&${id}>`).join(', ') || 'none (Manage Server only)';
+  return [
+    `**Steps:** ${settings.stepsDefault} by default, at most ${settings.stepsMax}`,
+    `**Waiting pictures per member:** ${settings.perMemberCap}`,
+    `**Who may 🔁:** ${settings.rerollWho === 'anyone' ? 'anyone' : 'the requester and moderators'}`,
+    `**Moderator roles:** ${roles}`,
+    `**Banned words:** ${settings.bannedWords.length}`,
+  ].join('\n');
+}
+
+function formatValue(value: unknown): string {
+  if (Array.isArray(value)) return value.length === 0 ? '(none)' : value.join(', ');
+  return value === undefined ? '(default)' : String(value);
+}
+
+function splitWords(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((word) => word.trim())
+    .filter((word) => word.length > 0);
+}
+
+export default {
+  data: data.toJSON(),
+  async execute(interaction, bot) {
+    if (!interaction.inGuild()) {
+      throw new UserError(Identifiers.NotAllowed, '/settings works in servers, not in direct messages.');
+    }
+    const guildId = interaction.guildId;
+    const member = authorityOf(interaction);
+    const group = interaction.options.getSubcommandGroup(false);
+    const sub = interaction.options.getSubcommand(true);
+    const limits = { hardStepsCap: bot.config.stepsHardCap };
+    const reply = (content: string) =>
+      interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
+
+    if (!group && sub === 'show') {
+      await reply(describeSettings(bot.settings.get(guildId)));
+      return;
+    }
+    if (group === 'banned-words' && sub === 'list') {
+      // The list itself is moderators' business: it reads like a list of things to try.
+      const settings = bot.settings.get(guildId);
+      assertCanManage(member, settings);
+      await reply(settings.bannedWords.length === 0 ? 'No banned words.' : `Banned words: ${settings.bannedWords.map((w) => `\`${w}\``).join(', ')}`);
+      return;
+    }
+    if (!group && sub === 'audit') {
+      assertCanManage(member, bot.settings.get(guildId));
+      const entries = bot.settings.audit(guildId, { limit: 20 });
+      const lines = entries.map(
+        (entry) => `<t:${Math.floor(entry.at / 1000)}:f> <@${entry.actorId}> ${entry.key}: ${formatValue(entry.oldValue)} → ${formatValue(entry.newValue)}`,
+      );
+      await reply(lines.length === 0 ? 'No settings changes yet.' : lines.join('\n').slice(0, 2000));
+      return;
+    }
+
+    let change: SettingsChange;
+    if (!group && sub === 'steps') {
+      change = {
+        kind: 'steps',
+        default: interaction.options.getInteger('default') ?? undefined,
+        max: interaction.options.getInteger('max') ?? undefined,
+      };
+    } else if (!group && sub === 'limits') {
+      change = { kind: 'limits', perMember: interaction.options.getInteger('per-member', true) };
+    } else if (group === 'banned-words' && (sub === 'add' || sub === 'remove')) {
+      change = { kind: 'banned-words', action: sub, words: splitWords(interaction.options.getString('words', true)) };
+    } else if (!group && sub === 'reroll') {
+      change = { kind: 'reroll', who: interaction.options.getString('who', true) as 'requester' | 'anyone' };
+    } else if (group === 'moderator-role' && (sub === 'add' || sub === 'remove')) {
+      change = { kind: 'moderator-roles', action: sub, roleId: interaction.options.getRole('role', true).id };
+    } else {
+      throw new UserError(Identifiers.InvalidInput, `Unknown settings command \`${[group, sub].filter(Boolean).join(' ')}\`.`);
+    }
+
+    const update = changeSettings(bot.settings, guildId, member, change, limits);
+    const summary =
+      update.changes.length === 0
+        ? 'Nothing changed: the settings already say that.'
+        : update.changes.map((entry) => `${entry.key}: ${formatValue(entry.oldValue)} → ${formatValue(entry.newValue)}`).join('\n');
+    await reply(`${summary}\n\n${describeSettings(update.after)}`);
+  },
+} satisfies Command;
