@@ -1,0 +1,374 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { schedulerNameFromClass } from './schedulers/index.js';
+import type { SchedulerConfig } from './schedulers/types.js';
+import { loadTokenizer, type PromptTokenizer } from './tokenizer.js';
+import type { ModelInfo, SchedulerName } from './types.js';
+
+/** Execution providers imagine knows how to ask onnxruntime-node for. */
+export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu'] as const;
+export type ExecutionProviderName = (typeof EXECUTION_PROVIDERS)[number];
+
+export interface LoadModelOptions {
+  /**
+   * Providers to try, in order of preference. Default `['cpu']`. One that is not present on this machine is skipped
+   * with a log line, ending at cpu.
+   */
+  executionProviders?: readonly ExecutionProviderName[];
+  /** Threads per session for the cpu provider. Default: onnxruntime's choice (the physical cores). */
+  intraOpNumThreads?: number;
+  /** Where the one line about the provider in use goes. Default console.error. */
+  log?: (line: string) => void;
+}
+
+/** What a session's metadata says about one input or output. */
+export interface TensorSpec {
+  name: string;
+  type: ort.Tensor.Type;
+  /** Numbers for fixed dimensions, strings (or -1) for symbolic ones. */
+  shape: readonly (number | string)[];
+}
+
+export type FloatType = 'float32' | 'float16';
+
+export interface TextEncoderPart {
+  session: ort.InferenceSession;
+  inputIds: TensorSpec;
+  lastHiddenState: TensorSpec;
+}
+
+export interface UnetPart {
+  session: ort.InferenceSession;
+  sample: TensorSpec;
+  timestep: TensorSpec;
+  encoderHiddenStates: TensorSpec;
+  /** LCM's guidance embedding input, when the model has one. */
+  timestepCond?: TensorSpec;
+  output: TensorSpec;
+}
+
+export interface VaeDecoderPart {
+  session: ort.InferenceSession;
+  latentSample: TensorSpec;
+  sample: TensorSpec;
+}
+
+/** A loaded model folder: sessions, their tensor specs, tokenizer and scheduler config. */
+export interface DiffusionModel {
+  dir: string;
+  info: ModelInfo;
+  textEncoder: TextEncoderPart;
+  unet: UnetPart;
+  /** Absent for a pixel-space model: the UNet's sample is the image itself, in [-1, 1]. */
+  vaeDecoder?: VaeDecoderPart;
+  /** Latent (or image) channels the UNet denoises. */
+  channels: number;
+  /** vae_decoder/config.json `scaling_factor` (default 0.18215, as diffusers). 1 for pixel-space models. */
+  scalingFactor: number;
+  /** Width of `timestep_cond` (LCM's guidance embedding), 0 when absent. */
+  timestepCondDim: number;
+  tokenizer: PromptTokenizer;
+  schedulerConfig: SchedulerConfig;
+  /** The execution provider the sessions run on. */
+  executionProvider: ExecutionProviderName;
+  release(): Promise<void>;
+}
+
+/** Thrown when a folder is not a model imagine can run; the message names the file and what was expected. */
+export class ModelLoadError extends Error {
+  override readonly name = 'ModelLoadError';
+}
+
+const DEFAULT_SCALING_FACTOR = 0.18215; // diffusers' AutoencoderKL default (SD 1.x/2.x)
+
+/**
+ * Load a model folder in the diffusers/Optimum ONNX layout. Reads input and output names, dtypes and shapes from
+ * the sessions' metadata and refuses, naming the file, a model that does not fit. Parts imagine does not use
+ * (safety_checker, feature_extractor, vae_encoder, unknown config keys) are ignored.
+ */
+export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<DiffusionModel> {
+  dir = resolve(dir);
+  const log = options.log ?? ((line: string) => console.error(line));
+  const indexPath = join(dir, 'model_index.json');
+  if (!existsSync(indexPath)) throw new ModelLoadError(`${indexPath}: expected a diffusers model_index.json (is ${dir} a model folder?)`);
+  readJson(indexPath); // must parse; its entries name parts we find by folder anyway
+
+  const schedulerPath = join(dir, 'scheduler', 'scheduler_config.json');
+  if (!existsSync(schedulerPath)) throw new ModelLoadError(`${schedulerPath}: expected a scheduler config`);
+  const schedulerConfig = readJson(schedulerPath);
+
+  const vaeDir = join(dir, 'vae_decoder');
+  const pixelSpace = !existsSync(join(vaeDir, 'model.onnx'));
+
+  const providers = await pickProvider(options.executionProviders ?? ['cpu'], log);
+  const sessionOptions: ort.InferenceSession.SessionOptions = {
+    executionProviders: [providers],
+    graphOptimizationLevel: 'all',
+    logSeverityLevel: 3,
+    ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+  };
+  const sessions: ort.InferenceSession[] = [];
+  const open = async (part: string) => {
+    const file = join(dir, part, 'model.onnx');
+    if (!existsSync(file)) throw new ModelLoadError(`${file}: expected the ${part} ONNX model`);
+    try {
+      const session = await ort.InferenceSession.create(file, sessionOptions);
+      sessions.push(session);
+      return { session, file };
+    } catch (error) {
+      throw new ModelLoadError(`${file}: onnxruntime could not load it: ${(error as Error).message}`);
+    }
+  };
+  const releaseAll = async () => {
+    await Promise.all(sessions.map((s) => s.release()));
+  };
+
+  try {
+    const te = await open('text_encoder');
+    const textEncoder = checkTextEncoder(te.session, te.file);
+    const un = await open('unet');
+    const unet = checkUnet(un.session, un.file);
+    let vaeDecoder: VaeDecoderPart | undefined;
+    if (!pixelSpace) {
+      const vae = await open('vae_decoder');
+      vaeDecoder = checkVaeDecoder(vae.session, vae.file);
+    }
+
+    const channels = dim(unet.sample.shape[1]) ?? dim(vaeDecoder?.latentSample.shape[1]) ?? (pixelSpace ? 3 : 4);
+    if (pixelSpace && channels !== 3) {
+      throw new ModelLoadError(`${un.file}: a model without vae_decoder/ must denoise 3-channel images, but \`${unet.sample.name}\` has ${channels} channels`);
+    }
+    const latentChannels = dim(vaeDecoder?.latentSample.shape[1]);
+    if (vaeDecoder && latentChannels !== undefined && latentChannels !== channels) {
+      throw new ModelLoadError(`${join(vaeDir, 'model.onnx')}: expected ${channels} latent channels to match the UNet, got ${latentChannels}`);
+    }
+    const hidden = dim(textEncoder.lastHiddenState.shape[2]);
+    const expectedHidden = dim(unet.encoderHiddenStates.shape[2]);
+    if (hidden !== undefined && expectedHidden !== undefined && hidden !== expectedHidden) {
+      throw new ModelLoadError(`${un.file}: expected \`${unet.encoderHiddenStates.name}\` of width ${hidden} (the text encoder's), got ${expectedHidden}`);
+    }
+
+    const vaeConfig = existsSync(join(vaeDir, 'config.json')) ? readJson(join(vaeDir, 'config.json')) : {};
+    const latentFactor = pixelSpace ? 1 : latentFactorOf(vaeConfig, vaeDecoder!);
+    const scalingFactor = pixelSpace ? 1 : numberOr(vaeConfig.scaling_factor, DEFAULT_SCALING_FACTOR);
+
+    // Sequence length: the encoder's fixed input_ids dimension, else the tokenizer's own.
+    const seqLen = dim(textEncoder.inputIds.shape[1]);
+    const tokenizerDir = join(dir, 'tokenizer');
+    let tokenizer: PromptTokenizer;
+    try {
+      tokenizer = loadTokenizer(tokenizerDir, seqLen !== undefined ? { maxLength: seqLen } : {});
+    } catch (error) {
+      throw new ModelLoadError(`${tokenizerDir}: ${(error as Error).message}`);
+    }
+    const encoderSeq = dim(unet.encoderHiddenStates.shape[1]);
+    if (encoderSeq !== undefined && encoderSeq !== tokenizer.maxLength) {
+      throw new ModelLoadError(`${un.file}: expected \`${unet.encoderHiddenStates.name}\` of ${tokenizer.maxLength} tokens, got ${encoderSeq}`);
+    }
+
+    const unetConfigPath = join(dir, 'unet', 'config.json');
+    const unetConfig = existsSync(unetConfigPath) ? readJson(unetConfigPath) : {};
+    const nativeCells = numberOr(unetConfig.sample_size, NaN);
+    const fixedH = dim(unet.sample.shape[2]);
+    const fixedW = dim(unet.sample.shape[3]);
+    const defaultCells = pixelSpace ? 64 : 64; // SD 1.x: 64 latent cells = 512 px
+    const height = (fixedH ?? (Number.isFinite(nativeCells) ? nativeCells : defaultCells)) * latentFactor;
+    const width = (fixedW ?? (Number.isFinite(nativeCells) ? nativeCells : defaultCells)) * latentFactor;
+
+    const className = typeof schedulerConfig._class_name === 'string' ? schedulerConfig._class_name : '';
+    const defaultScheduler: SchedulerName = schedulerNameFromClass(className) ?? 'euler';
+    if (schedulerNameFromClass(className) === undefined) {
+      log(`imagine: ${schedulerPath}: unknown scheduler class \`${className}\`, using euler by default`);
+    }
+
+    const timestepCondDim = unet.timestepCond ? dim(unet.timestepCond.shape[1]) ?? numberOr(unetConfig.time_cond_proj_dim, 256) : 0;
+
+    return {
+      dir,
+      info: {
+        name: basename(dir),
+        width,
+        height,
+        latentFactor,
+        defaultScheduler,
+        maxTokens: tokenizer.maxLength,
+      },
+      textEncoder,
+      unet,
+      vaeDecoder,
+      channels,
+      scalingFactor,
+      timestepCondDim,
+      tokenizer,
+      schedulerConfig,
+      executionProvider: providers,
+      release: releaseAll,
+    };
+  } catch (error) {
+    await releaseAll();
+    throw error;
+  }
+}
+
+/** Try the requested providers in order; always ends at cpu. */
+async function pickProvider(
+  requested: readonly ExecutionProviderName[],
+  log: (line: string) => void,
+): Promise<ExecutionProviderName> {
+  for (const name of requested) {
+    if (!(EXECUTION_PROVIDERS as readonly string[]).includes(name)) {
+      throw new ModelLoadError(`Expected execution providers from ${EXECUTION_PROVIDERS.join(', ')}, got \`${name}\``);
+    }
+  }
+  const supported = new Set(ort.listSupportedBackends().map((b) => b.name));
+  const skipped: string[] = [];
+  for (const name of requested) {
+    if (name === 'cpu') break;
+    if (!supported.has(name)) {
+      skipped.push(`${name} (not in this onnxruntime-node build)`);
+      continue;
+    }
+    if (await providerWorks(name)) {
+      log(`imagine: running on ${name}`);
+      return name;
+    }
+    skipped.push(`${name} (not available on this machine)`);
+  }
+  if (skipped.length > 0 || requested.length !== 1) {
+    log(`imagine: running on cpu${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`);
+  }
+  return 'cpu';
+}
+
+/** A provider is listed by the build but may lack its driver or device: try a one-node model on it. */
+async function providerWorks(name: ExecutionProviderName): Promise<boolean> {
+  try {
+    const session = await ort.InferenceSession.create(IDENTITY_MODEL, { executionProviders: [name], logSeverityLevel: 4 });
+    await session.release();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// An ONNX model with one Identity node (float [1] x → y, opset 13), as onnx.helper serializes it: enough to see a
+// provider start.
+const IDENTITY_MODEL = new Uint8Array([
+  0x08, 0x08, 0x3a, 0x37, 0x0a, 0x10, 0x0a, 0x01, 0x78, 0x12, 0x01, 0x79, 0x22, 0x08, 0x49, 0x64, 0x65, 0x6e, 0x74,
+  0x69, 0x74, 0x79, 0x12, 0x01, 0x67, 0x5a, 0x0f, 0x0a, 0x01, 0x78, 0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, 0x12, 0x04,
+  0x0a, 0x02, 0x08, 0x01, 0x62, 0x0f, 0x0a, 0x01, 0x79, 0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, 0x12, 0x04, 0x0a, 0x02,
+  0x08, 0x01, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x0d,
+]);
+
+function specsOf(session: ort.InferenceSession, which: 'input' | 'output'): TensorSpec[] {
+  const metadata = which === 'input' ? session.inputMetadata : session.outputMetadata;
+  return metadata.map((m) => {
+    if (!m.isTensor) return { name: m.name, type: 'string' as ort.Tensor.Type, shape: [] };
+    return { name: m.name, type: m.type, shape: m.shape };
+  });
+}
+
+function describe(spec: TensorSpec | undefined): string {
+  if (!spec) return 'nothing';
+  return `\`${spec.name}\` ${spec.type} [${spec.shape.join(', ')}]`;
+}
+
+function misfit(file: string, expected: string, got: TensorSpec | TensorSpec[] | undefined): ModelLoadError {
+  const gotText = Array.isArray(got) ? got.map(describe).join(', ') || 'nothing' : describe(got);
+  return new ModelLoadError(`${file}: expected ${expected}, got ${gotText}`);
+}
+
+const FLOAT_TYPES: readonly string[] = ['float32', 'float16'];
+
+function checkTextEncoder(session: ort.InferenceSession, file: string): TextEncoderPart {
+  const inputs = specsOf(session, 'input');
+  const outputs = specsOf(session, 'output');
+  const inputIds = inputs.find((s) => s.name === 'input_ids');
+  if (!inputIds || !['int32', 'int64'].includes(inputIds.type) || inputIds.shape.length !== 2) {
+    throw misfit(file, 'an input `input_ids` of int32 or int64 [batch, sequence]', inputIds ?? inputs);
+  }
+  const extra = inputs.filter((s) => s !== inputIds);
+  if (extra.length > 0) throw misfit(file, 'only the input `input_ids`', inputs);
+  const lastHiddenState = outputs.find((s) => s.name === 'last_hidden_state') ?? outputs.find((s) => s.shape.length === 3);
+  if (!lastHiddenState || lastHiddenState.shape.length !== 3 || !FLOAT_TYPES.includes(lastHiddenState.type)) {
+    throw misfit(file, 'an output `last_hidden_state` of float32 or float16 [batch, sequence, width]', outputs);
+  }
+  return { session, inputIds, lastHiddenState };
+}
+
+function checkUnet(session: ort.InferenceSession, file: string): UnetPart {
+  const inputs = specsOf(session, 'input');
+  const outputs = specsOf(session, 'output');
+  const byName = (name: string) => inputs.find((s) => s.name === name);
+  const sample = byName('sample');
+  if (!sample || !FLOAT_TYPES.includes(sample.type) || sample.shape.length !== 4) {
+    throw misfit(file, 'an input `sample` of float32 or float16 [batch, channels, height, width]', sample ?? inputs);
+  }
+  const timestep = byName('timestep');
+  const timestepTypes = ['int64', 'int32', 'float32', 'float16'];
+  if (!timestep || !timestepTypes.includes(timestep.type) || timestep.shape.length > 1) {
+    throw misfit(file, 'an input `timestep` of int64, int32, float32 or float16, shaped [batch], [1] or []', timestep ?? inputs);
+  }
+  const encoderHiddenStates = byName('encoder_hidden_states');
+  if (!encoderHiddenStates || encoderHiddenStates.type !== sample.type || encoderHiddenStates.shape.length !== 3) {
+    throw misfit(file, `an input \`encoder_hidden_states\` of ${sample.type} [batch, sequence, width]`, encoderHiddenStates ?? inputs);
+  }
+  const timestepCond = byName('timestep_cond');
+  if (timestepCond && (timestepCond.type !== sample.type || timestepCond.shape.length !== 2)) {
+    throw misfit(file, `\`timestep_cond\` of ${sample.type} [batch, width]`, timestepCond);
+  }
+  const known = new Set(['sample', 'timestep', 'encoder_hidden_states', 'timestep_cond']);
+  const unknown = inputs.filter((s) => !known.has(s.name));
+  if (unknown.length > 0) {
+    throw misfit(file, 'inputs `sample`, `timestep`, `encoder_hidden_states` and optionally `timestep_cond` (SDXL-style extra conditioning is not supported)', unknown);
+  }
+  const output = outputs.find((s) => s.name === 'out_sample') ?? outputs[0];
+  if (!output || output.shape.length !== 4 || output.type !== sample.type) {
+    throw misfit(file, `an output \`out_sample\` of ${sample.type} [batch, channels, height, width]`, outputs);
+  }
+  return { session, sample, timestep, encoderHiddenStates, timestepCond, output };
+}
+
+function checkVaeDecoder(session: ort.InferenceSession, file: string): VaeDecoderPart {
+  const inputs = specsOf(session, 'input');
+  const outputs = specsOf(session, 'output');
+  const latentSample = inputs.find((s) => s.name === 'latent_sample') ?? (inputs.length === 1 ? inputs[0] : undefined);
+  if (!latentSample || !FLOAT_TYPES.includes(latentSample.type) || latentSample.shape.length !== 4) {
+    throw misfit(file, 'an input `latent_sample` of float32 or float16 [batch, channels, height, width]', latentSample ?? inputs);
+  }
+  const sample = outputs.find((s) => s.name === 'sample') ?? outputs[0];
+  if (!sample || !FLOAT_TYPES.includes(sample.type) || sample.shape.length !== 4 || (dim(sample.shape[1]) ?? 3) !== 3) {
+    throw misfit(file, 'an output `sample` of float32 or float16 [batch, 3, height, width]', outputs);
+  }
+  return { session, latentSample, sample };
+}
+
+/** Pixels per latent cell: from the VAE's config (2^(number of blocks − 1), as diffusers' vae_scale_factor), else from fixed shapes, else 8. */
+function latentFactorOf(config: Record<string, unknown>, vae: VaeDecoderPart): number {
+  if (Array.isArray(config.block_out_channels) && config.block_out_channels.length > 0) {
+    return 2 ** (config.block_out_channels.length - 1);
+  }
+  const inH = dim(vae.latentSample.shape[2]);
+  const outH = dim(vae.sample.shape[2]);
+  if (inH !== undefined && outH !== undefined && outH % inH === 0) return outH / inH;
+  return 8;
+}
+
+function dim(value: number | string | undefined): number | undefined {
+  return typeof value === 'number' && value > 0 ? value : undefined;
+}
+
+function numberOr(value: unknown, fallback: number): number {
+  return typeof value === 'number' && Number.isFinite(value) ? value : fallback;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  try {
+    const value: unknown = JSON.parse(readFileSync(path, 'utf8'));
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('not a JSON object');
+    return value as Record<string, unknown>;
+  } catch (error) {
+    throw new ModelLoadError(`${path}: expected a JSON object: ${(error as Error).message}`);
+  }
+}
