@@ -1,0 +1,22 @@
+/** Hooks the command router and the reaction handler to a client. Handler errors are logged, never thrown. */
+import { Events, type Client } from 'discord.js';
+import type { BotContext, Command } from './command.js';
+import { handleInteraction } from './interactions.js';
+import { handleReaction } from './reactions.js';
+
+export function attachHandlers(client: Client, commands: ReadonlyMap<string, Command>, bot: BotContext): void {
+  client.on(Events.InteractionCreate, (interaction) => {
+    void handleInteraction(interaction, commands, bot);
+  });
+  client.on(Events.MessageReactionAdd, (reaction, user) => {
+    handleReaction(reaction, user, bot, client).catch((error: unknown) => {
+      bot.logger.error('reaction handler failed', {
+        messageId: reaction.message.id,
+        emoji: reaction.emoji.name,
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
+    });
+  });
+  client.on(Events.Error, (error) => bot.logger.error('client error', { error: String(error) }));
+  client.on(Events.Warn, (message) => bot.logger.warn(message));
+}

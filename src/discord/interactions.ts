@@ -1,0 +1,46 @@
+/**
+ * Routes slash commands to their files. Expected problems (UserError) are answered ephemerally in one line;
+ * anything else is logged with the command and job id and the member gets a short apology. Nothing a handler
+ * throws leaves this function.
+ */
+import { MessageFlags, type Interaction } from 'discord.js';
+import { isUserError } from '../errors.js';
+import type { BotContext, Command } from './command.js';
+
+export const APOLOGY = 'Sorry, something went wrong on my side. It has been logged; please try again in a moment.';
+
+export async function handleInteraction(
+  interaction: Interaction,
+  commands: ReadonlyMap<string, Command>,
+  bot: BotContext,
+): Promise<void> {
+  if (!interaction.isChatInputCommand()) return;
+  const command = commands.get(interaction.commandName);
+  try {
+    if (!command) throw new Error(`No handler for /${interaction.commandName} (deploy-commands out of date?)`);
+    await command.execute(interaction, bot);
+  } catch (error) {
+    const expected = isUserError(error);
+    if (!expected) {
+      bot.logger.error('command failed', {
+        command: interaction.commandName,
+        interactionId: interaction.id,
+        jobId: (error as { jobId?: string } | null)?.jobId,
+        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+      });
+    }
+    const content = expected ? error.message : APOLOGY;
+    try {
+      if (interaction.deferred || interaction.replied) {
+        await interaction.followUp({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+      } else {
+        await interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: { parse: [] } });
+      }
+    } catch (replyError) {
+      bot.logger.warn('could not tell the member about an error', {
+        command: interaction.commandName,
+        error: String(replyError),
+      });
+    }
+  }
+}

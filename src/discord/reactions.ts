@@ -1,0 +1,95 @@
+/**
+ * 🔁 and ❌ on the bot's messages. Jobs are found through the journal by message id, so this works on messages
+ * the client never cached and after a restart; parameters are never read back from the message text.
+ */
+import { Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
+import { isUserError } from '../errors.js';
+import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/job-messenger.js';
+import { buildGenerateParams, randomSeed } from './imagine-options.js';
+import { findBannedWord } from '../moderation/banned-words.js';
+import { canCancel, canReroll, type MemberAuthority } from '../moderation/permissions.js';
+import type { BotContext } from './command.js';
+
+async function authorityOf(client: Client, guildId: string, userId: string): Promise<MemberAuthority> {
+  const guild = client.guilds.cache.get(guildId);
+  // The reaction event carries the member, and discord.js caches it; roles come from GUILD_CREATE.
+  const member = guild?.members.cache.get(userId) ?? (await guild?.members.fetch(userId).catch(() => undefined));
+  if (!member) return { userId, permissions: 0n, roleIds: [] };
+  return { userId, permissions: member.permissions.bitfield, roleIds: [...member.roles.cache.keys()] };
+}
+
+export async function handleReaction(
+  reaction: MessageReaction | PartialMessageReaction,
+  reactor: User | PartialUser,
+  bot: BotContext,
+  client: Client,
+): Promise<void> {
+  const emoji = reaction.emoji.name;
+  if (emoji !== REROLL_EMOJI && emoji !== CANCEL_EMOJI) return;
+  if (reactor.id === client.user?.id) return;
+  let user = reactor;
+  if (user.partial) user = await user.fetch().catch(() => user);
+  if (user.bot) return;
+
+  const messageId = reaction.message.id;
+  const job = bot.queue.findByMessageId(messageId);
+  if (!job) return;
+  const guildId = reaction.message.guildId ?? job.guildId;
+  const channelId = reaction.message.channelId ?? job.channelId;
+  const settings = bot.settings.get(guildId);
+  const member = await authorityOf(client, guildId, user.id);
+
+  if (emoji === CANCEL_EMOJI) {
+    if (!canCancel(job, member, settings)) return;
+    const outcome = bot.queue.cancel(job.id, user.id);
+    bot.logger.info('❌ by reaction', { jobId: job.id, by: user.id, outcome });
+    return;
+  }
+
+  // 🔁 rerolls a finished picture only, from the message that carries it.
+  if (job.state !== 'done' || (job.resultMessageId ?? job.messageId) !== messageId) return;
+  if (!canReroll(job, member, settings)) return;
+  try {
+    // The guild's rules may have changed since the original: check again, never fix silently.
+    const params = buildGenerateParams(
+      {
+        prompt: job.params.prompt,
+        negative: job.params.negativePrompt ?? null,
+        steps: job.params.steps,
+        guidance: job.params.guidanceScale,
+        scheduler: job.params.scheduler ?? null,
+      },
+      {
+        stepsDefault: settings.stepsDefault,
+        stepsMax: settings.stepsMax,
+        guidanceDefault: job.params.guidanceScale,
+        model: bot.model,
+        findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
+        randomSeed,
+      },
+    );
+    if (job.params.width !== undefined) params.width = job.params.width;
+    if (job.params.height !== undefined) params.height = job.params.height;
+    if (job.params.count !== undefined) params.count = job.params.count;
+    const { job: reroll } = bot.queue.submit({
+      guildId,
+      channelId,
+      userId: user.id,
+      params,
+      kind: 'reroll',
+      parentJobId: job.id,
+      replyToMessageId: messageId,
+    });
+    bot.logger.info('🔁 by reaction', { jobId: reroll.id, parentJobId: job.id, by: user.id });
+  } catch (error) {
+    if (!isUserError(error)) throw error;
+    // A reaction has no ephemeral answer: reply to the picture, pinging only the member who reacted.
+    await client.rest.post(Routes.channelMessages(channelId), {
+      body: {
+        content: `<@${user.id}> ${error.message}`,
+        allowed_mentions: { parse: [], users: [user.id] },
+        message_reference: { message_id: messageId, fail_if_not_exists: false },
+      },
+    });
+  }
+}
