@@ -65,7 +65,13 @@ export function applySettingsChange(
     }
     case 'banned-words': {
       if (change.words.length === 0) throw invalid('Give at least one word.');
-      const normalized = change.words.map(normalizeBannedWord);
+      const normalized = change.words.map((word) => {
+        try {
+          return normalizeBannedWord(word);
+        } catch (error) {
+          throw error instanceof UserError ? invalid(error.message) : error;
+        }
+      });
       if (change.action === 'add') {
         const merged = [...new Set([...current.bannedWords, ...normalized])];
         if (merged.length > BANNED_WORDS_MAX) {

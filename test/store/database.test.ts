@@ -1,0 +1,116 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterEach, describe, expect, it } from 'vitest';
+import { migrate, openDatabase, readMeta, schemaVersion, writeMeta } from '../../src/store/database.js';
+import { JobStore } from '../../src/store/jobs.js';
+import { MIGRATIONS } from '../../src/store/migrations.js';
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-db-'));
+  dirs.push(dir);
+  return dir;
+}
+afterEach(() => {
+  for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe('openDatabase', () => {
+  it('creates DATA_DIR, uses WAL and records each migration once', () => {
+    const dataDir = path.join(tempDir(), 'nested', 'data');
+    const db = openDatabase({ dataDir });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    expect(schemaVersion(db)).toBe(MIGRATIONS.at(-1)!.version);
+    const tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all() as { name: string }[]).map(
+      (t) => t.name,
+    );
+    expect(tables).toEqual(expect.arrayContaining(['jobs', 'guild_settings', 'audit_log', 'meta', 'migrations']));
+    db.close();
+    // Reopening applies nothing twice.
+    const again = openDatabase({ dataDir });
+    expect((again.prepare('SELECT COUNT(*) AS n FROM migrations').get() as { n: number }).n).toBe(MIGRATIONS.length);
+    again.close();
+    expect(fs.existsSync(path.join(dataDir, 'imagine.db'))).toBe(true);
+  });
+
+  it('GIVEN a later migration THEN only it is applied, in a transaction', () => {
+    const dataDir = tempDir();
+    openDatabase({ dataDir }).close();
+    const next = [...MIGRATIONS, { version: 99, name: 'test column', sql: 'ALTER TABLE meta ADD COLUMN note TEXT' }];
+    const db = openDatabase({ dataDir, migrations: next });
+    expect(schemaVersion(db)).toBe(99);
+    db.close();
+
+    // A failing migration leaves no trace: the version stays and the half-done change is rolled back.
+    const broken = [...next, { version: 100, name: 'broken', sql: 'CREATE TABLE t (x); SELECT * FROM no_such_table' }];
+    expect(() => openDatabase({ dataDir, migrations: broken })).toThrow(/no_such_table/);
+    const raw = new Database(path.join(dataDir, 'imagine.db'));
+    expect(schemaVersion(raw)).toBe(99);
+    expect(raw.prepare("SELECT name FROM sqlite_master WHERE name = 't'").get()).toBeUndefined();
+    raw.close();
+  });
+
+  it('GIVEN a database newer than the build THEN it refuses to open it', () => {
+    const dataDir = tempDir();
+    const db = openDatabase({ dataDir });
+    migrate(db, [...MIGRATIONS, { version: 7, name: 'future', sql: 'SELECT 1' }]);
+    db.close();
+    expect(() => openDatabase({ dataDir })).toThrow(/schema version 7 but this build knows up to 1/);
+  });
+
+  it('keeps meta values across reopen', () => {
+    const dataDir = tempDir();
+    const db = openDatabase({ dataDir });
+    writeMeta(db, 'x', { a: 1.5 });
+    writeMeta(db, 'x', { a: 2.5 });
+    db.close();
+    const again = openDatabase({ dataDir });
+    expect(readMeta(again, 'x')).toEqual({ a: 2.5 });
+    expect(readMeta(again, 'missing')).toBeUndefined();
+    again.close();
+  });
+});
+
+describe('JobStore', () => {
+  it('round-trips a job and refuses transitions from the wrong state', () => {
+    const db = openDatabase({ dataDir: tempDir() });
+    const jobs = new JobStore(db);
+    const job = jobs.insert({
+      id: '01JABCDEFGHJKMNPQRST',
+      guildId: 'g',
+      channelId: 'c',
+      userId: 'u',
+      kind: 'reroll',
+      parentJobId: 'parent',
+      params: { prompt: 'a red circle', steps: 4, seed: 7, guidanceScale: 0, width: 64, height: 64 },
+      state: 'queued',
+      interaction: { applicationId: 'app', token: 'tok', createdAt: 1000 },
+      attempts: 0,
+      deliveryAttempts: 0,
+      deliveryKey: '01JABCDEFGHJKMNPQRST',
+      createdAt: 1234,
+    });
+    expect(jobs.get(job.id)).toEqual(job);
+    expect(jobs.markDone(job.id, 'm', 5)).toBe(false); // not delivering yet
+    expect(jobs.markRunning(job.id, 2000)).toBe(true);
+    expect(jobs.markRunning(job.id, 2001)).toBe(false);
+    expect(jobs.get(job.id)).toMatchObject({ state: 'running', attempts: 1, startedAt: 2000 });
+    jobs.setMessageId(job.id, 'msg-1');
+    expect(jobs.findByMessageId('msg-1')?.id).toBe(job.id);
+    expect(jobs.markDelivering(job.id, {
+      width: 64, height: 64, seed: 7, steps: 4, guidanceScale: 0, scheduler: 'euler', model: 'm', truncated: false,
+      timings: { totalMs: 1, runtimeMs: 1, unetMs: 1 }, imageCount: 1,
+    })).toBe(true);
+    expect(jobs.savedResult(job.id)?.imageCount).toBe(1);
+    expect(jobs.markCancelled(job.id, 'no', 'u', 3)).toBe(false); // too late to cancel
+    expect(jobs.markDone(job.id, 'msg-2', 4000)).toBe(true);
+    expect(jobs.findByMessageId('msg-2')?.id).toBe(job.id);
+    expect(jobs.get(job.id)).toMatchObject({ state: 'done', resultMessageId: 'msg-2', deliveredAt: 4000 });
+    expect(jobs.listByState('queued', 'running')).toEqual([]);
+    expect(jobs.prune(4001)).toBe(1);
+    expect(jobs.get(job.id)).toBeUndefined();
+    db.close();
+  });
+});
