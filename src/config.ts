@@ -16,7 +16,7 @@ export class ConfigError extends Error {
  */
 const TOKEN_PATTERN = /^[A-Za-z0-9_-]{18,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{20,}$/;
 
-const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu', 'dml', 'coreml'] as const;
+const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu'] as const;
 export type ExecutionProvider = (typeof EXECUTION_PROVIDERS)[number];
 
 /** An integer from an env string, with a range; empty or unset means "use the default". */
@@ -98,6 +98,20 @@ const schema = z.object({
   QUEUE_MAX_TOTAL: intKey('QUEUE_MAX_TOTAL', 1, 100_000, 100),
   JOB_TIMEOUT_SECONDS: intKey('JOB_TIMEOUT_SECONDS', 1, 86_400, 600),
   STEPS_HARD_CAP: intKey('STEPS_HARD_CAP', 1, 1000, 150),
+  STEPS_DEFAULT: intKey('STEPS_DEFAULT', 1, 1000, 20),
+  STEPS_MAX: intKey('STEPS_MAX', 1, 1000, 50),
+  GUIDANCE_DEFAULT: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return 7.5;
+      const value = Number(raw.trim());
+      if (!Number.isFinite(value) || value < 0 || value > 30) {
+        ctx.addIssue({ code: 'custom', message: `Expected \`GUIDANCE_DEFAULT\` to be a number from 0 to 30, got \`${raw}\`` });
+        return z.NEVER;
+      }
+      return value;
+    }),
   EDIT_INTERVAL_MS: intKey('EDIT_INTERVAL_MS', 0, 60_000, 1500),
 });
 
@@ -126,6 +140,12 @@ export interface Config {
   readonly jobTimeoutMs: number;
   /** No guild may set a step maximum above this. Default 150. */
   readonly stepsHardCap: number;
+  /** Steps when /imagine gives none, for guilds that set nothing. Default 20. */
+  readonly stepsDefault: number;
+  /** Most steps a member may ask for, for guilds that set nothing. Default 50 (never above the hard cap). */
+  readonly stepsMax: number;
+  /** Guidance when /imagine gives none. Default 7.5 (Stable Diffusion's usual value). */
+  readonly guidanceDefault: number;
   /** Minimum milliseconds between two edits of one message. Default 1500 (Discord allows about 5 per 5 s). */
   readonly editIntervalMs: number;
 }
@@ -141,6 +161,12 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(issue?.message ?? 'Invalid configuration');
   }
   const v = result.data;
+  if (v.STEPS_MAX > v.STEPS_HARD_CAP) {
+    throw new ConfigError(`Expected \`STEPS_MAX\` (${v.STEPS_MAX}) to be at most \`STEPS_HARD_CAP\` (${v.STEPS_HARD_CAP})`);
+  }
+  if (v.STEPS_DEFAULT > v.STEPS_MAX) {
+    throw new ConfigError(`Expected \`STEPS_DEFAULT\` (${v.STEPS_DEFAULT}) to be at most \`STEPS_MAX\` (${v.STEPS_MAX})`);
+  }
   return Object.freeze({
     discordToken: v.DISCORD_TOKEN,
     discordApiUrl: v.DISCORD_API_URL,
@@ -154,6 +180,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     queueMaxTotal: v.QUEUE_MAX_TOTAL,
     jobTimeoutMs: v.JOB_TIMEOUT_SECONDS * 1000,
     stepsHardCap: v.STEPS_HARD_CAP,
+    stepsDefault: v.STEPS_DEFAULT,
+    stepsMax: v.STEPS_MAX,
+    guidanceDefault: v.GUIDANCE_DEFAULT,
     editIntervalMs: v.EDIT_INTERVAL_MS,
   });
 }

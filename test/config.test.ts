@@ -29,6 +29,9 @@ describe('parseConfig', () => {
       queueMaxTotal: 100,
       jobTimeoutMs: 600_000,
       stepsHardCap: 150,
+      stepsDefault: 20,
+      stepsMax: 50,
+      guidanceDefault: 7.5,
       editIntervalMs: 1500,
     });
     expect(Object.isFrozen(config)).toBe(true);
@@ -97,6 +100,9 @@ describe('parseConfig', () => {
     [{ DISCORD_API_URL: 'not a url' }, 'Expected `DISCORD_API_URL` to be an http(s) URL, got `not a url`'],
     [{ EXECUTION_PROVIDERS: 'cpu,tpu' }, /Expected `EXECUTION_PROVIDERS` to be a comma-separated list of/],
     [{ SAMPLER: 'magic' }, 'Expected `SAMPLER` to be `workers` or `stand-in`, got `magic`'],
+    [{ GUIDANCE_DEFAULT: '-1' }, 'Expected `GUIDANCE_DEFAULT` to be a number from 0 to 30, got `-1`'],
+    [{ STEPS_MAX: '200' }, 'Expected `STEPS_MAX` (200) to be at most `STEPS_HARD_CAP` (150)'],
+    [{ STEPS_DEFAULT: '60' }, 'Expected `STEPS_DEFAULT` (60) to be at most `STEPS_MAX` (50)'],
   ] as const)('GIVEN %o THEN the error names the key, the range and the value', (extra, expected) => {
     const message = errorOf({ DISCORD_TOKEN: TOKEN, ...extra });
     if (typeof expected === 'string') expect(message).toBe(expected);
