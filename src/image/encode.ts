@@ -30,7 +30,8 @@ export async function encodePng(rgb: Uint8Array, width: number, height: number):
   const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
     .png({ compressionLevel: 6 })
     .toBuffer();
-  return new Uint8Array(png.buffer, png.byteOffset, png.byteLength);
+  // A copy that owns its whole ArrayBuffer: it can be transferred between threads (a Buffer may be a pool slice).
+  return new Uint8Array(png);
 }
 
 /** Enlarge RGB bytes by an integer factor with nearest neighbour (crisp cells for small previews). */

@@ -1,0 +1,305 @@
+/**
+ * The sampler the bot uses: N worker threads (worker.ts), each holding the model, behind the small `Sampler`
+ * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a job that runs past its timeout
+ * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced.
+ */
+import { createRequire } from 'node:module';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { Identifiers, UserError, type Identifier } from '../errors.js';
+import type { LoadModelOptions } from './model.js';
+import type { GenerateOptions, GenerateParams, GenerateResult, ModelInfo, Sampler } from './types.js';
+import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
+
+export interface WorkerPoolOptions {
+  /** The model folder each worker loads. */
+  modelDir: string;
+  /** Worker threads, each with its own copy of the model. Default 1. */
+  workers?: number;
+  /** A job running longer than this is stopped (its worker replaced) and rejected with a `timeout` UserError. Default 600 000 (10 min). */
+  jobTimeoutMs?: number;
+  /** Passed to each worker's loadModel (execution providers, threads). Default cpu. */
+  loadOptions?: Omit<LoadModelOptions, 'log'>;
+  /** Where worker log lines go (provider in use, restarts). Default console.error. */
+  log?: (line: string) => void;
+  /** Let tests make a worker exit on request (`crashWorkerForTest`). Default false. */
+  allowCrashForTests?: boolean;
+}
+
+/** Thrown to a caller whose job was running in a worker that died. */
+export class WorkerCrashError extends Error {
+  override readonly name = 'WorkerCrashError';
+}
+
+interface Job {
+  id: number;
+  params: GenerateParams;
+  options: GenerateOptions;
+  resolve: (result: GenerateResult) => void;
+  reject: (error: Error) => void;
+  onAbort?: () => void;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  job?: Job;
+  timer?: NodeJS.Timeout;
+}
+
+// worker.ts under tsx and vitest, worker.js if the sources are ever compiled.
+const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
+
+/** tsx's ESM API (its package exports map `tsx/esm/api` → dist/esm/api/index.mjs for import; the .cjs twin fails in workers). */
+function tsxApiUrl(): string {
+  const packageJson = createRequire(import.meta.url).resolve('tsx/package.json');
+  return pathToFileURL(join(dirname(packageJson), 'dist', 'esm', 'api', 'index.mjs')).href;
+}
+
+/** Create a pool and wait until every worker has loaded the model (rejects with the loader's message if not). */
+export async function createWorkerPool(options: WorkerPoolOptions): Promise<WorkerPool> {
+  const pool = new WorkerPool(options);
+  await pool.ready();
+  return pool;
+}
+
+export class WorkerPool implements Sampler {
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private readonly log: (line: string) => void;
+  private readonly timeoutMs: number;
+  private nextId = 1;
+  private closed = false;
+  private modelInfo?: ModelInfo;
+  private readyPromise: Promise<void>;
+  private loadError?: Error;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    const workers = options.workers ?? 1;
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
+      throw new RangeError(`Expected \`workers\` to be an integer from 1 to 64, got \`${workers}\``);
+    }
+    this.timeoutMs = options.jobTimeoutMs ?? 600_000;
+    if (!(this.timeoutMs > 0)) throw new RangeError(`Expected \`jobTimeoutMs\` to be a positive number, got \`${this.timeoutMs}\``);
+    this.log = options.log ?? ((line) => console.error(line));
+    const starts: Promise<void>[] = [];
+    for (let i = 0; i < workers; i++) starts.push(this.spawn(i));
+    this.readyPromise = Promise.all(starts).then(() => undefined);
+    // Callers await ready(); this keeps an unawaited failure from being reported as unhandled.
+    this.readyPromise.catch(() => undefined);
+  }
+
+  /** Resolves when every worker has loaded the model. */
+  ready(): Promise<void> {
+    return this.readyPromise;
+  }
+
+  async info(): Promise<ModelInfo> {
+    await this.readyPromise;
+    return this.modelInfo!;
+  }
+
+  generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GenerateResult> {
+    if (this.closed) return Promise.reject(new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down'));
+    if (this.loadError) return Promise.reject(this.loadError);
+    if (options.signal?.aborted) return Promise.reject(new UserError(Identifiers.Cancelled, 'The job was cancelled'));
+    return new Promise<GenerateResult>((resolve, reject) => {
+      const job: Job = { id: this.nextId++, params, options, resolve, reject };
+      if (options.signal) {
+        job.onAbort = () => this.abort(job);
+        options.signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      this.queue.push(job);
+      this.dispatch();
+    });
+  }
+
+  /** Jobs waiting for a free worker (not counting running ones). */
+  get pending(): number {
+    return this.queue.length;
+  }
+
+  /** Make a worker exit as if it crashed (only with `allowCrashForTests`). */
+  crashWorkerForTest(index = 0): void {
+    if (!this.options.allowCrashForTests) throw new Error('crashWorkerForTest needs allowCrashForTests');
+    this.slots[index]?.worker.postMessage({ type: 'crash' } satisfies ToWorker);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    const error = new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down');
+    for (const job of this.queue.splice(0)) this.settle(job, error);
+    await Promise.all(
+      this.slots.map(async (slot) => {
+        if (slot.job) this.settle(slot.job, error);
+        clearTimeout(slot.timer);
+        slot.job = undefined;
+        await slot.worker.terminate();
+      }),
+    );
+  }
+
+  private spawn(index: number): Promise<void> {
+    const data: WorkerData = {
+      modelDir: this.options.modelDir,
+      loadOptions: this.options.loadOptions ?? {},
+      allowCrash: this.options.allowCrashForTests,
+    };
+    const worker = WORKER_URL.pathname.endsWith('.ts')
+      ? // A .ts entry needs tsx in the worker too: vitest does not transform worker files, and on Node 20 a worker
+        // given `--import tsx` still loads its entry before the hooks apply. tsx's tsImport loads it reliably.
+        new Worker(
+          `import(${JSON.stringify(tsxApiUrl())}).then((m) => (m.tsImport ?? m.default.tsImport)(${JSON.stringify(WORKER_URL.href)}, ${JSON.stringify(import.meta.url)}))`,
+          { eval: true, workerData: data },
+        )
+      : new Worker(WORKER_URL, { workerData: data });
+    const slot: Slot = { worker, ready: false };
+    this.slots[index] = slot;
+    return new Promise<void>((resolve, reject) => {
+      let started = false;
+      worker.on('message', (message: FromWorker) => {
+        switch (message.type) {
+          case 'ready':
+            this.modelInfo = message.info;
+            slot.ready = true;
+            started = true;
+            resolve();
+            this.dispatch();
+            break;
+          case 'load-error': {
+            const error = deserializeError(message.error);
+            started = true;
+            this.loadError = error;
+            reject(error);
+            for (const job of this.queue.splice(0)) this.settle(job, error);
+            void worker.terminate();
+            break;
+          }
+          case 'log':
+            this.log(message.line);
+            break;
+          default:
+            this.onJobMessage(slot, message);
+        }
+      });
+      worker.on('error', (error) => {
+        this.log(`imagine: image worker ${index} failed: ${error.message}`);
+        if (!started) {
+          started = true;
+          reject(error);
+        }
+      });
+      worker.on('exit', (code) => {
+        if (this.slots[index] !== slot || this.closed || this.loadError) return;
+        const job = slot.job;
+        clearTimeout(slot.timer);
+        slot.job = undefined;
+        if (job) {
+          this.settle(job, new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}) while making this picture; it has been restarted, please try again`));
+        }
+        if (!started) {
+          started = true;
+          reject(new WorkerCrashError(`The image worker stopped (exit code ${code}) before the model was loaded`));
+          return;
+        }
+        this.log(`imagine: image worker ${index} exited with code ${code}; restarting it`);
+        this.restart(index);
+      });
+    });
+  }
+
+  private restart(index: number): void {
+    const start = this.spawn(index);
+    start.catch((error: Error) => {
+      // The model loaded before; failing now is an outage: fail what waits rather than loop.
+      this.loadError = error;
+      for (const job of this.queue.splice(0)) this.settle(job, error);
+    });
+  }
+
+  private onJobMessage(slot: Slot, message: FromWorker): void {
+    const job = slot.job;
+    if (!job || !('id' in message) || message.id !== job.id) return; // a late message from a job already settled
+    switch (message.type) {
+      case 'progress':
+        try {
+          job.options.onProgress?.(message.progress);
+        } catch (error) {
+          this.log(`imagine: a progress callback threw: ${(error as Error).message}`);
+        }
+        break;
+      case 'result':
+        this.finish(slot);
+        this.settle(job, undefined, message.result);
+        break;
+      case 'error':
+        this.finish(slot);
+        this.settle(job, deserializeError(message.error));
+        break;
+    }
+  }
+
+  private finish(slot: Slot): void {
+    clearTimeout(slot.timer);
+    slot.timer = undefined;
+    slot.job = undefined;
+    this.dispatch();
+  }
+
+  private dispatch(): void {
+    if (this.closed) return;
+    for (const slot of this.slots) {
+      if (!slot || !slot.ready || slot.job) continue;
+      const job = this.queue.shift();
+      if (!job) return;
+      slot.job = job;
+      slot.timer = setTimeout(() => this.timeOut(slot, job), this.timeoutMs);
+      slot.worker.postMessage({
+        type: 'generate',
+        id: job.id,
+        params: job.params,
+        previewEvery: job.options.previewEvery,
+        wantProgress: job.options.onProgress !== undefined,
+      } satisfies ToWorker);
+    }
+  }
+
+  private timeOut(slot: Slot, job: Job): void {
+    if (slot.job !== job) return;
+    // The worker may be inside a blocking run(): the only way to stop it is to replace it.
+    slot.job = undefined;
+    slot.ready = false;
+    const index = this.slots.indexOf(slot);
+    this.settle(job, new UserError(Identifiers.Timeout, `The picture took longer than ${Math.round(this.timeoutMs / 1000)} s and was stopped`));
+    this.slots[index] = { worker: slot.worker, ready: false }; // detach: its exit is not a crash
+    void slot.worker.terminate().then(() => {
+      if (!this.closed) this.restart(index);
+    });
+  }
+
+  private abort(job: Job): void {
+    const queued = this.queue.indexOf(job);
+    if (queued >= 0) {
+      this.queue.splice(queued, 1);
+      this.settle(job, new UserError(Identifiers.Cancelled, 'The job was cancelled'));
+      return;
+    }
+    const slot = this.slots.find((s) => s?.job === job);
+    slot?.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+  }
+
+  private settle(job: Job, error?: Error, result?: GenerateResult): void {
+    if (job.onAbort) job.options.signal?.removeEventListener('abort', job.onAbort);
+    if (error) job.reject(error);
+    else job.resolve(result!);
+  }
+}
+
+function deserializeError(error: SerializedError): Error {
+  if (error.identifier) return new UserError(error.identifier as Identifier, error.message, error.context ?? {});
+  const result = new Error(error.message);
+  if (error.name && error.name !== 'Error') Object.defineProperty(result, 'name', { value: error.name });
+  return result;
+}

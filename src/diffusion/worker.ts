@@ -1,0 +1,101 @@
+/**
+ * Worker-thread entry: load the model once, then run jobs one at a time and post progress and PNG bytes back.
+ * onnxruntime-node's run() blocks its thread for a whole UNet call, so this keeps the bot's event loop free.
+ * The messages are the plain data described in worker-pool.ts; images and previews travel as transferred buffers.
+ */
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { isUserError } from '../errors.js';
+import { loadModel, type DiffusionModel, type LoadModelOptions } from './model.js';
+import { generate } from './pipeline.js';
+import type { GenerateParams } from './types.js';
+
+export interface WorkerData {
+  modelDir: string;
+  loadOptions: Omit<LoadModelOptions, 'log'>;
+  /** Honour `{ type: 'crash' }` (tests of the pool's crash recovery). */
+  allowCrash?: boolean;
+}
+
+export type ToWorker =
+  | { type: 'generate'; id: number; params: GenerateParams; previewEvery?: number; wantProgress: boolean }
+  | { type: 'abort'; id: number }
+  | { type: 'crash' };
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  identifier?: string;
+  context?: Record<string, unknown>;
+}
+
+export type FromWorker =
+  | { type: 'ready'; info: DiffusionModel['info']; executionProvider: string }
+  | { type: 'load-error'; error: SerializedError }
+  | { type: 'log'; line: string }
+  | { type: 'progress'; id: number; progress: import('./types.js').StepProgress }
+  | { type: 'result'; id: number; result: import('./types.js').GenerateResult }
+  | { type: 'error'; id: number; error: SerializedError };
+
+export function serializeError(error: unknown): SerializedError {
+  if (isUserError(error)) {
+    return { name: error.name, message: error.message, identifier: error.identifier, context: error.context };
+  }
+  if (error instanceof Error) return { name: error.name, message: error.message };
+  return { name: 'Error', message: String(error) };
+}
+
+async function main(): Promise<void> {
+  const port = parentPort!;
+  const data = workerData as WorkerData;
+  const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
+
+  let model: DiffusionModel;
+  try {
+    model = await loadModel(data.modelDir, { ...data.loadOptions, log: (line) => post({ type: 'log', line }) });
+  } catch (error) {
+    post({ type: 'load-error', error: serializeError(error) });
+    return;
+  }
+  post({ type: 'ready', info: model.info, executionProvider: model.executionProvider });
+
+  const controllers = new Map<number, AbortController>();
+  // Jobs run one after another; the pool sends one at a time, this chain only guards against overlap.
+  let chain = Promise.resolve();
+
+  port.on('message', (message: ToWorker) => {
+    switch (message.type) {
+      case 'abort':
+        controllers.get(message.id)?.abort();
+        break;
+      case 'crash':
+        if (data.allowCrash) process.exit(70);
+        break;
+      case 'generate': {
+        const controller = new AbortController();
+        controllers.set(message.id, controller);
+        chain = chain.then(async () => {
+          try {
+            const result = await generate(model, message.params, {
+              signal: controller.signal,
+              previewEvery: message.previewEvery,
+              onProgress: message.wantProgress
+                ? (progress) => post({ type: 'progress', id: message.id, progress }, progress.preview ? [progress.preview.rgb.buffer as ArrayBuffer] : [])
+                : undefined,
+            });
+            const buffers = result.images.map((image) => image.buffer as ArrayBuffer);
+            post({ type: 'result', id: message.id, result }, [...new Set(buffers)]);
+          } catch (error) {
+            post({ type: 'error', id: message.id, error: serializeError(error) });
+          } finally {
+            controllers.delete(message.id);
+          }
+        });
+        break;
+      }
+    }
+  });
+}
+
+if (!isMainThread && parentPort) {
+  void main();
+}
