@@ -1,7 +1,7 @@
 /**
- * Wiring only: config → store → sampler → queue → delivery → Discord client, and a graceful shutdown.
+ * `npm start`: read the config (a bad one is one line and exit 1, before anything starts), start the bot, and
+ * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start).
  */
-import path from 'node:path';
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 function readConfigOrExit(): Config {
@@ -19,98 +19,33 @@ function readConfigOrExit(): Config {
 async function main(): Promise<void> {
   const config = readConfigOrExit();
   // Loaded after the config check, so a bad .env fails in milliseconds, before discord.js or onnxruntime load.
-  const [
-    { createLogger },
-    { openDatabase },
-    { SettingsStore },
-    { createSampler },
-    { FairQueue },
-    { JobMessenger },
-    { createClient },
-    { attachHandlers },
-    { COMMANDS },
-  ] = await Promise.all([
-    import('./discord/log.js'),
-    import('./store/database.js'),
-    import('./store/settings.js'),
-    import('./discord/sampler.js'),
-    import('./queue/fair-queue.js'),
-    import('./delivery/job-messenger.js'),
-    import('./discord/client.js'),
-    import('./discord/bot.js'),
-    import('./discord/commands.js'),
-  ]);
+  const [{ createLogger }, { startApp }] = await Promise.all([import('./discord/log.js'), import('./discord/app.js')]);
   const logger = createLogger();
   process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: String(reason) }));
 
-  const db = openDatabase({ dataDir: config.dataDir });
-  const settings = new SettingsStore(db, {
-    defaults: {
-      stepsDefault: config.stepsDefault,
-      stepsMax: config.stepsMax,
-      perMemberCap: config.queueMaxPerMember,
-      bannedWords: [],
-      rerollWho: 'requester',
-      moderatorRoleIds: [],
-    },
-    hardStepsCap: config.stepsHardCap,
-  });
-  const sampler = await createSampler(config, logger);
-  const model = await sampler.info();
-  logger.info('model loaded', { model: model.name, width: model.width, height: model.height, sampler: config.sampler });
-
-  const client = createClient({ apiUrl: config.discordApiUrl });
-  // Deliveries of jobs from before a restart may start before the gateway is up: REST needs the token now.
-  client.rest.setToken(config.discordToken);
-
-  let messenger: InstanceType<typeof JobMessenger> | undefined;
-  const queue = new FairQueue({
-    db,
-    sampler,
-    deliver: (job, result, context) => messenger!.deliver(job, result, context),
-    resultsDir: path.join(config.dataDir, 'results'),
-    concurrency: config.samplerWorkers,
-    memberCap: (guildId) => settings.get(guildId).perMemberCap,
-    globalCap: config.queueMaxTotal,
-    jobTimeoutMs: config.jobTimeoutMs,
-    logger,
-  });
-  messenger = new JobMessenger({ rest: client.rest, queue, editIntervalMs: config.editIntervalMs, logger });
-
-  attachHandlers(client, COMMANDS, {
-    config,
-    queue,
-    messenger,
-    settings,
-    model,
-    guidanceDefault: config.guidanceDefault,
-    logger,
-  });
-
-  let stopping = false;
+  let signalled: NodeJS.Signals | undefined;
+  let app: Awaited<ReturnType<typeof startApp>> | undefined;
   const stop = async (signal: NodeJS.Signals) => {
-    if (stopping) return;
-    stopping = true;
+    if (signalled) return;
+    signalled = signal;
     logger.info('shutting down', { signal });
+    // A signal during start-up is handled once the app exists (below).
+    if (!app) return;
     try {
-      const report = await queue.shutdown();
-      await messenger!.announceRestart(report.waiting);
-      logger.info('stopped', { waiting: report.waiting.length, requeued: report.requeued });
+      await app.stop();
     } catch (error) {
       logger.error('shutdown did not finish cleanly', { error: String(error) });
     }
-    messenger!.close();
-    await client.destroy();
-    await sampler.close();
-    db.close();
     process.exit(0);
   };
   process.once('SIGTERM', (signal) => void stop(signal));
   process.once('SIGINT', (signal) => void stop(signal));
 
-  await client.login(config.discordToken);
-  const report = await queue.resume();
-  logger.info('ready', { ...report });
+  app = await startApp(config, { logger });
+  if (signalled) {
+    await app.stop();
+    process.exit(0);
+  }
 }
 
 main().catch((error: unknown) => {
