@@ -35,6 +35,22 @@ export class ConfigReader {
     return value;
   }
 
+  /**
+   * A number that may be infinite. Python's json writes float('-inf') as `-Infinity`, which JSON.parse refuses, so
+   * configs that went through another tool carry it as a string: "-inf", "-Infinity" (and the positive forms).
+   */
+  extendedNumber(key: string, fallback: number): number {
+    const value = this.raw(key);
+    if (value === undefined) return fallback;
+    if (typeof value === 'number' && !Number.isNaN(value)) return value;
+    if (typeof value === 'string') {
+      const text = value.trim().toLowerCase();
+      if (text === '-inf' || text === '-infinity') return -Infinity;
+      if (text === 'inf' || text === 'infinity' || text === '+inf' || text === '+infinity') return Infinity;
+    }
+    this.fail(key, 'a number, or "-inf" / "inf"', value);
+  }
+
   optionalNumber(key: string, check?: { test: (n: number) => boolean; expected: string }): number | undefined {
     return this.raw(key) === undefined ? undefined : this.number(key, 0, check);
   }

@@ -1,4 +1,5 @@
 import { ConfigReader } from './config-reader.js';
+import { f32, sqrtSigmaSqPlusOne, vCoefficients } from './float32.js';
 import {
   exponentialSigmas,
   interpIndex,
@@ -9,24 +10,23 @@ import {
   readTrainSchedule,
   sigmasFromAlphasCumprod,
   sigmaToT,
+  type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
 import { roundHalfEven } from './schedule.js';
-import { checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Euler method on the probability-flow ODE in sigma (Karras et al. 2022, "Elucidating the Design Space of
 // Diffusion-Based Generative Models", Algorithm 2 without churn), as diffusers' EulerDiscreteScheduler.
 
 const OWNER = 'EulerDiscreteScheduler';
-const f32 = Math.fround;
 
 export type PredictionType = 'epsilon' | 'v_prediction' | 'sample' | 'original_sample';
-export type TimestepSpacing = 'linspace' | 'leading' | 'trailing';
 
 export class EulerDiscreteScheduler implements Scheduler {
   readonly order = 1;
-  timesteps = new Float64Array(0);
+  timesteps: Float64Array = new Float64Array(0);
   /** σ per entry of `timesteps`, plus the final sigma (0 or σ_min). */
   sigmas: Float64Array;
 
@@ -77,7 +77,7 @@ export class EulerDiscreteScheduler implements Scheduler {
   get initNoiseSigma(): number {
     let max = 0;
     for (const s of this.sigmas) if (s > max) max = s;
-    return this.timestepSpacing === 'linspace' || this.timestepSpacing === 'trailing' ? max : f32(Math.sqrt(max * max + 1));
+    return this.timestepSpacing === 'linspace' || this.timestepSpacing === 'trailing' ? max : sqrtSigmaSqPlusOne(max);
   }
 
   setTimesteps(numInferenceSteps: number): void {
@@ -123,8 +123,7 @@ export class EulerDiscreteScheduler implements Scheduler {
   /** x / sqrt(σ² + 1): the UNet was trained on unit-variance inputs. Returns a buffer owned by the scheduler. */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
-    const sigma = this.sigmas[this.stepIndex];
-    const scale = f32(Math.sqrt(sigma * sigma + 1));
+    const scale = sqrtSigmaSqPlusOne(this.sigmas[this.stepIndex]);
     // Never write into `sample`: the pipeline steps from the unscaled latents.
     const out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
     this.scaled = out;
@@ -139,24 +138,29 @@ export class EulerDiscreteScheduler implements Scheduler {
     const sigma = this.sigmas[this.stepIndex];
     // diffusers' s_churn defaults to 0, so gamma = 0 and sigmaHat = sigma; no pipeline of ours asks for churn.
     const sigmaHat = sigma;
-    const dt = this.sigmas[this.stepIndex + 1] - sigmaHat;
-    const vScale = -sigma / Math.sqrt(sigma * sigma + 1);
-    const vDiv = sigma * sigma + 1;
+    const dt = f32(this.sigmas[this.stepIndex + 1] - sigmaHat);
+    const { vScale, xDiv } = vCoefficients(sigma);
     const prevSample = new Float32Array(sample.length);
     const predOriginalSample = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
       let denoised: number;
-      if (this.predictionType === 'epsilon') denoised = x - sigmaHat * m;
-      else if (this.predictionType === 'v_prediction') denoised = m * vScale + x / vDiv;
+      if (this.predictionType === 'epsilon') denoised = f32(x - f32(sigmaHat * m));
+      else if (this.predictionType === 'v_prediction') denoised = f32(f32(m * vScale) + f32(x / xDiv));
       else denoised = m;
       predOriginalSample[i] = denoised;
-      const derivative = (x - denoised) / sigmaHat;
-      prevSample[i] = x + derivative * dt;
+      const derivative = f32(f32(x - denoised) / sigmaHat);
+      prevSample[i] = x + f32(derivative * dt);
     }
     this.stepIndex++;
     return { prevSample, predOriginalSample };
   }
-}
 
+  /** x0 + σ·noise at `timestep` (diffusers' add_noise for the Euler family). */
+  addNoise(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
+    const sigma = this.sigmas[indexForTimestep(this.timesteps, timestep, OWNER)];
+    return originalSample.map((x, i) => x + f32(noise[i] * sigma));
+  }
+}

@@ -1,5 +1,13 @@
 import type { SchedulerName } from '../types.js';
+import { DDIMScheduler } from './ddim.js';
+import { DDPMScheduler } from './ddpm.js';
+import { DPMSolverMultistepScheduler } from './dpm-solver-multistep.js';
+import { EulerAncestralDiscreteScheduler } from './euler-ancestral-discrete.js';
 import { EulerDiscreteScheduler } from './euler-discrete.js';
+import { HeunDiscreteScheduler } from './heun-discrete.js';
+import { LCMScheduler } from './lcm.js';
+import { LMSDiscreteScheduler } from './lms-discrete.js';
+import { PNDMScheduler } from './pndm.js';
 import type { Scheduler, SchedulerConfig } from './types.js';
 
 /**
@@ -7,16 +15,16 @@ import type { Scheduler, SchedulerConfig } from './types.js';
  * A model's own scheduler is found from the config's `_class_name` with {@link schedulerNameFromClass}.
  */
 
-const FACTORIES: Record<SchedulerName, ((config: SchedulerConfig) => Scheduler) | undefined> = {
-  ddpm: undefined,
-  ddim: undefined,
-  pndm: undefined,
+const FACTORIES: Record<SchedulerName, (config: SchedulerConfig) => Scheduler> = {
+  ddpm: (config) => new DDPMScheduler(config),
+  ddim: (config) => new DDIMScheduler(config),
+  pndm: (config) => new PNDMScheduler(config),
   euler: (config) => new EulerDiscreteScheduler(config),
-  euler_a: undefined,
-  heun: undefined,
-  lms: undefined,
-  dpmpp_2m: undefined,
-  lcm: undefined,
+  euler_a: (config) => new EulerAncestralDiscreteScheduler(config),
+  heun: (config) => new HeunDiscreteScheduler(config),
+  lms: (config) => new LMSDiscreteScheduler(config),
+  dpmpp_2m: (config) => new DPMSolverMultistepScheduler(config),
+  lcm: (config) => new LCMScheduler(config),
 };
 
 const CLASS_NAMES: Record<string, SchedulerName> = {
@@ -38,8 +46,7 @@ const CLASS_NAMES: Record<string, SchedulerName> = {
 export function createScheduler(name: SchedulerName, config: SchedulerConfig): Scheduler {
   const factory = Object.hasOwn(FACTORIES, name) ? FACTORIES[name] : undefined;
   if (factory === undefined) {
-    const known = Object.keys(FACTORIES).filter((k) => FACTORIES[k as SchedulerName] !== undefined);
-    throw new Error(`Expected a scheduler name, one of ${known.join(', ')}, got \`${String(name)}\``);
+    throw new Error(`Expected a scheduler name, one of ${Object.keys(FACTORIES).join(', ')}, got \`${String(name)}\``);
   }
   return factory(config);
 }

@@ -104,12 +104,13 @@ export function roundHalfEven(x: number): number {
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/** torch.cumprod on a float32 CPU tensor: the running product is kept in double, each output rounded to float32. */
 function cumprodF32(values: Float64Array): Float64Array {
   const out = new Float64Array(values.length);
   let acc = 1;
   for (let i = 0; i < values.length; i++) {
-    acc = f32(acc * values[i]);
-    out[i] = acc;
+    acc *= values[i];
+    out[i] = f32(acc);
   }
   return out;
 }
@@ -181,4 +182,23 @@ export function karrasSigmas(sigmaMin: number, sigmaMax: number, n: number, rho 
 /** Log-uniform sigmas from sigmaMax down to sigmaMin (diffusers' `_convert_to_exponential`). */
 export function exponentialSigmas(sigmaMin: number, sigmaMax: number, n: number): Float64Array {
   return linspace(Math.log(sigmaMax), Math.log(sigmaMin), n).map(Math.exp);
+}
+
+export const TIMESTEP_SPACINGS = ['linspace', 'leading', 'trailing'] as const;
+export type TimestepSpacing = (typeof TIMESTEP_SPACINGS)[number];
+
+/**
+ * Integer timesteps, descending, as DDPM, DDIM and their kin space them ("Common Diffusion Noise Schedules and
+ * Sample Steps Are Flawed", Lin et al. 2023, Table 2): linspace over [0, N − 1] rounded; leading multiples of
+ * N // n plus steps_offset; trailing from N − 1 down by N / n.
+ */
+export function integerTimesteps(spacing: TimestepSpacing, numTrain: number, n: number, stepsOffset: number): Float64Array {
+  if (spacing === 'linspace') return linspace(0, numTrain - 1, n).map(roundHalfEven).reverse();
+  if (spacing === 'leading') {
+    const ratio = Math.floor(numTrain / n);
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[n - 1 - i] = i * ratio + stepsOffset;
+    return out;
+  }
+  return arange(numTrain, 0, -numTrain / n).map((v) => roundHalfEven(v) - 1);
 }

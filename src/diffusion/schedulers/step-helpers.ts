@@ -1,3 +1,5 @@
+import type { NoiseSource } from './types.js';
+
 /** Small checks and lookups every scheduler's step needs; the step math itself stays in each algorithm's file. */
 
 /**
@@ -39,4 +41,18 @@ export function checkSteps(owner: string, numInferenceSteps: number, max: number
 /** A buffer of `length`, reusing `current` when it fits. */
 export function reuse(current: Float32Array | undefined, length: number): Float32Array {
   return current !== undefined && current.length === length ? current : new Float32Array(length);
+}
+
+/** Refuse arrays of different lengths, naming both. */
+export function checkSameLength(owner: string, a: Float32Array, aName: string, b: Float32Array, bName: string): void {
+  if (a.length !== b.length) {
+    throw new Error(`${owner}: expected \`${aName}\` and \`${bName}\` to have the same length, got ${a.length} and ${b.length}`);
+  }
+}
+
+/** Draw standard normal noise for a stochastic step; stochastic schedulers refuse to run without a seeded source. */
+export function drawNoise(owner: string, noise: NoiseSource | undefined, out: Float32Array): Float32Array {
+  if (noise === undefined) throw new Error(`${owner}: this step draws noise; pass the seeded NoiseSource to step()`);
+  noise.fillNormal(out);
+  return out;
 }

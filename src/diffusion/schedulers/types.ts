@@ -29,7 +29,15 @@ export interface Scheduler {
   /** Number of UNet calls per user-visible step is timesteps.length / steps (Heun: 2, PNDM PRK: more). */
   readonly order: number;
   setTimesteps(numInferenceSteps: number): void;
-  /** Returns a new or the same array; the caller must not assume it is the input. */
+  /**
+   * Returns a new or the same array; the caller must not assume it is the input. It may be a buffer the scheduler
+   * reuses on its next scaleModelInput call; it is never written to by step().
+   */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult;
+  /**
+   * Noise a clean sample to the level of `timestep` (one of `timesteps`), as diffusers' `add_noise`: the start of
+   * img2img, and of diffusers' "full loop with noise" tests. Optional: schedulers without it cannot start mid-schedule.
+   */
+  addNoise?(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array;
 }

@@ -1,0 +1,117 @@
+import { ConfigReader } from './config-reader.js';
+import { integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
+import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
+import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
+
+// Denoising Diffusion Implicit Models (Song, Meng & Ermon 2021), eq. 12, as diffusers' DDIMScheduler.
+
+const OWNER = 'DDIMScheduler';
+
+export interface DdimOptions {
+  /** η of eq. 16: 0 is deterministic DDIM, 1 is DDPM-like. Default 0 (diffusers' pipelines' default). */
+  eta?: number;
+}
+
+export class DDIMScheduler implements Scheduler {
+  readonly order = 1;
+  readonly initNoiseSigma = 1;
+  timesteps: Float64Array = new Float64Array(0);
+
+  private readonly schedule: TrainSchedule;
+  private readonly finalAlphaCumprod: number;
+  private readonly predictionType: 'epsilon' | 'sample' | 'v_prediction';
+  private readonly clipSample: boolean;
+  private readonly clipSampleRange: number;
+  private readonly timestepSpacing: TimestepSpacing;
+  private readonly stepsOffset: number;
+  private readonly eta: number;
+  private numInferenceSteps = 0;
+
+  constructor(config: SchedulerConfig, options: DdimOptions = {}) {
+    const c = new ConfigReader(config, OWNER);
+    this.schedule = readTrainSchedule(c);
+    // set_alpha_to_one: the step past t = 0 lands on ᾱ = 1 (a clean sample) rather than on ᾱ_0.
+    this.finalAlphaCumprod = c.boolean('set_alpha_to_one', true) ? 1 : this.schedule.alphasCumprod[0];
+    this.predictionType = c.oneOf('prediction_type', ['epsilon', 'sample', 'v_prediction'], 'epsilon');
+    c.refuseIf('thresholding', c.boolean('thresholding', false), 'dynamic thresholding is not implemented (it is for pixel-space models)');
+    this.clipSample = c.boolean('clip_sample', true);
+    this.clipSampleRange = c.number('clip_sample_range', 1, { test: (n) => n > 0, expected: 'a positive number' });
+    this.timestepSpacing = c.oneOf('timestep_spacing', TIMESTEP_SPACINGS, 'leading');
+    this.stepsOffset = c.integer('steps_offset', 0, 0);
+    const eta = options.eta ?? 0;
+    if (!Number.isFinite(eta) || eta < 0) throw new RangeError(`${OWNER}: expected \`eta\` to be a number ≥ 0, got \`${eta}\``);
+    this.eta = eta;
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    checkSteps(OWNER, numInferenceSteps, this.schedule.numTrainTimesteps);
+    this.numInferenceSteps = numInferenceSteps;
+    this.timesteps = integerTimesteps(this.timestepSpacing, this.schedule.numTrainTimesteps, numInferenceSteps, this.stepsOffset);
+  }
+
+  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
+    return sample;
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+    checkStep(OWNER, this.numInferenceSteps > 0, modelOutput, sample);
+    const ac = this.schedule.alphasCumprod;
+    const t = this.trainIndex(timestep);
+    // diffusers steps back by N // n whatever the spacing, so trailing and linspace schedules keep their quirk.
+    const prevT = t - Math.floor(this.schedule.numTrainTimesteps / this.numInferenceSteps);
+    const alphaProdT = ac[t];
+    const alphaProdTPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
+    const betaProdT = 1 - alphaProdT;
+    const sqrtA = Math.sqrt(alphaProdT);
+    const sqrtB = Math.sqrt(betaProdT);
+
+    const variance = ((1 - alphaProdTPrev) / betaProdT) * (1 - alphaProdT / alphaProdTPrev);
+    const stdDevT = this.eta * Math.sqrt(variance);
+    const dirCoeff = Math.sqrt(1 - alphaProdTPrev - stdDevT * stdDevT);
+    const sqrtAPrev = Math.sqrt(alphaProdTPrev);
+    const range = this.clipSampleRange;
+
+    const prevSample = new Float32Array(sample.length);
+    const predOriginalSample = new Float32Array(sample.length);
+    for (let i = 0; i < sample.length; i++) {
+      const x = sample[i];
+      const m = modelOutput[i];
+      let x0: number;
+      let eps: number;
+      if (this.predictionType === 'epsilon') {
+        x0 = (x - sqrtB * m) / sqrtA;
+        eps = m;
+      } else if (this.predictionType === 'sample') {
+        x0 = m;
+        eps = (x - sqrtA * m) / sqrtB;
+      } else {
+        x0 = sqrtA * x - sqrtB * m;
+        eps = sqrtA * m + sqrtB * x;
+      }
+      if (this.clipSample) x0 = Math.min(Math.max(x0, -range), range);
+      predOriginalSample[i] = x0;
+      prevSample[i] = sqrtAPrev * x0 + dirCoeff * eps;
+    }
+    if (this.eta > 0) {
+      const variance = drawNoise(OWNER, noise, new Float32Array(sample.length));
+      for (let i = 0; i < prevSample.length; i++) prevSample[i] += stdDevT * variance[i];
+    }
+    return { prevSample, predOriginalSample };
+  }
+
+  /** sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (the forward process, DDPM eq. 4). */
+  addNoise(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
+    const a = this.schedule.alphasCumprod[this.trainIndex(timestep)];
+    const sa = Math.sqrt(a);
+    const sb = Math.sqrt(1 - a);
+    return originalSample.map((x, i) => sa * x + sb * noise[i]);
+  }
+
+  private trainIndex(timestep: number): number {
+    if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.schedule.numTrainTimesteps) {
+      throw new RangeError(`${OWNER}: expected \`timestep\` to be an integer from 0 to ${this.schedule.numTrainTimesteps - 1}, got \`${timestep}\``);
+    }
+    return timestep;
+  }
+}

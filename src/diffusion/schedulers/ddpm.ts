@@ -1,0 +1,108 @@
+import { ConfigReader } from './config-reader.js';
+import { BETA_SCHEDULES, integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
+import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
+import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
+
+// Denoising Diffusion Probabilistic Models (Ho, Jain & Abbeel 2020), ancestral sampling with the posterior
+// q(x_{t-1} | x_t, x_0) of eqs. 6–7, as diffusers' DDPMScheduler.
+
+const OWNER = 'DDPMScheduler';
+
+type VarianceType = 'fixed_small' | 'fixed_small_log' | 'fixed_large';
+
+export class DDPMScheduler implements Scheduler {
+  readonly order = 1;
+  readonly initNoiseSigma = 1;
+  timesteps: Float64Array = new Float64Array(0);
+
+  private readonly schedule: TrainSchedule;
+  private readonly varianceType: VarianceType;
+  private readonly predictionType: 'epsilon' | 'sample' | 'v_prediction';
+  private readonly clipSample: boolean;
+  private readonly clipSampleRange: number;
+  private readonly timestepSpacing: TimestepSpacing;
+  private readonly stepsOffset: number;
+
+  constructor(config: SchedulerConfig) {
+    const c = new ConfigReader(config, OWNER);
+    this.schedule = readTrainSchedule(c, { allowed: [...BETA_SCHEDULES, 'sigmoid'] });
+    const varianceType = c.oneOf(
+      'variance_type',
+      ['fixed_small', 'fixed_small_log', 'fixed_large', 'fixed_large_log', 'learned', 'learned_range'],
+      'fixed_small',
+    );
+    c.refuseIf(
+      'variance_type',
+      varianceType === 'learned' || varianceType === 'learned_range' || varianceType === 'fixed_large_log',
+      'learned variances need a model that outputs twice the channels, and fixed_large_log gives NaN in diffusers',
+    );
+    this.varianceType = varianceType as VarianceType;
+    this.predictionType = c.oneOf('prediction_type', ['epsilon', 'sample', 'v_prediction'], 'epsilon');
+    c.refuseIf('thresholding', c.boolean('thresholding', false), 'dynamic thresholding is not implemented (it is for pixel-space models)');
+    this.clipSample = c.boolean('clip_sample', true);
+    this.clipSampleRange = c.number('clip_sample_range', 1, { test: (n) => n > 0, expected: 'a positive number' });
+    this.timestepSpacing = c.oneOf('timestep_spacing', TIMESTEP_SPACINGS, 'leading');
+    this.stepsOffset = c.integer('steps_offset', 0, 0);
+  }
+
+  setTimesteps(numInferenceSteps: number): void {
+    checkSteps(OWNER, numInferenceSteps, this.schedule.numTrainTimesteps);
+    this.timesteps = integerTimesteps(this.timestepSpacing, this.schedule.numTrainTimesteps, numInferenceSteps, this.stepsOffset);
+  }
+
+  scaleModelInput(sample: Float32Array, _timestep: number): Float32Array {
+    return sample;
+  }
+
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+    checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
+    const index = this.timesteps.indexOf(timestep);
+    if (index < 0) throw new Error(`${OWNER}: timestep \`${timestep}\` is not in the current schedule; pass one of \`scheduler.timesteps\``);
+    const t = timestep;
+    const prevT = index === this.timesteps.length - 1 ? -1 : this.timesteps[index + 1];
+    const ac = this.schedule.alphasCumprod;
+    const alphaProdT = ac[t];
+    const alphaProdTPrev = prevT >= 0 ? ac[prevT] : 1;
+    const betaProdT = 1 - alphaProdT;
+    const betaProdTPrev = 1 - alphaProdTPrev;
+    const currentAlphaT = alphaProdT / alphaProdTPrev;
+    const currentBetaT = 1 - currentAlphaT;
+    const sqrtA = Math.sqrt(alphaProdT);
+    const sqrtB = Math.sqrt(betaProdT);
+    // Eq. 7: μ̃ = (sqrt(ᾱ_{t-1}) β_t / (1 − ᾱ_t)) x0 + (sqrt(α_t) (1 − ᾱ_{t-1}) / (1 − ᾱ_t)) x_t.
+    const x0Coeff = (Math.sqrt(alphaProdTPrev) * currentBetaT) / betaProdT;
+    const xtCoeff = (Math.sqrt(currentAlphaT) * betaProdTPrev) / betaProdT;
+    const range = this.clipSampleRange;
+
+    const prevSample = new Float32Array(sample.length);
+    const predOriginalSample = new Float32Array(sample.length);
+    for (let i = 0; i < sample.length; i++) {
+      const x = sample[i];
+      const m = modelOutput[i];
+      let x0 = this.predictionType === 'epsilon' ? (x - sqrtB * m) / sqrtA : this.predictionType === 'sample' ? m : sqrtA * x - sqrtB * m;
+      if (this.clipSample) x0 = Math.min(Math.max(x0, -range), range);
+      predOriginalSample[i] = x0;
+      prevSample[i] = x0Coeff * x0 + xtCoeff * x;
+    }
+    if (t > 0) {
+      const z = drawNoise(OWNER, noise, new Float32Array(sample.length));
+      // β̃_t of eq. 7 (fixed_small), or β_t (fixed_large); clamped as diffusers does so log() stays finite.
+      const posterior = Math.max(Math.fround(((1 - alphaProdTPrev) / (1 - alphaProdT)) * currentBetaT), 1e-20);
+      const std = this.varianceType === 'fixed_large' ? Math.sqrt(currentBetaT) : Math.sqrt(posterior);
+      for (let i = 0; i < prevSample.length; i++) prevSample[i] += std * z[i];
+    }
+    return { prevSample, predOriginalSample };
+  }
+
+  /** sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (eq. 4). */
+  addNoise(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array {
+    checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
+    if (!Number.isInteger(timestep) || timestep < 0 || timestep >= this.schedule.numTrainTimesteps) {
+      throw new RangeError(`${OWNER}: expected \`timestep\` to be an integer from 0 to ${this.schedule.numTrainTimesteps - 1}, got \`${timestep}\``);
+    }
+    const a = this.schedule.alphasCumprod[timestep];
+    const sa = Math.sqrt(a);
+    const sb = Math.sqrt(1 - a);
+    return originalSample.map((x, i) => sa * x + sb * noise[i]);
+  }
+}
