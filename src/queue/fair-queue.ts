@@ -408,6 +408,8 @@ export class FairQueue implements JobQueue {
       clearTimeout(timer);
     }
 
+    // No longer running: a cancel from here on answers 'finished', and the outcome events below see that.
+    this.running.delete(job.id);
     if ('abandoned' in outcome) {
       this.logger.error(`The sampler did not stop within ${this.options.abortGraceMs} ms of an abort; slot released`, {
         jobId: job.id,

@@ -67,6 +67,11 @@ export class FairScheduler<T extends SchedulableJob> {
   private readonly guilds = new RoundRobin();
   private readonly lanes = new Map<string, GuildLane<T>>();
   private readonly byId = new Map<string, T>();
+  /** Guilds with nothing waiting, oldest first. Their lanes are kept for a while because the lane remembers who
+   * was served this round: a member who just ran and submits again must not jump ahead of the others. */
+  private readonly idleLanes = new Set<string>();
+
+  constructor(private readonly maxIdleLanes = 1000) {}
 
   get size(): number {
     return this.byId.size;
@@ -98,6 +103,9 @@ export class FairScheduler<T extends SchedulableJob> {
     if (lane === undefined) {
       lane = { members: new RoundRobin(), jobs: new Map(), count: 0 };
       this.lanes.set(job.guildId, lane);
+    }
+    if (lane.count === 0) {
+      this.idleLanes.delete(job.guildId);
       this.guilds.activate(job.guildId);
     }
     let list = lane.jobs.get(job.userId);
@@ -124,8 +132,18 @@ export class FairScheduler<T extends SchedulableJob> {
     if (list.length > 0) lane.members.requeue(userId);
     else lane.jobs.delete(userId);
     if (lane.count > 0) this.guilds.requeue(guildId);
-    else this.lanes.delete(guildId);
+    else this.laneEmptied(guildId);
     return job;
+  }
+
+  private laneEmptied(guildId: string): void {
+    this.idleLanes.add(guildId);
+    // Bounded memory: forget the round state of the guilds idle longest.
+    for (const oldest of this.idleLanes) {
+      if (this.idleLanes.size <= this.maxIdleLanes) break;
+      this.idleLanes.delete(oldest);
+      this.lanes.delete(oldest);
+    }
   }
 
   /** Remove a waiting job (cancelled). Returns it, or undefined if it was not waiting. */
@@ -142,8 +160,8 @@ export class FairScheduler<T extends SchedulableJob> {
       lane.members.remove(job.userId);
     }
     if (lane.count === 0) {
-      this.lanes.delete(job.guildId);
       this.guilds.remove(job.guildId);
+      this.laneEmptied(job.guildId);
     }
     return job;
   }
@@ -153,6 +171,7 @@ export class FairScheduler<T extends SchedulableJob> {
     const guilds = this.guilds.clone();
     const lanes = new Map<string, { members: RoundRobin; jobs: Map<string, { list: T[]; next: number }>; count: number }>();
     for (const [guildId, lane] of this.lanes) {
+      if (lane.count === 0) continue;
       const jobs = new Map<string, { list: T[]; next: number }>();
       for (const [userId, list] of lane.jobs) jobs.set(userId, { list, next: 0 });
       lanes.set(guildId, { members: lane.members.clone(), jobs, count: lane.count });

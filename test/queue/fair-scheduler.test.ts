@@ -63,6 +63,29 @@ describe('FairScheduler', () => {
     expect(drain(scheduler)).toEqual(['g/b#1', 'g/a#2', 'g/b#2']);
   });
 
+  it('GIVEN the guild ran empty and the member just served submits again THEN a newcomer still goes first', () => {
+    const scheduler = new FairScheduler<Job>();
+    scheduler.add(job('g', 'a', 1));
+    expect(scheduler.take()?.id).toBe('g/a#1');
+    scheduler.add(job('g', 'a', 2));
+    scheduler.add(job('g', 'd', 1));
+    expect(drain(scheduler)).toEqual(['g/d#1', 'g/a#2']);
+  });
+
+  it('GIVEN more idle guilds than it keeps THEN the oldest idle guild state is forgotten (memory stays bounded)', () => {
+    const scheduler = new FairScheduler<Job>(2);
+    for (const guild of ['g1', 'g2', 'g3']) {
+      scheduler.add(job(guild, 'a', 1));
+      scheduler.take();
+    }
+    // g1's round state is gone, so its member counts as new; g3 still remembers a was served.
+    scheduler.add(job('g1', 'a', 2));
+    scheduler.add(job('g1', 'b', 1));
+    scheduler.add(job('g3', 'a', 2));
+    scheduler.add(job('g3', 'b', 1));
+    expect(scheduler.order().map((j) => j.id)).toEqual(['g1/a#2', 'g3/b#1', 'g1/b#1', 'g3/a#2']);
+  });
+
   it('GIVEN cancelled jobs THEN they leave the order and empty members and guilds are dropped', () => {
     const scheduler = new FairScheduler<Job>();
     scheduler.add(job('g1', 'a', 1));
