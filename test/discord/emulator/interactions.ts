@@ -1,0 +1,251 @@
+import {
+  ApplicationCommandOptionType,
+  ApplicationCommandType,
+  ApplicationIntegrationType,
+  ChannelType,
+  ComponentType,
+  InteractionContextType,
+  InteractionResponseType,
+  InteractionType,
+  Locale,
+  type APIApplicationCommand,
+  type APIApplicationCommandInteractionDataOption,
+  type APIApplicationCommandOption,
+  type APIChatInputApplicationCommandGuildInteraction,
+  type APIMessage,
+  type APIMessageComponentGuildInteraction,
+} from 'discord-api-types/v10';
+import type { CallLog, RecordedCall } from './call-log.js';
+import type { EmulatorClock } from './clock.js';
+import type { MessageStore, StoredMessage } from './message-store.js';
+import type { World } from './world.js';
+
+/** A value for one option in {@link SendCommandOptions.options}. */
+export type OptionValue = string | number | boolean;
+
+/** Options for `emulator.sendCommand()`. */
+export interface SendCommandOptions {
+  /** The slash command's name. */
+  name: string;
+  /**
+   * Option values by name. Types come from the registered command when one was deployed
+   * (so `guidance: 7` is sent as a Number option if declared so), else from the JS value.
+   * Or pass Discord's own option array.
+   */
+  options?: Record<string, OptionValue> | APIApplicationCommandInteractionDataOption<InteractionType.ApplicationCommand>[];
+  /** Default: the default guild. */
+  guildId?: string;
+  /** Default: the default text channel. */
+  channelId?: string;
+  /** Who runs it, by user id. Default: `defaults.users.alice`. The user must be a member of the guild. */
+  userId?: string;
+  /** Member role ids sent with the interaction. Default: the member's roles. */
+  roles?: string[];
+  /** The member's computed permissions. Default: computed from @everyone and the member's roles. */
+  permissions?: bigint;
+  /** The bot's permissions in the channel. Default: computed for the bot's member. */
+  appPermissions?: bigint;
+  /** Per-file upload cap in bytes that the interaction carries. Default: the emulator's `attachmentSizeLimit`. */
+  attachmentSizeLimit?: number;
+  locale?: Locale;
+}
+
+/** Options for `emulator.sendButton()`: a click on a button of a message the bot sent. */
+export interface SendButtonOptions extends Omit<SendCommandOptions, 'name' | 'options' | 'channelId'> {
+  messageId: string;
+  customId: string;
+}
+
+/** Server-side state of one interaction. */
+export interface InteractionState {
+  id: string;
+  token: string;
+  type: InteractionType;
+  applicationId: string;
+  guildId: string;
+  channelId: string;
+  userId: string;
+  /** Emulator-clock time it was sent. */
+  createdAt: number;
+  attachmentSizeLimit: number;
+  payload: APIChatInputApplicationCommandGuildInteraction | APIMessageComponentGuildInteraction;
+  /** The first (initial) response, once one was accepted. */
+  response: { type: InteractionResponseType; at: number } | undefined;
+  /** The message `@original` refers to. */
+  originalMessageId: string | undefined;
+  followUpIds: string[];
+  /** Set by `expireToken()`. */
+  forcedExpired: boolean;
+  /** Set when a callback came after the deadline. */
+  failed: boolean;
+}
+
+/**
+ * What `sendCommand()` returns: the interaction as sent, and ways to wait for and read what the
+ * bot answered through its token.
+ */
+export class InteractionHandle {
+  constructor(
+    readonly state: InteractionState,
+    private readonly log: CallLog,
+    private readonly store: MessageStore,
+  ) {}
+
+  get id(): string {
+    return this.state.id;
+  }
+
+  get token(): string {
+    return this.state.token;
+  }
+
+  /** The INTERACTION_CREATE payload that was dispatched. */
+  get payload(): InteractionState['payload'] {
+    return this.state.payload;
+  }
+
+  /** REST calls made with this interaction's id or token, in order. */
+  calls(): RecordedCall[] {
+    return this.log.calls.filter((c) => this.#mine(c));
+  }
+
+  /** Resolves with the first accepted initial response (the callback call answered 2xx). */
+  waitForResponse(timeoutMs = 10_000): Promise<RecordedCall> {
+    return this.waitForCall((c) => c.route === '/interactions/:interactionId/:token/callback' && c.status < 300, timeoutMs, 'the interaction response');
+  }
+
+  /** Resolves with the first call with this interaction's token that matches. */
+  waitForCall(predicate: (call: RecordedCall) => boolean, timeoutMs = 10_000, description = 'a call for this interaction'): Promise<RecordedCall> {
+    return this.log.waitFor((c) => this.#mine(c) && predicate(c), timeoutMs, `${description} (interaction ${this.id})`);
+  }
+
+  /** The message `@original` refers to now, if any. */
+  original(): StoredMessage | undefined {
+    return this.state.originalMessageId ? this.store.get(this.state.originalMessageId) : undefined;
+  }
+
+  /** Follow-up messages, oldest first (a follow-up that replaced a deferred original is the original). */
+  followUps(): StoredMessage[] {
+    return this.state.followUpIds.map((id) => this.store.get(id)).filter((m): m is StoredMessage => m !== undefined);
+  }
+
+  /** Makes the token expire now, as if 15 minutes had passed for this interaction only. */
+  expireToken(): void {
+    this.state.forcedExpired = true;
+  }
+
+  #mine(call: RecordedCall): boolean {
+    return call.params.token === this.state.token || call.params.interactionId === this.state.id;
+  }
+}
+
+/**
+ * Builds `data.options` from plain values, typed by the registered command's option list
+ * when there is one.
+ */
+export function buildOptions(
+  values: SendCommandOptions['options'],
+  command: APIApplicationCommand | undefined,
+): APIApplicationCommandInteractionDataOption<InteractionType.ApplicationCommand>[] | undefined {
+  if (values === undefined) return undefined;
+  if (Array.isArray(values)) return values;
+  return Object.entries(values).map(([name, value]) => {
+    const declared = command?.options?.find((o: APIApplicationCommandOption) => o.name === name);
+    const type = declared?.type ?? inferType(value);
+    switch (type) {
+      case ApplicationCommandOptionType.String:
+        return { name, type, value: String(value) };
+      case ApplicationCommandOptionType.Integer:
+      case ApplicationCommandOptionType.Number:
+        return { name, type, value: Number(value) };
+      case ApplicationCommandOptionType.Boolean:
+        return { name, type, value: Boolean(value) };
+      default:
+        throw new Error(`Option \`${name}\` has type ${type}, which sendCommand() cannot build from a plain value; pass Discord's option array`);
+    }
+  });
+}
+
+function inferType(value: OptionValue): ApplicationCommandOptionType {
+  if (typeof value === 'string') return ApplicationCommandOptionType.String;
+  if (typeof value === 'boolean') return ApplicationCommandOptionType.Boolean;
+  return Number.isInteger(value) ? ApplicationCommandOptionType.Integer : ApplicationCommandOptionType.Number;
+}
+
+/** Fields every guild interaction carries; without `entitlements` or `authorizing_integration_owners` discord.js drops it. */
+export function baseGuildInteraction(world: World, options: {
+  id: string;
+  token: string;
+  applicationId: string;
+  botUserId: string;
+  guildId: string;
+  channelId: string;
+  userId: string;
+  roles?: string[];
+  permissions?: bigint;
+  appPermissions?: bigint;
+  attachmentSizeLimit: number;
+  locale?: Locale;
+}) {
+  const found = world.findChannel(options.channelId);
+  if (!found || found.guild.id !== options.guildId) {
+    throw new Error(`Expected channel \`${options.channelId}\` to be a text channel of guild \`${options.guildId}\``);
+  }
+  const member = world.apiMember(options.guildId, options.userId);
+  if (options.roles) member.roles = [...options.roles];
+  const permissions = options.permissions ?? world.memberPermissions(options.guildId, options.userId);
+  const appPermissions = options.appPermissions ?? world.memberPermissions(options.guildId, options.botUserId);
+  return {
+    id: options.id,
+    application_id: options.applicationId,
+    token: options.token,
+    version: 1 as const,
+    guild_id: options.guildId,
+    guild: { id: options.guildId, features: [], locale: Locale.EnglishUS },
+    channel: { id: found.channel.id, type: ChannelType.GuildText as const, guild_id: options.guildId, name: found.channel.name },
+    channel_id: found.channel.id,
+    member: { ...member, permissions: permissions.toString() },
+    app_permissions: appPermissions.toString(),
+    locale: options.locale ?? Locale.EnglishUS,
+    guild_locale: Locale.EnglishUS,
+    entitlements: [],
+    authorizing_integration_owners: { [ApplicationIntegrationType.GuildInstall]: options.guildId },
+    context: InteractionContextType.Guild,
+    attachment_size_limit: options.attachmentSizeLimit,
+  };
+}
+
+export function chatInputData(name: string, command: APIApplicationCommand | undefined, options: SendCommandOptions['options'], fallbackId: string) {
+  const built = buildOptions(options, command);
+  return {
+    id: command?.id ?? fallbackId,
+    name,
+    type: ApplicationCommandType.ChatInput as const,
+    ...(command?.guild_id ? { guild_id: command.guild_id } : {}),
+    ...(built ? { options: built } : {}),
+  };
+}
+
+export function buttonData(customId: string) {
+  return { custom_id: customId, component_type: ComponentType.Button as const };
+}
+
+/** True when the token can no longer be used (15 minutes by default, or `expireToken()`). */
+export function tokenExpired(state: InteractionState, clock: EmulatorClock, lifetimeMs: number): boolean {
+  return state.forcedExpired || clock.now() - state.createdAt >= lifetimeMs;
+}
+
+/** Response types Discord accepts as the first answer, per interaction type. */
+export function allowedResponseTypes(type: InteractionType): InteractionResponseType[] {
+  return type === InteractionType.MessageComponent
+    ? [
+        InteractionResponseType.ChannelMessageWithSource,
+        InteractionResponseType.DeferredChannelMessageWithSource,
+        InteractionResponseType.DeferredMessageUpdate,
+        InteractionResponseType.UpdateMessage,
+        InteractionResponseType.Modal,
+      ]
+    : [InteractionResponseType.ChannelMessageWithSource, InteractionResponseType.DeferredChannelMessageWithSource, InteractionResponseType.Modal];
+}
+
+export type { APIMessage };

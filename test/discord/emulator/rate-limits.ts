@@ -1,0 +1,182 @@
+import { createHash } from 'node:crypto';
+
+/** What a rate-limit rule or an injected fault sees of a request. */
+export interface RouteRequest {
+  method: string;
+  /** Route template, e.g. `/channels/:channelId/messages/:messageId`. */
+  route: string;
+  /** Concrete path below `/api/v10`, e.g. `/channels/1234/messages/5678`. */
+  path: string;
+  params: Readonly<Record<string, string>>;
+}
+
+/**
+ * Picks requests: a function, a RegExp tested on `"METHOD /path"` and `"METHOD /route/:template"`,
+ * or a string glob (`*` matches anything) tested the same way, e.g. `"PATCH /webhooks/*"`.
+ */
+export type RequestMatcher = string | RegExp | ((request: RouteRequest) => boolean);
+
+/** One rate-limit bucket, with Discord's semantics: `limit` requests per `windowMs`, per key. */
+export interface RateLimitRule {
+  /** Names the bucket; its hash is sent as `X-RateLimit-Bucket`. */
+  bucket: string;
+  /** Requests that count against this bucket. */
+  match: RequestMatcher;
+  limit: number;
+  windowMs: number;
+  /** Splits the bucket, e.g. per channel or per message. Default: one counter per route and major parameter. */
+  key?: (request: RouteRequest) => string;
+}
+
+/** Options for {@link RateLimiter.inject}. */
+export interface InjectedFault {
+  match: RequestMatcher;
+  /** How many matching requests get the fault. Default 1. */
+  count?: number;
+  /** 429 only: seconds sent in `Retry-After` and `retry_after`. Default 1. */
+  retryAfter?: number;
+  /** 429 only: a global limit (`X-RateLimit-Global`, scope `global`). Default false. */
+  global?: boolean;
+  /** 429 only: `X-RateLimit-Scope`. Default `user` (or `global`). */
+  scope?: 'user' | 'shared' | 'global';
+  /** 5xx only: the status. Default 500. */
+  status?: number;
+}
+
+/**
+ * Discord's default buckets for what an image bot does. Webhook-message edits are not published by
+ * Discord; 5 per 5 s per message follows what bots observe (reference/discord-protocol.md).
+ */
+export function defaultRateLimitRules(): RateLimitRule[] {
+  return [
+    {
+      bucket: 'webhook-message-edit',
+      match: 'PATCH /webhooks/:applicationId/:token/messages/:messageId',
+      limit: 5,
+      windowMs: 5_000,
+      key: (r) => `${r.params.token}:${r.params.messageId}`,
+    },
+    { bucket: 'webhook-execute', match: 'POST /webhooks/:applicationId/:token', limit: 5, windowMs: 2_000, key: (r) => r.params.token },
+    { bucket: 'channel-message-create', match: 'POST /channels/:channelId/messages', limit: 5, windowMs: 5_000, key: (r) => r.params.channelId },
+    {
+      bucket: 'channel-message-edit',
+      match: 'PATCH /channels/:channelId/messages/:messageId',
+      limit: 5,
+      windowMs: 5_000,
+      key: (r) => r.params.channelId,
+    },
+    // Reactions: 1 per 250 ms per channel, the long-observed Discord value.
+    { bucket: 'reactions', match: /^(PUT|DELETE) \/channels\/:channelId\/messages\/:messageId\/reactions\//, limit: 1, windowMs: 250, key: (r) => r.params.channelId },
+  ];
+}
+
+/** Default for routes no rule names: generous, but headers are still sent like Discord does. */
+const FALLBACK: Omit<RateLimitRule, 'match'> = { bucket: 'default', limit: 50, windowMs: 1_000 };
+
+export interface RateLimitDecision {
+  headers: Record<string, string>;
+  /** Present when the request must be answered 429 with this body. */
+  limited?: { retryAfter: number; global: boolean };
+  /** Present when an injected 5xx must be answered. */
+  serverError?: number;
+}
+
+interface Window {
+  count: number;
+  resetAt: number;
+}
+
+/** Counts requests into buckets on the real clock and serves injected 429s and 5xx. */
+export class RateLimiter {
+  readonly rules: RateLimitRule[];
+  #windows = new Map<string, Window>();
+  #faults: { fault: InjectedFault; left: number; kind: '429' | '5xx' }[] = [];
+
+  constructor(rules: RateLimitRule[]) {
+    this.rules = rules;
+  }
+
+  /** Queues a fault for the next matching requests; injected faults are served before buckets are counted. */
+  inject(kind: '429' | '5xx', fault: InjectedFault): void {
+    const count = fault.count ?? 1;
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`Expected \`count\` to be an integer >= 1, got \`${count}\``);
+    this.#faults.push({ fault, left: count, kind });
+  }
+
+  /** Faults still waiting to be served. */
+  pendingFaults(): number {
+    return this.#faults.reduce((n, f) => n + f.left, 0);
+  }
+
+  decide(request: RouteRequest): RateLimitDecision {
+    const now = Date.now();
+    const rule = this.rules.find((r) => matches(r.match, request)) ?? { ...FALLBACK, match: '' };
+    const key = `${rule.bucket}:${rule.key ? rule.key(request) : `${request.method} ${request.route}:${majorParameter(request)}`}`;
+    let window = this.#windows.get(key);
+    if (!window || window.resetAt <= now) {
+      window = { count: 0, resetAt: now + rule.windowMs };
+      this.#windows.set(key, window);
+    }
+    const bucketHash = createHash('sha1').update(rule.bucket).digest('hex').slice(0, 32);
+
+    const faultIndex = this.#faults.findIndex((f) => matches(f.fault.match, request));
+    if (faultIndex !== -1) {
+      const entry = this.#faults[faultIndex];
+      if (--entry.left === 0) this.#faults.splice(faultIndex, 1);
+      if (entry.kind === '5xx') return { headers: {}, serverError: entry.fault.status ?? 500 };
+      const retryAfter = entry.fault.retryAfter ?? 1;
+      const global = entry.fault.global ?? false;
+      const headers: Record<string, string> = {
+        'Retry-After': String(retryAfter),
+        'X-RateLimit-Scope': entry.fault.scope ?? (global ? 'global' : 'user'),
+      };
+      if (global) {
+        headers['X-RateLimit-Global'] = 'true';
+      } else {
+        Object.assign(headers, {
+          'X-RateLimit-Limit': String(rule.limit),
+          'X-RateLimit-Remaining': '0',
+          'X-RateLimit-Reset': ((now + retryAfter * 1000) / 1000).toFixed(3),
+          'X-RateLimit-Reset-After': retryAfter.toFixed(3),
+          'X-RateLimit-Bucket': bucketHash,
+        });
+      }
+      return { headers, limited: { retryAfter, global } };
+    }
+
+    const resetAfter = Math.max(0, window.resetAt - now) / 1000;
+    const headers: Record<string, string> = {
+      'X-RateLimit-Limit': String(rule.limit),
+      'X-RateLimit-Reset': (window.resetAt / 1000).toFixed(3),
+      'X-RateLimit-Reset-After': resetAfter.toFixed(3),
+      'X-RateLimit-Bucket': bucketHash,
+    };
+    if (window.count >= rule.limit) {
+      headers['X-RateLimit-Remaining'] = '0';
+      headers['Retry-After'] = resetAfter.toFixed(3);
+      headers['X-RateLimit-Scope'] = 'user';
+      return { headers, limited: { retryAfter: resetAfter, global: false } };
+    }
+    window.count++;
+    headers['X-RateLimit-Remaining'] = String(rule.limit - window.count);
+    return { headers };
+  }
+}
+
+/** discord.js and Discord key buckets on the first id after channels/guilds/webhooks. */
+function majorParameter(request: RouteRequest): string {
+  return /^\/(?:channels|guilds|webhooks)\/(\d+)/.exec(request.path)?.[1] ?? 'global';
+}
+
+export function matches(matcher: RequestMatcher, request: RouteRequest): boolean {
+  if (typeof matcher === 'function') return matcher(request);
+  const subjects = [`${request.method} ${request.path}`, `${request.method} ${request.route}`];
+  if (matcher instanceof RegExp) return subjects.some((s) => matcher.test(s));
+  if (matcher === '') return false;
+  const pattern = new RegExp(`^${matcher.split('*').map(escapeRegExp).join('.*')}$`);
+  return subjects.some((s) => pattern.test(s));
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+}
