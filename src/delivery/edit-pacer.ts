@@ -49,6 +49,16 @@ export class EditPacer<T> {
    * interval, then sends `state`. Rejects if that edit fails, so the caller can fall back.
    */
   async finish(state: T): Promise<void> {
+    await this.reserveLast();
+    this.lastKey = this.keyOf(state);
+    await this.send(state);
+  }
+
+  /**
+   * For a last edit the caller makes itself (the final picture): drops pending progress, waits for the edit in
+   * flight and for the interval, and counts the caller's edit as started now.
+   */
+  async reserveLast(): Promise<void> {
     this.closed = true;
     this.pending = undefined;
     this.clearTimer();
@@ -56,9 +66,7 @@ export class EditPacer<T> {
     const wait = this.lastStartedAt + this.intervalMs - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     this.lastStartedAt = Date.now();
-    this.lastKey = this.keyOf(state);
     this.sent += 1;
-    await this.send(state);
   }
 
   /** Resolves when no edit is in flight (progress edits still pending are not waited for). */

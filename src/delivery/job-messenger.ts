@@ -25,6 +25,12 @@ const TOKEN_SAFETY_MARGIN_MS = 30_000;
 export const REROLL_EMOJI = '🔁';
 export const CANCEL_EMOJI = '❌';
 
+/**
+ * Discord limits reaction changes to about one per 250 ms (shared by add and remove, which discord.js buckets
+ * apart, so it cannot pace them itself); reaction calls go one at a time with this gap.
+ */
+const REACTION_GAP_MS = 300;
+
 /** Webhook answers that mean "this token or message is gone": fall back to a channel message. */
 const DEAD_WEBHOOK_CODES = new Set([10008, 10015, 10062, 50027]);
 
@@ -98,6 +104,7 @@ export class JobMessenger {
   /** Interactions whose defer is under way, by token: their reply cannot be edited before it exists. */
   private readonly holds = new Map<string, { promise: Promise<boolean>; attachmentLimit?: number }>();
   private readonly unsubscribe: Array<() => void> = [];
+  private reactionLane: Promise<unknown> = Promise.resolve();
 
   constructor(options: JobMessengerOptions) {
     this.rest = options.rest;
@@ -125,10 +132,9 @@ export class JobMessenger {
   /** The delivery callback for the queue: posts the finished picture, resolves with the message that carries it. */
   readonly deliver: DeliverFn = async (job, result, context) => {
     const message = this.messageFor(job);
-    message.pacer.dispose();
-    await message.pacer.settle();
-    await message.acknowledged;
     const final = await this.finalBody(message, result);
+    await message.acknowledged;
+    await message.pacer.reserveLast();
     let receipt: DeliveryReceipt;
     if (this.canUseWebhook(message)) {
       try {
@@ -366,7 +372,9 @@ export class JobMessenger {
     if (message.job.messageId) message.cancelReactionOn.add(message.job.messageId);
     for (const messageId of message.cancelReactionOn) {
       try {
-        await this.rest.delete(Routes.channelMessageOwnReaction(message.job.channelId, messageId, encodeURIComponent(CANCEL_EMOJI)));
+        await this.reactionCall(() =>
+          this.rest.delete(Routes.channelMessageOwnReaction(message.job.channelId, messageId, encodeURIComponent(CANCEL_EMOJI))),
+        );
       } catch (error) {
         this.logger.warn('could not remove ❌', { jobId: message.job.id, error: String(error) });
       }
@@ -374,10 +382,23 @@ export class JobMessenger {
     message.cancelReactionOn.clear();
   }
 
+  /** Runs reaction calls one at a time, REACTION_GAP_MS apart. */
+  private reactionCall(call: () => Promise<unknown>): Promise<void> {
+    const run = this.reactionLane.then(async () => {
+      try {
+        await call();
+      } finally {
+        await new Promise((resolve) => setTimeout(resolve, REACTION_GAP_MS));
+      }
+    });
+    this.reactionLane = run.catch(() => {});
+    return run;
+  }
+
   /** Reactions are a courtesy: a missing Add Reactions permission must not fail a delivery. */
   private async react(channelId: string, messageId: string, emoji: string): Promise<void> {
     try {
-      await this.rest.put(Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji)));
+      await this.reactionCall(() => this.rest.put(Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji))));
     } catch (error) {
       this.logger.warn(`could not add ${emoji}`, { channelId, messageId, error: String(error) });
     }
