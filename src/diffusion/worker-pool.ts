@@ -34,6 +34,8 @@ export class WorkerCrashError extends Error {
 
 interface Job {
   id: number;
+  /** The caller's promise is settled (done, timed out, shut down); late messages only free the worker. */
+  settled: boolean;
   params: GenerateParams;
   options: GenerateOptions;
   resolve: (result: GenerateResult) => void;
@@ -42,10 +44,13 @@ interface Job {
 }
 
 interface Slot {
+  index: number;
   worker: Worker;
   ready: boolean;
+  /** The job in the worker, until the worker says it is done with it (even after the caller was answered). */
   job?: Job;
   timer?: NodeJS.Timeout;
+  onIdle?: () => void;
 }
 
 // worker.ts under tsx and vitest, worker.js if the sources are ever compiled.
@@ -105,7 +110,7 @@ export class WorkerPool implements Sampler {
     if (this.loadError) return Promise.reject(this.loadError);
     if (options.signal?.aborted) return Promise.reject(new UserError(Identifiers.Cancelled, 'The job was cancelled'));
     return new Promise<GenerateResult>((resolve, reject) => {
-      const job: Job = { id: this.nextId++, params, options, resolve, reject };
+      const job: Job = { id: this.nextId++, settled: false, params, options, resolve, reject };
       if (options.signal) {
         job.onAbort = () => this.abort(job);
         options.signal.addEventListener('abort', job.onAbort, { once: true });
@@ -126,6 +131,10 @@ export class WorkerPool implements Sampler {
     this.slots[index]?.worker.postMessage({ type: 'crash' } satisfies ToWorker);
   }
 
+  /**
+   * Reject what waits, stop running jobs at their next step and end the workers. A worker is never terminated
+   * inside a model call: onnxruntime's native code may still be using the thread's memory.
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -133,9 +142,13 @@ export class WorkerPool implements Sampler {
     for (const job of this.queue.splice(0)) this.settle(job, error);
     await Promise.all(
       this.slots.map(async (slot) => {
-        if (slot.job) this.settle(slot.job, error);
+        if (slot.job) {
+          const idle = new Promise<void>((resolve) => (slot.onIdle = resolve));
+          this.settle(slot.job, error);
+          slot.worker.postMessage({ type: 'abort', id: slot.job.id } satisfies ToWorker);
+          await idle;
+        }
         clearTimeout(slot.timer);
-        slot.job = undefined;
         await slot.worker.terminate();
       }),
     );
@@ -155,7 +168,7 @@ export class WorkerPool implements Sampler {
           { eval: true, workerData: data },
         )
       : new Worker(WORKER_URL, { workerData: data });
-    const slot: Slot = { worker, ready: false };
+    const slot: Slot = { index, worker, ready: false };
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       let started = false;
@@ -192,10 +205,11 @@ export class WorkerPool implements Sampler {
         }
       });
       worker.on('exit', (code) => {
-        if (this.slots[index] !== slot || this.closed || this.loadError) return;
         const job = slot.job;
         clearTimeout(slot.timer);
         slot.job = undefined;
+        slot.onIdle?.();
+        if (this.slots[index] !== slot || this.closed || this.loadError) return;
         if (job) {
           this.settle(job, new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}) while making this picture; it has been restarted, please try again`));
         }
@@ -221,9 +235,10 @@ export class WorkerPool implements Sampler {
 
   private onJobMessage(slot: Slot, message: FromWorker): void {
     const job = slot.job;
-    if (!job || !('id' in message) || message.id !== job.id) return; // a late message from a job already settled
+    if (!job || !('id' in message) || message.id !== job.id) return;
     switch (message.type) {
       case 'progress':
+        if (job.settled) break;
         try {
           job.options.onProgress?.(message.progress);
         } catch (error) {
@@ -245,6 +260,13 @@ export class WorkerPool implements Sampler {
     clearTimeout(slot.timer);
     slot.timer = undefined;
     slot.job = undefined;
+    slot.onIdle?.();
+    slot.onIdle = undefined;
+    if (this.slots[slot.index] !== slot) {
+      // A worker replaced after it got stuck has finally come back: now it can be ended safely.
+      void slot.worker.terminate();
+      return;
+    }
     this.dispatch();
   }
 
@@ -266,17 +288,22 @@ export class WorkerPool implements Sampler {
     }
   }
 
+  /**
+   * Answer the caller now and stop the job at its next step. The worker stays busy until it confirms, since it
+   * cannot be terminated safely inside a model call; if one call hangs past the grace period, a fresh worker takes
+   * its place and the stuck one is ended when it returns.
+   */
   private timeOut(slot: Slot, job: Job): void {
     if (slot.job !== job) return;
-    // The worker may be inside a blocking run(): the only way to stop it is to replace it.
-    slot.job = undefined;
-    slot.ready = false;
-    const index = this.slots.indexOf(slot);
     this.settle(job, new UserError(Identifiers.Timeout, `The picture took longer than ${Math.round(this.timeoutMs / 1000)} s and was stopped`));
-    this.slots[index] = { worker: slot.worker, ready: false }; // detach: its exit is not a crash
-    void slot.worker.terminate().then(() => {
-      if (!this.closed) this.restart(index);
-    });
+    slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+    const graceMs = Math.max(30_000, this.timeoutMs);
+    slot.timer = setTimeout(() => {
+      if (slot.job !== job || this.closed || this.slots[slot.index] !== slot) return;
+      this.log(`imagine: image worker ${slot.index} is stuck in one model call after ${Math.round(graceMs / 1000)} s; starting a replacement`);
+      slot.worker.unref();
+      this.restart(slot.index);
+    }, graceMs);
   }
 
   private abort(job: Job): void {
@@ -291,6 +318,8 @@ export class WorkerPool implements Sampler {
   }
 
   private settle(job: Job, error?: Error, result?: GenerateResult): void {
+    if (job.settled) return;
+    job.settled = true;
     if (job.onAbort) job.options.signal?.removeEventListener('abort', job.onAbort);
     if (error) job.reject(error);
     else job.resolve(result!);
