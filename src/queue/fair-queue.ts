@@ -195,7 +195,9 @@ export class FairQueue implements JobQueue {
     }
     await this.results.removeAllExcept(keep);
 
-    for (let i = 0; i < this.scheduler.size; i++) this.addSlot();
+    // Count first: a slot may start (and take a job) inside addSlot.
+    const waiting = this.scheduler.size;
+    for (let i = 0; i < waiting; i++) this.addSlot();
     this.publishPositions();
     this.checkIdle();
     return report;
