@@ -45,4 +45,65 @@ describe('/imagine end to end (stand-in sampler)', () => {
     await eventually(() => !done.reactions.get('❌')?.has(emulator.defaults.botUserId), 10_000, '❌ taken back');
     expect(done.allowedMentions?.parse).toEqual([]);
   });
+
+  const jobCount = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+
+  it.each<[string, Record<string, string | number>, RegExp]>([
+    ['an empty prompt', { prompt: '' }, /prompt is empty/],
+    ['a whitespace prompt', { prompt: '   ' }, /prompt is empty/],
+    ['a 1001-character prompt', { prompt: 'a'.repeat(1001) }, /at most 1000 characters, got 1001/],
+    ['a control character', { prompt: 'red\u0000circle' }, /control character \(U\+0000\)/],
+    ['steps 0', { prompt: 'ok', steps: 0 }, /`steps` to be an integer from 1 to 50, got `0`/],
+    ['steps 10^9', { prompt: 'ok', steps: 1e9 }, /at most 50 steps; you asked for 1000000000/],
+    ['steps above the guild max', { prompt: 'ok', steps: 51 }, /This server allows at most 50 steps/],
+    ['a seed of 2^32', { prompt: 'ok', seed: 2 ** 32 }, /`seed` to be an integer from 0 to 4294967295/],
+    ['a negative seed', { prompt: 'ok', seed: -5 }, /`seed` to be an integer from 0 to 4294967295, got `-5`/],
+    ['guidance 99', { prompt: 'ok', guidance: 99 }, /`guidance` to be a number from 0 to 30, got `99`/],
+  ])('GIVEN %s THEN one ephemeral line and nothing queued', async (_label, options, message) => {
+    const before = jobCount();
+    const handle = h.emulator.sendCommand({ name: 'imagine', options, userId: h.emulator.defaults.users.bob.id });
+    const response = await handle.waitForResponse();
+    expect(response.body.type).toBe(4); // an immediate reply, not a defer
+    expect(response.body.data.flags & 64).toBe(64); // ephemeral
+    expect(response.body.data.content).toMatch(message);
+    expect(response.body.data.content).not.toContain('\n');
+    expect(jobCount()).toBe(before);
+  });
+
+  it('GIVEN a prompt with @everyone and a role mention THEN the picture comes and nobody is pinged', async () => {
+    const { emulator } = h;
+    const roleId = emulator.defaults.roles.moderator.id;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: `@everyone <@&${roleId}> look`, steps: 2 } });
+    const done = await eventually(() => {
+      const original = handle.original();
+      return original && original.message.attachments.length > 0 && original.message.embeds.length > 0 ? original : undefined;
+    }, 60_000, 'the final image');
+    for (const call of originalEdits(emulator, handle.token)) {
+      expect(call.body.allowed_mentions).toMatchObject({ parse: [] });
+    }
+    expect(done.message.mention_everyone).toBe(false);
+    expect(done.message.mention_roles).toEqual([]);
+    expect(done.message.embeds[0]!.description).toBe(`@everyone <@&${roleId}> look`);
+  });
+
+  it('GIVEN a member at the per-member cap THEN the next /imagine is refused ephemerally, nothing queued', async () => {
+    const { emulator } = h;
+    const user = emulator.createUser({ username: 'flooder' });
+    emulator.addMember({ userId: user.id });
+    // Keep the sampler busy so the flooder's jobs wait.
+    emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 40 } });
+    await eventually(() => h.app.queue.snapshot().running.length === 1, 10_000, 'the blocker to run');
+    for (const prompt of ['one', 'two']) {
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt }, userId: user.id });
+      expect((await handle.waitForResponse()).body.type).toBe(5);
+    }
+    const before = jobCount();
+    const refused = await emulator.sendCommand({ name: 'imagine', options: { prompt: 'three' }, userId: user.id }).waitForResponse();
+    expect(refused.body.type).toBe(4);
+    expect(refused.body.data.flags & 64).toBe(64);
+    expect(refused.body.data.content).toMatch(/\b2\b/);
+    expect(jobCount()).toBe(before);
+    const snapshot = h.app.queue.snapshot();
+    for (const view of [...snapshot.waiting, ...snapshot.running]) h.app.queue.cancel(view.job.id);
+  });
 });
