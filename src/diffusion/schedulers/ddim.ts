@@ -1,4 +1,5 @@
 import { ConfigReader } from './config-reader.js';
+import { f32 } from './float32.js';
 import { integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
 import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
@@ -61,14 +62,15 @@ export class DDIMScheduler implements Scheduler {
     const prevT = t - Math.floor(this.schedule.numTrainTimesteps / this.numInferenceSteps);
     const alphaProdT = ac[t];
     const alphaProdTPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
-    const betaProdT = 1 - alphaProdT;
-    const sqrtA = Math.sqrt(alphaProdT);
-    const sqrtB = Math.sqrt(betaProdT);
+    const betaProdT = f32(1 - alphaProdT);
+    const sqrtA = f32(Math.sqrt(alphaProdT));
+    const sqrtB = f32(Math.sqrt(betaProdT));
 
-    const variance = ((1 - alphaProdTPrev) / betaProdT) * (1 - alphaProdT / alphaProdTPrev);
-    const stdDevT = this.eta * Math.sqrt(variance);
-    const dirCoeff = Math.sqrt(1 - alphaProdTPrev - stdDevT * stdDevT);
-    const sqrtAPrev = Math.sqrt(alphaProdTPrev);
+    // σ_t(η) of eq. 16, op by op in float32 as diffusers' _get_variance.
+    const variance = f32(f32(f32(1 - alphaProdTPrev) / betaProdT) * f32(1 - f32(alphaProdT / alphaProdTPrev)));
+    const stdDevT = f32(f32(this.eta) * f32(Math.sqrt(variance)));
+    const dirCoeff = f32(Math.sqrt(f32(f32(1 - alphaProdTPrev) - f32(stdDevT * stdDevT))));
+    const sqrtAPrev = f32(Math.sqrt(alphaProdTPrev));
     const range = this.clipSampleRange;
 
     const prevSample = new Float32Array(sample.length);
@@ -79,22 +81,22 @@ export class DDIMScheduler implements Scheduler {
       let x0: number;
       let eps: number;
       if (this.predictionType === 'epsilon') {
-        x0 = (x - sqrtB * m) / sqrtA;
+        x0 = f32(f32(x - f32(sqrtB * m)) / sqrtA);
         eps = m;
       } else if (this.predictionType === 'sample') {
         x0 = m;
-        eps = (x - sqrtA * m) / sqrtB;
+        eps = f32(f32(x - f32(sqrtA * m)) / sqrtB);
       } else {
-        x0 = sqrtA * x - sqrtB * m;
-        eps = sqrtA * m + sqrtB * x;
+        x0 = f32(f32(sqrtA * x) - f32(sqrtB * m));
+        eps = f32(f32(sqrtA * m) + f32(sqrtB * x));
       }
       if (this.clipSample) x0 = Math.min(Math.max(x0, -range), range);
       predOriginalSample[i] = x0;
-      prevSample[i] = sqrtAPrev * x0 + dirCoeff * eps;
+      prevSample[i] = f32(sqrtAPrev * x0) + f32(dirCoeff * eps);
     }
     if (this.eta > 0) {
       const variance = drawNoise(OWNER, noise, new Float32Array(sample.length));
-      for (let i = 0; i < prevSample.length; i++) prevSample[i] += stdDevT * variance[i];
+      for (let i = 0; i < prevSample.length; i++) prevSample[i] += f32(stdDevT * variance[i]);
     }
     return { prevSample, predOriginalSample };
   }
@@ -103,9 +105,9 @@ export class DDIMScheduler implements Scheduler {
   addNoise(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
     const a = this.schedule.alphasCumprod[this.trainIndex(timestep)];
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    return originalSample.map((x, i) => sa * x + sb * noise[i]);
+    const sa = f32(Math.sqrt(a));
+    const sb = f32(Math.sqrt(f32(1 - a)));
+    return originalSample.map((x, i) => f32(sa * x) + f32(sb * noise[i]));
   }
 
   private trainIndex(timestep: number): number {

@@ -1,4 +1,5 @@
 import { ConfigReader } from './config-reader.js';
+import { f32 } from './float32.js';
 import { BETA_SCHEDULES, integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
 import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
@@ -63,15 +64,15 @@ export class DDPMScheduler implements Scheduler {
     const ac = this.schedule.alphasCumprod;
     const alphaProdT = ac[t];
     const alphaProdTPrev = prevT >= 0 ? ac[prevT] : 1;
-    const betaProdT = 1 - alphaProdT;
-    const betaProdTPrev = 1 - alphaProdTPrev;
-    const currentAlphaT = alphaProdT / alphaProdTPrev;
-    const currentBetaT = 1 - currentAlphaT;
-    const sqrtA = Math.sqrt(alphaProdT);
-    const sqrtB = Math.sqrt(betaProdT);
+    const betaProdT = f32(1 - alphaProdT);
+    const betaProdTPrev = f32(1 - alphaProdTPrev);
+    const currentAlphaT = f32(alphaProdT / alphaProdTPrev);
+    const currentBetaT = f32(1 - currentAlphaT);
+    const sqrtA = f32(Math.sqrt(alphaProdT));
+    const sqrtB = f32(Math.sqrt(betaProdT));
     // Eq. 7: μ̃ = (sqrt(ᾱ_{t-1}) β_t / (1 − ᾱ_t)) x0 + (sqrt(α_t) (1 − ᾱ_{t-1}) / (1 − ᾱ_t)) x_t.
-    const x0Coeff = (Math.sqrt(alphaProdTPrev) * currentBetaT) / betaProdT;
-    const xtCoeff = (Math.sqrt(currentAlphaT) * betaProdTPrev) / betaProdT;
+    const x0Coeff = f32(f32(f32(Math.sqrt(alphaProdTPrev)) * currentBetaT) / betaProdT);
+    const xtCoeff = f32(f32(f32(Math.sqrt(currentAlphaT)) * betaProdTPrev) / betaProdT);
     const range = this.clipSampleRange;
 
     const prevSample = new Float32Array(sample.length);
@@ -79,17 +80,27 @@ export class DDPMScheduler implements Scheduler {
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
-      let x0 = this.predictionType === 'epsilon' ? (x - sqrtB * m) / sqrtA : this.predictionType === 'sample' ? m : sqrtA * x - sqrtB * m;
+      let x0 =
+        this.predictionType === 'epsilon'
+          ? f32(f32(x - f32(sqrtB * m)) / sqrtA)
+          : this.predictionType === 'sample'
+            ? m
+            : f32(f32(sqrtA * x) - f32(sqrtB * m));
       if (this.clipSample) x0 = Math.min(Math.max(x0, -range), range);
       predOriginalSample[i] = x0;
-      prevSample[i] = x0Coeff * x0 + xtCoeff * x;
+      prevSample[i] = f32(x0Coeff * x0) + f32(xtCoeff * x);
     }
     if (t > 0) {
       const z = drawNoise(OWNER, noise, new Float32Array(sample.length));
       // β̃_t of eq. 7 (fixed_small), or β_t (fixed_large); clamped as diffusers does so log() stays finite.
-      const posterior = Math.max(Math.fround(((1 - alphaProdTPrev) / (1 - alphaProdT)) * currentBetaT), 1e-20);
-      const std = this.varianceType === 'fixed_large' ? Math.sqrt(currentBetaT) : Math.sqrt(posterior);
-      for (let i = 0; i < prevSample.length; i++) prevSample[i] += std * z[i];
+      const posterior = Math.max(f32(f32(betaProdTPrev / betaProdT) * currentBetaT), 1e-20);
+      const std =
+        this.varianceType === 'fixed_large'
+          ? f32(Math.sqrt(currentBetaT))
+          : this.varianceType === 'fixed_small_log'
+            ? f32(Math.exp(f32(0.5 * f32(Math.log(posterior)))))
+            : f32(Math.sqrt(posterior));
+      for (let i = 0; i < prevSample.length; i++) prevSample[i] += f32(std * z[i]);
     }
     return { prevSample, predOriginalSample };
   }
@@ -101,8 +112,8 @@ export class DDPMScheduler implements Scheduler {
       throw new RangeError(`${OWNER}: expected \`timestep\` to be an integer from 0 to ${this.schedule.numTrainTimesteps - 1}, got \`${timestep}\``);
     }
     const a = this.schedule.alphasCumprod[timestep];
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    return originalSample.map((x, i) => sa * x + sb * noise[i]);
+    const sa = f32(Math.sqrt(a));
+    const sb = f32(Math.sqrt(f32(1 - a)));
+    return originalSample.map((x, i) => f32(sa * x) + f32(sb * noise[i]));
   }
 }

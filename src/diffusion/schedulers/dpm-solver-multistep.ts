@@ -1,4 +1,5 @@
 import { ConfigReader } from './config-reader.js';
+import { f32, sqrtSigmaSqPlusOne } from './float32.js';
 import {
   arange,
   exponentialSigmas,
@@ -21,7 +22,6 @@ import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './type
 // diffusers' DPMSolverMultistepScheduler.
 
 const OWNER = 'DPMSolverMultistepScheduler';
-const f32 = Math.fround;
 
 type AlgorithmType = 'dpmsolver++' | 'dpmsolver' | 'sde-dpmsolver++' | 'sde-dpmsolver';
 
@@ -196,15 +196,16 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return matches.length > 1 ? matches[1] : matches[0];
   }
 
-  /** α_t = 1 / sqrt(σ² + 1), σ_t = σ·α_t (variance-preserving scalings of the VE sigma). */
+  /** α_t = 1 / sqrt(σ² + 1), σ_t = σ·α_t (variance-preserving scalings of the VE sigma), in float32. */
   private alphaSigma(sigma: number): [number, number] {
-    const alpha = 1 / Math.sqrt(sigma * sigma + 1);
-    return [alpha, sigma * alpha];
+    const alpha = f32(1 / sqrtSigmaSqPlusOne(sigma));
+    return [alpha, f32(sigma * alpha)];
   }
 
+  /** λ = log α_t − log σ_t, the half log-SNR DPM-Solver steps in. */
   private lambda(sigma: number): number {
     const [alpha, sigmaT] = this.alphaSigma(sigma);
-    return Math.log(alpha) - Math.log(sigmaT);
+    return f32(f32(Math.log(alpha)) - f32(Math.log(sigmaT)));
   }
 
   private convertModelOutput(modelOutput: Float32Array, sample: Float32Array, index: number): { converted: Float32Array; x0: Float32Array } {
@@ -213,48 +214,68 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
-      x0[i] = this.predictionType === 'epsilon' ? (x - sigmaT * m) / alphaT : this.predictionType === 'sample' ? m : alphaT * x - sigmaT * m;
+      x0[i] =
+        this.predictionType === 'epsilon'
+          ? f32(x - f32(sigmaT * m)) / alphaT
+          : this.predictionType === 'sample'
+            ? m
+            : f32(alphaT * x) - f32(sigmaT * m);
     }
     if (this.algorithmType === 'dpmsolver++' || this.algorithmType === 'sde-dpmsolver++') return { converted: x0, x0 };
     const eps = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
-      eps[i] = this.predictionType === 'epsilon' ? m : this.predictionType === 'sample' ? (x - alphaT * m) / sigmaT : alphaT * m + sigmaT * x;
+      eps[i] =
+        this.predictionType === 'epsilon'
+          ? m
+          : this.predictionType === 'sample'
+            ? f32(x - f32(alphaT * m)) / sigmaT
+            : f32(alphaT * m) + f32(sigmaT * x);
     }
     return { converted: eps, x0 };
   }
 
+  /*
+   * The updates below are x_t = A·x + B·D0 + C·D1 + E·D2 + F·z. Each coefficient is rounded to float32 where torch
+   * rounds its 0-d tensors; signs are folded into them, which float arithmetic leaves exact.
+   */
+
   private firstOrderUpdate(m0: Float32Array, sample: Float32Array, index: number, z: Float32Array | undefined): Float32Array {
     const [alphaT, sigmaT] = this.alphaSigma(this.sigmas[index + 1]);
     const [alphaS, sigmaS] = this.alphaSigma(this.sigmas[index]);
-    const h = this.lambda(this.sigmas[index + 1]) - this.lambda(this.sigmas[index]);
-    const out = new Float32Array(sample.length);
+    const h = f32(this.lambda(this.sigmas[index + 1]) - this.lambda(this.sigmas[index]));
     let a: number;
     let b: number;
     let c = 0;
     switch (this.algorithmType) {
       case 'dpmsolver++':
-        a = sigmaT / sigmaS;
-        b = -(alphaT * (Math.exp(-h) - 1));
+        a = f32(sigmaT / sigmaS);
+        b = -f32(alphaT * f32(f32(Math.exp(-h)) - 1));
         break;
       case 'dpmsolver':
-        a = alphaT / alphaS;
-        b = -(sigmaT * (Math.exp(h) - 1));
+        a = f32(alphaT / alphaS);
+        b = -f32(sigmaT * f32(f32(Math.exp(h)) - 1));
         break;
-      case 'sde-dpmsolver++':
-        a = (sigmaT / sigmaS) * Math.exp(-h);
-        b = alphaT * (1 - Math.exp(-2 * h));
-        c = sigmaT * Math.sqrt(1 - Math.exp(-2 * h));
+      case 'sde-dpmsolver++': {
+        const e2 = f32(Math.exp(-2 * h));
+        a = f32(f32(sigmaT / sigmaS) * f32(Math.exp(-h)));
+        b = f32(alphaT * f32(1 - e2));
+        c = f32(sigmaT * f32(Math.sqrt(f32(1 - e2))));
         break;
+      }
       case 'sde-dpmsolver':
-        a = alphaT / alphaS;
-        b = -2 * (sigmaT * (Math.exp(h) - 1));
-        c = sigmaT * Math.sqrt(Math.exp(2 * h) - 1);
+        a = f32(alphaT / alphaS);
+        b = -f32(2 * f32(sigmaT * f32(f32(Math.exp(h)) - 1)));
+        c = f32(sigmaT * f32(Math.sqrt(f32(f32(Math.exp(2 * h)) - 1))));
         break;
     }
-    // At σ_t = 0 (final_sigmas_type zero) sigmaT/sigmaS is 0 and h is +∞: x_t is exactly the x0 estimate.
-    for (let i = 0; i < out.length; i++) out[i] = a * sample[i] + b * m0[i] + (z ? c * z[i] : 0);
+    // At σ_t = 0 (final_sigmas_type zero) a is 0 and h is +∞: x_t is exactly the x0 estimate.
+    const out = new Float32Array(sample.length);
+    for (let i = 0; i < out.length; i++) {
+      const x = f32(a * sample[i]) + f32(b * m0[i]);
+      out[i] = z ? f32(x) + f32(c * z[i]) : x;
+    }
     return out;
   }
 
@@ -267,46 +288,53 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const lambdaS1 = this.lambda(s[index - 1]);
     const m0 = this.modelOutputs[this.solverOrder - 1] as Float32Array;
     const m1 = this.modelOutputs[this.solverOrder - 2] as Float32Array;
-    const h = lambdaT - lambdaS0;
-    const r0 = (lambdaS0 - lambdaS1) / h;
-    const eh = Math.exp(-h);
-    const ehp = Math.exp(h);
-    // x_t = a·x + b·D0 + c·D1 (+ d·z), with D0 = m0 and D1 = (m0 − m1) / r0.
+    const h = f32(lambdaT - lambdaS0);
+    const r0 = f32(f32(lambdaS0 - lambdaS1) / h);
+    const invR0 = f32(1 / r0);
+    const emh1 = f32(f32(Math.exp(-h)) - 1); // e^{−h} − 1
+    const eph1 = f32(f32(Math.exp(h)) - 1); // e^{h} − 1
     let a: number;
     let b: number;
     let c: number;
     let d = 0;
     const midpoint = this.solverType === 'midpoint';
     switch (this.algorithmType) {
-      case 'dpmsolver++':
-        a = sigmaT / sigmaS0;
-        b = -(alphaT * (eh - 1));
-        c = midpoint ? -0.5 * (alphaT * (eh - 1)) : alphaT * ((eh - 1) / h + 1);
-        break;
-      case 'dpmsolver':
-        a = alphaT / alphaS0;
-        b = -(sigmaT * (ehp - 1));
-        c = midpoint ? -0.5 * (sigmaT * (ehp - 1)) : -(sigmaT * ((ehp - 1) / h - 1));
-        break;
-      case 'sde-dpmsolver++': {
-        const e2 = Math.exp(-2 * h);
-        a = (sigmaT / sigmaS0) * eh;
-        b = alphaT * (1 - e2);
-        c = midpoint ? 0.5 * (alphaT * (1 - e2)) : alphaT * ((1 - e2) / (-2 * h) + 1);
-        d = sigmaT * Math.sqrt(1 - e2);
+      case 'dpmsolver++': {
+        const k = f32(alphaT * emh1);
+        a = f32(sigmaT / sigmaS0);
+        b = -k;
+        c = midpoint ? -f32(0.5 * k) : f32(alphaT * f32(f32(emh1 / h) + 1));
         break;
       }
-      case 'sde-dpmsolver':
-        a = alphaT / alphaS0;
-        b = -2 * (sigmaT * (ehp - 1));
-        c = midpoint ? -(sigmaT * (ehp - 1)) : -2 * (sigmaT * ((ehp - 1) / h - 1));
-        d = sigmaT * Math.sqrt(Math.exp(2 * h) - 1);
+      case 'dpmsolver': {
+        const k = f32(sigmaT * eph1);
+        a = f32(alphaT / alphaS0);
+        b = -k;
+        c = midpoint ? -f32(0.5 * k) : -f32(sigmaT * f32(f32(eph1 / h) - 1));
         break;
+      }
+      case 'sde-dpmsolver++': {
+        const e2 = f32(1 - f32(Math.exp(-2 * h)));
+        a = f32(f32(sigmaT / sigmaS0) * f32(Math.exp(-h)));
+        b = f32(alphaT * e2);
+        c = midpoint ? f32(0.5 * b) : f32(alphaT * f32(f32(e2 / f32(-2 * h)) + 1));
+        d = f32(sigmaT * f32(Math.sqrt(e2)));
+        break;
+      }
+      case 'sde-dpmsolver': {
+        const k = f32(sigmaT * eph1);
+        a = f32(alphaT / alphaS0);
+        b = -f32(2 * k);
+        c = midpoint ? -k : -f32(2 * f32(sigmaT * f32(f32(eph1 / h) - 1)));
+        d = f32(sigmaT * f32(Math.sqrt(f32(f32(Math.exp(2 * h)) - 1))));
+        break;
+      }
     }
     const out = new Float32Array(sample.length);
     for (let i = 0; i < out.length; i++) {
-      const d1 = (1 / r0) * (m0[i] - m1[i]);
-      out[i] = a * sample[i] + b * m0[i] + c * d1 + (z ? d * z[i] : 0);
+      const d1 = f32(invR0 * f32(m0[i] - m1[i]));
+      const x = f32(f32(f32(a * sample[i]) + f32(b * m0[i])) + f32(c * d1));
+      out[i] = z ? x + f32(d * z[i]) : x;
     }
     return out;
   }
@@ -320,42 +348,51 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     const lambdaS1 = this.lambda(s[index - 1]);
     const lambdaS2 = this.lambda(s[index - 2]);
     const [m2, m1, m0] = this.modelOutputs as Float32Array[];
-    const h = lambdaT - lambdaS0;
-    const r0 = (lambdaS0 - lambdaS1) / h;
-    const r1 = (lambdaS1 - lambdaS2) / h;
+    const h = f32(lambdaT - lambdaS0);
+    const r0 = f32(f32(lambdaS0 - lambdaS1) / h);
+    const r1 = f32(f32(lambdaS1 - lambdaS2) / h);
+    const invR0 = f32(1 / r0);
+    const invR1 = f32(1 / r1);
+    const r01 = f32(r0 + r1);
+    const w = f32(r0 / r01);
+    const invR01 = f32(1 / r01);
+    const hh = f32(h * h);
     let a: number;
     let b: number;
     let c: number;
     let e: number;
     let f = 0;
     if (this.algorithmType === 'dpmsolver++') {
-      const eh = Math.exp(-h);
-      a = sigmaT / sigmaS0;
-      b = -(alphaT * (eh - 1));
-      c = alphaT * ((eh - 1) / h + 1);
-      e = -(alphaT * ((eh - 1 + h) / h ** 2 - 0.5));
+      const emh1 = f32(f32(Math.exp(-h)) - 1);
+      a = f32(sigmaT / sigmaS0);
+      b = -f32(alphaT * emh1);
+      c = f32(alphaT * f32(f32(emh1 / h) + 1));
+      e = -f32(alphaT * f32(f32(f32(emh1 + h) / hh) - 0.5));
     } else if (this.algorithmType === 'dpmsolver') {
-      const eh = Math.exp(h);
-      a = alphaT / alphaS0;
-      b = -(sigmaT * (eh - 1));
-      c = -(sigmaT * ((eh - 1) / h - 1));
-      e = -(sigmaT * ((eh - 1 - h) / h ** 2 - 0.5));
+      const eph1 = f32(f32(Math.exp(h)) - 1);
+      a = f32(alphaT / alphaS0);
+      b = -f32(sigmaT * eph1);
+      c = -f32(sigmaT * f32(f32(eph1 / h) - 1));
+      e = -f32(sigmaT * f32(f32(f32(eph1 - h) / hh) - 0.5));
     } else {
       // sde-dpmsolver++ (sde-dpmsolver has no third order; the constructor refuses it).
-      const e2 = Math.exp(-2 * h);
-      a = (sigmaT / sigmaS0) * Math.exp(-h);
-      b = alphaT * (1 - e2);
-      c = alphaT * ((1 - e2) / (-2 * h) + 1);
-      e = alphaT * ((1 - e2 - 2 * h) / (2 * h) ** 2 - 0.5);
-      f = sigmaT * Math.sqrt(1 - e2);
+      const e2 = f32(1 - f32(Math.exp(-2 * h)));
+      const h2 = f32(2 * h);
+      a = f32(f32(sigmaT / sigmaS0) * f32(Math.exp(-h)));
+      b = f32(alphaT * e2);
+      c = f32(alphaT * f32(f32(e2 / f32(-2 * h)) + 1));
+      e = f32(alphaT * f32(f32(f32(e2 - h2) / f32(h2 * h2)) - 0.5));
+      f = f32(sigmaT * f32(Math.sqrt(e2)));
     }
     const out = new Float32Array(sample.length);
     for (let i = 0; i < out.length; i++) {
-      const d10 = (1 / r0) * (m0[i] - m1[i]);
-      const d11 = (1 / r1) * (m1[i] - m2[i]);
-      const d1 = d10 + (r0 / (r0 + r1)) * (d10 - d11);
-      const d2 = (1 / (r0 + r1)) * (d10 - d11);
-      out[i] = a * sample[i] + b * m0[i] + c * d1 + e * d2 + (z ? f * z[i] : 0);
+      const d10 = f32(invR0 * f32(m0[i] - m1[i]));
+      const d11 = f32(invR1 * f32(m1[i] - m2[i]));
+      const diff = f32(d10 - d11);
+      const d1 = f32(d10 + f32(w * diff));
+      const d2 = f32(invR01 * diff);
+      const x = f32(f32(f32(f32(a * sample[i]) + f32(b * m0[i])) + f32(c * d1)) + f32(e * d2));
+      out[i] = z ? x + f32(f * z[i]) : x;
     }
     return out;
   }
@@ -364,6 +401,6 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   addNoise(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
     const [alphaT, sigmaT] = this.alphaSigma(this.sigmas[this.indexForTimestep(timestep)]);
-    return originalSample.map((x, i) => alphaT * x + sigmaT * noise[i]);
+    return originalSample.map((x, i) => f32(alphaT * x) + f32(sigmaT * noise[i]));
   }
 }

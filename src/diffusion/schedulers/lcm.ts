@@ -1,4 +1,5 @@
 import { ConfigReader } from './config-reader.js';
+import { f32 } from './float32.js';
 import { readTrainSchedule, type TrainSchedule } from './schedule.js';
 import { checkSameLength, checkStep, drawNoise, indexForTimestep } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
@@ -69,29 +70,35 @@ export class LCMScheduler implements Scheduler {
     const prevTimestep = index + 1 < this.timesteps.length ? this.timesteps[index + 1] : timestep;
     const alphaProdT = ac[timestep];
     const alphaProdTPrev = prevTimestep >= 0 ? ac[prevTimestep] : this.finalAlphaCumprod;
-    const sqrtA = Math.sqrt(alphaProdT);
-    const sqrtB = Math.sqrt(1 - alphaProdT);
+    const sqrtA = f32(Math.sqrt(alphaProdT));
+    const sqrtB = f32(Math.sqrt(f32(1 - alphaProdT)));
     // Boundary-condition scalings: c_skip → 1 and c_out → 0 as t → 0, so f(x, 0) = x.
-    const scaled = Math.fround(timestep * this.timestepScaling);
-    const cSkip = SIGMA_DATA ** 2 / (scaled ** 2 + SIGMA_DATA ** 2);
-    const cOut = scaled / Math.sqrt(scaled ** 2 + SIGMA_DATA ** 2);
+    const scaled = f32(timestep * this.timestepScaling);
+    const scaledSq = f32(scaled * scaled);
+    const cSkip = f32(SIGMA_DATA ** 2 / f32(scaledSq + SIGMA_DATA ** 2));
+    const cOut = f32(scaled / f32(Math.sqrt(f32(scaledSq + SIGMA_DATA ** 2))));
     const range = this.clipSampleRange;
 
     const denoised = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
-      let x0 = this.predictionType === 'epsilon' ? (x - sqrtB * m) / sqrtA : this.predictionType === 'sample' ? m : sqrtA * x - sqrtB * m;
+      let x0 =
+        this.predictionType === 'epsilon'
+          ? f32(f32(x - f32(sqrtB * m)) / sqrtA)
+          : this.predictionType === 'sample'
+            ? m
+            : f32(f32(sqrtA * x) - f32(sqrtB * m));
       if (this.clipSample) x0 = Math.min(Math.max(x0, -range), range);
-      denoised[i] = cOut * x0 + cSkip * x;
+      denoised[i] = f32(cOut * x0) + f32(cSkip * x);
     }
     let prevSample: Float32Array = denoised;
     if (index !== this.timesteps.length - 1) {
       // Re-noise the estimate to the next timestep: sqrt(ᾱ) x0 + sqrt(1 − ᾱ) z.
       prevSample = drawNoise(OWNER, noise, new Float32Array(sample.length));
-      const sa = Math.sqrt(alphaProdTPrev);
-      const sb = Math.sqrt(1 - alphaProdTPrev);
-      for (let i = 0; i < prevSample.length; i++) prevSample[i] = sa * denoised[i] + sb * prevSample[i];
+      const sa = f32(Math.sqrt(alphaProdTPrev));
+      const sb = f32(Math.sqrt(f32(1 - alphaProdTPrev)));
+      for (let i = 0; i < prevSample.length; i++) prevSample[i] = f32(sa * denoised[i]) + f32(sb * prevSample[i]);
     }
     this.stepIndex = index + 1;
     return { prevSample, predOriginalSample: denoised };
@@ -102,6 +109,8 @@ export class LCMScheduler implements Scheduler {
     checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
     const a = this.schedule.alphasCumprod[timestep];
     if (a === undefined || !Number.isInteger(timestep)) throw new RangeError(`${OWNER}: no training timestep \`${timestep}\``);
-    return originalSample.map((x, i) => Math.sqrt(a) * x + Math.sqrt(1 - a) * noise[i]);
+    const sa = f32(Math.sqrt(a));
+    const sb = f32(Math.sqrt(f32(1 - a)));
+    return originalSample.map((x, i) => f32(sa * x) + f32(sb * noise[i]));
   }
 }

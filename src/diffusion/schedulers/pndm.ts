@@ -1,4 +1,5 @@
 import { ConfigReader } from './config-reader.js';
+import { f32 } from './float32.js';
 import { arange, linspace, readTrainSchedule, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
 import { checkSameLength, checkStep, checkSteps } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
@@ -27,7 +28,7 @@ export class PNDMScheduler implements Scheduler {
   /** Past model outputs (copies), newest last; at most four are used. */
   private ets: Float32Array[] = [];
   /** Runge–Kutta accumulator of 1/6, 1/3, 1/3, 1/6-weighted model outputs. */
-  private curModelOutput: Float64Array | undefined;
+  private curModelOutput: Float32Array | undefined;
   private curSample: Float32Array | undefined;
 
   constructor(config: SchedulerConfig) {
@@ -98,16 +99,19 @@ export class PNDMScheduler implements Scheduler {
     const t = this.prkTimesteps[Math.floor(this.counter / 4) * 4];
     const phase = this.counter % 4;
     let effective: ArrayLike<number> = modelOutput;
+    // Runge–Kutta weights 1/6, 1/3, 1/3, 1/6, as float32 scalars the way torch applies Python floats.
+    const sixth = f32(1 / 6);
+    const third = f32(1 / 3);
     if (phase === 0) {
-      this.curModelOutput = Float64Array.from(modelOutput, (m) => m / 6);
+      this.curModelOutput = Float32Array.from(modelOutput, (m) => sixth * m);
       this.ets.push(Float32Array.from(modelOutput));
       this.curSample = Float32Array.from(sample);
     } else if (phase === 1 || phase === 2) {
-      const acc = this.curModelOutput as Float64Array;
-      for (let i = 0; i < acc.length; i++) acc[i] += modelOutput[i] / 3;
+      const acc = this.curModelOutput as Float32Array;
+      for (let i = 0; i < acc.length; i++) acc[i] += f32(third * modelOutput[i]);
     } else {
-      const acc = this.curModelOutput as Float64Array;
-      effective = acc.map((a, i) => a + modelOutput[i] / 6);
+      const acc = this.curModelOutput as Float32Array;
+      effective = acc.map((a, i) => a + f32(sixth * modelOutput[i]));
       this.curModelOutput = undefined;
     }
     const prevSample = this.prevSample(this.curSample ?? sample, t, prevTimestep, effective);
@@ -133,19 +137,24 @@ export class PNDMScheduler implements Scheduler {
     const n = e.length;
     let effective: ArrayLike<number>;
     let from = sample;
+    // Adams–Bashforth combinations of the past outputs, op by op in float32 as torch evaluates them.
     if (n === 1 && this.counter === 0) {
       effective = modelOutput;
       this.curSample = Float32Array.from(sample);
     } else if (n === 1 && this.counter === 1) {
-      effective = modelOutput.map((m, i) => (m + e[0][i]) / 2);
+      effective = modelOutput.map((m, i) => f32(m + e[0][i]) / 2);
       from = this.curSample as Float32Array;
       this.curSample = undefined;
     } else if (n === 2) {
-      effective = Float64Array.from(e[1], (m1, i) => (3 * m1 - e[0][i]) / 2);
+      effective = Float32Array.from(e[1], (m1, i) => f32(f32(3 * m1) - e[0][i]) / 2);
     } else if (n === 3) {
-      effective = Float64Array.from(e[2], (m1, i) => (23 * m1 - 16 * e[1][i] + 5 * e[0][i]) / 12);
+      effective = Float32Array.from(e[2], (m1, i) => f32(f32(f32(23 * m1) - f32(16 * e[1][i])) + f32(5 * e[0][i])) / 12);
     } else {
-      effective = Float64Array.from(e[3], (m1, i) => (1 / 24) * (55 * m1 - 59 * e[2][i] + 37 * e[1][i] - 9 * e[0][i]));
+      const w = f32(1 / 24);
+      effective = Float32Array.from(
+        e[3],
+        (m1, i) => w * f32(f32(f32(f32(55 * m1) - f32(59 * e[2][i])) + f32(37 * e[1][i])) - f32(9 * e[0][i])),
+      );
     }
     const prevSample = this.prevSample(from, t, prevTimestep, effective);
     this.counter++;
@@ -157,18 +166,18 @@ export class PNDMScheduler implements Scheduler {
     const ac = this.schedule.alphasCumprod;
     const alphaProdT = ac[t];
     const alphaProdTPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
-    const betaProdT = 1 - alphaProdT;
-    const betaProdTPrev = 1 - alphaProdTPrev;
-    const sampleCoeff = Math.sqrt(alphaProdTPrev / alphaProdT);
-    const denom = alphaProdT * Math.sqrt(betaProdTPrev) + Math.sqrt(alphaProdT * betaProdT * alphaProdTPrev);
-    const diff = alphaProdTPrev - alphaProdT;
-    const sqrtA = Math.sqrt(alphaProdT);
-    const sqrtB = Math.sqrt(betaProdT);
+    const betaProdT = f32(1 - alphaProdT);
+    const betaProdTPrev = f32(1 - alphaProdTPrev);
+    const sampleCoeff = f32(Math.sqrt(f32(alphaProdTPrev / alphaProdT)));
+    const denom = f32(f32(alphaProdT * f32(Math.sqrt(betaProdTPrev))) + f32(Math.sqrt(f32(f32(alphaProdT * betaProdT) * alphaProdTPrev))));
+    const diff = f32(alphaProdTPrev - alphaProdT);
+    const sqrtA = f32(Math.sqrt(alphaProdT));
+    const sqrtB = f32(Math.sqrt(betaProdT));
     const v = this.predictionType === 'v_prediction';
     const out = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
-      const eps = v ? sqrtA * modelOutput[i] + sqrtB * sample[i] : modelOutput[i];
-      out[i] = sampleCoeff * sample[i] - (diff * eps) / denom;
+      const eps = v ? f32(f32(sqrtA * modelOutput[i]) + f32(sqrtB * sample[i])) : modelOutput[i];
+      out[i] = f32(sampleCoeff * sample[i]) - f32(f32(diff * eps) / denom);
     }
     return out;
   }
@@ -178,8 +187,8 @@ export class PNDMScheduler implements Scheduler {
     checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
     const a = this.schedule.alphasCumprod[timestep];
     if (a === undefined || !Number.isInteger(timestep)) throw new RangeError(`${OWNER}: no training timestep \`${timestep}\``);
-    const sa = Math.sqrt(a);
-    const sb = Math.sqrt(1 - a);
-    return originalSample.map((x, i) => sa * x + sb * noise[i]);
+    const sa = f32(Math.sqrt(a));
+    const sb = f32(Math.sqrt(f32(1 - a)));
+    return originalSample.map((x, i) => f32(sa * x) + f32(sb * noise[i]));
   }
 }
