@@ -1,0 +1,105 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import sharp from 'sharp';
+import { afterAll, describe, expect, it } from 'vitest';
+import { outputPaths, parseCliArgs } from '../../src/cli/imagine.js';
+import { EMBEDDED_MODEL_DIR, REPO_ROOT, resolveModelDir, TEST_MODEL_DIR } from '../../src/diffusion/model-path.js';
+
+const run = promisify(execFile);
+const SCRIPT = join(REPO_ROOT, 'src', 'cli', 'imagine.ts');
+const TSX = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+const SD_TINY = join(REPO_ROOT, 'test', 'fixtures', 'models', 'sd-tiny');
+const temp = mkdtempSync(join(tmpdir(), 'imagine-cli-'));
+afterAll(() => rmSync(temp, { recursive: true, force: true }));
+
+/** Run the CLI as a user would (node with tsx), from the repository root. */
+async function imagine(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, ['--import', TSX, SCRIPT, ...args], { cwd: REPO_ROOT });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+describe('imagine CLI', () => {
+  it('GIVEN a prompt and seed THEN it writes a PNG, the same twice, another for another seed', async () => {
+    const [a, b, c] = ['a.png', 'b.png', 'c.png'].map((f) => join(temp, f));
+    const common = ['a test', '--model', SD_TINY, '--steps', '5'];
+    const first = await imagine([...common, '--seed', '1', '--out', a]);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toMatch(/5\/5/);
+    expect(first.stderr).toMatch(/64×64, sd-tiny, pndm, 5 steps, guidance 7.5, seed 1/);
+    expect((await imagine([...common, '--seed', '1', '--out', b])).code).toBe(0);
+    expect((await imagine([...common, '--seed', '2', '--out', c])).code).toBe(0);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    expect(readFileSync(a).equals(readFileSync(c))).toBe(false);
+    const meta = await sharp(a).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+  });
+
+  it('GIVEN --count 2 and options THEN it writes out-1.png and out-2.png at the asked size', async () => {
+    const out = join(temp, 'batch', 'out.png');
+    rmSync(join(temp, 'batch'), { recursive: true, force: true });
+    mkdirSync(join(temp, 'batch'));
+    const result = await imagine(['two cats', '--model', SD_TINY, '--count', '2', '--steps', '3', '--seed', '9', '--guidance', '0',
+      '--scheduler', 'euler_a', '--width', '128', '--height', '64', '--negative', 'blurry', '--out', out]);
+    expect(result.code).toBe(0);
+    expect(readdirSync(join(temp, 'batch')).sort()).toEqual(['out-1.png', 'out-2.png']);
+    const meta = await sharp(join(temp, 'batch', 'out-2.png')).metadata();
+    expect([meta.width, meta.height]).toEqual([128, 64]);
+  });
+
+  const bad: [string, string[], RegExp][] = [
+    ['steps out of range', ['x', '--steps', '0'], /Expected `steps` to be an integer from 1 to 1000, got `0`/],
+    ['steps not a number', ['x', '--steps', 'ten'], /Expected `--steps` to be an integer, got `ten`/],
+    ['no prompt', ['--seed', '1'], /Expected one prompt/],
+    ['an unknown flag', ['x', '--bogus', '1'], /Unknown option '--bogus'/],
+    ['an unknown scheduler', ['x', '--scheduler', 'fast'], /Expected `--scheduler` to be one of/],
+    ['a width off the grid', ['x', '--width', '100'], /Expected `width` to be a multiple of 64/],
+    ['guidance not a number', ['x', '--guidance', 'high'], /Expected `--guidance` to be a number, got `high`/],
+    ['a folder that is no model', ['x', '--model', temp], /model_index\.json: expected a diffusers model_index\.json/],
+  ];
+  it.each(bad)('GIVEN %s THEN exit ≠ 0, one clear line, nothing written', async (_, args, message) => {
+    const dir = mkdtempSync(join(temp, 'bad-'));
+    const out = join(dir, 'out.png');
+    // sd-tiny unless the case names a model, so the messages do not depend on which default model is present.
+    const model = args.includes('--model') ? [] : ['--model', SD_TINY];
+    const result = await imagine([...args, ...model, '--out', out]);
+    expect(result.code).not.toBe(0);
+    const lines = result.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('npm warn'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+    expect(readdirSync(dir)).toEqual([]);
+  });
+});
+
+describe('CLI helpers', () => {
+  it('GIVEN argv THEN flags are parsed as numbers and providers as a list', () => {
+    expect(parseCliArgs(['a cat', '--steps', '8', '--guidance', '0', '--provider', 'cuda,cpu'])).toMatchObject({
+      prompt: 'a cat',
+      steps: 8,
+      guidance: 0,
+      providers: ['cuda', 'cpu'],
+    });
+  });
+
+  it('GIVEN count 1 or more THEN output paths are the file or numbered files', () => {
+    expect(outputPaths('/x/out.png', 1)).toEqual(['/x/out.png']);
+    expect(outputPaths('/x/out.png', 3)).toEqual(['/x/out-1.png', '/x/out-2.png', '/x/out-3.png']);
+  });
+
+  it('GIVEN no --model THEN the embedded model is used when present, else the test model; a given path resolves against cwd', () => {
+    const expected = existsSync(join(EMBEDDED_MODEL_DIR, 'model_index.json')) ? EMBEDDED_MODEL_DIR : TEST_MODEL_DIR;
+    expect(resolveModelDir()).toBe(expected);
+    expect(resolveModelDir('', '/somewhere')).toBe(expected);
+    expect(resolveModelDir('models/x', '/somewhere')).toBe('/somewhere/models/x');
+    expect(existsSync(join(TEST_MODEL_DIR, 'model_index.json'))).toBe(true);
+  });
+});
