@@ -56,8 +56,11 @@ describe('Discord emulator with a real discord.js client', () => {
   let emulator: DiscordEmulator;
   let client: Client;
 
+  let repliesChannelId: string;
+
   beforeAll(async () => {
     emulator = await DiscordEmulator.start();
+    repliesChannelId = emulator.createTextChannel({ name: 'replies' }).id;
     client = await loggedIn(emulator);
   });
 
@@ -75,6 +78,8 @@ describe('Discord emulator with a real discord.js client', () => {
     expect(guild?.roles.everyone.id).toBe(defaults.guildId);
     expect(guild?.members.me?.id).toBe(defaults.botUserId);
     expect(emulator.calls.some((c) => c.route === '/gateway/bot' && c.status === 200)).toBe(true);
+    // Like a real token, its first part is the bot's id in base64.
+    expect(Buffer.from(emulator.token.split('.')[0], 'base64').toString()).toBe(defaults.botUserId);
   });
 
   it('GIVEN a slash command WHEN the bot defers, edits with a PNG and follows up THEN all land with the bytes intact', async () => {
@@ -222,6 +227,7 @@ describe('Discord emulator with a real discord.js client', () => {
     await resumed;
     expect(emulator.gatewayStats.resumes).toBe(resumesBefore + 1);
     expect(emulator.gatewayStats.identifies).toBe(1);
+    expect(emulator.gatewayStats.resumeUrlConnections).toBeGreaterThanOrEqual(1);
     await interaction.reply('still here');
     expect(handle.original()?.message.content).toBe('still here');
 
@@ -281,6 +287,117 @@ describe('Discord emulator with a real discord.js client', () => {
     expect(tooBig.slice(0, 2)).toEqual([413, 40005]);
     const fits = await interaction.editReply({ files: [new AttachmentBuilder(Buffer.alloc(1024), { name: 'fits.png' })] });
     expect(fits.attachments.size).toBe(1);
+  });
+
+  it('GIVEN a channel reply with mentions disabled THEN it is a reply that pings nobody, and edits and deletes follow Discord', async () => {
+    const channel = await client.channels.fetch(repliesChannelId);
+    if (!channel?.isSendable()) throw new Error('expected a sendable channel');
+    const target = emulator.seedMessage({ channelId: repliesChannelId, content: 'the original image' });
+    const quiet = await channel.send({
+      content: '@everyone look <@' + emulator.defaults.users.bob.id + '>',
+      reply: { messageReference: target.message.id, failIfNotExists: false },
+      allowedMentions: { parse: [], repliedUser: false },
+    });
+    const stored = emulator.message(quiet.id)!;
+    expect(stored.message.type).toBe(19);
+    expect(stored.message.message_reference?.message_id).toBe(target.message.id);
+    expect(stored.allowedMentions).toEqual({ parse: [], replied_user: false });
+    expect(stored.message.mention_everyone).toBe(false);
+    expect(stored.message.mentions).toEqual([]);
+    const loud = await channel.send('@everyone hello');
+    expect(emulator.message(loud.id)!.message.mention_everyone).toBe(true);
+
+    const missing = await channel
+      .send({ content: 'x', reply: { messageReference: '1234567890123456789', failIfNotExists: true } })
+      .catch((e: DiscordAPIError) => e);
+    expect((missing as DiscordAPIError).code).toBe(50035);
+
+    await quiet.edit({ content: 'edited' });
+    expect(emulator.message(quiet.id)!.message.content).toBe('edited');
+    expect(emulator.message(quiet.id)!.history.map((m) => m.content)).toEqual([quiet.content]);
+    const notMine = emulator.seedMessage({ channelId: repliesChannelId, authorId: emulator.defaults.users.alice.id, content: 'mine' });
+    const foreign = await client.rest
+      .patch(`/channels/${repliesChannelId}/messages/${notMine.message.id}`, { body: { content: 'hijack' } })
+      .catch((e: DiscordAPIError) => e);
+    expect([(foreign as DiscordAPIError).status, (foreign as DiscordAPIError).code]).toEqual([403, 50005]);
+    await quiet.delete();
+    expect(emulator.message(quiet.id)).toBeUndefined();
+    const gone = await channel.messages.fetch({ message: quiet.id, force: true }).catch((e: DiscordAPIError) => e);
+    expect((gone as DiscordAPIError).code).toBe(10008);
+  });
+
+  it('GIVEN reactions THEN removal is stored and dispatched, and a word that is no emoji is 10014', async () => {
+    const seeded = emulator.seedMessage({ channelId: repliesChannelId, content: 'react to me' });
+    const bob = emulator.defaults.users.bob.id;
+    emulator.addReaction({ userId: bob, messageId: seeded.message.id, emoji: '❌' });
+    const removed = new Promise<string>((resolve) => client.once(Events.MessageReactionRemove, (_r, user) => resolve(user.id)));
+    emulator.removeReaction({ userId: bob, messageId: seeded.message.id, emoji: '❌' });
+    expect(await removed).toBe(bob);
+    expect(emulator.message(seeded.message.id)!.reactions.size).toBe(0);
+
+    const channel = await client.channels.fetch(repliesChannelId);
+    if (!channel?.isTextBased()) throw new Error('expected a text channel');
+    const message = await channel.messages.fetch(seeded.message.id);
+    await message.react('🔁');
+    expect(emulator.message(seeded.message.id)!.message.reactions).toEqual([
+      expect.objectContaining({ count: 1, me: true, emoji: { id: null, name: '🔁' } }),
+    ]);
+    const put = emulator.calls.filter((c) => c.method === 'PUT' && c.route.includes('/reactions/')).at(-1)!;
+    expect(put.params.emoji).toBe('🔁');
+    expect(put.status).toBe(204);
+    expect(put.responseHeaders['content-type']).toBeUndefined();
+    await message.reactions.cache.get('🔁')!.users.remove(client.user!.id);
+    expect(emulator.message(seeded.message.id)!.reactions.size).toBe(0);
+    const bad = await client.rest
+      .put(`/channels/${repliesChannelId}/messages/${seeded.message.id}/reactions/repeat/@me`)
+      .catch((e: DiscordAPIError) => e);
+    expect([(bad as DiscordAPIError).status, (bad as DiscordAPIError).code]).toEqual([400, 10014]);
+  });
+
+  it('GIVEN a reply with a file and withResponse THEN the callback is multipart and answers the created message', async () => {
+    const image = await png(16, 16);
+    const received = nextCommand(client);
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'direct' } });
+    const interaction = await received;
+    const response = await interaction.reply({ content: 'here', files: [new AttachmentBuilder(image, { name: 'a.png' })], withResponse: true });
+    expect(response.resource?.message?.id).toBe(handle.original()?.message.id);
+    expect(response.resource?.message?.attachments.first()?.name).toBe('a.png');
+    const callback = await handle.waitForResponse();
+    expect(callback.status).toBe(200);
+    expect(callback.multipart).toBe(true);
+    expect(callback.body).toMatchObject({ type: 4, data: { content: 'here' } });
+    expect(Buffer.compare(callback.files[0].bytes, image)).toBe(0);
+    const fetched = await interaction.fetchReply();
+    expect(fetched.content).toBe('here');
+    await interaction.deleteReply();
+    expect(handle.original()).toBeUndefined();
+  });
+
+  it('GIVEN a button on a bot message WHEN the bot defers the update and edits THEN that message changes', async () => {
+    const seeded = emulator.seedMessage({ channelId: repliesChannelId, content: 'queued: #2' });
+    const clicked = new Promise<import('discord.js').ButtonInteraction>((resolve) =>
+      client.once(Events.InteractionCreate, (i) => i.isButton() && resolve(i)),
+    );
+    const handle = emulator.sendButton({ messageId: seeded.message.id, customId: 'cancel:42' });
+    const button = await clicked;
+    expect(button.customId).toBe('cancel:42');
+    expect(button.message.id).toBe(seeded.message.id);
+    await button.deferUpdate();
+    await button.editReply({ content: 'cancelled' });
+    expect(emulator.message(seeded.message.id)!.message.content).toBe('cancelled');
+    expect(handle.original()?.message.id).toBe(seeded.message.id);
+  });
+
+  it('GIVEN a global 429 THEN discord.js waits it out and the application can be fetched', async () => {
+    emulator.injectRateLimit('GET /applications/@me', { global: true, retryAfter: 0.2 });
+    const limited = new Promise<{ global: boolean }>((resolve) => client.rest.once('rateLimited', resolve));
+    const application = await client.application!.fetch();
+    expect(application.id).toBe(emulator.defaults.applicationId);
+    expect((await limited).global).toBe(true);
+    const calls = emulator.calls.filter((c) => c.path === '/applications/@me');
+    expect(calls.map((c) => c.status)).toEqual([429, 200]);
+    expect(calls[0].responseHeaders['x-ratelimit-global']).toBe('true');
+    expect(calls[0].responseHeaders['retry-after']).toBe('0.2');
   });
 });
 
@@ -355,5 +472,44 @@ describe('Discord emulator rules that need their own instance', () => {
     const url = emulator.apiUrl;
     await emulator.close();
     await expect(fetch(`${url}/v10/gateway`)).rejects.toThrow();
+  });
+
+  it('GIVEN heartbeats THEN they are acknowledged; a zombie, a dropped socket and an invalid session are all survived', async () => {
+    emulator = await DiscordEmulator.start({ heartbeatIntervalMs: 250 });
+    client = await loggedIn(emulator);
+    const stats = emulator.gatewayStats;
+    await emulator.waitUntil(() => stats.heartbeats >= 2 && client!.ws.ping >= 0, 10_000, 'two acknowledged heartbeats');
+
+    emulator.dropHeartbeatAcks(1);
+    await emulator.waitUntil(() => stats.resumes >= 1 && emulator!.gateway.current?.live === true, 10_000, 'a resume after a zombie connection');
+    const afterZombie = nextCommand(client);
+    emulator.sendCommand({ name: 'imagine', options: { prompt: 'after zombie' } });
+    expect((await afterZombie).options.getString('prompt')).toBe('after zombie');
+
+    emulator.disconnect(4000);
+    const duringDrop = nextCommand(client);
+    emulator.sendCommand({ name: 'imagine', options: { prompt: 'during drop' } });
+    expect((await duringDrop).options.getString('prompt')).toBe('during drop');
+    expect(stats.resumes).toBeGreaterThanOrEqual(2);
+    expect(stats.replayed).toBeGreaterThanOrEqual(1);
+
+    emulator.invalidateSession(false);
+    await emulator.waitUntil(() => stats.identifies === 2 && emulator!.gateway.current?.live === true, 10_000, 'a fresh identify');
+    const afterInvalid = nextCommand(client);
+    emulator.sendCommand({ name: 'imagine', options: { prompt: 'fresh session' } });
+    expect((await afterInvalid).options.getString('prompt')).toBe('fresh session');
+  });
+
+  it('GIVEN a client without the reactions intent THEN Discord sends it no reaction events', async () => {
+    emulator = await DiscordEmulator.start();
+    client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: emulator.apiUrl } });
+    await client.login(emulator.token);
+    await emulator.waitForReady();
+    const seeded = emulator.seedMessage({ content: 'x' });
+    emulator.addReaction({ userId: emulator.defaults.users.alice.id, messageId: seeded.message.id, emoji: '🔁' });
+    const sent = emulator.gateway.current!.sent.map((e) => e.t);
+    expect(sent).toContain('GUILD_CREATE');
+    expect(sent).not.toContain('MESSAGE_REACTION_ADD');
+    expect(emulator.message(seeded.message.id)!.reactions.get('🔁')).toEqual(new Set([emulator.defaults.users.alice.id]));
   });
 });

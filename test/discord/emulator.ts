@@ -31,7 +31,8 @@
  * ## Driving the bot
  * - `sendCommand({ name, options?, userId?, guildId?, channelId?, roles?, permissions?, attachmentSizeLimit? })`
  *   dispatches INTERACTION_CREATE (type 2) and returns an {@link InteractionHandle}:
- *   `waitForResponse()`, `waitForCall(pred)`, `calls()`, `original()`, `followUps()`, `expireToken()`.
+ *   `waitForResponse()`, `waitForCall(pred)`, `waitForCalls(pred, n)`, `calls()`, `edits()`,
+ *   `original()`, `followUps()`, `expireToken()`.
  *   Option types come from the deployed command definition if the bot registered one.
  * - `sendButton({ messageId, customId, userId? })`: a button click (type 3) on a stored message.
  * - `addReaction({ userId, channelId?, messageId, emoji, burst? })` / `removeReaction(...)`:
@@ -39,7 +40,8 @@
  * - `seedMessage({ channelId?, authorId?, content?, embeds?, files? })`: a message that exists
  *   without the client having seen it (e.g. posted before a restart).
  * - `reconnect()` (op 7), `disconnect(code?)` (socket closed, client resumes),
- *   `invalidateSession(resumable)` (op 9); missed events are replayed on RESUME.
+ *   `invalidateSession(resumable)` (op 9), `dropHeartbeatAcks(n)` (zombie connection → resume);
+ *   missed events are replayed on RESUME.
  * - `dispatch({ t, d })`: any gateway event, type-checked against discord-api-types.
  *
  * ## Rules and faults
@@ -55,12 +57,14 @@
  *   10 MiB) → 413 40005. Command definitions are validated on PUT/POST (names, 25 options, 8000 chars).
  * - Rate limits: every response has X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket; buckets
  *   from `rateLimits` (default `defaultRateLimitRules()`: webhook edits 5 per 5 s per message,
- *   channel messages 5 per 5 s per channel, reactions 1 per 250 ms). `injectRateLimit(matcher,
+ *   channel messages 5 per 5 s per channel, reactions 1 per 250 ms; `setRateLimits(rules)` swaps
+ *   them at run time). `injectRateLimit(matcher,
  *   { count, retryAfter, global })` and `injectServerError(matcher, { count, status })` queue
  *   faults; a matcher is `"PATCH /webhooks/*"`-style glob, RegExp or function. 429s always carry
  *   Retry-After and `X-RateLimit-Scope`. `stats.rateLimited` / `stats.serverErrors` count them.
  *
  * ## Reading back
+ * - `waitUntil(predicate, timeoutMs)` polls any condition (store contents, stats).
  * - `calls` (every REST call: method, route template, decoded path, params, query, headers,
  *   JSON body or `payload_json`, multipart `files` with bytes, status, response), `waitForCall(pred,
  *   timeoutMs)`, `waitForCalls(pred, count, timeoutMs)`.
@@ -118,7 +122,7 @@ export { COMMAND_LIMITS } from './emulator/command-limits.js';
 
 /** Options for {@link DiscordEmulator.start}. */
 export interface EmulatorOptions {
-  /** The bot token clients must present. Default: a fixed fake token in Discord's format. */
+  /** The bot token clients must present. Default: a fake token in Discord's format whose first part is the bot's id. */
   token?: string;
   /** Time to the first interaction response, on the emulator clock. Default 3000 (Discord's 3 s). */
   interactionDeadlineMs?: number;
@@ -151,8 +155,13 @@ export interface EmulatorStats {
   serverErrors: number;
 }
 
-// Discord's bot-token shape (base64 user id . timestamp . hmac); never a real one.
-const DEFAULT_TOKEN = 'MTAwMDAwMDAwMDAwMDAwMDAw.GEmUla.tor-token-for-tests-only-0000000000000';
+/**
+ * A token in Discord's shape: base64 of the bot's user id, a timestamp part and an HMAC part.
+ * Tools that read the application id out of the token's first part get the right one.
+ */
+function fakeToken(botUserId: string): string {
+  return `${Buffer.from(botUserId).toString('base64').replace(/=+$/, '')}.GEmUla.emulator-token-for-tests-only-00000000000`;
+}
 
 /** A Discord API and gateway on 127.0.0.1 for tests; see the file header for the whole API. */
 export class DiscordEmulator {
@@ -177,9 +186,9 @@ export class DiscordEmulator {
   readonly #maxRequestBytes: number;
   #port = 0;
   #closed = false;
+  readonly #polls = new Set<{ timer: NodeJS.Timeout; reject: (error: Error) => void }>();
 
   private constructor(options: EmulatorOptions) {
-    this.token = options.token ?? DEFAULT_TOKEN;
     this.settings = {
       interactionDeadlineMs: options.interactionDeadlineMs ?? 3_000,
       tokenLifetimeMs: options.tokenLifetimeMs ?? 15 * 60_000,
@@ -193,6 +202,7 @@ export class DiscordEmulator {
     );
     this.rateLimiter = new RateLimiter(options.rateLimits ?? defaultRateLimitRules());
     this.defaults = this.#createDefaultWorld();
+    this.token = options.token ?? fakeToken(this.defaults.botUserId);
     this.gateway = new Gateway({
       token: this.token,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
@@ -285,6 +295,29 @@ export class DiscordEmulator {
   /** Resolves when a client has identified and got READY and every GUILD_CREATE. */
   waitForReady(timeoutMs = 30_000): Promise<void> {
     return this.gateway.waitUntil(() => this.gateway.current?.live === true, timeoutMs, 'a client to identify');
+  }
+
+  /**
+   * Resolves once `predicate()` holds, checked every 10 ms; for state with no event of its own
+   * (store contents, stats). Rejects with `description` after `timeoutMs`.
+   */
+  waitUntil(predicate: () => boolean, timeoutMs = 10_000, description = 'a condition'): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    return new Promise((resolve, reject) => {
+      const poll = { timer: setTimeout(() => check(), 0), reject };
+      this.#polls.add(poll);
+      const check = () => {
+        if (predicate()) {
+          this.#polls.delete(poll);
+          return resolve();
+        }
+        if (Date.now() > deadline) {
+          this.#polls.delete(poll);
+          return reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${description}`));
+        }
+        poll.timer = setTimeout(check, 10);
+      };
+    });
   }
 
   /** Resolves with the first REST call, past or future, that matches. */
@@ -412,6 +445,16 @@ export class DiscordEmulator {
     this.gateway.disconnect(code);
   }
 
+  /** Leaves the next `count` heartbeats without ACK; discord.js closes the zombie connection and resumes. */
+  dropHeartbeatAcks(count = 1): void {
+    this.gateway.dropHeartbeatAcks(count);
+  }
+
+  /** Replaces the rate-limit buckets (and resets their counters), e.g. `[]` for the generous default only. */
+  setRateLimits(rules: RateLimitRule[]): void {
+    this.rateLimiter.setRules(rules);
+  }
+
   /** Op 9 INVALID_SESSION. */
   invalidateSession(resumable: boolean): void {
     this.gateway.invalidateSession(resumable);
@@ -462,6 +505,12 @@ export class DiscordEmulator {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    this.log.close();
+    for (const poll of this.#polls) {
+      clearTimeout(poll.timer);
+      poll.reject(new Error('The Discord emulator was closed while waiting'));
+    }
+    this.#polls.clear();
     await this.gateway.close();
     this.#server.closeAllConnections();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));

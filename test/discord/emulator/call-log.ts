@@ -27,7 +27,11 @@ export interface RecordedCall {
   responseHeaders: Record<string, string>;
 }
 
-type Waiter = { predicate: (call: RecordedCall) => boolean; resolve: (call: RecordedCall) => void };
+type Waiter = {
+  predicate: (call: RecordedCall) => boolean;
+  resolve: (call: RecordedCall) => void;
+  reject: (error: Error) => void;
+};
 
 /** The list of every REST call, and promises that wait for one to arrive. */
 export class CallLog {
@@ -58,6 +62,10 @@ export class CallLog {
           clearTimeout(timer);
           resolve(call);
         },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(waiter);
@@ -72,6 +80,12 @@ export class CallLog {
     // Every call is in `this.calls` before waiters run, so counting the whole list is exact.
     await this.waitFor(() => this.calls.filter(predicate).length >= count, timeoutMs, `${count} matching REST calls`);
     return this.calls.filter(predicate).slice(0, count);
+  }
+
+  /** Rejects every pending wait, so nothing keeps a timer alive after the emulator closed. */
+  close(): void {
+    for (const waiter of this.#waiters) waiter.reject(new Error('The Discord emulator was closed while waiting for a REST call'));
+    this.#waiters.clear();
   }
 
   describeLast(n: number): string {

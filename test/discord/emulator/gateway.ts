@@ -71,6 +71,8 @@ export interface GatewayOptions {
 /** Counters a test can assert on. */
 export interface GatewayStats {
   connections: number;
+  /** Connections made to READY's `resume_gateway_url` rather than the discovered URL. */
+  resumeUrlConnections: number;
   identifies: number;
   resumes: number;
   heartbeats: number;
@@ -84,16 +86,21 @@ export interface GatewayStats {
  * RESUME with replay, op 7 RECONNECT and op 9 INVALID_SESSION.
  */
 export class Gateway {
-  readonly stats: GatewayStats = { connections: 0, identifies: 0, resumes: 0, heartbeats: 0, replayed: 0 };
+  readonly stats: GatewayStats = { connections: 0, resumeUrlConnections: 0, identifies: 0, resumes: 0, heartbeats: 0, replayed: 0 };
   /** The latest identified session; dispatches go to it. */
   current: GatewaySession | undefined;
   readonly #sessions = new Map<string, GatewaySession>();
   readonly #wss = new WebSocketServer({ noServer: true });
   readonly #sockets = new Set<WebSocket>();
   #listeners = new Set<() => void>();
+  #timers = new Set<NodeJS.Timeout>();
+  #acksToDrop = 0;
 
   constructor(private readonly options: GatewayOptions) {
-    this.#wss.on('connection', (socket) => this.#onConnection(socket));
+    this.#wss.on('connection', (socket, request: IncomingMessage) => {
+      if (request.url?.startsWith(new URL(this.options.resumeUrl()).pathname)) this.stats.resumeUrlConnections++;
+      this.#onConnection(socket);
+    });
   }
 
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -139,6 +146,14 @@ export class Gateway {
     this.#send(session.socket!, { op: GatewayOpcodes.InvalidSession, d: resumable });
   }
 
+  /**
+   * Leaves the next `count` heartbeats unanswered: discord.js then sees a zombie connection at its
+   * next beat, closes and resumes.
+   */
+  dropHeartbeatAcks(count: number): void {
+    this.#acksToDrop += count;
+  }
+
   /** Resolves when `predicate` holds, re-checked after every gateway change. */
   waitUntil(predicate: () => boolean, timeoutMs: number, description: string): Promise<void> {
     if (predicate()) return Promise.resolve();
@@ -147,12 +162,15 @@ export class Gateway {
         if (!predicate()) return;
         this.#listeners.delete(listener);
         clearTimeout(timer);
+        this.#timers.delete(timer);
         resolve();
       };
       const timer = setTimeout(() => {
         this.#listeners.delete(listener);
+        this.#timers.delete(timer);
         reject(new Error(`Timed out after ${timeoutMs} ms waiting for ${description}`));
       }, timeoutMs);
+      this.#timers.add(timer);
       this.#listeners.add(listener);
     });
   }
@@ -161,6 +179,8 @@ export class Gateway {
     for (const socket of this.#sockets) socket.terminate();
     this.#sockets.clear();
     this.#listeners.clear();
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
     await new Promise<void>((resolve) => this.#wss.close(() => resolve()));
   }
 
@@ -196,6 +216,11 @@ export class Gateway {
       switch (payload.op) {
         case GatewayOpcodes.Heartbeat:
           this.stats.heartbeats++;
+          this.#notify();
+          if (this.#acksToDrop > 0) {
+            this.#acksToDrop--;
+            break;
+          }
           this.#send(socket, { op: GatewayOpcodes.HeartbeatAck, d: undefined });
           break;
         case GatewayOpcodes.Identify: {

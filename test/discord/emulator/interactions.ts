@@ -119,6 +119,17 @@ export class InteractionHandle {
     return this.log.waitFor((c) => this.#mine(c) && predicate(c), timeoutMs, `${description} (interaction ${this.id})`);
   }
 
+  /** Resolves with the first `count` matching calls with this token, once that many arrived. */
+  async waitForCalls(predicate: (call: RecordedCall) => boolean, count: number, timeoutMs = 10_000): Promise<RecordedCall[]> {
+    await this.log.waitForCount((c) => this.#mine(c) && predicate(c), count, timeoutMs);
+    return this.calls().filter(predicate).slice(0, count);
+  }
+
+  /** Accepted edits of `@original` (PATCH answered 200), in order. */
+  edits(): RecordedCall[] {
+    return this.calls().filter((c) => c.method === 'PATCH' && c.params.messageId === '@original' && c.status === 200);
+  }
+
   /** The message `@original` refers to now, if any. */
   original(): StoredMessage | undefined {
     return this.state.originalMessageId ? this.store.get(this.state.originalMessageId) : undefined;

@@ -88,12 +88,18 @@ interface Window {
 
 /** Counts requests into buckets on the real clock and serves injected 429s and 5xx. */
 export class RateLimiter {
-  readonly rules: RateLimitRule[];
+  rules: RateLimitRule[];
   #windows = new Map<string, Window>();
   #faults: { fault: InjectedFault; left: number; kind: '429' | '5xx' }[] = [];
 
   constructor(rules: RateLimitRule[]) {
     this.rules = rules;
+  }
+
+  /** Replaces the buckets and forgets their counters. */
+  setRules(rules: RateLimitRule[]): void {
+    this.rules = rules;
+    this.#windows.clear();
   }
 
   /** Queues a fault for the next matching requests; injected faults are served before buckets are counted. */
