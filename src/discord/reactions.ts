@@ -46,8 +46,10 @@ export async function handleReaction(
     return;
   }
 
-  // 🔁 rerolls a finished picture only, from the message that carries it.
-  if (job.state !== 'done' || (job.resultMessageId ?? job.messageId) !== messageId) return;
+  // 🔁 rerolls a finished picture, from the message that carries it. 'delivering' counts: the bot adds its 🔁
+  // just before the journal says done, and a quick member may click it in between.
+  if (job.state !== 'done' && job.state !== 'delivering') return;
+  if ((job.resultMessageId ?? job.messageId) !== messageId) return;
   if (!canReroll(job, member, settings)) return;
   try {
     // The guild's rules may have changed since the original: check again, never fix silently.
