@@ -357,6 +357,9 @@ export class FairQueue implements JobQueue {
   }
 
   private async runNext(): Promise<void> {
+    // p-queue calls this synchronously inside add(): yield once so submit() returns, and `queued` is seen,
+    // before the job can start.
+    await Promise.resolve();
     if (this.closing) return;
     const next = this.scheduler.take();
     if (next === undefined) return;

@@ -10,21 +10,31 @@ export interface OpenDatabaseOptions {
   dataDir?: string;
   /** File name inside dataDir. Default `imagine.db`. */
   fileName?: string;
+  /**
+   * SQLite's `synchronous` in WAL mode. FULL (default) survives power loss; NORMAL survives a killed process
+   * but may lose the last commits on power loss, and halves the journal's cost per job (load test: 47 → 86 jobs/s
+   * with 0 ms steps on a busy 2-core machine). Generation takes seconds per job, so FULL costs nothing real.
+   */
+  synchronous?: 'FULL' | 'NORMAL';
   /** Schema versions to apply; tests pass a shorter list. Default: all of ./migrations.ts. */
   migrations?: readonly Migration[];
 }
 
 /**
- * Open (or create) the journal: WAL so readers never block the writer, `synchronous = FULL` so a state written
- * before a crash (e.g. "delivered") is on disk when the process dies, then apply pending migrations.
+ * Open (or create) the journal: WAL so readers never block the writer, `synchronous = FULL` by default so a state
+ * written (e.g. "delivered") is on disk even if the machine loses power, then apply pending migrations.
  */
 export function openDatabase(options: OpenDatabaseOptions = {}): Db {
   const dataDir = options.dataDir ?? './data';
+  const synchronous = options.synchronous ?? 'FULL';
+  if (synchronous !== 'FULL' && synchronous !== 'NORMAL') {
+    throw new RangeError(`Expected \`synchronous\` to be FULL or NORMAL, got \`${String(synchronous)}\``);
+  }
   fs.mkdirSync(dataDir, { recursive: true });
   const db = new Database(path.join(dataDir, options.fileName ?? 'imagine.db'));
   try {
     db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
+    db.pragma(`synchronous = ${synchronous}`);
     db.pragma('foreign_keys = ON');
     // Another process (a second bot by mistake, the sqlite3 shell) may hold the lock briefly.
     db.pragma('busy_timeout = 5000');
