@@ -1,0 +1,236 @@
+"""Train the embedded model: DDPM (linear betas, 1000 steps), epsilon prediction, min-SNR-5 loss weighting,
+caption dropout for classifier-free guidance, EMA weights. Resumable: every checkpoint holds model, EMA,
+optimizer and step; data and noise are drawn from generators seeded by (seed, step), so a resumed run
+sees exactly the batches an uninterrupted one would.
+
+Runs on CPU (Debian torch 1.13) or CUDA (recent torch), picked automatically.
+Example (the committed weights): see training/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+import data
+from checker import score
+from model import Model
+
+MAX_LEN = 32
+T = 1000
+
+
+def tokenize_ids(captions: list[str], vocab: dict[str, int], max_len: int = MAX_LEN) -> torch.Tensor:
+    """Same ids as the exported tokenizer: [BOS] words [EOS], unknown words -> [UNK], padded with [PAD]."""
+    out = np.zeros((len(captions), max_len), np.int64)
+    for i, c in enumerate(captions):
+        ids = [vocab["[BOS]"]] + [vocab.get(w, vocab["[UNK]"]) for w in data.tokenize(c)][: max_len - 2] + [vocab["[EOS]"]]
+        out[i, : len(ids)] = ids
+    return torch.from_numpy(out)
+
+
+def with_unknown_word(caption: str, rng: np.random.Generator) -> str:
+    """Insert a word outside the vocabulary (it tokenizes to [UNK]) so prompts with strange words still work."""
+    words = caption.split(" ")
+    words.insert(int(rng.integers(len(words) + 1)), "qzx")
+    return " ".join(words)
+
+
+def schedule(device: torch.device) -> torch.Tensor:
+    betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+    return torch.cumprod(1 - betas, 0).float().to(device)
+
+
+def build(cfg: dict, vocab_size: int) -> Model:
+    return Model(
+        vocab_size,
+        MAX_LEN,
+        cfg["text_dim"],
+        cfg["text_layers"],
+        {"channels": tuple(cfg["channels"]), "attn": tuple(cfg["attn"]), "stem": cfg["stem"]},
+    )
+
+
+@torch.no_grad()
+def sample(model: Model, captions: list[str], vocab: dict, steps: int = 20, guidance: float = 4.0, seed: int = 0) -> np.ndarray:
+    """DDIM (eta 0, 'leading' spacing, steps_offset 1 as in the exported scheduler config) with CFG."""
+    dev = next(model.parameters()).device
+    ac = schedule(dev)
+    n = len(captions)
+    ctx = model.text(tokenize_ids(captions + [""] * n, vocab).to(dev))
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 3, data.SIZE, data.SIZE, generator=g).to(dev)
+    ratio = T // steps
+    ts = [int(i * ratio) + 1 for i in range(steps)][::-1]
+    for i, t in enumerate(ts):
+        tt = torch.full((2 * n,), t, dtype=torch.long, device=dev)
+        eps = model.unet(torch.cat([x, x]), tt, ctx)
+        e_c, e_u = eps[:n], eps[n:]
+        e = e_u + guidance * (e_c - e_u)
+        a_t = ac[t]
+        a_prev = ac[t - ratio] if t - ratio >= 0 else torch.tensor(1.0, device=dev)
+        x0 = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
+        x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
+    img = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return img
+
+
+def evaluate(model: Model, vocab: dict, n: int, guidance: float) -> dict:
+    scenes = data.eval_set()[:n]
+    imgs = []
+    for i in range(0, n, 32):
+        imgs.append(sample(model, [s.caption for s in scenes[i : i + 32]], vocab, guidance=guidance, seed=i))
+    imgs = np.concatenate(imgs)
+    tally: dict[str, list[int]] = {}
+    for img, s in zip(imgs, scenes):
+        for k, ok in score(img, s.stated).items():
+            tally.setdefault(k, [0, 0])
+            tally[k][0] += int(ok)
+            tally[k][1] += 1
+    return {k: round(a / b, 3) for k, (a, b) in sorted(tally.items())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--out", default="training/checkpoints/run")
+    p.add_argument("--channels", default="64,96,128")
+    p.add_argument("--attn", default="0,1,1")
+    p.add_argument("--stem", type=int, default=2)
+    p.add_argument("--text-dim", type=int, default=128)
+    p.add_argument("--text-layers", type=int, default=2)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--steps", type=int, default=100000, help="stop after this many optimizer steps")
+    p.add_argument("--minutes", type=float, default=1e9, help="stop after this much wall time (this sitting)")
+    p.add_argument("--decay-minutes", type=float, default=0.0, help="anneal the LR over the sitting's last minutes")
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--p-uncond", type=float, default=0.1)
+    p.add_argument("--p-unk", type=float, default=0.1, help="share of captions given an unknown word")
+    p.add_argument("--snr-gamma", type=float, default=5.0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ckpt-minutes", type=float, default=5.0)
+    p.add_argument("--eval-minutes", type=float, default=10.0)
+    p.add_argument("--eval-n", type=int, default=64)
+    p.add_argument("--guidance", type=float, default=4.0)
+    args = p.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    os.makedirs(args.out, exist_ok=True)
+    vocab_list = data.vocabulary()
+    vocab = {w: i for i, w in enumerate(vocab_list)}
+    ckpt_path = os.path.join(args.out, "last.pt")
+
+    if os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path, map_location="cpu")
+        cfg = ck["config"]
+        print(f"resuming from {ckpt_path} at step {ck['step']}", flush=True)
+    else:
+        ck = None
+        cfg = {
+            "channels": [int(c) for c in args.channels.split(",")],
+            "attn": [c == "1" for c in args.attn.split(",")],
+            "stem": args.stem,
+            "text_dim": args.text_dim,
+            "text_layers": args.text_layers,
+            "vocab": vocab_list,
+            "max_len": MAX_LEN,
+            "batch": args.batch,
+            "lr": args.lr,
+            "warmup": args.warmup,
+            "ema": args.ema,
+            "p_uncond": args.p_uncond,
+            "p_unk": args.p_unk,
+            "snr_gamma": args.snr_gamma,
+            "seed": args.seed,
+            "betas": ["linear", 1e-4, 0.02, T],
+            "prediction_type": "epsilon",
+        }
+    model = build(cfg, len(vocab_list)).to(dev)
+    ema = copy.deepcopy(model).eval()
+    for q in ema.parameters():
+        q.requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01, betas=(0.9, 0.99))
+    step, elapsed, hist = 0, 0.0, []
+    if ck:
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+        step, elapsed, hist = ck["step"], ck["elapsed"], ck.get("hist", [])
+    n_params = sum(q.numel() for q in model.parameters())
+    print(f"device {dev}, threads {torch.get_num_threads()}, params {n_params:,} "
+          f"(unet {sum(q.numel() for q in model.unet.parameters()):,}), config {json.dumps({k: v for k, v in cfg.items() if k != 'vocab'})}", flush=True)
+
+    ac = schedule(dev)
+    start = time.time()
+    last_ckpt = last_eval = time.time()
+    loss_avg = None
+
+    def save() -> None:
+        tmp = ckpt_path + ".tmp"
+        torch.save({"config": cfg, "model": model.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "elapsed": elapsed + time.time() - start, "hist": hist}, tmp)
+        os.replace(tmp, ckpt_path)
+
+    while step < args.steps and (time.time() - start) < args.minutes * 60:
+        rng = np.random.default_rng([cfg["seed"], step])
+        g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + step)
+        x0, caps = data.batch(rng, cfg["batch"])
+        drop = rng.random(len(caps)) < cfg["p_uncond"]
+        caps = ["" if d else c for c, d in zip(caps, drop)]
+        caps = [with_unknown_word(c, rng) if c and rng.random() < cfg.get("p_unk", 0.0) else c for c in caps]
+        ids = tokenize_ids(caps, vocab).to(dev)
+        x0 = torch.from_numpy(x0).to(dev)
+        t = torch.randint(0, T, (len(caps),), generator=g).to(dev)
+        noise = torch.randn(x0.shape, generator=g).to(dev)
+        a = ac[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = model(xt, t, ids)
+        snr = ac[t] / (1 - ac[t])
+        w = torch.clamp(snr, max=cfg["snr_gamma"]) / snr  # min-SNR-gamma for epsilon prediction (Hang et al. 2023)
+        loss = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+
+        # Warm-up by step; then, since a sitting is bounded by wall time, a linear decay to 10% over its last
+        # --decay-minutes (annealing the LR at the end of a fixed budget gives a cleaner final model).
+        left = args.minutes * 60 - (time.time() - start)
+        lr = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"]) * max(0.1, min(1.0, left / max(1.0, args.decay_minutes * 60)))
+        for pg in opt.param_groups:
+            pg["lr"] = lr
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        decay = min(cfg["ema"], (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, pm in zip(ema.parameters(), model.parameters()):
+                pe.mul_(decay).add_(pm.detach(), alpha=1 - decay)
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        if step % 25 == 0:
+            now = time.time() - start
+            print(f"step {step} loss {loss_avg:.4f} lr {lr:.2e} {now:.0f}s ({now / max(1, step - (ck['step'] if ck else 0)):.2f}s/step)", flush=True)
+        if time.time() - last_ckpt > args.ckpt_minutes * 60:
+            save()
+            last_ckpt = time.time()
+        if args.eval_minutes > 0 and time.time() - last_eval > args.eval_minutes * 60:
+            te = time.time()
+            acc = evaluate(ema, vocab, args.eval_n, args.guidance)
+            hist.append({"step": step, "loss": loss_avg, "eval": acc, "minutes": (elapsed + time.time() - start) / 60})
+            print(f"EVAL step {step}: {acc} ({time.time() - te:.0f}s)", flush=True)
+            last_eval = time.time()
+    save()
+    print(f"saved step {step} to {ckpt_path}", flush=True)
+    if args.eval_minutes > 0:
+        print(f"FINAL EVAL step {step}: {evaluate(ema, vocab, args.eval_n, args.guidance)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
