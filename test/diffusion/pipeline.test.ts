@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { loadModel, type DiffusionModel } from '../../src/diffusion/model.js';
 import { checkInputs, generate, guidanceScaleEmbedding } from '../../src/diffusion/pipeline.js';
-import type { GenerateParams, StepProgress } from '../../src/diffusion/types.js';
+import { SCHEDULER_NAMES, type GenerateParams, type StepProgress } from '../../src/diffusion/types.js';
 
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
 const NAMES = ['sd-tiny', 'lcm-tiny', 'sd-tiny-fp16', 'pixel-tiny'] as const;
@@ -82,6 +82,25 @@ describe.each(NAMES)('generate on %s', (name) => {
     expect([preview.width, preview.height]).toEqual([cells, cells]);
     expect(preview.rgb).toHaveLength(cells * cells * 3);
     for (let i = 1; i < calls.length; i++) expect(calls[i].elapsedMs).toBeGreaterThanOrEqual(calls[i - 1].elapsedMs);
+  });
+});
+
+describe('schedulers in the loop', () => {
+  it.each(NAMES)('GIVEN %s with no scheduler named THEN its own scheduler from scheduler_config.json runs', async (name) => {
+    const model = models[name];
+    const calls: number[] = [];
+    const result = await generate(model, { ...base, scheduler: undefined }, { onProgress: (p) => calls.push(p.step) });
+    expect(result.scheduler).toBe(model.info.defaultScheduler);
+    expect(calls).toEqual([1, 2, 3, 4]);
+  });
+
+  it.each(SCHEDULER_NAMES)('GIVEN scheduler %s THEN one progress call per step and a deterministic image', async (scheduler) => {
+    const model = models['sd-tiny'];
+    const calls: number[] = [];
+    const a = await generate(model, { ...base, scheduler, steps: 6 }, { onProgress: (p) => calls.push(p.step) });
+    const b = await generate(model, { ...base, scheduler, steps: 6 });
+    expect(calls).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(same(a.images[0], b.images[0])).toBe(true);
   });
 });
 
