@@ -1,6 +1,10 @@
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
@@ -132,6 +136,25 @@ describe('WorkerPool', () => {
     cpSync(SD_TINY, dir, { recursive: true });
     cpSync(join(SD_TINY, 'vae_decoder', 'model.onnx'), join(dir, 'unet', 'model.onnx'));
     await expect(createWorkerPool({ modelDir: dir, log: () => {} })).rejects.toThrow(/unet\/model\.onnx: expected an input `sample`/);
+  });
+
+  it('GIVEN a plain node process with tsx (as npm scripts run) THEN the .ts worker starts and makes a picture', async () => {
+    const script = join(temp, 'pool-under-tsx.mts'); // .mts: ESM (top-level await) outside the package
+    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'diffusion', 'worker-pool.ts')).href;
+    writeFileSync(
+      script,
+      `import { createWorkerPool } from ${JSON.stringify(poolUrl)};
+const pool = await createWorkerPool({ modelDir: ${JSON.stringify(SD_TINY)} });
+const result = await pool.generate(${JSON.stringify(base)});
+await pool.close();
+console.log(JSON.stringify({ bytes: result.images[0].byteLength, png: Buffer.from(result.images[0].subarray(1, 4)).toString() }));
+`,
+    );
+    const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', tsx, script]);
+    const out = JSON.parse(stdout.trim().split('\n').at(-1)!) as { bytes: number; png: string };
+    expect(out.png).toBe('PNG');
+    expect(out.bytes).toBeGreaterThan(100);
   });
 
   it('GIVEN two workers THEN two jobs run side by side and close() rejects what waits', async () => {
