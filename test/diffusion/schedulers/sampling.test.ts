@@ -19,7 +19,7 @@ function sample(scheduler: Scheduler, steps: number, model: (input: Float32Array
   scheduler.setTimesteps(steps);
   const start = new Float32Array(N);
   new Rng(seed).fillNormal(start);
-  let latents = start.map((v) => v * scheduler.initNoiseSigma);
+  let latents: Float32Array = start.map((v) => v * scheduler.initNoiseSigma);
   for (const t of scheduler.timesteps) {
     const input = scheduler.scaleModelInput(latents, t);
     const out = model(input, t);
@@ -155,7 +155,7 @@ describe('noise, state and buffers', () => {
     const run = (reuse: boolean) => {
       const s = createScheduler(name, SD);
       s.setTimesteps(6);
-      let latents = Float32Array.from({ length: N }, (_, i) => Math.sin(i));
+      let latents: Float32Array = Float32Array.from({ length: N }, (_, i) => Math.sin(i));
       const shared = new Float32Array(N);
       for (const t of s.timesteps) {
         const input = s.scaleModelInput(latents, t);
