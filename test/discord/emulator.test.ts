@@ -122,6 +122,10 @@ describe('Discord emulator with a real discord.js client', () => {
     const [followUp] = handle.followUps();
     expect(followUp.message.content).toBe('seed 42');
     expect(followUp.message.flags).toBe(64);
+    // Follow-ups are edited by id through the same token.
+    await interaction.editReply({ message: followUp.message.id, content: 'seed 43' });
+    expect(handle.followUps()[0].message.content).toBe('seed 43');
+    expect(handle.followUps()[0].message.flags).toBe(64);
     const callback = await handle.waitForResponse();
     expect(callback.status).toBe(204);
     expect(callback.body).toMatchObject({ type: 5 });

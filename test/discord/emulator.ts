@@ -341,14 +341,25 @@ export class DiscordEmulator {
     return this.world.createUser(options);
   }
 
+  /** Adds a role; after login the client hears of it through GUILD_ROLE_CREATE, as from Discord. */
   createRole(options: { name: string; permissions: bigint; guildId?: string }): APIRole {
-    return this.world.createRole(options.guildId ?? this.defaults.guildId, options);
+    const guildId = options.guildId ?? this.defaults.guildId;
+    const role = this.world.createRole(guildId, options);
+    if (this.gateway.current) this.gateway.dispatch({ t: GatewayDispatchEvents.GuildRoleCreate, d: { guild_id: guildId, role } });
+    return role;
   }
 
+  /** Adds a text channel; after login the client hears of it through CHANNEL_CREATE. */
   createTextChannel(options: { name: string; guildId?: string }): APITextChannel {
-    return this.world.createTextChannel(options.guildId ?? this.defaults.guildId, options);
+    const channel = this.world.createTextChannel(options.guildId ?? this.defaults.guildId, options);
+    if (this.gateway.current) this.gateway.dispatch({ t: GatewayDispatchEvents.ChannelCreate, d: { ...channel, guild_id: channel.guild_id! } });
+    return channel;
   }
 
+  /**
+   * Adds a member, or replaces an existing member's roles. No event is sent: GUILD_MEMBER_* need the
+   * privileged GuildMembers intent; the bot sees the new roles in the next interaction or reaction.
+   */
   addMember(options: { userId: string; roles?: string[]; guildId?: string }): void {
     this.world.addMember(options.guildId ?? this.defaults.guildId, options.userId, options.roles ?? []);
   }
