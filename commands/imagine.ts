@@ -78,8 +78,11 @@ export default {
     // Submitting is a synchronous SQLite write (milliseconds), so a full queue is still refused ephemerally;
     // the reply is edited only once the defer below has landed.
     const release = bot.messenger.hold(interaction.token, interaction.attachmentSizeLimit);
+    let jobId: string;
     try {
-      bot.queue.submit({
+      ({
+        job: { id: jobId },
+      } = bot.queue.submit({
         guildId: interaction.guildId,
         channelId: interaction.channelId,
         userId: interaction.user.id,
@@ -90,13 +93,16 @@ export default {
           token: interaction.token,
           createdAt: interaction.createdTimestamp,
         },
-      });
+      }));
     } catch (error) {
       release(false);
       throw error;
     }
     try {
-      await interaction.deferReply();
+      const response = await interaction.deferReply({ withResponse: true });
+      // The reply's id, known now: past the token, the picture is posted as a reply to it.
+      const messageId = response.interaction.responseMessageId ?? response.resource?.message?.id;
+      if (messageId) bot.queue.setMessageId(jobId, messageId);
       release(true);
     } catch (error) {
       // Past Discord's 3 seconds: the job goes on and is shown as a channel message instead.

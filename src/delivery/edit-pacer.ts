@@ -1,7 +1,8 @@
 /**
  * Paces the edits of one message. Discord allows about five edits per few seconds per message (unpublished;
  * see the reference notes), and a progress bar that edits per step would hit 429 at once on a fast sampler.
- * So: at most one edit in flight, at least `intervalMs` between the starts of two edits, the latest state wins
+ * So: at most one edit in flight, at least `intervalMs` from the end of one edit (a 429 waited out included)
+ * to the start of the next, the latest state wins
  * (intermediate ones are dropped, never queued), and a state that renders the same as the last one is skipped.
  */
 
@@ -10,7 +11,7 @@ export interface EditPacerOptions<T> {
   send: (state: T) => Promise<void>;
   /** What the member would see; a state whose key equals the last one sent is skipped. */
   keyOf: (state: T) => string;
-  /** Minimum milliseconds between the starts of two edits. Default 1500. */
+  /** Minimum milliseconds from the end of one edit to the start of the next. Default 1500. */
   intervalMs?: number;
   /** Told about failed progress edits (the final edit rejects its own promise instead). Default: ignore. */
   onError?: (error: unknown) => void;
@@ -24,7 +25,7 @@ export class EditPacer<T> {
   private pending: T | undefined;
   private inFlight: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private lastStartedAt = Number.NEGATIVE_INFINITY;
+  private lastEndedAt = Number.NEGATIVE_INFINITY;
   private lastKey: string | undefined;
   private closed = false;
   /** Edits actually sent (progress and final). */
@@ -63,9 +64,8 @@ export class EditPacer<T> {
     this.pending = undefined;
     this.clearTimer();
     await this.settle();
-    const wait = this.lastStartedAt + this.intervalMs - Date.now();
+    const wait = this.lastEndedAt + this.intervalMs - Date.now();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    this.lastStartedAt = Date.now();
     this.sent += 1;
   }
 
@@ -88,7 +88,7 @@ export class EditPacer<T> {
 
   private schedule(): void {
     if (this.inFlight || this.timer || this.pending === undefined) return;
-    const wait = this.lastStartedAt + this.intervalMs - Date.now();
+    const wait = this.lastEndedAt + this.intervalMs - Date.now();
     if (wait <= 0) this.run();
     else this.timer = setTimeout(() => this.run(), wait);
   }
@@ -101,11 +101,11 @@ export class EditPacer<T> {
     const key = this.keyOf(state);
     if (key === this.lastKey) return;
     this.lastKey = key;
-    this.lastStartedAt = Date.now();
     this.sent += 1;
     this.inFlight = this.send(state)
       .catch((error: unknown) => this.onError(error))
       .finally(() => {
+        this.lastEndedAt = Date.now();
         this.inFlight = undefined;
         this.schedule();
       });

@@ -286,10 +286,8 @@ export class JobMessenger {
           files: toRawFiles(body),
           auth: false,
         })) as { id: string };
-        if (!message.job.messageId) {
-          this.queue.setMessageId(message.job.id, posted.id);
-          message.job = { ...message.job, messageId: posted.id };
-        }
+        if (!this.messageIdOf(message)) this.queue.setMessageId(message.job.id, posted.id);
+        message.job = { ...message.job, messageId: posted.id };
         if (live) await this.offerCancel(message, posted.id);
         return;
       } catch (error) {
@@ -317,7 +315,7 @@ export class JobMessenger {
         if (!(error instanceof DiscordAPIError && error.status === 404)) throw error;
       }
     }
-    const replyTo = job.interaction ? job.messageId : (job.replyToMessageId ?? job.messageId);
+    const replyTo = job.interaction ? this.messageIdOf(message) : (job.replyToMessageId ?? job.messageId);
     const payload: RESTPostAPIChannelMessageJSONBody = {
       ...jsonOf(body),
       attachments: body.attachments,
@@ -335,6 +333,11 @@ export class JobMessenger {
       message.job = { ...job, messageId: posted.id };
     }
     return posted.id;
+  }
+
+  /** The job's message id: the command records it after its defer, which may be after this job's record was read. */
+  private messageIdOf(message: JobMessage): string | undefined {
+    return message.job.messageId ?? this.queue.get(message.job.id)?.messageId;
   }
 
   private async postFinalToChannel(message: JobMessage, final: MessageBody, mayHaveBeenDelivered: boolean): Promise<DeliveryReceipt> {
@@ -369,7 +372,8 @@ export class JobMessenger {
 
   private async takeBackCancelReactions(message: JobMessage): Promise<void> {
     // After a restart the set is empty, but the job's message may still carry the ❌ of the previous run.
-    if (message.job.messageId) message.cancelReactionOn.add(message.job.messageId);
+    const messageId = this.messageIdOf(message);
+    if (messageId) message.cancelReactionOn.add(messageId);
     for (const messageId of message.cancelReactionOn) {
       try {
         await this.reactionCall(() =>

@@ -1,0 +1,115 @@
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StoredMessage } from '../discord/emulator.js';
+import { eventually, originalEdits, startHarness, type Harness } from './harness.js';
+
+async function finishedOriginal(handle: { original(): StoredMessage | undefined }): Promise<StoredMessage> {
+  return eventually(() => {
+    const original = handle.original();
+    return original && original.message.embeds.length > 0 && original.message.attachments.length > 0 ? original : undefined;
+  }, 60_000, 'the final image');
+}
+
+describe('delivery under Discord’s rules and faults', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { STAND_IN_STEP_MS: '150', EDIT_INTERVAL_MS: '1500' } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it('GIVEN the token expires mid-job THEN the picture arrives as a channel message replying to the original', async () => {
+    const { emulator } = h;
+    const { alice } = emulator.defaults.users;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'late', steps: 20 }, userId: alice.id });
+    await handle.waitForResponse();
+    const original = await eventually(() => (String(handle.original()?.message.content).includes('Step') ? handle.original() : undefined), 30_000, 'progress on the reply');
+    handle.expireToken();
+    const reply = await eventually(
+      () =>
+        emulator
+          .messages(emulator.defaults.channelId)
+          .find((m) => m.message.message_reference?.message_id === original.message.id && m.message.embeds.length > 0),
+      60_000,
+      'the picture as a channel message',
+    );
+    const png = emulator.attachmentBytes(reply.message.id)!;
+    expect((await sharp(png).metadata()).width).toBe(64);
+    expect(reply.message.embeds[0]!.description).toBe('late');
+    // The requester, and only the requester, is pinged: they asked 15 minutes ago.
+    expect(reply.allowedMentions).toMatchObject({ parse: [], users: [alice.id] });
+    expect(reply.message.mention_everyone).toBe(false);
+    // Webhook calls after expiry answered 401 and were not retried in a loop.
+    const rejected = originalEdits(emulator, handle.token).filter((call) => call.status === 401);
+    expect(rejected.length).toBeLessThanOrEqual(2);
+    // The bot token survived the 401s (they were webhook calls, sent without it): it can still post.
+    const next = emulator.sendCommand({ name: 'imagine', options: { prompt: 'after', steps: 2 } });
+    await finishedOriginal(next);
+    const job = await eventually(() => {
+      const found = h.app.queue.findByMessageId(reply.message.id);
+      return found?.state === 'done' ? found : undefined;
+    }, 10_000, 'the late job done');
+    expect(job.resultMessageId).toBe(reply.message.id);
+  });
+
+  it('GIVEN the emulator clock passes 15 minutes while queued THEN delivery falls back the same way', async () => {
+    const { emulator } = h;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'clock', steps: 8 } });
+    await handle.waitForResponse();
+    emulator.advanceTime(16 * 60_000);
+    const first = await eventually(() => handle.original(), 10_000, 'the reply');
+    const reply = await eventually(
+      () =>
+        emulator
+          .messages(emulator.defaults.channelId)
+          .find((m) => m.message.message_reference?.message_id === first.message.id && m.message.embeds.length > 0),
+      60_000,
+      'the picture as a channel message',
+    );
+    expect(reply.message.embeds[0]!.description).toBe('clock');
+  });
+
+  it('GIVEN 429s on progress edits THEN they are waited out, the edits stay paced and the picture arrives', async () => {
+    const { emulator } = h;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'limited', steps: 20 } });
+    await handle.waitForResponse();
+    const limitedBefore = emulator.stats.rateLimited;
+    emulator.injectRateLimit('PATCH /webhooks/*', { count: 3, retryAfter: 1 });
+    const done = await finishedOriginal(handle);
+    expect(emulator.stats.rateLimited - limitedBefore).toBe(3);
+    const edits = originalEdits(emulator, handle.token);
+    const accepted = edits.filter((call) => call.status < 300);
+    // Never more than one edit in flight: at most the 3 injected 429s, no storm of retries.
+    expect(edits.filter((call) => call.status === 429)).toHaveLength(3);
+    for (let i = 1; i < accepted.length; i++) expect(accepted[i]!.at - accepted[i - 1]!.at).toBeGreaterThanOrEqual(900);
+    expect(done.message.embeds[0]!.description).toBe('limited');
+  });
+
+  it('GIVEN Discord answers 5xx to edits THEN they are retried and the picture is delivered once', async () => {
+    const { emulator } = h;
+    const errorsBefore = emulator.stats.serverErrors;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'flaky', steps: 4 } });
+    await handle.waitForResponse();
+    emulator.injectServerError((call) => call.method === 'PATCH' && call.params.token === handle.token, { count: 2, status: 502 });
+    const done = await finishedOriginal(handle);
+    expect(emulator.stats.serverErrors - errorsBefore).toBe(2);
+    expect(done.message.embeds[0]!.description).toBe('flaky');
+    const posts = emulator.messages(emulator.defaults.channelId).filter((m) => m.message.embeds[0]?.description === 'flaky');
+    expect(posts).toHaveLength(1);
+  });
+
+  it('GIVEN a gateway RECONNECT mid-job THEN the job finishes unchanged and later commands still work', async () => {
+    const { emulator } = h;
+    const resumesBefore = emulator.gatewayStats.resumes;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'steady', steps: 20, seed: 5 } });
+    await eventually(() => (String(handle.original()?.message.content).includes('Step') ? true : undefined), 30_000, 'running');
+    emulator.reconnect();
+    await eventually(() => emulator.gatewayStats.resumes > resumesBefore, 30_000, 'a resume');
+    const done = await finishedOriginal(handle);
+    expect(Object.fromEntries(done.message.embeds[0]!.fields!.map((f) => [f.name, f.value])).Seed).toBe('5');
+    const after = emulator.sendCommand({ name: 'help' });
+    const response = await after.waitForResponse();
+    expect(response.body.data.content).toMatch(/imagine/);
+  });
+});
