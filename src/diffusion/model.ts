@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { schedulerNameFromClass } from './schedulers/index.js';
 import type { SchedulerConfig } from './schedulers/types.js';
@@ -229,6 +230,11 @@ async function pickProvider(
       skipped.push(`${name} (not in this onnxruntime-node build)`);
       continue;
     }
+    if (name === 'cuda' && !cudaBinariesInstalled()) {
+      // The project's .npmrc skips onnxruntime-node's CUDA download; say how to add it.
+      skipped.push('cuda (its binaries are not installed: npm_config_onnxruntime_node_install=cuda12 npm rebuild onnxruntime-node)');
+      continue;
+    }
     if (await providerWorks(name)) {
       log(`imagine: running on ${name}`);
       return name;
@@ -239,6 +245,17 @@ async function pickProvider(
     log(`imagine: running on cpu${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`);
   }
   return 'cpu';
+}
+
+/** Whether onnxruntime-node's CUDA provider library sits beside its binding (linux and windows builds). */
+function cudaBinariesInstalled(): boolean {
+  const file = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
+  try {
+    const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
+    return existsSync(join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch, file));
+  } catch {
+    return true; // unknown layout: let the trial session decide
+  }
 }
 
 /** A provider is listed by the build but may lack its driver or device: try a one-node model on it. */
@@ -326,6 +343,11 @@ function checkUnet(session: ort.InferenceSession, file: string): UnetPart {
   const output = outputs.find((s) => s.name === 'out_sample') ?? outputs[0];
   if (!output || output.shape.length !== 4 || output.type !== sample.type) {
     throw misfit(file, `an output \`out_sample\` of ${sample.type} [batch, channels, height, width]`, outputs);
+  }
+  const outChannels = dim(output.shape[1]);
+  const inChannels = dim(sample.shape[1]);
+  if (outChannels !== undefined && inChannels !== undefined && outChannels !== inChannels) {
+    throw misfit(file, `an output with the ${inChannels} channels of \`sample\` (a noise prediction)`, output);
   }
   return { session, sample, timestep, encoderHiddenStates, timestepCond, output };
 }

@@ -197,9 +197,9 @@ export async function generate(model: DiffusionModel, params: GenerateParams, op
   const { steps, seed, guidanceScale, count } = checked;
   let runtimeMs = 0;
   let unetMs = 0;
-  const run = async (session: ort.InferenceSession, feeds: Record<string, ort.Tensor>) => {
+  const run = async (session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches?: Record<string, ort.Tensor>) => {
     const t0 = performance.now();
-    const out = await session.run(feeds);
+    const out = fetches ? await session.run(feeds, fetches) : await session.run(feeds);
     runtimeMs += performance.now() - t0;
     return out;
   };
@@ -266,6 +266,11 @@ export async function generate(model: DiffusionModel, params: GenerateParams, op
   const sampleIn = new Float32Array(batch * perImage);
   const sampleHalf = sampleType === 'float16' ? new Uint16Array(batch * perImage) : undefined;
   const outFloat = sampleType === 'float16' ? new Float32Array(batch * perImage) : undefined;
+  // The UNet writes its prediction into this tensor (onnxruntime fills pre-allocated outputs) instead of a new one.
+  const unetOut =
+    unet.output.type === 'float16'
+      ? new ort.Tensor('float16', new Uint16Array(batch * perImage), [batch, channels, latentH, latentW])
+      : new ort.Tensor('float32', new Float32Array(batch * perImage), [batch, channels, latentH, latentW]);
   const noisePred = doCfg ? new Float32Array(count * perImage) : undefined;
   const sampleDims = [batch, channels, latentH, latentW];
 
@@ -289,11 +294,9 @@ export async function generate(model: DiffusionModel, params: GenerateParams, op
     };
     if (condTensor && unet.timestepCond) feeds[unet.timestepCond.name] = condTensor;
     const t0 = performance.now();
-    const out = await run(unet.session, feeds);
+    await run(unet.session, feeds, { [unet.output.name]: unetOut });
     unetMs += performance.now() - t0;
-    const outTensor = out[unet.output.name];
-    const modelOut = readFloat(outTensor, outFloat);
-    outTensor.dispose?.();
+    const modelOut = readFloat(unetOut, outFloat);
 
     // 7c. Guidance: uncond + scale × (cond − uncond).
     const guided = noisePred ? guideInto(modelOut, count * perImage, guidanceScale, noisePred) : modelOut;
