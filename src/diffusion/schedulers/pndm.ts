@@ -114,9 +114,10 @@ export class PNDMScheduler implements Scheduler {
       effective = acc.map((a, i) => a + f32(sixth * modelOutput[i]));
       this.curModelOutput = undefined;
     }
-    const prevSample = this.prevSample(this.curSample ?? sample, t, prevTimestep, effective);
+    const from = this.curSample ?? sample;
+    const prevSample = this.prevSample(from, t, prevTimestep, effective);
     this.counter++;
-    return { prevSample };
+    return { prevSample, predOriginalSample: this.x0Estimate(from, t, effective) };
   }
 
   private stepPlms(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
@@ -158,7 +159,23 @@ export class PNDMScheduler implements Scheduler {
     }
     const prevSample = this.prevSample(from, t, prevTimestep, effective);
     this.counter++;
-    return { prevSample };
+    return { prevSample, predOriginalSample: this.x0Estimate(from, t, effective) };
+  }
+
+  /**
+   * x0 = (x_t − sqrt(1 − ᾱ_t)·ε) / sqrt(ᾱ_t) for previews. diffusers' PNDM returns no such estimate; the step
+   * itself does not use it.
+   */
+  private x0Estimate(sample: Float32Array, t: number, modelOutput: ArrayLike<number>): Float32Array {
+    const alphaProdT = this.schedule.alphasCumprod[t];
+    const sqrtA = Math.sqrt(alphaProdT);
+    const sqrtB = Math.sqrt(1 - alphaProdT);
+    const v = this.predictionType === 'v_prediction';
+    const out = new Float32Array(sample.length);
+    for (let i = 0; i < sample.length; i++) {
+      out[i] = v ? sqrtA * sample[i] - sqrtB * modelOutput[i] : (sample[i] - sqrtB * modelOutput[i]) / sqrtA;
+    }
+    return out;
   }
 
   /** PNDM eq. 9 (the "transfer" φ from x_t to x_{t−δ} given ε). */

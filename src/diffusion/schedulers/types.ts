@@ -16,6 +16,10 @@ export interface NoiseSource {
 }
 
 export interface StepResult {
+  /**
+   * x_{t−1}, a fresh array the caller owns (never `sample` or `modelOutput`; on a final step it may be the same
+   * array as predOriginalSample).
+   */
   prevSample: Float32Array;
   /** The model's estimate of the clean sample x0, when the algorithm computes it (used for previews). */
   predOriginalSample?: Float32Array;
