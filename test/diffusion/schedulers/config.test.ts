@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createScheduler } from '../../../src/diffusion/schedulers/index.js';
 import { DDIMScheduler } from '../../../src/diffusion/schedulers/ddim.js';
+import { EulerDiscreteScheduler } from '../../../src/diffusion/schedulers/euler-discrete.js';
 import { SCHEDULER_NAMES } from '../../../src/diffusion/types.js';
 
 // Scheduler configs as real model repositories ship them (diffusers' key names, _class_name and version included).
@@ -129,6 +130,47 @@ describe('scheduler configs', () => {
     for (let i = 0; i < 20; i++) expect(Number.isInteger(s.timesteps[i])).toBe(true);
     for (let i = 1; i < 20; i++) expect(s.timesteps[i]).toBeLessThanOrEqual(s.timesteps[i - 1]);
     expect(s.timesteps[0]).toBe(999);
+  });
+
+  describe('Euler sigma options', () => {
+    const euler = (extra: Record<string, unknown>, steps = 10) => {
+      const s = new EulerDiscreteScheduler({ ...SD15, ...extra });
+      s.setTimesteps(steps);
+      return s;
+    };
+    const ratios = (sigmas: Float64Array) => Array.from(sigmas.subarray(1, sigmas.length - 1), (v, i) => v / sigmas[i]);
+
+    it('GIVEN rescale_betas_zero_snr THEN the first sigma is that of ᾱ = 2^-24, about 4096', () => {
+      const s = euler({ rescale_betas_zero_snr: true, timestep_spacing: 'trailing' });
+      expect(s.initNoiseSigma).toBeCloseTo(Math.sqrt((1 - 2 ** -24) / 2 ** -24), 0);
+    });
+
+    it('GIVEN final_sigmas_type sigma_min THEN the schedule ends at σ_min, not 0', () => {
+      expect(euler({}).sigmas.at(-1)).toBe(0);
+      expect(euler({ final_sigmas_type: 'sigma_min' }).sigmas.at(-1)).toBeGreaterThan(0.02);
+    });
+
+    it('GIVEN exponential sigmas or log_linear interpolation THEN sigmas fall by a constant ratio', () => {
+      for (const extra of [{ use_exponential_sigmas: true }, { interpolation_type: 'log_linear' }]) {
+        const r = ratios(euler(extra).sigmas);
+        for (const x of r) expect(x).toBeCloseTo(r[0], 5);
+      }
+    });
+
+    it('GIVEN leading spacing THEN init noise is sqrt(σ_max² + 1) and steps_offset shifts the timesteps', () => {
+      const s = euler({ timestep_spacing: 'leading' }, 4);
+      expect(Array.from(s.timesteps)).toEqual([751, 501, 251, 1]);
+      expect(s.initNoiseSigma).toBeCloseTo(Math.sqrt(s.sigmas[0] ** 2 + 1), 5);
+    });
+
+    it('GIVEN continuous timesteps with v-prediction THEN timesteps are 0.25·log σ (EDM-style)', () => {
+      const s = euler({ timestep_type: 'continuous', prediction_type: 'v_prediction' });
+      s.timesteps.forEach((t, i) => expect(t).toBeCloseTo(0.25 * Math.log(s.sigmas[i]), 5));
+    });
+
+    it('GIVEN both karras and exponential sigmas THEN it refuses', () => {
+      expect(() => euler({ use_karras_sigmas: true, use_exponential_sigmas: true })).toThrow(/Only one of `use_karras_sigmas`, `use_exponential_sigmas`/);
+    });
   });
 
   it.each([
