@@ -1,0 +1,160 @@
+/**
+ * The bot as a real process (`tsx src/index.ts`), against the emulator: config errors, SIGKILL mid-generation
+ * (every job delivered exactly once after the restart), and SIGTERM (exit 0, the next start carries on).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DiscordEmulator, type InteractionHandle } from '../discord/emulator.js';
+import { deployCommands, eventually } from './harness.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+const ENTRY = path.join(ROOT, 'src', 'index.ts');
+
+interface BotProcess {
+  child: ChildProcess;
+  output: () => string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs the bot from a temp working directory, so no developer .env is read. */
+function spawnBot(env: Record<string, string>, cwd: string): BotProcess {
+  const child = spawn(TSX, [ENTRY], {
+    cwd,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (chunk) => (output += chunk));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, output: () => output, exited };
+}
+
+async function waitForOutput(bot: BotProcess, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
+  await eventually(() => pattern.test(bot.output()), timeoutMs, `bot output ${pattern}; got:\n${bot.output().slice(-2000)}`);
+}
+
+const running: BotProcess[] = [];
+const cleanups: (() => Promise<void> | void)[] = [];
+afterEach(async () => {
+  for (const bot of running.splice(0)) if (bot.child.exitCode === null && bot.child.signalCode === null) bot.child.kill('SIGKILL');
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+});
+
+function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-proc-'));
+  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('configuration errors', () => {
+  it.each([
+    ['no token', {}, /^imagine: DISCORD_TOKEN is missing/],
+    ['a malformed token', { DISCORD_TOKEN: 'not-a-token' }, /^imagine: DISCORD_TOKEN does not look like a bot token/],
+    ['a bad number', { DISCORD_TOKEN: 'MTAwMDAwMDAwMDAwMDAwMDAw.GEmUla.tor-token-for-tests-only-0000000000000', SAMPLER_WORKERS: 'two' }, /^imagine: Expected `SAMPLER_WORKERS`/],
+  ])('GIVEN %s THEN one clear line and exit code 1', async (_label, env, pattern) => {
+    const bot = spawnBot(env as Record<string, string>, tempDir());
+    const { code } = await bot.exited;
+    expect(code).toBe(1);
+    const lines = bot.output().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(pattern);
+  });
+});
+
+describe('the bot process against the emulator', () => {
+  async function setup() {
+    const emulator = await DiscordEmulator.start();
+    cleanups.push(() => emulator.close());
+    await deployCommands(emulator);
+    const dataDir = tempDir();
+    const env = {
+      DISCORD_TOKEN: emulator.token,
+      DISCORD_API_URL: emulator.apiUrl,
+      DATA_DIR: dataDir,
+      SAMPLER: 'stand-in',
+      STAND_IN_STEP_MS: '100',
+      EDIT_INTERVAL_MS: '300',
+      QUEUE_MAX_PER_MEMBER: '10',
+    };
+    return { emulator, env, cwd: tempDir() };
+  }
+
+  function finals(emulator: DiscordEmulator, prompt: string) {
+    return emulator.messages(emulator.defaults.channelId).filter((m) => m.message.embeds[0]?.description === prompt);
+  }
+
+  it('GIVEN SIGKILL mid-generation THEN after a restart every job is delivered exactly once', async () => {
+    const { emulator, env, cwd } = await setup();
+    const first = spawnBot(env, cwd);
+    running.push(first);
+    await waitForOutput(first, /INFO ready/);
+
+    const prompts = ['kill one', 'kill two', 'kill three', 'kill four'];
+    const handles: InteractionHandle[] = [];
+    for (const prompt of prompts) {
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt, steps: 15 } });
+      expect((await handle.waitForResponse()).body.type).toBe(5);
+      handles.push(handle);
+    }
+    // The first picture is delivered and the second is part-way through: kill now.
+    await eventually(() => finals(emulator, 'kill one').length === 1, 60_000, 'the first picture');
+    await eventually(() => /Step [3-9]\/15|Step 1[0-4]\/15/.test(String(handles[1]!.original()?.message.content)), 60_000, 'the second job mid-run');
+    first.child.kill('SIGKILL');
+    expect((await first.exited).signal).toBe('SIGKILL');
+
+    const second = spawnBot(env, cwd);
+    running.push(second);
+    await waitForOutput(second, /INFO ready/);
+    for (const prompt of prompts) {
+      await eventually(() => finals(emulator, prompt).length >= 1, 90_000, `the picture for "${prompt}"`);
+    }
+    // Give a duplicate time to show up if there were one.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    for (const prompt of prompts) expect(finals(emulator, prompt)).toHaveLength(1);
+    // Every picture landed on its own interaction's reply, once.
+    prompts.forEach((prompt, i) => expect(handles[i]!.original()?.message.embeds[0]?.description).toBe(prompt));
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+  });
+
+  it('GIVEN SIGTERM with jobs waiting THEN members are told their place is kept, exit 0, and the next start finishes them', async () => {
+    const { emulator, env, cwd } = await setup();
+    const first = spawnBot(env, cwd);
+    running.push(first);
+    await waitForOutput(first, /INFO ready/);
+    const prompts = ['term one', 'term two', 'term three'];
+    const handles: InteractionHandle[] = [];
+    for (const prompt of prompts) {
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt, steps: 30 } });
+      await handle.waitForResponse();
+      handles.push(handle);
+    }
+    await eventually(() => String(handles[0]!.original()?.message.content).includes('Step'), 30_000, 'the first job running');
+    await eventually(() => String(handles[2]!.original()?.message.content).includes('Waiting'), 30_000, 'the last job shown waiting');
+    first.child.kill('SIGTERM');
+    const { code } = await first.exited;
+    expect(code).toBe(0);
+    for (const handle of handles.slice(1)) {
+      expect(handle.original()?.message.content).toMatch(/restarting; your place in the queue is kept/);
+    }
+
+    const second = spawnBot(env, cwd);
+    running.push(second);
+    await waitForOutput(second, /INFO ready/);
+    for (const prompt of prompts) {
+      await eventually(() => finals(emulator, prompt).length >= 1, 90_000, `the picture for "${prompt}"`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    for (const prompt of prompts) expect(finals(emulator, prompt)).toHaveLength(1);
+    second.child.kill('SIGTERM');
+    expect((await second.exited).code).toBe(0);
+  });
+});
