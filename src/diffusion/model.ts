@@ -194,6 +194,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         latentFactor,
         defaultScheduler,
         maxTokens: tokenizer.maxLength,
+        ...(fixedH !== undefined || fixedW !== undefined ? { fixedSize: true } : {}),
       },
       textEncoder,
       unet,

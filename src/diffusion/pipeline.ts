@@ -94,6 +94,9 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
   };
   const width = size('width', info.width);
   const height = size('height', info.height);
+  if (info.fixedSize && (width !== info.width || height !== info.height)) {
+    throw invalid(`This model makes only ${info.width}×${info.height} pictures, got \`${width}×${height}\``);
+  }
   const count = params.count ?? 1;
   if (!Number.isInteger(count) || count < 1 || count > LIMITS.maxCount) {
     throw invalid(`Expected \`count\` to be an integer from 1 to ${LIMITS.maxCount}, got \`${show(count)}\``);

@@ -91,4 +91,6 @@ export interface ModelInfo {
   defaultScheduler: SchedulerName;
   /** Prompt tokens the text encoder sees, specials included. */
   maxTokens: number;
+  /** True when the UNet was exported with a fixed spatial size: only width × height above can be made. */
+  fixedSize?: boolean;
 }

@@ -21,6 +21,7 @@ describe('loadModel', () => {
     const model = await loadModel(join(MODELS, 'sd-tiny'));
     try {
       expect(model.info).toEqual({ name: 'sd-tiny', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'pndm', maxTokens: 77 });
+      expect(model.info.fixedSize).toBeUndefined();
       expect(model.channels).toBe(4);
       expect(model.scalingFactor).toBe(0.18215);
       expect(model.textEncoder.inputIds.type).toBe('int32');
@@ -70,7 +71,10 @@ describe('loadModel', () => {
       expect(model.vaeDecoder).toBeUndefined();
       expect(model.info.latentFactor).toBe(1);
       expect(model.channels).toBe(3);
-      expect(model.info.width).toBe(32);
+      expect(model.info).toMatchObject({ width: 32, height: 32, fixedSize: true, maxTokens: 77 });
+      // Exported like the embedded model: symbolic sequence axis, no pooler_output.
+      expect(model.textEncoder.inputIds.shape).toEqual(['batch', 'sequence']);
+      expect(model.textEncoder.session.outputNames).toEqual(['last_hidden_state']);
     } finally {
       await model.release();
     }
@@ -121,5 +125,20 @@ describe('loadModel', () => {
     const dir = misfitCopy('no-vocab', 'model_index.json', join(MODELS, 'sd-tiny', 'model_index.json'));
     unlinkSync(join(dir, 'tokenizer', 'merges.txt'));
     await expect(loadModel(dir)).rejects.toThrow(/tokenizer.*merges\.txt is missing/);
+  });
+});
+
+describe('the embedded model', () => {
+  const dir = join(import.meta.dirname, '..', '..', 'models', 'imagine-shapes');
+  it.skipIf(!existsSync(join(dir, 'model_index.json')))('GIVEN models/imagine-shapes THEN it loads with no special case and makes a picture', async () => {
+    const { generate } = await import('../../src/diffusion/pipeline.js');
+    const model = await loadModel(dir);
+    try {
+      const result = await generate(model, { prompt: 'a red circle', steps: 2, seed: 1, guidanceScale: 3 });
+      expect(result.images).toHaveLength(1);
+      expect([result.width, result.height]).toEqual([model.info.width, model.info.height]);
+    } finally {
+      await model.release();
+    }
   });
 });

@@ -133,9 +133,13 @@ describe('generate', () => {
     const result = await generate(models['sd-tiny'], { ...base, width: 128, height: 64 });
     const image = await decode(result.images[0]);
     expect([image.width, image.height]).toEqual([128, 64]);
-    const pixel = await generate(models['pixel-tiny'], { ...base, width: 24, height: 40 });
-    const pixelImage = await decode(pixel.images[0]);
-    expect([pixelImage.width, pixelImage.height]).toEqual([24, 40]);
+  });
+
+  it('GIVEN a UNet exported at a fixed size (as the embedded model is) THEN another size is refused before any work', async () => {
+    const model = models['pixel-tiny'];
+    expect(model.info.fixedSize).toBe(true);
+    await expect(generate(model, { ...base, width: 24, height: 40 })).rejects.toThrow('This model makes only 32×32 pictures, got `24×40`');
+    expect((await generate(model, { ...base, width: 32, height: 32 })).width).toBe(32);
   });
 
   it('GIVEN an abort after step 2 THEN it stops between steps with a `cancelled` UserError', async () => {
