@@ -1,19 +1,20 @@
 import { ConfigReader } from './config-reader.js';
 import { f32, sqrtSigmaSqPlusOne, vCoefficients } from './float32.js';
 import {
+  arange,
   exponentialSigmas,
   interpIndex,
-  arange,
   karrasSigmas,
   linspace,
   linspaceF32,
   readTrainSchedule,
+  roundHalfEven,
   sigmasFromAlphasCumprod,
   sigmaToT,
+  TIMESTEP_SPACINGS,
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { roundHalfEven } from './schedule.js';
 import { checkSameLength, checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
@@ -51,7 +52,7 @@ export class EulerDiscreteScheduler implements Scheduler {
       this.schedule.alphasCumprod[this.schedule.numTrainTimesteps - 1] = 2 ** -24;
     }
     this.predictionType = c.oneOf('prediction_type', ['epsilon', 'v_prediction', 'sample', 'original_sample'], 'epsilon');
-    this.timestepSpacing = c.oneOf('timestep_spacing', ['linspace', 'leading', 'trailing'], 'linspace');
+    this.timestepSpacing = c.oneOf('timestep_spacing', TIMESTEP_SPACINGS, 'linspace');
     this.stepsOffset = c.integer('steps_offset', 0, 0);
     this.interpolationType = c.oneOf('interpolation_type', ['linear', 'log_linear'], 'linear');
     const karras = c.boolean('use_karras_sigmas', false);
