@@ -82,6 +82,8 @@ class JobMessage {
   /** Messages on which this bot added ❌, to take it back at the end. */
   cancelReactionOn = new Set<string>();
   attachmentLimit = DEFAULT_ATTACHMENT_LIMIT;
+  /** The ❌ being added, so taking it back waits for it. */
+  pendingReactions: Promise<void> = Promise.resolve();
   pacer: EditPacer<PendingStage>;
 
   constructor(job: JobRecord, acknowledged: Promise<boolean>, pacer: (message: JobMessage) => EditPacer<PendingStage>) {
@@ -288,7 +290,7 @@ export class JobMessenger {
         })) as { id: string };
         if (!this.messageIdOf(message)) this.queue.setMessageId(message.job.id, posted.id);
         message.job = { ...message.job, messageId: posted.id };
-        if (live) await this.offerCancel(message, posted.id);
+        if (live) this.offerCancel(message, posted.id);
         return;
       } catch (error) {
         if (!isDeadWebhook(error)) throw error;
@@ -297,7 +299,7 @@ export class JobMessenger {
       }
     }
     const id = await this.upsertChannelMessage(message, body);
-    if (live) await this.offerCancel(message, id);
+    if (live) this.offerCancel(message, id);
   }
 
   /** Edits the job's channel message, or posts it (replying to the original) if there is none yet. */
@@ -364,13 +366,15 @@ export class JobMessenger {
 
   // ---- reactions ----
 
-  private async offerCancel(message: JobMessage, messageId: string): Promise<void> {
+  /** Adds ❌ once per message, without holding up the progress edit that called it. */
+  private offerCancel(message: JobMessage, messageId: string): void {
     if (message.cancelReactionOn.has(messageId)) return;
     message.cancelReactionOn.add(messageId);
-    await this.react(message.job.channelId, messageId, CANCEL_EMOJI);
+    message.pendingReactions = this.react(message.job.channelId, messageId, CANCEL_EMOJI);
   }
 
   private async takeBackCancelReactions(message: JobMessage): Promise<void> {
+    await message.pendingReactions;
     // After a restart the set is empty, but the job's message may still carry the ❌ of the previous run.
     const messageId = this.messageIdOf(message);
     if (messageId) message.cancelReactionOn.add(messageId);
