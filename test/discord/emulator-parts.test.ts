@@ -5,7 +5,7 @@ import { COMMAND_LIMITS, validateCommands } from './emulator/command-limits.js';
 import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from './emulator/message-limits.js';
 import { pngSize } from './emulator/message-store.js';
 import { parseBody } from './emulator/multipart.js';
-import { matches, RateLimiter, type RouteRequest } from './emulator/rate-limits.js';
+import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from './emulator/rate-limits.js';
 import { DiscordEmulator } from './emulator.js';
 
 /** The ApiError a call throws, or undefined. */
@@ -163,6 +163,24 @@ describe('rate limiter', () => {
     expect(limiter.decide(request('/channels/1', 'GET')).serverError).toBe(503);
     expect(limiter.decide(request('/channels/1', 'GET')).serverError).toBeUndefined();
     expect(limiter.pendingFaults()).toBe(0);
+  });
+
+  it('GIVEN a per-message and a per-channel bucket THEN both count, the tighter one is reported, and either can limit', () => {
+    const limiter = new RateLimiter([
+      { bucket: 'per-message', match: 'PATCH /webhooks/*', limit: 5, windowMs: 60_000, key: (r) => r.params.messageId },
+      channelWebhookEditRule(3, 60_000),
+    ]);
+    const inChannel = (message: string) => ({ ...request(`/webhooks/1/tok/messages/${message}`), channelId: 'c1' });
+    const first = limiter.decide(inChannel('a'));
+    expect([first.headers['X-RateLimit-Limit'], first.headers['X-RateLimit-Remaining']]).toEqual(['3', '2']);
+    expect(limiter.decide(inChannel('b')).limited).toBeUndefined();
+    expect(limiter.decide(inChannel('c')).limited).toBeUndefined();
+    // Three edits in the channel: a fourth message is limited by the channel bucket, not its own.
+    const fourth = limiter.decide(inChannel('d'));
+    expect(fourth.limited).toBeDefined();
+    expect(fourth.headers['X-RateLimit-Limit']).toBe('3');
+    // Another channel is unaffected.
+    expect(limiter.decide({ ...request('/webhooks/1/tok/messages/e'), channelId: 'c2' }).limited).toBeUndefined();
   });
 
   it('GIVEN matchers THEN globs, RegExps and functions see both the path and the route template', () => {

@@ -57,8 +57,9 @@
  *   10 MiB) → 413 40005. Command definitions are validated on PUT/POST (names, 25 options, 8000 chars).
  * - Rate limits: every response has X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket; buckets
  *   from `rateLimits` (default `defaultRateLimitRules()`: webhook edits 5 per 5 s per message,
- *   channel messages 5 per 5 s per channel, reactions 1 per 250 ms; `setRateLimits(rules)` swaps
- *   them at run time). `injectRateLimit(matcher,
+ *   channel messages 5 per 5 s per channel, reactions 1 per 250 ms; `channelWebhookEditRule()` adds
+ *   the unpublished ~30 webhook edits a minute per channel; `setRateLimits(rules)` swaps them at run
+ *   time). A request counts against every rule that matches; the tightest one's headers are sent. `injectRateLimit(matcher,
  *   { count, retryAfter, global })` and `injectServerError(matcher, { count, status })` queue
  *   faults; a matcher is `"PATCH /webhooks/*"`-style glob, RegExp or function. 429s always carry
  *   Retry-After and `X-RateLimit-Scope`. `stats.rateLimited` / `stats.serverErrors` count them.
@@ -80,9 +81,9 @@ import {
   GatewayDispatchEvents,
   InteractionType,
   MessageType,
+  PermissionFlagsBits,
   type APIApplicationCommand,
   type APIEmbed,
-  type APIMessage,
   type APIRole,
   type APITextChannel,
   type APIUser,
@@ -108,7 +109,6 @@ import { addReaction, parseEmoji, registerRoutes, removeReaction, type EmulatorC
 import { Router } from './emulator/router.js';
 import { SnowflakeFactory } from './emulator/snowflake.js';
 import { BOT_PERMISSIONS, World } from './emulator/world.js';
-import { PermissionFlagsBits } from 'discord-api-types/v10';
 
 export type { RecordedCall } from './emulator/call-log.js';
 export type { StoredMessage } from './emulator/message-store.js';
@@ -116,7 +116,7 @@ export type { UploadedFile } from './emulator/multipart.js';
 export type { RateLimitRule, RequestMatcher, InjectedFault } from './emulator/rate-limits.js';
 export type { SendCommandOptions, SendButtonOptions } from './emulator/interactions.js';
 export { InteractionHandle } from './emulator/interactions.js';
-export { defaultRateLimitRules } from './emulator/rate-limits.js';
+export { channelWebhookEditRule, defaultRateLimitRules } from './emulator/rate-limits.js';
 export { MESSAGE_LIMITS } from './emulator/message-limits.js';
 export { COMMAND_LIMITS } from './emulator/command-limits.js';
 
@@ -663,7 +663,8 @@ export class DiscordEmulator {
       if (!matched) throw errors.notFound();
       if (!route) throw new ApiError(405, 0, '405: Method Not Allowed');
       if (route.auth && req.headers.authorization !== `Bot ${this.token}`) throw errors.unauthorized();
-      const decision = this.rateLimiter.decide({ method, route: route.template, path, params });
+      const channelId = params.channelId ?? this.#interactionsByToken.get(params.token ?? '')?.channelId;
+      const decision = this.rateLimiter.decide({ method, route: route.template, path, params, channelId });
       headers = decision.headers;
       if (decision.serverError !== undefined) {
         this.stats.serverErrors++;
@@ -771,4 +772,4 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 export { pngSize };
-export type { APIMessage, InteractionState };
+export type { InteractionState };

@@ -12,7 +12,6 @@ import {
   type APIApplicationCommandInteractionDataOption,
   type APIApplicationCommandOption,
   type APIChatInputApplicationCommandGuildInteraction,
-  type APIMessage,
   type APIMessageComponentGuildInteraction,
 } from 'discord-api-types/v10';
 import type { CallLog, RecordedCall } from './call-log.js';
@@ -259,4 +258,3 @@ export function allowedResponseTypes(type: InteractionType): InteractionResponse
     : [InteractionResponseType.ChannelMessageWithSource, InteractionResponseType.DeferredChannelMessageWithSource, InteractionResponseType.Modal];
 }
 
-export type { APIMessage };

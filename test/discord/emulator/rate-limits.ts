@@ -8,6 +8,8 @@ export interface RouteRequest {
   /** Concrete path below `/api/v10`, e.g. `/channels/1234/messages/5678`. */
   path: string;
   params: Readonly<Record<string, string>>;
+  /** The channel the request acts in: from the path, or from the interaction behind a webhook token. */
+  channelId?: string;
 }
 
 /**
@@ -114,16 +116,33 @@ export class RateLimiter {
     return this.#faults.reduce((n, f) => n + f.left, 0);
   }
 
+  /**
+   * Counts the request against every rule that matches it (or the fallback bucket), as Discord
+   * counts a request against each bucket it belongs to; the tightest bucket's numbers are sent.
+   */
   decide(request: RouteRequest): RateLimitDecision {
     const now = Date.now();
-    const rule = this.rules.find((r) => matches(r.match, request)) ?? { ...FALLBACK, match: '' };
-    const key = `${rule.bucket}:${rule.key ? rule.key(request) : `${request.method} ${request.route}:${majorParameter(request)}`}`;
-    let window = this.#windows.get(key);
-    if (!window || window.resetAt <= now) {
-      window = { count: 0, resetAt: now + rule.windowMs };
-      this.#windows.set(key, window);
-    }
-    const bucketHash = createHash('sha1').update(rule.bucket).digest('hex').slice(0, 32);
+    const matching = this.rules.filter((r) => matches(r.match, request));
+    const rules = matching.length > 0 ? matching : [{ ...FALLBACK, match: '' }];
+    const buckets = rules.map((rule) => {
+      const key = `${rule.bucket}:${rule.key ? rule.key(request) : `${request.method} ${request.route}:${majorParameter(request)}`}`;
+      let window = this.#windows.get(key);
+      if (!window || window.resetAt <= now) {
+        window = { count: 0, resetAt: now + rule.windowMs };
+        this.#windows.set(key, window);
+      }
+      return { rule, window, hash: createHash('sha1').update(rule.bucket).digest('hex').slice(0, 32) };
+    });
+    const headersOf = (b: (typeof buckets)[number], remaining: number): Record<string, string> => {
+      const resetAfter = Math.max(0, b.window.resetAt - now) / 1000;
+      return {
+        'X-RateLimit-Limit': String(b.rule.limit),
+        'X-RateLimit-Remaining': String(remaining),
+        'X-RateLimit-Reset': (b.window.resetAt / 1000).toFixed(3),
+        'X-RateLimit-Reset-After': resetAfter.toFixed(3),
+        'X-RateLimit-Bucket': b.hash,
+      };
+    };
 
     const faultIndex = this.#faults.findIndex((f) => matches(f.fault.match, request));
     if (faultIndex !== -1) {
@@ -139,34 +158,39 @@ export class RateLimiter {
       if (global) {
         headers['X-RateLimit-Global'] = 'true';
       } else {
-        Object.assign(headers, {
-          'X-RateLimit-Limit': String(rule.limit),
-          'X-RateLimit-Remaining': '0',
+        Object.assign(headers, headersOf(buckets[0], 0), {
           'X-RateLimit-Reset': ((now + retryAfter * 1000) / 1000).toFixed(3),
           'X-RateLimit-Reset-After': retryAfter.toFixed(3),
-          'X-RateLimit-Bucket': bucketHash,
         });
       }
       return { headers, limited: { retryAfter, global } };
     }
 
-    const resetAfter = Math.max(0, window.resetAt - now) / 1000;
-    const headers: Record<string, string> = {
-      'X-RateLimit-Limit': String(rule.limit),
-      'X-RateLimit-Reset': (window.resetAt / 1000).toFixed(3),
-      'X-RateLimit-Reset-After': resetAfter.toFixed(3),
-      'X-RateLimit-Bucket': bucketHash,
-    };
-    if (window.count >= rule.limit) {
-      headers['X-RateLimit-Remaining'] = '0';
-      headers['Retry-After'] = resetAfter.toFixed(3);
+    const exhausted = buckets.filter((b) => b.window.count >= b.rule.limit).sort((a, b) => b.window.resetAt - a.window.resetAt)[0];
+    if (exhausted) {
+      const headers = headersOf(exhausted, 0);
+      headers['Retry-After'] = headers['X-RateLimit-Reset-After'];
       headers['X-RateLimit-Scope'] = 'user';
-      return { headers, limited: { retryAfter: resetAfter, global: false } };
+      return { headers, limited: { retryAfter: Number(headers['Retry-After']), global: false } };
     }
-    window.count++;
-    headers['X-RateLimit-Remaining'] = String(rule.limit - window.count);
-    return { headers };
+    for (const b of buckets) b.window.count++;
+    const tightest = buckets.reduce((a, b) => (b.rule.limit - b.window.count < a.rule.limit - a.window.count ? b : a));
+    return { headers: headersOf(tightest, tightest.rule.limit - tightest.window.count) };
   }
+}
+
+/**
+ * Discord's unpublished cap on interaction-webhook edits per channel (about 30 a minute, see
+ * reference/discord-protocol.md). Not in the defaults; add it with `setRateLimits([...defaultRateLimitRules(), channelWebhookEditRule()])`.
+ */
+export function channelWebhookEditRule(limit = 30, windowMs = 60_000): RateLimitRule {
+  return {
+    bucket: 'webhook-edits-per-channel',
+    match: (r) => r.method === 'PATCH' && r.route.startsWith('/webhooks/') && r.channelId !== undefined,
+    limit,
+    windowMs,
+    key: (r) => r.channelId!,
+  };
 }
 
 /** discord.js and Discord key buckets on the first id after channels/guilds/webhooks. */

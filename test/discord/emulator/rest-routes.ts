@@ -109,7 +109,7 @@ export function registerRoutes(router: Router, core: EmulatorCore): void {
     const json = asMessageBody(body.json);
     checkMessage(json, body.files, core.settings.attachmentSizeLimit, true);
     const stored = store.create({ channelId: params.channelId, guildId: guild.id, author: core.bot, body: json, files: body.files });
-    core.dispatch({ t: GatewayDispatchEvents.MessageCreate, d: { ...stored.message, guild_id: guild.id, mentions: [] } });
+    core.dispatch({ t: GatewayDispatchEvents.MessageCreate, d: { ...stored.message, guild_id: guild.id } });
     return ok(stored.message);
   });
   router.add('GET', '/channels/:channelId/messages/:messageId', ({ params }) => ok(requireChannelMessage(core, params).message));
@@ -453,7 +453,7 @@ export function addReaction(core: EmulatorCore, stored: StoredMessage, emoji: Pa
       burst_colors: [],
       type: burst ? 1 : 0,
     },
-  } as DispatchInput);
+  });
 }
 
 export function removeReaction(core: EmulatorCore, stored: StoredMessage, emoji: ParsedEmoji, userId: string): void {
@@ -473,7 +473,7 @@ export function removeReaction(core: EmulatorCore, stored: StoredMessage, emoji:
       burst: false,
       type: 0,
     },
-  } as DispatchInput);
+  });
 }
 
 /** Keeps `message.reactions` (what GET returns) in step with the reaction sets. */
@@ -496,13 +496,13 @@ function syncReactions(core: EmulatorCore, stored: StoredMessage): void {
 function announceCreate(core: EmulatorCore, stored: StoredMessage): void {
   if (isEphemeral(stored)) return;
   const guildId = core.world.findChannel(stored.message.channel_id)?.guild.id;
-  core.dispatch({ t: GatewayDispatchEvents.MessageCreate, d: { ...stored.message, ...(guildId ? { guild_id: guildId } : {}), mentions: [] } } as DispatchInput);
+  core.dispatch({ t: GatewayDispatchEvents.MessageCreate, d: { ...stored.message, ...(guildId ? { guild_id: guildId } : {}) } });
 }
 
 function announceUpdate(core: EmulatorCore, stored: StoredMessage): void {
   if (isEphemeral(stored)) return;
   const guildId = core.world.findChannel(stored.message.channel_id)?.guild.id;
-  core.dispatch({ t: GatewayDispatchEvents.MessageUpdate, d: { ...stored.message, ...(guildId ? { guild_id: guildId } : {}), mentions: [] } } as DispatchInput);
+  core.dispatch({ t: GatewayDispatchEvents.MessageUpdate, d: { ...stored.message, ...(guildId ? { guild_id: guildId } : {}) } });
 }
 
 function announceDelete(core: EmulatorCore, stored: StoredMessage): void {
