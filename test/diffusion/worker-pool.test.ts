@@ -16,8 +16,9 @@ import type { GenerateParams, StepProgress } from '../../src/diffusion/types.js'
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
 const SD_TINY = join(MODELS, 'sd-tiny');
 const base: GenerateParams = { prompt: 'a green triangle', steps: 3, seed: 7, guidanceScale: 7.5, scheduler: 'euler' };
-// A job long enough to still be running when the test acts on it (256 px, 8 images with CFG, 1000 steps).
-const long: GenerateParams = { ...base, steps: 1000, width: 256, height: 256, count: 8 };
+// A job long enough to still be running when the test acts on it, even on a fast machine (512 px, 8 images with
+// CFG, 1000 steps: tens of seconds here); the tests stop it long before it ends.
+const long: GenerateParams = { ...base, steps: 1000, width: 512, height: 512, count: 8 };
 
 const temp = mkdtempSync(join(tmpdir(), 'imagine-pool-'));
 const pools: WorkerPool[] = [];
