@@ -148,7 +148,8 @@ export default {
     } else if (!group && sub === 'reroll') {
       change = { kind: 'reroll', who: interaction.options.getString('who', true) as 'requester' | 'anyone' };
     } else if (group === 'moderator-role' && (sub === 'add' || sub === 'remove')) {
-      change = { kind: 'moderator-roles', action: sub, roleId: interaction.options.getRole('role', true).id };
+      // The raw id: it needs no resolved role object, which not every client or proxy sends.
+      change = { kind: 'moderator-roles', action: sub, roleId: String(interaction.options.get('role', true).value) };
     } else {
       throw new UserError(Identifiers.InvalidInput, `Unknown settings command \`${[group, sub].filter(Boolean).join(' ')}\`.`);
     }
