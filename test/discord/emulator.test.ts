@@ -92,7 +92,10 @@ describe('Discord emulator with a real discord.js client', () => {
     expect(interaction.channelId).toBe(emulator.defaults.channelId);
     expect(interaction.user.id).toBe(emulator.defaults.users.alice.id);
 
+    expect(handle.status).toBe('pending');
     await interaction.deferReply();
+    expect(handle.status).toBe('acknowledged');
+    expect(handle.responseDelayMs).toBeGreaterThanOrEqual(0);
     expect(handle.original()?.message.flags).toBe(128); // Loading: the "thinking…" placeholder
     const edited = await interaction.editReply({
       content: 'done',
@@ -145,9 +148,10 @@ describe('Discord emulator with a real discord.js client', () => {
 
   it('GIVEN a command WHEN the first response comes after 3 s THEN 10062, and a second initial response is 40060', async () => {
     const received = nextCommand(client);
-    emulator.sendCommand({ name: 'imagine', options: { prompt: 'late' } });
+    const lateHandle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'late' } });
     const late = await received;
     emulator.advanceTime(3_001);
+    expect(lateHandle.status).toBe('failed');
     const error = await late.deferReply().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DiscordAPIError);
     expect([(error as DiscordAPIError).status, (error as DiscordAPIError).code]).toEqual([404, 10062]);

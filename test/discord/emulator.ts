@@ -31,8 +31,9 @@
  * ## Driving the bot
  * - `sendCommand({ name, options?, userId?, guildId?, channelId?, roles?, permissions?, attachmentSizeLimit? })`
  *   dispatches INTERACTION_CREATE (type 2) and returns an {@link InteractionHandle}:
- *   `waitForResponse()`, `waitForCall(pred)`, `waitForCalls(pred, n)`, `calls()`, `edits()`,
- *   `original()`, `followUps()`, `expireToken()`.
+ *   `status` (pending/acknowledged/failed), `responseDelayMs`, `waitForResponse()`,
+ *   `waitForCall(pred)`, `waitForCalls(pred, n)`, `calls()`, `edits()`, `original()`,
+ *   `followUps()`, `expireToken()`.
  *   Option types come from the deployed command definition if the bot registered one.
  * - `sendButton({ messageId, customId, userId? })`: a button click (type 3) on a stored message.
  * - `addReaction({ userId, channelId?, messageId, emoji, burst? })` / `removeReaction(...)`:
@@ -612,7 +613,7 @@ export class DiscordEmulator {
     // The deadline starts when Discord sends the event, as here.
     state.createdAt = this.clock.now();
     this.gateway.dispatch({ t: GatewayDispatchEvents.InteractionCreate, d: state.payload });
-    return new InteractionHandle(state, this.log, this.store);
+    return new InteractionHandle(state, this.log, this.store, this.clock, () => this.settings.interactionDeadlineMs);
   }
 
   #requireMessage(messageId: string, channelId?: string): StoredMessage {

@@ -88,7 +88,24 @@ export class InteractionHandle {
     readonly state: InteractionState,
     private readonly log: CallLog,
     private readonly store: MessageStore,
+    private readonly clock: EmulatorClock,
+    private readonly deadlineMs: () => number,
   ) {}
+
+  /**
+   * `acknowledged` once an initial response was accepted; `failed` when the deadline passed
+   * without one (Discord shows "The application did not respond"); else `pending`.
+   */
+  get status(): 'pending' | 'acknowledged' | 'failed' {
+    if (this.state.response) return 'acknowledged';
+    if (this.state.failed || this.clock.now() - this.state.createdAt > this.deadlineMs()) return 'failed';
+    return 'pending';
+  }
+
+  /** Emulator-clock milliseconds from INTERACTION_CREATE to the accepted initial response. */
+  get responseDelayMs(): number | undefined {
+    return this.state.response ? this.state.response.at - this.state.createdAt : undefined;
+  }
 
   get id(): string {
     return this.state.id;

@@ -352,8 +352,10 @@ function requireWebhookInteraction(core: EmulatorCore, params: Record<string, st
   if (params.applicationId !== core.applicationId) throw errors.unknownWebhook();
   const state = core.interactionsByToken.get(params.token);
   if (!state) throw errors.invalidWebhookToken();
-  // Discord answers an expired interaction token with 401 / 50027; webhook routes carry no bot
-  // token, so discord.js (auth: false) keeps its own token.
+  // Discord answers an expired interaction token with 401 / 50027 "Invalid Webhook Token"
+  // (discord/discord-api-docs#6851: 404 inside the 15 min window for a bad token, 401 after it;
+  // discordjs/discord.js#8335 shows the 50027). Webhook routes carry no bot token, so discord.js
+  // (auth: false) keeps its own token.
   if (tokenExpired(state, core.clock, core.settings.tokenLifetimeMs)) throw errors.invalidWebhookToken();
   if (!state.response || state.failed) throw errors.unknownWebhook();
   return state;
