@@ -171,13 +171,18 @@ export class WorkerPool implements Sampler {
     const slot: Slot = { index, worker, ready: false };
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
+      /** The start promise is settled. */
       let started = false;
+      /** The model loaded: a later exit is a crash to recover from, an earlier one is a failed start. */
+      let loaded = false;
+      let lastError: Error | undefined;
       worker.on('message', (message: FromWorker) => {
         switch (message.type) {
           case 'ready':
             this.modelInfo = message.info;
             slot.ready = true;
             started = true;
+            loaded = true;
             resolve();
             this.dispatch();
             break;
@@ -198,6 +203,7 @@ export class WorkerPool implements Sampler {
         }
       });
       worker.on('error', (error) => {
+        lastError = error;
         this.log(`imagine: image worker ${index} failed: ${error.message}`);
         if (!started) {
           started = true;
@@ -211,11 +217,15 @@ export class WorkerPool implements Sampler {
         slot.onIdle?.();
         if (this.slots[index] !== slot || this.closed || this.loadError) return;
         if (job) {
-          this.settle(job, new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}) while making this picture; it has been restarted, please try again`));
+          const cause = lastError ? `: ${lastError.message}` : '';
+          this.settle(job, new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}${cause}) while making this picture; it has been restarted, please try again`));
         }
-        if (!started) {
-          started = true;
-          reject(new WorkerCrashError(`The image worker stopped (exit code ${code}) before the model was loaded`));
+        if (!loaded) {
+          // Never restart a worker that could not start: it would fail again, forever.
+          if (!started) {
+            started = true;
+            reject(new WorkerCrashError(`The image worker stopped (exit code ${code}${lastError ? `: ${lastError.message}` : ''}) before the model was loaded`));
+          }
           return;
         }
         this.log(`imagine: image worker ${index} exited with code ${code}; restarting it`);
