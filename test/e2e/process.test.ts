@@ -14,6 +14,7 @@ import { deployCommands, eventually } from './harness.js';
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
 const ENTRY = path.join(ROOT, 'src', 'index.ts');
+const DEPLOY = path.join(ROOT, 'src', 'cli', 'deploy-commands.ts');
 
 interface BotProcess {
   child: ChildProcess;
@@ -22,8 +23,8 @@ interface BotProcess {
 }
 
 /** Runs the bot from a temp working directory, so no developer .env is read. */
-function spawnBot(env: Record<string, string>, cwd: string): BotProcess {
-  const child = spawn(TSX, [ENTRY], {
+function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args: string[] = []): BotProcess {
+  const child = spawn(TSX, [script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -66,6 +67,27 @@ describe('configuration errors', () => {
     const lines = bot.output().trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(pattern);
+  });
+});
+
+describe('deploy-commands', () => {
+  it('GIVEN --guild ID THEN the four commands are registered in that server; without it, globally', async () => {
+    const emulator = await DiscordEmulator.start();
+    cleanups.push(() => emulator.close());
+    const env = { DISCORD_TOKEN: emulator.token, DISCORD_API_URL: emulator.apiUrl };
+    const guild = spawnBot(env, tempDir(), DEPLOY, ['--guild', emulator.defaults.guildId]);
+    expect((await guild.exited).code).toBe(0);
+    expect(guild.output()).toMatch(/Registered 4 commands in server \d+: \/imagine, \/queue, \/settings, \/help/);
+    expect(emulator.commands(emulator.defaults.guildId).map((c) => c.name).sort()).toEqual(['help', 'imagine', 'queue', 'settings']);
+    const global = spawnBot(env, tempDir(), DEPLOY);
+    expect((await global.exited).code).toBe(0);
+    expect(emulator.commands().map((c) => c.name).sort()).toEqual(['help', 'imagine', 'queue', 'settings']);
+  });
+
+  it('GIVEN a bad --guild THEN one line and exit code 1', async () => {
+    const bad = spawnBot({ DISCORD_TOKEN: 'MTAwMDAwMDAwMDAwMDAwMDAw.GEmUla.tor-token-for-tests-only-0000000000000' }, tempDir(), DEPLOY, ['--guild', 'abc']);
+    expect((await bad.exited).code).toBe(1);
+    expect(bad.output().trim()).toBe('deploy-commands: Expected `--guild` to be a server id (17 to 20 digits), got `abc`');
   });
 });
 
