@@ -121,6 +121,11 @@ class BatchNoise implements NoiseSource {
     this.rngs = Array.from({ length: count }, (_, i) => new Rng((seed + i) >>> 0));
   }
   fillNormal(out: Float32Array): void {
+    if (out.length % this.rngs.length !== 0) {
+      // Not a whole batch (no scheduler here asks for that): one stream keeps it seeded all the same.
+      this.rngs[0].fillNormal(out);
+      return;
+    }
     const per = out.length / this.rngs.length;
     for (let i = 0; i < this.rngs.length; i++) this.rngs[i].fillNormal(out.subarray(i * per, (i + 1) * per));
   }
