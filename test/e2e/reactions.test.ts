@@ -108,6 +108,42 @@ describe('reactions end to end', () => {
   });
 });
 
+describe('reroll rules from the guild settings', () => {
+  it('GIVEN reroll who:anyone THEN another member may 🔁, and it counts against their own queue cap', async () => {
+    const h = await startHarness({ env: { STAND_IN_STEP_MS: '100', EDIT_INTERVAL_MS: '300', QUEUE_MAX_PER_MEMBER: '1' } });
+    try {
+      const { emulator } = h;
+      const { alice, bob, owner } = emulator.defaults.users;
+      h.app.settings.update(emulator.defaults.guildId, owner.id, (s) => ({ ...s, rerollWho: 'anyone' }));
+      const image = await finished(h, emulator.sendCommand({ name: 'imagine', options: { prompt: 'shared', steps: 2 }, userId: alice.id }));
+      await eventually(() => image.reactions.get('🔁')?.has(emulator.defaults.botUserId), 10_000, 'the bot’s 🔁');
+      // Keep the sampler busy, and give bob one waiting job: his cap of 1 is full.
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 40 }, userId: alice.id });
+      await eventually(() => h.app.queue.snapshot().running.length === 1, 10_000, 'the blocker running');
+      await emulator.sendCommand({ name: 'imagine', options: { prompt: 'bob waits', steps: 2 }, userId: bob.id }).waitForResponse();
+      const before = jobCount(h);
+      emulator.addReaction({ userId: bob.id, messageId: image.message.id, emoji: '🔁' });
+      const notice = await eventually(
+        () => repliesTo(h, image.message.id).find((m) => String(m.message.content).startsWith(`<@${bob.id}>`)),
+        10_000,
+        'the cap notice',
+      );
+      expect(notice.allowedMentions).toMatchObject({ parse: [], users: [bob.id] });
+      expect(jobCount(h)).toBe(before);
+      // Once bob's job is gone, his 🔁 is accepted.
+      for (const view of h.app.queue.snapshot().waiting) h.app.queue.cancel(view.job.id);
+      emulator.removeReaction({ userId: bob.id, messageId: image.message.id, emoji: '🔁' });
+      emulator.addReaction({ userId: bob.id, messageId: image.message.id, emoji: '🔁' });
+      await eventually(() => jobCount(h) === before + 1, 10_000, 'bob’s reroll queued');
+      const reroll = h.app.db.prepare('SELECT user_id, kind FROM jobs ORDER BY seq DESC LIMIT 1').get();
+      expect(reroll).toEqual({ user_id: bob.id, kind: 'reroll' });
+      for (const view of [...h.app.queue.snapshot().waiting, ...h.app.queue.snapshot().running]) h.app.queue.cancel(view.job.id);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('reroll after a restart (uncached message, journal only)', () => {
   it('GIVEN a picture made before the bot restarted THEN 🔁 on it still rerolls', async () => {
     const first = await startHarness({ env: { STAND_IN_STEP_MS: '50', EDIT_INTERVAL_MS: '300' } });

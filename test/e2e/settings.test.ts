@@ -92,4 +92,24 @@ describe('/settings, /queue and /help end to end', () => {
     const help = await run(alice.id, [], 'help');
     expect(help.content).toMatch(/React ❌/);
   });
+
+  it('GIVEN an unexpected error in a handler THEN a short apology, a log line with the command, and the bot goes on', async () => {
+    const { alice } = h.emulator.defaults.users;
+    const queue = h.app.queue;
+    const submit = queue.submit.bind(queue);
+    queue.submit = () => {
+      throw new Error('disk on fire');
+    };
+    try {
+      const answer = await run(alice.id, [{ name: 'prompt', type: T.String, value: 'anything' }], 'imagine');
+      expect(answer.flags & 64).toBe(64);
+      expect(answer.content).toMatch(/^Sorry, something went wrong on my side/);
+      expect(answer.content).not.toMatch(/disk on fire/);
+      expect(h.logs.some((line) => line.startsWith('ERROR command failed') && line.includes('"command":"imagine"') && line.includes('disk on fire'))).toBe(true);
+    } finally {
+      queue.submit = submit;
+    }
+    const help = await run(alice.id, [], 'help');
+    expect(help.content).toMatch(/imagine/);
+  });
 });
