@@ -204,7 +204,14 @@ export class FairQueue implements JobQueue {
   }
 
   submit(input: SubmitInput): { job: JobRecord; position: JobPosition } {
-    if (!this.resumed) throw new Error('Call resume() before submit(): it loads the journal');
+    if (!this.resumed) {
+      // Wiring should call resume() before the client logs in; if a command slips in first, answer it kindly.
+      throw new UserError(
+        Identifiers.ShuttingDown,
+        'The bot is starting up and not taking images yet. Try again in a few seconds.',
+        { reason: 'resume() has not been called' },
+      );
+    }
     if (this.closing) {
       throw new UserError(
         Identifiers.ShuttingDown,

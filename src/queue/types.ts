@@ -195,8 +195,8 @@ export interface JobQueue {
   /** Load the journal and start work: waiting jobs in order, interrupted runs once more, saved images delivered. */
   resume(): Promise<ResumeReport>;
   /**
-   * Journal and queue a job. Throws UserError `ShuttingDown`, `MemberQueueFull` or `QueueFull` (naming the cap);
-   * on refusal nothing is written.
+   * Journal and queue a job. Throws UserError `ShuttingDown` (also before `resume()`), `MemberQueueFull` or
+   * `QueueFull` (naming the cap); on refusal nothing is written. The job starts only after this returns.
    */
   submit(input: SubmitInput): { job: JobRecord; position: JobPosition };
   /** Cancel a waiting or running job. `by` is the user id recorded. Permission checks are the caller's. */

@@ -252,10 +252,14 @@ describe('FairQueue', () => {
     expect(h.delivered[0].job.messageId).toBe('reply-1');
   });
 
-  it('refuses submit before resume and nonsense params, writing nothing', async () => {
+  it('GIVEN submit before resume or nonsense params THEN it is refused and nothing is written', async () => {
     const h = await makeQueue();
     harnesses.push(h);
-    expect(() => submit(h, 'a', 'x')).toThrow(/resume\(\) before submit/);
+    const early = refusal(() => submit(h, 'a', 'x'));
+    expect([early.identifier, early.message]).toEqual([
+      Identifiers.ShuttingDown,
+      'The bot is starting up and not taking images yet. Try again in a few seconds.',
+    ]);
     await h.queue.resume();
     expect(() => submit(h, 'a', 'x', { params: params('x', { steps: 0 }) })).toThrow(/`params.steps` to be a positive integer/);
     expect(jobCount(h)).toBe(0);
