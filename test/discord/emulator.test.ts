@@ -396,6 +396,18 @@ describe('Discord emulator with a real discord.js client', () => {
     expect(handle.original()?.message.id).toBe(seeded.message.id);
   });
 
+  it('GIVEN member lookups THEN one member comes over REST and several over the gateway (op 8 → GUILD_MEMBERS_CHUNK)', async () => {
+    const guild = client.guilds.cache.get(emulator.defaults.guildId)!;
+    const { alice, bob, moderator } = emulator.defaults.users;
+    const mod = await guild.members.fetch({ user: moderator.id, force: true });
+    expect(mod.roles.cache.has(emulator.defaults.roles.moderator.id)).toBe(true);
+    expect(mod.permissions.has('ManageMessages')).toBe(true);
+    expect(emulator.calls.some((c) => c.route === '/guilds/:guildId/members/:userId' && c.params.userId === moderator.id)).toBe(true);
+    const several = await guild.members.fetch({ user: [alice.id, bob.id] });
+    expect([...several.keys()].sort()).toEqual([alice.id, bob.id].sort());
+    expect(emulator.gateway.current!.sent.some((e) => e.t === 'GUILD_MEMBERS_CHUNK')).toBe(true);
+  });
+
   it('GIVEN a global 429 THEN discord.js waits it out and the application can be fetched', async () => {
     emulator.injectRateLimit('GET /applications/@me', { global: true, retryAfter: 0.2 });
     const limited = new Promise<{ global: boolean }>((resolve) => client.rest.once('rateLimited', resolve));

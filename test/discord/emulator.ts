@@ -187,6 +187,7 @@ export class DiscordEmulator {
   readonly #maxRequestBytes: number;
   #port = 0;
   #closed = false;
+  readonly #warned = new Set<string>();
   readonly #polls = new Set<{ timer: NodeJS.Timeout; reject: (error: Error) => void }>();
 
   private constructor(options: EmulatorOptions) {
@@ -224,6 +225,27 @@ export class DiscordEmulator {
           },
         });
         for (const id of guildIds) gateway.dispatchTo(session, { t: GatewayDispatchEvents.GuildCreate, d: this.world.guildCreate(id) });
+      },
+      onRequestGuildMembers: (session, data, gateway) => {
+        const guild = this.world.guilds.get(data.guild_id);
+        if (!guild) return;
+        const wanted = 'user_ids' in data ? new Set([data.user_ids].flat()) : undefined;
+        const query = 'query' in data ? data.query.toLowerCase() : '';
+        const limit = 'limit' in data && data.limit > 0 ? data.limit : Number.POSITIVE_INFINITY;
+        const ids = [...guild.members.keys()].filter((id) =>
+          wanted ? wanted.has(id) : this.world.user(id).username.toLowerCase().startsWith(query),
+        );
+        gateway.dispatchTo(session, {
+          t: GatewayDispatchEvents.GuildMembersChunk,
+          d: {
+            guild_id: guild.id,
+            members: ids.slice(0, limit).map((id) => this.world.apiMember(guild.id, id)),
+            chunk_index: 0,
+            chunk_count: 1,
+            ...(wanted ? { not_found: [...wanted].filter((id) => !guild.members.has(id)) } : {}),
+            ...(data.nonce ? { nonce: data.nonce } : {}),
+          },
+        });
       },
     });
     const core: EmulatorCore = {
@@ -661,7 +683,10 @@ export class DiscordEmulator {
       }
       if (!apiMatch) throw errors.notFound();
       if (apiMatch[1] !== '10') throw new ApiError(400, 50041, 'Invalid API version');
-      if (!matched) throw errors.notFound();
+      if (!matched) {
+        this.#warnUnknown(`${method} ${path}`);
+        throw errors.notFound();
+      }
       if (!route) throw new ApiError(405, 0, '405: Method Not Allowed');
       if (route.auth && req.headers.authorization !== `Bot ${this.token}`) throw errors.unauthorized();
       const channelId = params.channelId ?? this.#interactionsByToken.get(params.token ?? '')?.channelId;
@@ -684,6 +709,13 @@ export class DiscordEmulator {
       console.error('[discord-emulator] handler crashed', method, path, error);
       return this.#finish(res, call, { status: 500, json: { message: '500: Internal Server Error', code: 0 } }, headers);
     }
+  }
+
+  /** Says once per path that the emulator has no such route, so a test author sees the gap at once. */
+  #warnUnknown(what: string): void {
+    if (this.#warned.has(what)) return;
+    this.#warned.add(what);
+    console.warn(`[discord-emulator] no route for ${what}; answered 404 like an unknown Discord route`);
   }
 
   #blankCall(method: string, url: URL): RecordedCall {

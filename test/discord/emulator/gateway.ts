@@ -8,6 +8,7 @@ import {
   type GatewayDispatchPayload,
   type GatewayHelloData,
   type GatewayReceivePayload,
+  type GatewayRequestGuildMembersData,
   type GatewaySendPayload,
 } from 'discord-api-types/v10';
 import { WebSocketServer, type WebSocket } from 'ws';
@@ -64,6 +65,8 @@ export interface GatewayOptions {
   heartbeatIntervalMs: number;
   /** Called after IDENTIFY with the new session; sends READY and GUILD_CREATE through `session`. */
   onIdentify: (session: GatewaySession, gateway: Gateway) => void;
+  /** Op 8: answers with GUILD_MEMBERS_CHUNK through `session`. */
+  onRequestGuildMembers: (session: GatewaySession, data: GatewayRequestGuildMembersData, gateway: Gateway) => void;
   resumeUrl: () => string;
   newSessionId: () => string;
 }
@@ -259,9 +262,12 @@ export class Gateway {
           this.#notify();
           break;
         }
+        case GatewayOpcodes.RequestGuildMembers:
+          if (!session) return socket.close(GatewayCloseCodes.NotAuthenticated, 'Not authenticated.');
+          this.options.onRequestGuildMembers(session, payload.d, this);
+          break;
         case GatewayOpcodes.PresenceUpdate:
         case GatewayOpcodes.VoiceStateUpdate:
-        case GatewayOpcodes.RequestGuildMembers:
           if (!session) socket.close(GatewayCloseCodes.NotAuthenticated, 'Not authenticated.');
           break;
         default:
