@@ -135,7 +135,7 @@ export class JobMessenger {
   readonly deliver: DeliverFn = async (job, result, context) => {
     const message = this.messageFor(job);
     const final = await this.finalBody(message, result);
-    await message.acknowledged;
+    if (!(await message.acknowledged)) message.webhookDead = true;
     await message.pacer.reserveLast();
     let receipt: DeliveryReceipt;
     if (this.canUseWebhook(message)) {
@@ -351,7 +351,20 @@ export class JobMessenger {
     if (mayHaveBeenDelivered) {
       this.logger.info('delivering again after an interrupted delivery; the nonce keeps Discord from posting twice', { jobId: job.id });
     }
+    if (!job.interaction) {
+      // A reroll's message was posted by the bot just now: editing it in place is enough.
+      return { messageId: await this.upsertChannelMessage(message, body, job.deliveryKey) };
+    }
+    // Past the token a new message is posted, since an edit pings nobody; the progress message, if any, goes.
+    const progressId = message.channelMessageId;
+    message.channelMessageId = undefined;
     const id = await this.upsertChannelMessage(message, body, job.deliveryKey);
+    if (progressId) {
+      message.cancelReactionOn.delete(progressId);
+      await this.rest.delete(Routes.channelMessage(job.channelId, progressId)).catch((error: unknown) => {
+        this.logger.warn('could not remove the progress message', { jobId: job.id, error: String(error) });
+      });
+    }
     return { messageId: id };
   }
 

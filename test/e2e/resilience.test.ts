@@ -149,3 +149,29 @@ describe('a job that fails in the sampler', () => {
     }
   });
 });
+
+describe('a defer that comes too late', () => {
+  it('GIVEN Discord refuses the defer (past 3 s) THEN the job still runs and the picture is posted in the channel', async () => {
+    // A deadline of 0 ms makes every first response late, as if the bot had been stuck for 3 s.
+    const h = await startHarness({ emulator: { interactionDeadlineMs: 0 }, env: { STAND_IN_STEP_MS: '20', EDIT_INTERVAL_MS: '300' } });
+    try {
+      const { emulator } = h;
+      const { alice } = emulator.defaults.users;
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'too late', steps: 3 }, userId: alice.id });
+      await handle.waitForCall((call) => call.route.endsWith('/callback'), 10_000);
+      const posted = await eventually(
+        () => emulator.messages(emulator.defaults.channelId).find((m) => m.message.embeds[0]?.description === 'too late'),
+        30_000,
+        'the picture in the channel',
+      );
+      expect(posted.message.content).toContain(`<@${alice.id}>`);
+      expect(posted.allowedMentions).toMatchObject({ parse: [], users: [alice.id] });
+      // Posted as a new message (an edit would ping nobody); the progress message it replaces is gone.
+      expect(posted.history).toEqual([]);
+      await eventually(() => emulator.messages(emulator.defaults.channelId).filter((m) => !m.deleted && /Step|Waiting/.test(String(m.message.content))).length === 0, 10_000, 'the progress message removed');
+      expect(handle.original()).toBeUndefined();
+    } finally {
+      await h.close();
+    }
+  });
+});
