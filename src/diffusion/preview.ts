@@ -30,18 +30,29 @@ export function previewOf(
   const plane = width * height;
   const base = index * channels * plane;
   const rgb = new Uint8Array(plane * 3);
-  for (let p = 0; p < plane; p++) {
-    for (let c = 0; c < 3; c++) {
-      let v: number;
-      if (channels === 3) {
-        v = data[base + c * plane + p];
-      } else {
-        v = 0;
-        for (let k = 0; k < 4; k++) v += data[base + k * plane + p] * SD_LATENT_RGB[k][c];
-      }
-      const u = v / 2 + 0.5;
-      rgb[p * 3 + c] = Math.round((u < 0 ? 0 : u > 1 ? 1 : u) * 255);
+  if (channels === 3) {
+    for (let p = 0, o = 0; p < plane; p++, o += 3) {
+      rgb[o] = toByte(data[base + p]);
+      rgb[o + 1] = toByte(data[base + plane + p]);
+      rgb[o + 2] = toByte(data[base + 2 * plane + p]);
+    }
+  } else {
+    const [f0, f1, f2, f3] = SD_LATENT_RGB;
+    for (let p = 0, o = 0; p < plane; p++, o += 3) {
+      const l0 = data[base + p];
+      const l1 = data[base + plane + p];
+      const l2 = data[base + 2 * plane + p];
+      const l3 = data[base + 3 * plane + p];
+      rgb[o] = toByte(l0 * f0[0] + l1 * f1[0] + l2 * f2[0] + l3 * f3[0]);
+      rgb[o + 1] = toByte(l0 * f0[1] + l1 * f1[1] + l2 * f2[1] + l3 * f3[1]);
+      rgb[o + 2] = toByte(l0 * f0[2] + l1 * f1[2] + l2 * f2[2] + l3 * f3[2]);
     }
   }
   return { width, height, rgb };
+}
+
+/** [-1, 1] → 0..255 (clamped, rounded half up: a preview needs no more care). */
+function toByte(v: number): number {
+  const u = v * 127.5 + 128;
+  return u <= 0 ? 0 : u >= 255 ? 255 : u | 0;
 }
