@@ -27,9 +27,3 @@ export interface Command {
   data: RESTPostAPIChatInputApplicationCommandsJSONBody;
   execute(interaction: ChatInputCommandInteraction, bot: BotContext): Promise<void>;
 }
-
-/** Tags an unexpected error with the job it happened to, so the router's log line names it. */
-export function withJobId(error: unknown, jobId: string): unknown {
-  if (error instanceof Error) Object.assign(error, { jobId });
-  return error;
-}

@@ -179,4 +179,18 @@ describe('the bot process against the emulator', () => {
     second.child.kill('SIGTERM');
     expect((await second.exited).code).toBe(0);
   });
+
+  it('GIVEN the default sampler (ONNX worker pool) and the tiny model THEN npm start answers /imagine with a picture', async () => {
+    const { emulator, env, cwd } = await setup();
+    const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny') }, cwd);
+    running.push(bot);
+    await waitForOutput(bot, /INFO ready/, 90_000);
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'from the worker', steps: 10 } });
+    expect((await handle.waitForResponse()).body.type).toBe(5);
+    await eventually(() => finals(emulator, 'from the worker').length === 1, 90_000, 'the picture');
+    const fields = Object.fromEntries(finals(emulator, 'from the worker')[0]!.message.embeds[0]!.fields!.map((f) => [f.name, f.value]));
+    expect(fields.Model).toBe('sd-tiny');
+    bot.child.kill('SIGINT');
+    expect((await bot.exited).code).toBe(0);
+  });
 });
