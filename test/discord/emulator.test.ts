@@ -59,7 +59,9 @@ describe('Discord emulator with a real discord.js client', () => {
   let repliesChannelId: string;
 
   beforeAll(async () => {
-    emulator = await DiscordEmulator.start();
+    // A generous deadline so a busy CI machine never fails an on-time defer; the late-response
+    // test moves the clock past whatever deadline is set, and the default (3 s) is checked below.
+    emulator = await DiscordEmulator.start({ interactionDeadlineMs: 15_000 });
     repliesChannelId = emulator.createTextChannel({ name: 'replies' }).id;
     client = await loggedIn(emulator);
   });
@@ -150,7 +152,7 @@ describe('Discord emulator with a real discord.js client', () => {
     const received = nextCommand(client);
     const lateHandle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'late' } });
     const late = await received;
-    emulator.advanceTime(3_001);
+    emulator.advanceTime(emulator.settings.interactionDeadlineMs + 1);
     expect(lateHandle.status).toBe('failed');
     const error = await late.deferReply().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DiscordAPIError);
@@ -462,7 +464,7 @@ describe('Discord emulator rules that need their own instance', () => {
   });
 
   it('GIVEN the default webhook-edit bucket THEN headers count down and an edit storm is paced by discord.js without a 429', async () => {
-    emulator = await DiscordEmulator.start();
+    emulator = await DiscordEmulator.start({ interactionDeadlineMs: 15_000 });
     client = await loggedIn(emulator);
     const received = nextCommand(client);
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'storm' } });
@@ -487,8 +489,20 @@ describe('Discord emulator rules that need their own instance', () => {
     expect((error as Error & { code?: string }).code).toBe('TokenInvalid');
   });
 
-  it('GIVEN close() THEN the port refuses connections', async () => {
+  it('GIVEN no options THEN Discord\'s 3 s deadline and 15 min token apply; close() frees the port', async () => {
     emulator = await DiscordEmulator.start();
+    expect(emulator.settings).toMatchObject({ interactionDeadlineMs: 3_000, tokenLifetimeMs: 900_000, attachmentSizeLimit: 10 * 1024 * 1024 });
+    client = await loggedIn(emulator);
+    const received = nextCommand(client);
+    const handle = emulator.sendCommand({ name: 'imagine' });
+    const interaction = await received;
+    emulator.advanceTime(3_001);
+    const error = await interaction.deferReply().catch((e: DiscordAPIError) => e);
+    expect((error as DiscordAPIError).code).toBe(10062);
+    expect(handle.status).toBe('failed');
+    await client.destroy();
+    client = undefined;
+
     const url = emulator.apiUrl;
     await emulator.close();
     await expect(fetch(`${url}/v10/gateway`)).rejects.toThrow();
