@@ -91,7 +91,7 @@ describe('/imagine end to end (stand-in sampler)', () => {
     const user = emulator.createUser({ username: 'flooder' });
     emulator.addMember({ userId: user.id });
     // Keep the sampler busy so the flooder's jobs wait.
-    emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 40 } });
+    emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 50 } });
     await eventually(() => h.app.queue.snapshot().running.length === 1, 10_000, 'the blocker to run');
     for (const prompt of ['one', 'two']) {
       const handle = emulator.sendCommand({ name: 'imagine', options: { prompt }, userId: user.id });
