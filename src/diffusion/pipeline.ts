@@ -114,11 +114,14 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
   };
 }
 
-/** Noise for a batch where image i has its own generator seeded (seed + i) mod 2^32, so a batch image equals the single job. */
+/**
+ * Noise for a batch where every image has its own generator (a job's image i: seed + i mod 2^32), so an image in
+ * a batch gets the noise it would get alone.
+ */
 class BatchNoise implements NoiseSource {
   private readonly rngs: Rng[];
-  constructor(seed: number, count: number) {
-    this.rngs = Array.from({ length: count }, (_, i) => new Rng((seed + i) >>> 0));
+  constructor(seeds: readonly number[]) {
+    this.rngs = seeds.map((seed) => new Rng(seed));
   }
   fillNormal(out: Float32Array): void {
     if (out.length % this.rngs.length !== 0) {
@@ -191,18 +194,83 @@ function cancelled(): UserError {
 }
 
 /**
- * Make pictures. Validates with {@link checkInputs}, then runs the loop below; rejects with a UserError
- * (`cancelled`) when `options.signal` aborts between steps.
+ * Make pictures. Validates with {@link checkInputs}, then runs the loop in {@link generateBatch}; rejects with a
+ * UserError (`cancelled`) when `options.signal` aborts between steps.
  */
 export async function generate(model: DiffusionModel, params: GenerateParams, options: GenerateOptions = {}): Promise<GenerateResult> {
+  const [outcome] = await generateBatch(model, [{ params, options }]);
+  if (!outcome.ok) throw outcome.error;
+  return outcome.result;
+}
+
+/** One job in a shared batch. */
+export interface BatchJob {
+  params: GenerateParams;
+  options?: GenerateOptions;
+}
+
+export type BatchOutcome = { ok: true; result: GenerateResult } | { ok: false; error: Error };
+
+/**
+ * Jobs with the same key can share UNet calls: same steps, scheduler and size (prompts, seeds, guidance and
+ * counts may differ). Use on checked params.
+ */
+export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height'>): string {
+  return `${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}`;
+}
+
+/** A job's place in the batch. */
+interface Member {
+  index: number;
+  checked: CheckedParams;
+  options: GenerateOptions;
+  previewEvery: number;
+  doCfg: boolean;
+  /** First image of this job among all images of the batch. */
+  firstImage: number;
+  /** Row of its first unconditional UNet input (CFG jobs only). */
+  uncondRow: number;
+  /** Row of its first conditional UNet input. */
+  condRow: number;
+  truncated: boolean;
+  error?: Error;
+}
+
+/**
+ * Run several jobs through the same UNet calls: one row per image (two with classifier-free guidance), each job
+ * with its own prompt, seed, guidance, progress and AbortSignal. Every job's pictures are what it would get
+ * alone (batched calls may round differently in the last bit). Jobs that fail validation or are cancelled get
+ * their error; the others go on. Timings are the batch's: `runtimeMs` and `unetMs` are shared.
+ *
+ * Jobs must share {@link batchKey}; a mix is a programming error and throws.
+ */
+export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJob[]): Promise<BatchOutcome[]> {
   const started = performance.now();
-  const checked = checkInputs(params, model.info);
-  const previewEvery = options.previewEvery ?? 1;
-  if (!Number.isInteger(previewEvery) || previewEvery < 0) {
-    throw invalid(`Expected \`previewEvery\` to be an integer of at least 0, got \`${show(previewEvery)}\``);
+  const outcomes: (BatchOutcome | undefined)[] = new Array(jobs.length);
+
+  // 1. Validate every job first; those that fail are answered without running.
+  const members: Member[] = [];
+  for (let j = 0; j < jobs.length; j++) {
+    const options = jobs[j].options ?? {};
+    try {
+      const checked = checkInputs(jobs[j].params, model.info);
+      const previewEvery = options.previewEvery ?? 1;
+      if (!Number.isInteger(previewEvery) || previewEvery < 0) {
+        throw invalid(`Expected \`previewEvery\` to be an integer of at least 0, got \`${show(previewEvery)}\``);
+      }
+      if (options.signal?.aborted) throw cancelled();
+      members.push({ index: j, checked, options, previewEvery, doCfg: false, firstImage: 0, uncondRow: 0, condRow: 0, truncated: false });
+    } catch (error) {
+      outcomes[j] = { ok: false, error: error as Error };
+    }
   }
-  const { signal, onProgress } = options;
-  const { steps, seed, guidanceScale, count } = checked;
+  if (members.length === 0) return outcomes as BatchOutcome[];
+  const key = batchKey(members[0].checked);
+  if (members.some((m) => batchKey(m.checked) !== key)) {
+    throw new Error(`Expected jobs in one batch to share steps, scheduler and size, got ${members.map((m) => batchKey(m.checked)).join(', ')}`);
+  }
+  const { steps, width, height } = members[0].checked;
+
   let runtimeMs = 0;
   let unetMs = 0;
   const run = async (session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches?: Record<string, ort.Tensor>) => {
@@ -211,169 +279,219 @@ export async function generate(model: DiffusionModel, params: GenerateParams, op
     runtimeMs += performance.now() - t0;
     return out;
   };
-  if (signal?.aborted) throw cancelled();
-
-  // 1. Scheduler from the model's scheduler_config.json (a bad name or config key is the caller's error).
-  let scheduler;
-  try {
-    scheduler = createScheduler(checked.scheduler, model.schedulerConfig);
-  } catch (error) {
-    throw invalid((error as Error).message);
-  }
-
-  // 2. Guidance mode. As diffusers: CFG when guidance > 1, except for models that embed the guidance (LCM's
-  //    timestep_cond), which take it through the embedding and run one half.
-  const { unet } = model;
-  const doCfg = guidanceScale > 1 && !unet.timestepCond;
-  const batch = doCfg ? 2 * count : count;
-  const fixedBatch = batchOf(unet.sample);
-  if (fixedBatch !== undefined && fixedBatch !== batch) {
-    throw invalid(`This model's UNet takes a fixed batch of ${fixedBatch}; this job needs ${batch} (count ${count}${doCfg ? ', with guidance' : ''})`);
-  }
-
-  // 3. Encode the prompt (and the negative prompt for CFG): [uncond × count, cond × count], as diffusers concatenates.
-  const positive = model.tokenizer.encode(checked.prompt);
-  const negative = doCfg ? model.tokenizer.encode(checked.negativePrompt) : undefined;
-  const truncated = positive.truncated || (negative?.truncated ?? false);
-  const prompts = negative ? [negative.ids, positive.ids] : [positive.ids];
-  const embeddings = await encodeText(model, prompts, run);
-  const seqLen = model.tokenizer.maxLength;
-  const hidden = embeddings[0].length / seqLen;
-  const ehs = new Float32Array(batch * seqLen * hidden);
-  for (let half = 0; half < prompts.length; half++) {
-    for (let i = 0; i < count; i++) ehs.set(embeddings[half], (half * count + i) * seqLen * hidden);
-  }
-  const sampleType = unet.sample.type as FloatType;
-  const ehsTensor = floatTensor(sampleType, ehs, [batch, seqLen, hidden]);
-
-  // 4. LCM: the guidance embedding, one row per image.
-  let condTensor: ort.Tensor | undefined;
-  if (unet.timestepCond) {
-    const row = guidanceScaleEmbedding(guidanceScale - 1, model.timestepCondDim);
-    const cond = new Float32Array(batch * row.length);
-    for (let i = 0; i < batch; i++) cond.set(row, i * row.length);
-    condTensor = floatTensor(sampleType, cond, [batch, row.length]);
-  }
-
-  // 5. Timesteps.
-  scheduler.setTimesteps(steps);
-  const timesteps = scheduler.timesteps;
-
-  // 6. Initial noise: image i from seed + i, scaled by the scheduler's init_noise_sigma.
-  const { channels } = model;
-  const latentH = checked.height / model.info.latentFactor;
-  const latentW = checked.width / model.info.latentFactor;
-  const perImage = channels * latentH * latentW;
-  const noise = new BatchNoise(seed, count);
-  let latents: Float32Array<ArrayBufferLike> = new Float32Array(count * perImage);
-  noise.fillNormal(latents);
-  const sigma = scheduler.initNoiseSigma;
-  for (let i = 0; i < latents.length; i++) latents[i] *= sigma;
-
-  // Buffers reused by every step: the UNet input (both CFG halves), its fp16 form, the guided noise prediction.
-  const sampleIn = new Float32Array(batch * perImage);
-  const sampleHalf = sampleType === 'float16' ? new Uint16Array(batch * perImage) : undefined;
-  const outFloat = sampleType === 'float16' ? new Float32Array(batch * perImage) : undefined;
-  // The UNet writes its prediction into this tensor (onnxruntime fills pre-allocated outputs) instead of a new one.
-  const unetOut =
-    unet.output.type === 'float16'
-      ? new ort.Tensor('float16', new Uint16Array(batch * perImage), [batch, channels, latentH, latentW])
-      : new ort.Tensor('float32', new Float32Array(batch * perImage), [batch, channels, latentH, latentW]);
-  const noisePred = doCfg ? new Float32Array(count * perImage) : undefined;
-  const sampleDims = [batch, channels, latentH, latentW];
-
-  // 7. Denoising loop. One progress call per user-visible step: a scheduler may run the UNet more than once per
-  //    step (Heun: twice; PNDM's Runge–Kutta warm-up: more).
-  let reported = 0;
-  for (let i = 0; i < timesteps.length; i++) {
-    if (signal?.aborted) throw cancelled();
-    const t = timesteps[i];
-
-    // 7a. Scale the input (Euler-family schedulers divide by sqrt(sigma² + 1)) and duplicate it for CFG.
-    const scaled = scheduler.scaleModelInput(latents, t);
-    sampleIn.set(scaled, 0);
-    if (doCfg) sampleIn.set(scaled, count * perImage);
-
-    // 7b. Predict the noise residual.
-    const feeds: Record<string, ort.Tensor> = {
-      [unet.sample.name]: floatTensor(sampleType, sampleIn, sampleDims, sampleHalf),
-      [unet.timestep.name]: timestepTensor(unet.timestep, t, batch),
-      [unet.encoderHiddenStates.name]: ehsTensor,
-    };
-    if (condTensor && unet.timestepCond) feeds[unet.timestepCond.name] = condTensor;
-    const t0 = performance.now();
-    await run(unet.session, feeds, { [unet.output.name]: unetOut });
-    unetMs += performance.now() - t0;
-    const modelOut = readFloat(unetOut, outFloat);
-
-    // 7c. Guidance: uncond + scale × (cond − uncond).
-    const guided = noisePred ? guideInto(modelOut, count * perImage, guidanceScale, noisePred) : modelOut;
-
-    // 7d. One scheduler step: x_t → x_{t−1}, with the seeded generator for any noise it adds.
-    const result = scheduler.step(guided, t, latents, noise);
-    latents = result.prevSample;
-
-    // 7e. Progress, with a cheap preview of the current estimate of the clean image.
-    const done = Math.floor(((i + 1) * steps) / timesteps.length);
-    while (reported < done) {
-      reported++;
-      if (onProgress) {
-        const wantPreview = previewEvery > 0 && (reported % previewEvery === 0 || reported === steps);
-        const estimate = result.predOriginalSample ?? latents;
-        onProgress({
-          step: reported,
-          totalSteps: steps,
-          elapsedMs: performance.now() - started,
-          preview: wantPreview ? previewOf(estimate, 0, channels, latentW, latentH) : undefined,
-        });
-      }
-    }
-  }
-  if (signal?.aborted) throw cancelled();
-
-  // 8. Decode: latents / scaling_factor through the VAE (latent models), or the sample itself (pixel-space).
-  let pixels: Float32Array<ArrayBufferLike>;
-  if (model.vaeDecoder) {
-    const vae = model.vaeDecoder;
-    const scaledLatents = new Float32Array(latents.length);
-    for (let i = 0; i < latents.length; i++) scaledLatents[i] = latents[i] / model.scalingFactor;
-    const vaeBatch = batchOf(vae.latentSample) ?? count;
-    pixels = new Float32Array(count * 3 * checked.width * checked.height);
-    for (let start = 0; start < count; start += vaeBatch) {
-      const n = Math.min(vaeBatch, count - start);
-      const chunk = scaledLatents.subarray(start * perImage, (start + n) * perImage);
-      const out = await run(vae.session, {
-        [vae.latentSample.name]: floatTensor(vae.latentSample.type as FloatType, chunk, [n, channels, latentH, latentW]),
-      });
-      const decoded = readFloat(out[vae.sample.name]);
-      if (decoded.length !== n * 3 * checked.width * checked.height) {
-        throw new Error(`${model.dir}/vae_decoder/model.onnx: expected ${n}×3×${checked.height}×${checked.width} values, got ${decoded.length}`);
-      }
-      pixels.set(decoded, start * 3 * checked.width * checked.height);
-    }
-  } else {
-    pixels = latents;
-  }
-
-  // 9. To PNG: clip(x / 2 + 0.5, 0, 1) × 255, as diffusers' postprocess.
-  const images: Uint8Array[] = [];
-  const plane = checked.width * checked.height;
-  for (let i = 0; i < count; i++) {
-    images.push(await encodePng(planarToRgb(pixels, i * 3 * plane, checked.width, checked.height), checked.width, checked.height));
-  }
-
-  return {
-    images,
-    width: checked.width,
-    height: checked.height,
-    seed,
-    steps,
-    guidanceScale,
-    scheduler: checked.scheduler,
-    model: model.info.name,
-    truncated,
-    timings: { totalMs: performance.now() - started, runtimeMs, unetMs },
+  const fail = (member: Member, error: Error) => {
+    member.error ??= error;
   };
+  const live = () => members.filter((m) => !m.error);
+
+  try {
+    // 2. Scheduler from the model's scheduler_config.json (a bad name or config key is the caller's error).
+    let scheduler;
+    try {
+      scheduler = createScheduler(members[0].checked.scheduler, model.schedulerConfig);
+    } catch (error) {
+      throw invalid((error as Error).message);
+    }
+
+    // 3. Guidance mode. As diffusers: CFG when guidance > 1, except for models that embed the guidance (LCM's
+    //    timestep_cond), which take it through the embedding and run one half. Rows: [uncond of CFG jobs, cond of all].
+    const { unet } = model;
+    let images = 0;
+    let uncondRows = 0;
+    for (const m of members) {
+      m.doCfg = m.checked.guidanceScale > 1 && !unet.timestepCond;
+      m.firstImage = images;
+      m.uncondRow = uncondRows;
+      images += m.checked.count;
+      if (m.doCfg) uncondRows += m.checked.count;
+    }
+    for (const m of members) m.condRow = uncondRows + m.firstImage;
+    const batch = uncondRows + images;
+    const fixedBatch = batchOf(unet.sample);
+    if (fixedBatch !== undefined && fixedBatch !== batch) {
+      throw invalid(`This model's UNet takes a fixed batch of ${fixedBatch}; this job needs ${batch} (${images} image(s)${uncondRows ? ', with guidance' : ''})`);
+    }
+
+    // 4. Encode the prompts (and the negative prompts of CFG jobs) in one text encoder call.
+    const ids: number[][] = [];
+    const promptRow: { uncond?: number; cond: number }[] = [];
+    for (const m of members) {
+      const positive = model.tokenizer.encode(m.checked.prompt);
+      const negative = m.doCfg ? model.tokenizer.encode(m.checked.negativePrompt) : undefined;
+      m.truncated = positive.truncated || (negative?.truncated ?? false);
+      const rows: { uncond?: number; cond: number } = { cond: ids.push(positive.ids) - 1 };
+      if (negative) rows.uncond = ids.push(negative.ids) - 1;
+      promptRow.push(rows);
+    }
+    const embeddings = await encodeText(model, ids, run);
+    const seqLen = model.tokenizer.maxLength;
+    const hidden = embeddings[0].length / seqLen;
+    const ehs = new Float32Array(batch * seqLen * hidden);
+    members.forEach((m, k) => {
+      for (let i = 0; i < m.checked.count; i++) {
+        if (m.doCfg) ehs.set(embeddings[promptRow[k].uncond!], (m.uncondRow + i) * seqLen * hidden);
+        ehs.set(embeddings[promptRow[k].cond], (m.condRow + i) * seqLen * hidden);
+      }
+    });
+    const sampleType = unet.sample.type as FloatType;
+    const ehsTensor = floatTensor(sampleType, ehs, [batch, seqLen, hidden]);
+
+    // 5. LCM: the guidance embedding of each job, one row per UNet row.
+    let condTensor: ort.Tensor | undefined;
+    if (unet.timestepCond) {
+      const dim = model.timestepCondDim;
+      const cond = new Float32Array(batch * dim);
+      for (const m of members) {
+        const row = guidanceScaleEmbedding(m.checked.guidanceScale - 1, dim);
+        for (let i = 0; i < m.checked.count; i++) cond.set(row, (m.condRow + i) * dim);
+      }
+      condTensor = floatTensor(sampleType, cond, [batch, dim]);
+    }
+
+    // 6. Timesteps.
+    scheduler.setTimesteps(steps);
+    const timesteps = scheduler.timesteps;
+
+    // 7. Initial noise: image i of a job from its seed + i, scaled by the scheduler's init_noise_sigma.
+    const { channels } = model;
+    const latentH = height / model.info.latentFactor;
+    const latentW = width / model.info.latentFactor;
+    const perImage = channels * latentH * latentW;
+    const noise = new BatchNoise(members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0)));
+    let latents: Float32Array<ArrayBufferLike> = new Float32Array(images * perImage);
+    noise.fillNormal(latents);
+    const sigma = scheduler.initNoiseSigma;
+    for (let i = 0; i < latents.length; i++) latents[i] *= sigma;
+
+    // Buffers reused by every step: the UNet input (all rows), its fp16 form, the prediction, the guided prediction.
+    const sampleIn = new Float32Array(batch * perImage);
+    const sampleHalf = sampleType === 'float16' ? new Uint16Array(batch * perImage) : undefined;
+    const outFloat = sampleType === 'float16' ? new Float32Array(batch * perImage) : undefined;
+    // The UNet writes its prediction into this tensor (onnxruntime fills pre-allocated outputs) instead of a new one.
+    const unetOut =
+      unet.output.type === 'float16'
+        ? new ort.Tensor('float16', new Uint16Array(batch * perImage), [batch, channels, latentH, latentW])
+        : new ort.Tensor('float32', new Float32Array(batch * perImage), [batch, channels, latentH, latentW]);
+    const noisePred = uncondRows > 0 ? new Float32Array(images * perImage) : undefined;
+    const sampleDims = [batch, channels, latentH, latentW];
+
+    // 8. Denoising loop. One progress call per user-visible step: a scheduler may run the UNet more than once per
+    //    step (Heun: twice; PNDM's Runge–Kutta warm-up: more).
+    let reported = 0;
+    for (let i = 0; i < timesteps.length; i++) {
+      for (const m of live()) if (m.options.signal?.aborted) fail(m, cancelled());
+      if (live().length === 0) break;
+      const t = timesteps[i];
+
+      // 8a. Scale the input (Euler-family schedulers divide by sqrt(sigma² + 1)); CFG jobs' images go in twice.
+      const scaled = scheduler.scaleModelInput(latents, t);
+      sampleIn.set(scaled, uncondRows * perImage);
+      for (const m of members) {
+        if (!m.doCfg) continue;
+        const from = m.firstImage * perImage;
+        sampleIn.set(scaled.subarray(from, from + m.checked.count * perImage), m.uncondRow * perImage);
+      }
+
+      // 8b. Predict the noise residual.
+      const feeds: Record<string, ort.Tensor> = {
+        [unet.sample.name]: floatTensor(sampleType, sampleIn, sampleDims, sampleHalf),
+        [unet.timestep.name]: timestepTensor(unet.timestep, t, batch),
+        [unet.encoderHiddenStates.name]: ehsTensor,
+      };
+      if (condTensor && unet.timestepCond) feeds[unet.timestepCond.name] = condTensor;
+      const t0 = performance.now();
+      await run(unet.session, feeds, { [unet.output.name]: unetOut });
+      unetMs += performance.now() - t0;
+      const modelOut = readFloat(unetOut, outFloat);
+
+      // 8c. Guidance, per job: uncond + scale × (cond − uncond).
+      let guided = modelOut.subarray(uncondRows * perImage);
+      if (noisePred) {
+        noisePred.set(guided);
+        for (const m of members) {
+          if (!m.doCfg) continue;
+          const n = m.checked.count * perImage;
+          guideInto(modelOut, m.uncondRow * perImage, m.condRow * perImage, n, m.checked.guidanceScale, noisePred, m.firstImage * perImage);
+        }
+        guided = noisePred;
+      }
+
+      // 8d. One scheduler step: x_t → x_{t−1}, with the seeded generators for any noise it adds.
+      const result = scheduler.step(guided, t, latents, noise);
+      latents = result.prevSample;
+
+      // 8e. Progress, with a cheap preview of each job's current estimate of its first clean image.
+      const done = Math.floor(((i + 1) * steps) / timesteps.length);
+      while (reported < done) {
+        reported++;
+        for (const m of live()) {
+          if (!m.options.onProgress) continue;
+          const wantPreview = m.previewEvery > 0 && (reported % m.previewEvery === 0 || reported === steps);
+          const estimate = result.predOriginalSample ?? latents;
+          m.options.onProgress({
+            step: reported,
+            totalSteps: steps,
+            elapsedMs: performance.now() - started,
+            preview: wantPreview ? previewOf(estimate, m.firstImage, channels, latentW, latentH) : undefined,
+          });
+        }
+      }
+    }
+    for (const m of live()) if (m.options.signal?.aborted) fail(m, cancelled());
+    const finishing = live();
+
+    // 9. Decode: latents / scaling_factor through the VAE (latent models), or the sample itself (pixel-space).
+    const plane = width * height;
+    let pixels: Float32Array<ArrayBufferLike> = latents;
+    if (model.vaeDecoder && finishing.length > 0) {
+      const vae = model.vaeDecoder;
+      const scaledLatents = new Float32Array(latents.length);
+      for (let i = 0; i < latents.length; i++) scaledLatents[i] = latents[i] / model.scalingFactor;
+      const vaeBatch = batchOf(vae.latentSample) ?? images;
+      pixels = new Float32Array(images * 3 * plane);
+      for (let start = 0; start < images; start += vaeBatch) {
+        const n = Math.min(vaeBatch, images - start);
+        const chunk = scaledLatents.subarray(start * perImage, (start + n) * perImage);
+        const out = await run(vae.session, {
+          [vae.latentSample.name]: floatTensor(vae.latentSample.type as FloatType, chunk, [n, channels, latentH, latentW]),
+        });
+        const decoded = readFloat(out[vae.sample.name]);
+        if (decoded.length !== n * 3 * plane) {
+          throw new Error(`${model.dir}/vae_decoder/model.onnx: expected ${n}×3×${height}×${width} values, got ${decoded.length}`);
+        }
+        pixels.set(decoded, start * 3 * plane);
+      }
+    }
+
+    // 10. To PNG: clip(x / 2 + 0.5, 0, 1) × 255, as diffusers' postprocess.
+    for (const m of finishing) {
+      const pngs: Uint8Array[] = [];
+      for (let i = 0; i < m.checked.count; i++) {
+        pngs.push(await encodePng(planarToRgb(pixels, (m.firstImage + i) * 3 * plane, width, height), width, height));
+      }
+      const { seed, guidanceScale, scheduler: name } = m.checked;
+      outcomes[m.index] = {
+        ok: true,
+        result: {
+          images: pngs,
+          width,
+          height,
+          seed,
+          steps,
+          guidanceScale,
+          scheduler: name,
+          model: model.info.name,
+          truncated: m.truncated,
+          timings: { totalMs: performance.now() - started, runtimeMs, unetMs },
+        },
+      };
+    }
+  } catch (error) {
+    // A failure of the shared work (runtime, decoder) is every remaining job's failure.
+    for (const m of live()) fail(m, error as Error);
+  }
+  for (const m of members) if (m.error) outcomes[m.index] = { ok: false, error: m.error };
+  return outcomes as BatchOutcome[];
 }
 
 /** Run the text encoder over prompts' ids (one call, or one per prompt for a fixed batch of 1); float32 rows out. */

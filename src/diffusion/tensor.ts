@@ -62,13 +62,21 @@ export function scaleInto(a: Float32Array, s: number, out: Float32Array): Float3
 }
 
 /**
- * Classifier-free guidance on a batch laid out as [uncond × n, cond × n] (each half `half` values long):
- * out = uncond + guidanceScale · (cond − uncond), as in diffusers' pipelines.
+ * Classifier-free guidance, as in diffusers' pipelines: out = uncond + guidanceScale · (cond − uncond), over
+ * `length` values read at `uncondOffset` and `condOffset` of the UNet's batched output and written at `outOffset`.
  */
-export function guideInto(batched: Float32Array, half: number, guidanceScale: number, out: Float32Array): Float32Array {
-  for (let i = 0; i < half; i++) {
-    const uncond = batched[i];
-    out[i] = uncond + guidanceScale * (batched[half + i] - uncond);
+export function guideInto(
+  batched: Float32Array,
+  uncondOffset: number,
+  condOffset: number,
+  length: number,
+  guidanceScale: number,
+  out: Float32Array,
+  outOffset = 0,
+): Float32Array {
+  for (let i = 0; i < length; i++) {
+    const uncond = batched[uncondOffset + i];
+    out[outOffset + i] = uncond + guidanceScale * (batched[condOffset + i] - uncond);
   }
   return out;
 }

@@ -3,7 +3,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { loadModel, type DiffusionModel } from '../../src/diffusion/model.js';
-import { checkInputs, generate, guidanceScaleEmbedding } from '../../src/diffusion/pipeline.js';
+import { batchKey, checkInputs, generate, generateBatch, guidanceScaleEmbedding } from '../../src/diffusion/pipeline.js';
 import { SCHEDULER_NAMES, type GenerateParams, type StepProgress } from '../../src/diffusion/types.js';
 
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
@@ -222,5 +222,66 @@ describe('checkInputs', () => {
     await expect(generate(models['sd-tiny'], { ...base, steps: 80.5 }, { onProgress: (p) => calls.push(p.step) })).rejects.toThrow(/`steps`/);
     await expect(generate(models['sd-tiny'], base, { previewEvery: -1 })).rejects.toThrow(/Expected `previewEvery`/);
     expect(calls).toEqual([]);
+  });
+});
+
+describe('generateBatch', () => {
+  async function maxPixelDiff(a: Uint8Array, b: Uint8Array): Promise<number> {
+    const [x, y] = await Promise.all([decode(a), decode(b)]);
+    let max = 0;
+    for (let i = 0; i < x.data.length; i++) max = Math.max(max, Math.abs(x.data[i] - y.data[i]));
+    return max;
+  }
+
+  it.each(['sd-tiny', 'lcm-tiny', 'sd-tiny-fp16', 'pixel-tiny'] as const)(
+    'GIVEN jobs with their own prompt, seed, guidance and count on %s THEN each gets the pictures it gets alone',
+    async (name) => {
+      const model = models[name];
+      const jobs: GenerateParams[] = [
+        { ...base, prompt: 'a red circle', seed: 1, guidanceScale: 7.5, count: 2 },
+        { ...base, prompt: 'a blue square', seed: 99, guidanceScale: 1 },
+        { ...base, prompt: 'a green star', seed: 5, guidanceScale: 3, negativePrompt: 'blurry' },
+      ];
+      const progress = jobs.map(() => [] as number[]);
+      const outcomes = await generateBatch(model, jobs.map((params, j) => ({ params, options: { onProgress: (p) => progress[j].push(p.step) } })));
+      for (let j = 0; j < jobs.length; j++) {
+        const outcome = outcomes[j];
+        if (!outcome.ok) throw outcome.error;
+        const alone = await generate(model, jobs[j]);
+        expect(outcome.result.images).toHaveLength(jobs[j].count ?? 1);
+        expect(outcome.result).toMatchObject({ seed: jobs[j].seed, guidanceScale: jobs[j].guidanceScale });
+        for (let i = 0; i < alone.images.length; i++) expect(await maxPixelDiff(outcome.result.images[i], alone.images[i])).toBeLessThanOrEqual(1);
+        expect(progress[j]).toEqual([1, 2, 3, 4]);
+      }
+    },
+  );
+
+  it('GIVEN one invalid job THEN it alone gets its error and the others run', async () => {
+    const outcomes = await generateBatch(models['sd-tiny'], [{ params: { ...base, seed: -5 } }, { params: base }]);
+    expect(outcomes[0].ok).toBe(false);
+    expect(!outcomes[0].ok && outcomes[0].error.message).toMatch(/`seed`/);
+    expect(outcomes[1].ok).toBe(true);
+  });
+
+  it('GIVEN one job cancelled midway THEN it gets `cancelled`, stops hearing progress, and the other finishes as alone', async () => {
+    const model = models['sd-tiny'];
+    const controller = new AbortController();
+    const cancelledSteps: number[] = [];
+    const outcomes = await generateBatch(model, [
+      { params: { ...base, steps: 6 }, options: { signal: controller.signal, onProgress: (p) => { cancelledSteps.push(p.step); if (p.step === 2) controller.abort(); } } },
+      { params: { ...base, steps: 6, seed: 8 } },
+    ]);
+    expect(outcomes[0].ok === false && isUserError(outcomes[0].error) && outcomes[0].error.identifier).toBe('cancelled');
+    expect(cancelledSteps).toEqual([1, 2]);
+    if (!outcomes[1].ok) throw outcomes[1].error;
+    const alone = await generate(model, { ...base, steps: 6, seed: 8 });
+    expect(await maxPixelDiff(outcomes[1].result.images[0], alone.images[0])).toBeLessThanOrEqual(1);
+  });
+
+  it('GIVEN jobs of different sizes THEN the batch is refused as a programming error, naming the keys', async () => {
+    await expect(generateBatch(models['sd-tiny'], [{ params: base }, { params: { ...base, width: 128 } }])).rejects.toThrow(
+      /share steps, scheduler and size, got 4\|euler\|64x64, 4\|euler\|128x64/,
+    );
+    expect(batchKey({ steps: 4, scheduler: 'euler', width: 64, height: 64 })).toBe('4|euler|64x64');
   });
 });

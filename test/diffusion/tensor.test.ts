@@ -43,6 +43,11 @@ describe('float16 conversion', () => {
 describe('guideInto', () => {
   it('GIVEN uncond and cond halves THEN it computes uncond + scale × (cond − uncond)', () => {
     const batched = Float32Array.from([1, 2, 3, 5]); // uncond [1, 2], cond [3, 5]
-    expect(Array.from(guideInto(batched, 2, 7.5, new Float32Array(2)))).toEqual([16, 24.5]);
+    expect(Array.from(guideInto(batched, 0, 2, 2, 7.5, new Float32Array(2)))).toEqual([16, 24.5]);
+  });
+
+  it('GIVEN offsets THEN it reads and writes one job of a shared batch', () => {
+    const batched = Float32Array.from([9, 1, 9, 3, 9]); // uncond at 1, cond at 3
+    expect(Array.from(guideInto(batched, 1, 3, 1, 2, new Float32Array(3), 2))).toEqual([0, 0, 5]);
   });
 });
