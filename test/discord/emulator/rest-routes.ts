@@ -8,7 +8,6 @@ import {
   type APIApplication,
   type APIApplicationCommand,
   type APIInteractionResponse,
-  type APIMessage,
   type APIUser,
   type RESTGetAPIGatewayBotResult,
   type RESTPostAPIInteractionCallbackWithResponseResult,
@@ -322,7 +321,6 @@ function followUp(core: EmulatorCore, { params, query, body }: RouteContext): Ro
 function createInteractionMessage(core: EmulatorCore, state: InteractionState, data: MessageBody, files: UploadedFile[], isFollowUp: boolean): StoredMessage {
   const user = core.world.user(state.userId);
   const allowedFlags = MessageFlags.Ephemeral | MessageFlags.SuppressEmbeds | MessageFlags.SuppressNotifications | MessageFlags.Loading | MessageFlags.IsComponentsV2;
-  const commandName = state.payload.type === InteractionType.ApplicationCommand ? state.payload.data.name : '';
   return core.store.create({
     channelId: state.channelId,
     guildId: state.guildId,
@@ -334,15 +332,22 @@ function createInteractionMessage(core: EmulatorCore, state: InteractionState, d
     applicationId: core.applicationId,
     interactionId: state.id,
     extra: {
-      interaction_metadata: {
-        id: state.id,
-        type: InteractionType.ApplicationCommand,
-        user,
-        authorizing_integration_owners: state.payload.authorizing_integration_owners,
-        name: commandName,
-        command_type: ApplicationCommandType.ChatInput,
-        ...(isFollowUp && state.originalMessageId ? { original_response_message_id: state.originalMessageId } : {}),
-      } as APIMessage['interaction_metadata'],
+      interaction_metadata: state.payload.type === InteractionType.ApplicationCommand
+        ? {
+            id: state.id,
+            type: InteractionType.ApplicationCommand,
+            user,
+            authorizing_integration_owners: state.payload.authorizing_integration_owners,
+            ...(isFollowUp && state.originalMessageId ? { original_response_message_id: state.originalMessageId } : {}),
+          }
+        : {
+            id: state.id,
+            type: InteractionType.MessageComponent,
+            user,
+            authorizing_integration_owners: state.payload.authorizing_integration_owners,
+            interacted_message_id: state.payload.message.id,
+            ...(isFollowUp && state.originalMessageId ? { original_response_message_id: state.originalMessageId } : {}),
+          },
     },
   });
 }
