@@ -65,6 +65,15 @@ describe('message limits', () => {
     });
   });
 
+  it('GIVEN embed URLs and allowed_mentions THEN bad schemes and parse/list clashes are 50035, attachment:// only for images', () => {
+    expect(thrown(() => validateMessageBody({ embeds: [{ image: { url: 'attachment://a.png' }, url: 'https://x.test/' }] }))).toBeUndefined();
+    expect(thrown(() => validateMessageBody({ embeds: [{ url: 'attachment://a.png' }] }))?.body.errors).toMatchObject({ embeds: { 0: { url: {} } } });
+    expect(thrown(() => validateMessageBody({ embeds: [{ thumbnail: { url: 'ftp://x.test/a.png' } }] }))?.code).toBe(50035);
+    expect(thrown(() => validateMessageBody({ allowed_mentions: { parse: [], users: ['1'] } }))).toBeUndefined();
+    const clash = thrown(() => validateMessageBody({ allowed_mentions: { parse: ['users'], users: ['1'] } }));
+    expect(clash?.body.errors).toMatchObject({ allowed_mentions: { _errors: [{ code: 'MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE' }] } });
+  });
+
   it('GIVEN a file at the cap and one byte over THEN only the larger is 413 / 40005', () => {
     const file = (size: number) => ({ field: 'files[0]', name: 'a.png', contentType: 'image/png', bytes: Buffer.alloc(size) });
     expect(thrown(() => validateFiles([file(1000)], 1000))).toBeUndefined();

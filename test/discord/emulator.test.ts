@@ -101,6 +101,7 @@ describe('Discord emulator with a real discord.js client', () => {
     expect(handle.original()?.message.flags).toBe(128); // Loading: the "thinking…" placeholder
     const edited = await interaction.editReply({
       content: 'done',
+      embeds: [{ title: 'a red fox', image: { url: 'attachment://fox.png' } }],
       files: [new AttachmentBuilder(image, { name: 'fox.png' })],
       allowedMentions: { parse: [] },
     });
@@ -119,6 +120,9 @@ describe('Discord emulator with a real discord.js client', () => {
     expect(original.message.content).toBe('done');
     expect(original.message.flags).toBe(0);
     expect(original.message.attachments[0]).toMatchObject({ filename: 'fox.png', width: 64, height: 48, content_type: 'image/png' });
+    // The embed's attachment://fox.png now points at the upload, as Discord serves it.
+    expect(original.message.embeds[0].image).toMatchObject({ url: original.message.attachments[0].url, width: 64, height: 48 });
+    expect(edited.embeds[0].image?.url).toBe(original.message.attachments[0].url);
     expect(Buffer.compare(emulator.attachmentBytes(original.message.id)!, image)).toBe(0);
     // discord.js sees the attachment with a URL it can download from the emulator.
     const downloaded = Buffer.from(await (await fetch(edited.attachments.first()!.url)).arrayBuffer());

@@ -26,11 +26,15 @@ export const MESSAGE_LIMITS = {
 const maxLength = (path: string, max: number) =>
   formError(path, 'BASE_TYPE_MAX_LENGTH', `Must be ${max} or fewer in length.`);
 
-/** Throws Discord's 50035 Invalid Form Body for content and embed limits, first violation wins. */
-export function validateMessageBody(body: { content?: unknown; embeds?: unknown }): void {
+/**
+ * Throws Discord's 50035 Invalid Form Body for content, embed, URL and allowed-mentions rules,
+ * first violation wins.
+ */
+export function validateMessageBody(body: { content?: unknown; embeds?: unknown; allowed_mentions?: unknown }): void {
   if (typeof body.content === 'string' && [...body.content].length > MESSAGE_LIMITS.content) {
     throw maxLength('content', MESSAGE_LIMITS.content);
   }
+  validateAllowedMentions(body.allowed_mentions);
   if (body.embeds === undefined || body.embeds === null) return;
   if (!Array.isArray(body.embeds)) throw formError('embeds', 'LIST_TYPE_CONVERT', 'Only iterables may be used in a ListType');
   if (body.embeds.length > MESSAGE_LIMITS.embeds) throw maxLength('embeds', MESSAGE_LIMITS.embeds);
@@ -43,6 +47,11 @@ export function validateMessageBody(body: { content?: unknown; embeds?: unknown 
       if (length > max) throw maxLength(`${at}.${path}`, max);
       total += length;
     };
+    checkUrl(embed.url, `${at}.url`, false);
+    checkUrl(embed.image?.url, `${at}.image.url`, true);
+    checkUrl(embed.thumbnail?.url, `${at}.thumbnail.url`, true);
+    checkUrl(embed.author?.icon_url, `${at}.author.icon_url`, true);
+    checkUrl(embed.footer?.icon_url, `${at}.footer.icon_url`, true);
     check(embed.title, 'title', MESSAGE_LIMITS.embedTitle);
     check(embed.description, 'description', MESSAGE_LIMITS.embedDescription);
     check(embed.footer?.text, 'footer.text', MESSAGE_LIMITS.embedFooterText);
@@ -62,6 +71,32 @@ export function validateMessageBody(body: { content?: unknown; embeds?: unknown 
   }
   if (total > MESSAGE_LIMITS.embedTotal) {
     throw formError('embeds', 'MAX_EMBED_SIZE_EXCEEDED', `Embed size exceeds maximum size of ${MESSAGE_LIMITS.embedTotal}`);
+  }
+}
+
+/** Embed URLs must be http(s); image fields may also name an upload as `attachment://file.png`. */
+function checkUrl(value: unknown, path: string, allowAttachment: boolean): void {
+  if (value === undefined || value === null) return;
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(String(value))?.[1]?.toLowerCase();
+  const allowed = allowAttachment ? ['http', 'https', 'attachment'] : ['http', 'https'];
+  if (!scheme || !allowed.includes(scheme)) {
+    throw formError(path, 'URL_TYPE_INVALID_SCHEME', `Scheme "${scheme ?? value}" is not supported. Scheme must be one of ${allowed.map((s) => `'${s}'`).join(', ')}.`);
+  }
+}
+
+/**
+ * `parse: ['users']` together with a `users` list (or roles with roles) is refused by Discord as
+ * mutually exclusive; lists hold at most 100 ids (discord.com/developers/docs/resources/message#allowed-mentions-object).
+ */
+function validateAllowedMentions(value: unknown): void {
+  if (value === undefined || value === null) return;
+  const allowed = value as { parse?: string[]; users?: string[]; roles?: string[] };
+  for (const kind of ['users', 'roles'] as const) {
+    const list = allowed[kind];
+    if (list && list.length > 100) throw maxLength(`allowed_mentions.${kind}`, 100);
+    if (list && list.length > 0 && allowed.parse?.includes(kind)) {
+      throw formError('allowed_mentions', 'MESSAGE_ALLOWED_MENTIONS_PARSE_EXCLUSIVE', `parse:["${kind}"] and ${kind}: [ids...] are mutually exclusive.`);
+    }
   }
 }
 

@@ -116,6 +116,7 @@ export class MessageStore {
     if (options.guildId) (stored.message as APIMessage & { guild_id?: string }).guild_id = options.guildId;
     if (body.message_reference) this.#attachReference(stored, body.message_reference);
     this.#applyAttachments(stored, body, options.files, false);
+    this.#resolveEmbedAttachments(stored);
     this.#applyMentions(stored);
     this.#byId.set(id, stored);
     return stored;
@@ -135,6 +136,7 @@ export class MessageStore {
     }
     if (body.allowed_mentions !== undefined) stored.allowedMentions = body.allowed_mentions ?? undefined;
     this.#applyAttachments(stored, body, files, true);
+    this.#resolveEmbedAttachments(stored);
     message.edited_timestamp = new Date().toISOString();
     this.#applyMentions(stored);
     return stored;
@@ -207,6 +209,29 @@ export class MessageStore {
       if (!kept.some((a) => a.id === id)) stored.files.delete(id);
     }
     stored.message.attachments = kept;
+  }
+
+  /**
+   * `attachment://name` in an embed image or thumbnail becomes that upload's URL (with its size),
+   * as Discord serves it, so a test can check the embed shows the uploaded picture. A name with no
+   * matching upload stays as sent: Discord then shows no image.
+   */
+  #resolveEmbedAttachments(stored: StoredMessage): void {
+    for (const embed of stored.message.embeds) {
+      for (const key of ['image', 'thumbnail'] as const) {
+        const media = embed[key];
+        const name = media?.url.startsWith('attachment://') ? media.url.slice('attachment://'.length) : undefined;
+        const attachment = name ? stored.message.attachments.find((a) => a.filename === name) : undefined;
+        if (media && attachment) {
+          embed[key] = {
+            ...media,
+            url: attachment.url,
+            proxy_url: attachment.proxy_url,
+            ...(attachment.width ? { width: attachment.width, height: attachment.height ?? undefined } : {}),
+          };
+        }
+      }
+    }
   }
 
   #store(stored: StoredMessage, file: UploadedFile, filename?: string, description?: string): APIAttachment {
