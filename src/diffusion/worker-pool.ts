@@ -9,6 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { Identifiers, UserError, type Identifier } from '../errors.js';
 import type { LoadModelOptions } from './model.js';
+import { batchKey, checkInputs } from './check-inputs.js';
 import type { GenerateOptions, GenerateParams, GenerateResult, ModelInfo, Sampler } from './types.js';
 import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
 
@@ -25,6 +26,11 @@ export interface WorkerPoolOptions {
   log?: (line: string) => void;
   /** Let tests make a worker exit on request (`crashWorkerForTest`). Default false. */
   allowCrashForTests?: boolean;
+  /**
+   * Run waiting jobs that share steps, scheduler and size in the same UNet calls (see generateBatch), up to this
+   * many images per run. Default 1: one job at a time.
+   */
+  maxBatchImages?: number;
 }
 
 /** Thrown to a caller whose job was running in a worker that died. */
@@ -47,8 +53,8 @@ interface Slot {
   index: number;
   worker: Worker;
   ready: boolean;
-  /** The job in the worker, until the worker says it is done with it (even after the caller was answered). */
-  job?: Job;
+  /** The run in the worker: its jobs, until the worker has said it is done with each (even after the caller was answered). */
+  jobs: Job[];
   timer?: NodeJS.Timeout;
   onIdle?: () => void;
 }
@@ -74,6 +80,7 @@ export class WorkerPool implements Sampler {
   private readonly queue: Job[] = [];
   private readonly log: (line: string) => void;
   private readonly timeoutMs: number;
+  private readonly maxBatchImages: number;
   private nextId = 1;
   private closed = false;
   private modelInfo?: ModelInfo;
@@ -88,6 +95,10 @@ export class WorkerPool implements Sampler {
     this.timeoutMs = options.jobTimeoutMs ?? 600_000;
     if (!(this.timeoutMs > 0)) throw new RangeError(`Expected \`jobTimeoutMs\` to be a positive number, got \`${this.timeoutMs}\``);
     this.log = options.log ?? ((line) => console.error(line));
+    this.maxBatchImages = options.maxBatchImages ?? 1;
+    if (!Number.isInteger(this.maxBatchImages) || this.maxBatchImages < 1) {
+      throw new RangeError(`Expected \`maxBatchImages\` to be a positive integer, got \`${this.maxBatchImages}\``);
+    }
     const starts: Promise<void>[] = [];
     for (let i = 0; i < workers; i++) starts.push(this.spawn(i));
     this.readyPromise = Promise.all(starts).then(() => undefined);
@@ -142,10 +153,12 @@ export class WorkerPool implements Sampler {
     for (const job of this.queue.splice(0)) this.settle(job, error);
     await Promise.all(
       this.slots.map(async (slot) => {
-        if (slot.job) {
+        if (slot.jobs.length > 0) {
           const idle = new Promise<void>((resolve) => (slot.onIdle = resolve));
-          this.settle(slot.job, error);
-          slot.worker.postMessage({ type: 'abort', id: slot.job.id } satisfies ToWorker);
+          for (const job of slot.jobs) {
+            this.settle(job, error);
+            slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+          }
           await idle;
         }
         clearTimeout(slot.timer);
@@ -168,7 +181,7 @@ export class WorkerPool implements Sampler {
           { eval: true, workerData: data },
         )
       : new Worker(WORKER_URL, { workerData: data });
-    const slot: Slot = { index, worker, ready: false };
+    const slot: Slot = { index, worker, ready: false, jobs: [] };
     this.slots[index] = slot;
     return new Promise<void>((resolve, reject) => {
       /** The start promise is settled. */
@@ -211,13 +224,13 @@ export class WorkerPool implements Sampler {
         }
       });
       worker.on('exit', (code) => {
-        const job = slot.job;
+        const jobs = slot.jobs;
         clearTimeout(slot.timer);
-        slot.job = undefined;
+        slot.jobs = [];
         slot.onIdle?.();
         if (this.slots[index] !== slot || this.closed || this.loadError) return;
-        if (job) {
-          const cause = lastError ? `: ${lastError.message}` : '';
+        const cause = lastError ? `: ${lastError.message}` : '';
+        for (const job of jobs) {
           this.settle(job, new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}${cause}) while making this picture; it has been restarted, please try again`));
         }
         if (!loaded) {
@@ -244,8 +257,9 @@ export class WorkerPool implements Sampler {
   }
 
   private onJobMessage(slot: Slot, message: FromWorker): void {
-    const job = slot.job;
-    if (!job || !('id' in message) || message.id !== job.id) return;
+    if (!('id' in message)) return;
+    const job = slot.jobs.find((j) => j.id === message.id);
+    if (!job) return;
     switch (message.type) {
       case 'progress':
         if (job.settled) break;
@@ -256,20 +270,22 @@ export class WorkerPool implements Sampler {
         }
         break;
       case 'result':
-        this.finish(slot);
         this.settle(job, undefined, message.result);
+        this.release(slot, job);
         break;
       case 'error':
-        this.finish(slot);
         this.settle(job, deserializeError(message.error));
+        this.release(slot, job);
         break;
     }
   }
 
-  private finish(slot: Slot): void {
+  /** The worker is done with `job`; when its whole run is done, the worker takes the next. */
+  private release(slot: Slot, job: Job): void {
+    slot.jobs = slot.jobs.filter((j) => j !== job);
+    if (slot.jobs.length > 0) return;
     clearTimeout(slot.timer);
     slot.timer = undefined;
-    slot.job = undefined;
     slot.onIdle?.();
     slot.onIdle = undefined;
     if (this.slots[slot.index] !== slot) {
@@ -283,33 +299,64 @@ export class WorkerPool implements Sampler {
   private dispatch(): void {
     if (this.closed) return;
     for (const slot of this.slots) {
-      if (!slot || !slot.ready || slot.job) continue;
-      const job = this.queue.shift();
-      if (!job) return;
-      slot.job = job;
-      slot.timer = setTimeout(() => this.timeOut(slot, job), this.timeoutMs);
+      if (!slot || !slot.ready || slot.jobs.length > 0) continue;
+      const first = this.queue.shift();
+      if (!first) return;
+      const jobs = [first, ...this.companions(first)];
+      slot.jobs = jobs;
+      slot.timer = setTimeout(() => this.timeOut(slot, jobs), this.timeoutMs);
       slot.worker.postMessage({
         type: 'generate',
-        id: job.id,
-        params: job.params,
-        previewEvery: job.options.previewEvery,
-        wantProgress: job.options.onProgress !== undefined,
+        jobs: jobs.map((job) => ({
+          id: job.id,
+          params: job.params,
+          previewEvery: job.options.previewEvery,
+          wantProgress: job.options.onProgress !== undefined,
+        })),
       } satisfies ToWorker);
     }
   }
 
+  /** Waiting jobs that can share `first`'s UNet calls (same steps, scheduler and size), within maxBatchImages. */
+  private companions(first: Job): Job[] {
+    if (this.maxBatchImages <= 1 || !this.modelInfo) return [];
+    const info = this.modelInfo;
+    const keyOf = (job: Job): { key: string; images: number } | undefined => {
+      try {
+        const checked = checkInputs(job.params, info);
+        return { key: batchKey(checked), images: checked.count };
+      } catch {
+        return undefined; // the worker will say what is wrong with it, alone
+      }
+    };
+    const head = keyOf(first);
+    if (!head) return [];
+    let images = head.images;
+    const chosen: Job[] = [];
+    for (const job of [...this.queue]) {
+      const k = keyOf(job);
+      if (!k || k.key !== head.key || images + k.images > this.maxBatchImages) continue;
+      images += k.images;
+      chosen.push(job);
+      this.queue.splice(this.queue.indexOf(job), 1);
+    }
+    return chosen;
+  }
+
   /**
-   * Answer the caller now and stop the job at its next step. The worker stays busy until it confirms, since it
+   * Answer the callers now and stop the run at its next step. The worker stays busy until it confirms, since it
    * cannot be terminated safely inside a model call; if one call hangs past the grace period, a fresh worker takes
    * its place and the stuck one is ended when it returns.
    */
-  private timeOut(slot: Slot, job: Job): void {
-    if (slot.job !== job) return;
-    this.settle(job, new UserError(Identifiers.Timeout, `The picture took longer than ${Math.round(this.timeoutMs / 1000)} s and was stopped`));
-    slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+  private timeOut(slot: Slot, jobs: Job[]): void {
+    if (slot.jobs.length === 0 || !jobs.some((job) => slot.jobs.includes(job))) return;
+    for (const job of slot.jobs) {
+      this.settle(job, new UserError(Identifiers.Timeout, `The picture took longer than ${Math.round(this.timeoutMs / 1000)} s and was stopped`));
+      slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+    }
     const graceMs = Math.max(30_000, this.timeoutMs);
     slot.timer = setTimeout(() => {
-      if (slot.job !== job || this.closed || this.slots[slot.index] !== slot) return;
+      if (slot.jobs.length === 0 || this.closed || this.slots[slot.index] !== slot) return;
       this.log(`imagine: image worker ${slot.index} is stuck in one model call after ${Math.round(graceMs / 1000)} s; starting a replacement`);
       slot.worker.unref();
       this.restart(slot.index);
@@ -323,7 +370,7 @@ export class WorkerPool implements Sampler {
       this.settle(job, new UserError(Identifiers.Cancelled, 'The job was cancelled'));
       return;
     }
-    const slot = this.slots.find((s) => s?.job === job);
+    const slot = this.slots.find((s) => s?.jobs.includes(job));
     slot?.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
   }
 

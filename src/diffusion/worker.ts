@@ -6,7 +6,7 @@
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { isUserError } from '../errors.js';
 import { loadModel, type DiffusionModel, type LoadModelOptions } from './model.js';
-import { generate } from './pipeline.js';
+import { generateBatch } from './pipeline.js';
 import type { GenerateParams } from './types.js';
 
 export interface WorkerData {
@@ -16,8 +16,16 @@ export interface WorkerData {
   allowCrash?: boolean;
 }
 
+/** One job of a run; the jobs of one `generate` message share UNet calls (see generateBatch). */
+export interface WorkerJob {
+  id: number;
+  params: GenerateParams;
+  previewEvery?: number;
+  wantProgress: boolean;
+}
+
 export type ToWorker =
-  | { type: 'generate'; id: number; params: GenerateParams; previewEvery?: number; wantProgress: boolean }
+  | { type: 'generate'; jobs: WorkerJob[] }
   | { type: 'abort'; id: number }
   | { type: 'crash' };
 
@@ -71,23 +79,39 @@ async function main(): Promise<void> {
         if (data.allowCrash) process.exit(70);
         break;
       case 'generate': {
-        const controller = new AbortController();
-        controllers.set(message.id, controller);
+        const jobs = message.jobs.map((job) => {
+          const controller = new AbortController();
+          controllers.set(job.id, controller);
+          return { job, controller };
+        });
         chain = chain.then(async () => {
           try {
-            const result = await generate(model, message.params, {
-              signal: controller.signal,
-              previewEvery: message.previewEvery,
-              onProgress: message.wantProgress
-                ? (progress) => post({ type: 'progress', id: message.id, progress }, progress.preview ? [progress.preview.rgb.buffer as ArrayBuffer] : [])
-                : undefined,
+            const outcomes = await generateBatch(
+              model,
+              jobs.map(({ job, controller }) => ({
+                params: job.params,
+                options: {
+                  signal: controller.signal,
+                  previewEvery: job.previewEvery,
+                  onProgress: job.wantProgress
+                    ? (progress) => post({ type: 'progress', id: job.id, progress }, progress.preview ? [progress.preview.rgb.buffer as ArrayBuffer] : [])
+                    : undefined,
+                },
+              })),
+            );
+            outcomes.forEach((outcome, k) => {
+              const id = jobs[k].job.id;
+              if (outcome.ok) {
+                const buffers = outcome.result.images.map((image) => image.buffer as ArrayBuffer);
+                post({ type: 'result', id, result: outcome.result }, [...new Set(buffers)]);
+              } else {
+                post({ type: 'error', id, error: serializeError(outcome.error) });
+              }
             });
-            const buffers = result.images.map((image) => image.buffer as ArrayBuffer);
-            post({ type: 'result', id: message.id, result }, [...new Set(buffers)]);
           } catch (error) {
-            post({ type: 'error', id: message.id, error: serializeError(error) });
+            for (const { job } of jobs) post({ type: 'error', id: job.id, error: serializeError(error) });
           } finally {
-            controllers.delete(message.id);
+            for (const { job } of jobs) controllers.delete(job.id);
           }
         });
         break;

@@ -1,0 +1,110 @@
+/**
+ * Job validation, kept free of the runtime so the main thread (the worker pool, the command layer) can check a
+ * job without loading onnxruntime. Validate first, never silently fix.
+ */
+import { Identifiers, UserError } from '../errors.js';
+import { SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type SchedulerName } from './types.js';
+
+/** Bounds every job is checked against; the guild and the model narrow them further upstream. */
+export const LIMITS = {
+  maxSteps: 1000,
+  maxGuidance: 50,
+  maxCount: 8,
+  /** Longest side in pixels. */
+  maxSide: 2048,
+  /** Longest prompt in characters (the tokenizer truncates tokens; this only bounds the work). */
+  maxPromptChars: 4000,
+} as const;
+
+/** GenerateParams with every default filled in. */
+export interface CheckedParams {
+  prompt: string;
+  negativePrompt: string;
+  steps: number;
+  seed: number;
+  guidanceScale: number;
+  scheduler: SchedulerName;
+  width: number;
+  height: number;
+  count: number;
+}
+
+/** A UserError for a bad job parameter. */
+export function invalid(message: string): UserError {
+  return new UserError(Identifiers.InvalidInput, message);
+}
+
+/** A value as it appears in messages: strings quoted. */
+export function show(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+/**
+ * Validate a job before any work starts; never silently fix. Throws a UserError whose message says what was
+ * expected and what arrived. Omitted size: the model's native size; omitted scheduler: the model's own.
+ */
+export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedParams {
+  if (params === null || typeof params !== 'object') throw invalid(`Expected the job parameters as an object, got \`${show(params)}\``);
+  const { prompt, negativePrompt, steps, seed, guidanceScale, scheduler } = params;
+  if (typeof prompt !== 'string') throw invalid(`Expected \`prompt\` to be a string, got \`${show(prompt)}\``);
+  if (prompt.trim() === '') throw new UserError(Identifiers.PromptEmpty, 'Expected `prompt` to contain some text, got an empty prompt');
+  if (prompt.length > LIMITS.maxPromptChars) {
+    throw new UserError(Identifiers.PromptTooLong, `Expected \`prompt\` of at most ${LIMITS.maxPromptChars} characters, got ${prompt.length}`);
+  }
+  if (negativePrompt !== undefined && typeof negativePrompt !== 'string') {
+    throw invalid(`Expected \`negativePrompt\` to be a string, got \`${show(negativePrompt)}\``);
+  }
+  if ((negativePrompt ?? '').length > LIMITS.maxPromptChars) {
+    throw new UserError(Identifiers.PromptTooLong, `Expected \`negativePrompt\` of at most ${LIMITS.maxPromptChars} characters, got ${negativePrompt!.length}`);
+  }
+  if (!Number.isInteger(steps) || steps < 1 || steps > LIMITS.maxSteps) {
+    throw invalid(`Expected \`steps\` to be an integer from 1 to ${LIMITS.maxSteps}, got \`${show(steps)}\``);
+  }
+  if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) {
+    throw invalid(`Expected \`seed\` to be an integer from 0 to 4294967295, got \`${show(seed)}\``);
+  }
+  if (typeof guidanceScale !== 'number' || !Number.isFinite(guidanceScale) || guidanceScale < 0 || guidanceScale > LIMITS.maxGuidance) {
+    throw invalid(`Expected \`guidanceScale\` to be a number from 0 to ${LIMITS.maxGuidance}, got \`${show(guidanceScale)}\``);
+  }
+  if (scheduler !== undefined && !(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) {
+    throw invalid(`Expected \`scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${show(scheduler)}\``);
+  }
+  // Latent models: multiples of 8 latent cells (the UNet downsamples three times); pixel-space: multiples of 8.
+  const multiple = 8 * info.latentFactor;
+  const size = (key: 'width' | 'height', native: number): number => {
+    const value = params[key] ?? native;
+    if (!Number.isInteger(value) || value < multiple || value > LIMITS.maxSide || value % multiple !== 0) {
+      throw invalid(`Expected \`${key}\` to be a multiple of ${multiple} from ${multiple} to ${LIMITS.maxSide}, got \`${show(value)}\``);
+    }
+    return value;
+  };
+  const width = size('width', info.width);
+  const height = size('height', info.height);
+  if (info.fixedSize && (width !== info.width || height !== info.height)) {
+    throw invalid(`This model makes only ${info.width}×${info.height} pictures, got \`${width}×${height}\``);
+  }
+  const count = params.count ?? 1;
+  if (!Number.isInteger(count) || count < 1 || count > LIMITS.maxCount) {
+    throw invalid(`Expected \`count\` to be an integer from 1 to ${LIMITS.maxCount}, got \`${show(count)}\``);
+  }
+  return {
+    prompt,
+    negativePrompt: negativePrompt ?? '',
+    steps,
+    seed,
+    guidanceScale,
+    scheduler: scheduler ?? info.defaultScheduler,
+    width,
+    height,
+    count,
+  };
+}
+
+/**
+ * Jobs with the same key can share UNet calls: same steps, scheduler and size (prompts, seeds, guidance and
+ * counts may differ). Use on checked params.
+ */
+export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height'>): string {
+  return `${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}`;
+}
+
