@@ -1,7 +1,8 @@
 /**
  * The sampler the bot uses: N worker threads (worker.ts), each holding the model, behind the small `Sampler`
  * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a job that runs past its timeout
- * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced.
+ * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced. With
+ * `maxBatchImages` > 1, waiting jobs that share steps, scheduler and size run in the same UNet calls.
  */
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
@@ -18,7 +19,10 @@ export interface WorkerPoolOptions {
   modelDir: string;
   /** Worker threads, each with its own copy of the model. Default 1. */
   workers?: number;
-  /** A job running longer than this is stopped (its worker replaced) and rejected with a `timeout` UserError. Default 600 000 (10 min). */
+  /**
+   * A run (one job, or a batch of them) going longer than this is answered with a `timeout` UserError and stopped
+   * at its next step. Default 600 000 (10 min).
+   */
   jobTimeoutMs?: number;
   /** Passed to each worker's loadModel (execution providers, threads). Default cpu. */
   loadOptions?: Omit<LoadModelOptions, 'log'>;

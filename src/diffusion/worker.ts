@@ -67,7 +67,7 @@ async function main(): Promise<void> {
   post({ type: 'ready', info: model.info, executionProvider: model.executionProvider });
 
   const controllers = new Map<number, AbortController>();
-  // Jobs run one after another; the pool sends one at a time, this chain only guards against overlap.
+  // Runs go one after another; the pool sends one at a time, this chain only guards against overlap.
   let chain = Promise.resolve();
 
   port.on('message', (message: ToWorker) => {
