@@ -61,7 +61,7 @@ describe('Discord emulator with a real discord.js client', () => {
   beforeAll(async () => {
     // A generous deadline so a busy CI machine never fails an on-time defer; the late-response
     // test moves the clock past whatever deadline is set, and the default (3 s) is checked below.
-    emulator = await DiscordEmulator.start({ interactionDeadlineMs: 15_000 });
+    emulator = await DiscordEmulator.start({ interactionDeadlineMs: 15_000, resolveAttachmentUrls: true });
     repliesChannelId = emulator.createTextChannel({ name: 'replies' }).id;
     client = await loggedIn(emulator);
   });

@@ -55,7 +55,10 @@
  * - Limits: content 2000, 10 embeds, title 256, description 4096, 25 fields, footer 2048,
  *   total 6000 → 400 50035 with Discord's `errors` tree; empty message → 400 50006; a file over
  *   the interaction's `attachment_size_limit` (or `attachmentSizeLimit` for channel messages,
- *   10 MiB) → 413 40005. Command definitions are validated on PUT/POST (names, 25 options, 8000 chars).
+ *   10 MiB) → 413 40005; embed URLs must be http(s) (images may be `attachment://name`);
+ *   `allowed_mentions` with `parse: ['users']` and a `users` list → 50035. Command definitions are
+ *   validated on PUT/POST (names, 25 options, 8000 chars). `resolveAttachmentUrls: true` rewrites
+ *   `attachment://` embed images to the upload URL as Discord does (off by default).
  * - Rate limits: every response has X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket; buckets
  *   from `rateLimits` (default `defaultRateLimitRules()`: webhook edits 5 per 5 s per message,
  *   channel messages 5 per 5 s per channel, reactions 1 per 250 ms; `channelWebhookEditRule()` adds
@@ -137,6 +140,11 @@ export interface EmulatorOptions {
   attachmentSizeLimit?: number;
   /** Whole-request body cap before the emulator answers 413. Default 30 MiB. */
   maxRequestBytes?: number;
+  /**
+   * Rewrite `attachment://name` in embed images to the upload's URL with its size, as Discord
+   * returns them. Default false: embeds are stored as sent, so tests can read the reference back.
+   */
+  resolveAttachmentUrls?: boolean;
 }
 
 /** Ids of the world every emulator starts with. */
@@ -199,8 +207,10 @@ export class DiscordEmulator {
     this.#maxRequestBytes = options.maxRequestBytes ?? 30 * 1024 * 1024;
     this.#ids = new SnowflakeFactory(this.clock);
     this.world = new World(this.#ids);
-    this.store = new MessageStore(this.#ids, (channelId, attachmentId, filename) =>
-      `${this.baseUrl}/attachments/${channelId}/${attachmentId}/${encodeURIComponent(filename)}`,
+    this.store = new MessageStore(
+      this.#ids,
+      (channelId, attachmentId, filename) => `${this.baseUrl}/attachments/${channelId}/${attachmentId}/${encodeURIComponent(filename)}`,
+      options.resolveAttachmentUrls ?? false,
     );
     this.rateLimiter = new RateLimiter(options.rateLimits ?? defaultRateLimitRules());
     this.defaults = this.#createDefaultWorld();

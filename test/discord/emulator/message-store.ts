@@ -56,6 +56,7 @@ export class MessageStore {
   constructor(
     private readonly ids: SnowflakeFactory,
     private readonly attachmentUrl: (channelId: string, attachmentId: string, filename: string) => string,
+    private readonly resolveAttachmentUrls = false,
   ) {}
 
   get(messageId: string): StoredMessage | undefined {
@@ -217,6 +218,7 @@ export class MessageStore {
    * matching upload stays as sent: Discord then shows no image.
    */
   #resolveEmbedAttachments(stored: StoredMessage): void {
+    if (!this.resolveAttachmentUrls) return;
     for (const embed of stored.message.embeds) {
       for (const key of ['image', 'thumbnail'] as const) {
         const media = embed[key];
