@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -36,6 +36,8 @@ export type FloatType = 'float32' | 'float16';
 export interface TextEncoderPart {
   session: ort.InferenceSession;
   inputIds: TensorSpec;
+  /** Some exports take one; it is fed all ones, as diffusers calls SD's text encoder without a mask. */
+  attentionMask?: TensorSpec;
   lastHiddenState: TensorSpec;
 }
 
@@ -112,7 +114,11 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   const sessions: ort.InferenceSession[] = [];
   const open = async (part: string) => {
     const file = join(dir, part, 'model.onnx');
-    if (!existsSync(file)) throw new ModelLoadError(`${file}: expected the ${part} ONNX model`);
+    if (!existsSync(file)) {
+      const pytorch = existsSync(join(dir, part)) && readdirSync(join(dir, part)).some((f) => /\.(safetensors|bin|ckpt)$/.test(f));
+      const hint = pytorch ? ' (this looks like a PyTorch diffusers folder: export it to ONNX first, e.g. `optimum-cli export onnx --model <folder> <out>`)' : '';
+      throw new ModelLoadError(`${file}: expected the ${part} ONNX model${hint}`);
+    }
     try {
       const session = await ort.InferenceSession.create(file, sessionOptions);
       sessions.push(session);
@@ -306,13 +312,17 @@ function checkTextEncoder(session: ort.InferenceSession, file: string): TextEnco
   if (!inputIds || !['int32', 'int64'].includes(inputIds.type) || inputIds.shape.length !== 2) {
     throw misfit(file, 'an input `input_ids` of int32 or int64 [batch, sequence]', inputIds ?? inputs);
   }
-  const extra = inputs.filter((s) => s !== inputIds);
-  if (extra.length > 0) throw misfit(file, 'only the input `input_ids`', inputs);
+  const attentionMask = inputs.find((s) => s.name === 'attention_mask');
+  if (attentionMask && (!['int32', 'int64'].includes(attentionMask.type) || attentionMask.shape.length !== 2)) {
+    throw misfit(file, 'an optional `attention_mask` of int32 or int64 [batch, sequence]', attentionMask);
+  }
+  const extra = inputs.filter((s) => s !== inputIds && s !== attentionMask);
+  if (extra.length > 0) throw misfit(file, 'only the inputs `input_ids` and (optionally) `attention_mask`', inputs);
   const lastHiddenState = outputs.find((s) => s.name === 'last_hidden_state') ?? outputs.find((s) => s.shape.length === 3);
   if (!lastHiddenState || lastHiddenState.shape.length !== 3 || !FLOAT_TYPES.includes(lastHiddenState.type)) {
     throw misfit(file, 'an output `last_hidden_state` of float32 or float16 [batch, sequence, width]', outputs);
   }
-  return { session, inputIds, lastHiddenState };
+  return { session, inputIds, attentionMask, lastHiddenState };
 }
 
 function checkUnet(session: ort.InferenceSession, file: string): UnetPart {

@@ -408,7 +408,15 @@ async function encodeText(
       textEncoder.inputIds.type === 'int64'
         ? new ort.Tensor('int64', BigInt64Array.from(flat, (x) => BigInt(x)), [group.length, seqLen])
         : new ort.Tensor('int32', Int32Array.from(flat), [group.length, seqLen]);
-    const out = await run(textEncoder.session, { [textEncoder.inputIds.name]: ids });
+    const feeds: Record<string, ort.Tensor> = { [textEncoder.inputIds.name]: ids };
+    if (textEncoder.attentionMask) {
+      const n = group.length * seqLen;
+      feeds[textEncoder.attentionMask.name] =
+        textEncoder.attentionMask.type === 'int64'
+          ? new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [group.length, seqLen])
+          : new ort.Tensor('int32', new Int32Array(n).fill(1), [group.length, seqLen]);
+    }
+    const out = await run(textEncoder.session, feeds);
     const hidden = readFloat(out[textEncoder.lastHiddenState.name]);
     const rowLength = hidden.length / group.length;
     for (let i = 0; i < group.length; i++) rows.push(hidden.slice(i * rowLength, (i + 1) * rowLength));

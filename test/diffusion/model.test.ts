@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, rmSync, unlinkSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -43,6 +43,7 @@ describe('loadModel', () => {
       expect(model.timestepCondDim).toBe(256);
       expect(model.unet.timestep).toEqual({ name: 'timestep', type: 'float32', shape: [1] });
       expect(model.textEncoder.inputIds.type).toBe('int64');
+      expect(model.textEncoder.attentionMask).toEqual({ name: 'attention_mask', type: 'int64', shape: ['batch', 77] });
       expect(model.scalingFactor).toBe(0.18215);
       expect(model.tokenizer.form).toBe('tokenizer.json');
       expect(existsSync(join(MODELS, 'lcm-tiny', 'safety_checker'))).toBe(true);
@@ -119,6 +120,13 @@ describe('loadModel', () => {
     const dir = misfitCopy('no-index', 'model_index.json', join(MODELS, 'sd-tiny', 'model_index.json'));
     unlinkSync(join(dir, 'model_index.json'));
     await expect(loadModel(dir)).rejects.toThrow(new RegExp(`${join(dir, 'model_index.json')}: expected a diffusers model_index.json`));
+  });
+
+  it('GIVEN a PyTorch diffusers folder THEN the error says to export it to ONNX', async () => {
+    const dir = misfitCopy('pytorch', 'model_index.json', join(MODELS, 'sd-tiny', 'model_index.json'));
+    unlinkSync(join(dir, 'unet', 'model.onnx'));
+    writeFileSync(join(dir, 'unet', 'diffusion_pytorch_model.safetensors'), '');
+    await expect(loadModel(dir)).rejects.toThrow(/unet\/model\.onnx: expected the unet ONNX model \(this looks like a PyTorch diffusers folder: export it to ONNX first/);
   });
 
   it('GIVEN a missing tokenizer vocabulary THEN the error names the tokenizer folder', async () => {
