@@ -62,22 +62,25 @@
  * - Rate limits: every response has X-RateLimit-Limit/Remaining/Reset/Reset-After/Bucket; buckets
  *   from `rateLimits` (default `defaultRateLimitRules()`: webhook edits 5 per 5 s per message,
  *   channel messages 5 per 5 s per channel, reactions 1 per 250 ms; `channelWebhookEditRule()` adds
- *   the unpublished ~30 webhook edits a minute per channel; `setRateLimits(rules)` swaps them at run
- *   time). A request counts against every rule that matches; the tightest one's headers are sent. `injectRateLimit(matcher,
- *   { count, retryAfter, global })` and `injectServerError(matcher, { count, status })` queue
- *   faults; a matcher is `"PATCH /webhooks/*"`-style glob, RegExp or function. 429s always carry
- *   Retry-After and `X-RateLimit-Scope`. `stats.rateLimited` / `stats.serverErrors` count them.
+ *   the unpublished ~30 webhook edits a minute per channel; `setRateLimits(rules)` swaps them at
+ *   run time). A request counts against every rule that matches; the tightest one's headers are
+ *   sent. `injectRateLimit(matcher, { count, retryAfter, global })` and
+ *   `injectServerError(matcher, { count, status })` queue faults; a matcher is a
+ *   `"PATCH /webhooks/*"`-style glob, a RegExp or a function. 429s always carry Retry-After and
+ *   `X-RateLimit-Scope`. `stats.requests` / `stats.rateLimited` / `stats.serverErrors` count them.
  *
  * ## Reading back
  * - `waitUntil(predicate, timeoutMs)` polls any condition (store contents, stats).
  * - `calls` (every REST call: method, route template, decoded path, params, query, headers,
- *   JSON body or `payload_json`, multipart `files` with bytes, status, response), `waitForCall(pred,
- *   timeoutMs)`, `waitForCalls(pred, count, timeoutMs)`.
+ *   JSON body or `payload_json`, multipart `files` with bytes, status, response, responseHeaders),
+ *   `waitForCall(pred, timeoutMs)`, `waitForCalls(pred, count, timeoutMs)`.
  * - `messages(channelId?)`, `message(id)` → {@link StoredMessage}: the APIMessage as Discord would
  *   return it, attachment bytes in `files`, `reactions` (emoji → user ids), `history` of edits,
  *   `allowedMentions`; `message.mention_everyone` / `mentions` say what would ping.
- * - `commands(guildId?)`: registered application commands. `gateway.stats`: identifies, resumes,
- *   heartbeats, replayed events. Attachment URLs are served at `/attachments/...`.
+ * - `commands(guildId?)`: registered application commands. `gatewayStats`: connections, identifies,
+ *   resumes (and those on `resume_gateway_url`), heartbeats, replayed events;
+ *   `gateway.current.sent`: every dispatch of the session. Attachment URLs serve the bytes.
+ * - Unknown routes answer 404 like Discord and print one `[discord-emulator] no route` warning.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
