@@ -94,12 +94,18 @@ export function originalEdits(emulator: DiscordEmulator, token: string): Recorde
 }
 
 /** Polls `check` until it returns a value other than undefined/false. */
-export async function eventually<T>(check: () => T | undefined | false, timeoutMs = 30_000, what = 'a condition'): Promise<T> {
+export async function eventually<T>(
+  check: () => T | undefined | false,
+  timeoutMs = 30_000,
+  what: string | (() => string) = 'a condition',
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = check();
     if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`);
+    }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }

@@ -6,13 +6,15 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DiscordEmulator, type InteractionHandle } from '../discord/emulator.js';
 import { deployCommands, eventually } from './harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+// The tsx CLI runs the script in a child process, so a SIGKILL to it would leave the bot running: load tsx's
+// loader into node itself, so the process we signal is the bot.
+const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
 const ENTRY = path.join(ROOT, 'src', 'index.ts');
 const DEPLOY = path.join(ROOT, 'src', 'cli', 'deploy-commands.ts');
 
@@ -22,9 +24,9 @@ interface BotProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs the bot from a temp working directory, so no developer .env is read. */
+/** Runs the bot (`tsx src/index.ts`, as `npm start` does) from a temp working directory, so no developer .env is read. */
 function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args: string[] = []): BotProcess {
-  const child = spawn(TSX, [script, ...args], {
+  const child = spawn(process.execPath, ['--import', TSX_LOADER, script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -39,7 +41,7 @@ function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args
 }
 
 async function waitForOutput(bot: BotProcess, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
-  await eventually(() => pattern.test(bot.output()), timeoutMs, `bot output ${pattern}; got:\n${bot.output().slice(-2000)}`);
+  await eventually(() => pattern.test(bot.output()), timeoutMs, () => `bot output ${pattern}; got:\n${bot.output().slice(-2000)}`);
 }
 
 const running: BotProcess[] = [];
@@ -127,9 +129,9 @@ describe('the bot process against the emulator', () => {
       handles.push(handle);
     }
     // The first picture is delivered and the second is part-way through: kill now.
-    await eventually(() => finals(emulator, 'kill one').length === 1, 60_000, 'the first picture');
+    await eventually(() => finals(emulator, 'kill one').length === 1, 60_000, () => `the first picture; bot:\n${first.output().slice(-3000)}`);
     // Any step from 2 to 29 of 30 is "mid-run": a wide window, so a slow machine cannot miss it.
-    await eventually(() => /Step ([2-9]|1\d|2\d)\/30/.test(String(handles[1]!.original()?.message.content)), 60_000, 'the second job mid-run');
+    await eventually(() => /Step ([2-9]|1\d|2\d)\/30/.test(String(handles[1]!.original()?.message.content)), 60_000, () => `the second job mid-run; bot:\n${first.output().slice(-3000)}`);
     first.child.kill('SIGKILL');
     expect((await first.exited).signal).toBe('SIGKILL');
 
@@ -137,7 +139,7 @@ describe('the bot process against the emulator', () => {
     running.push(second);
     await waitForOutput(second, /INFO ready/);
     for (const prompt of prompts) {
-      await eventually(() => finals(emulator, prompt).length >= 1, 90_000, `the picture for "${prompt}"`);
+      await eventually(() => finals(emulator, prompt).length >= 1, 90_000, () => `the picture for "${prompt}"; bot:\n${second.output().slice(-3000)}`);
     }
     // Give a duplicate time to show up if there were one.
     await new Promise((resolve) => setTimeout(resolve, 1500));
@@ -173,7 +175,7 @@ describe('the bot process against the emulator', () => {
     running.push(second);
     await waitForOutput(second, /INFO ready/);
     for (const prompt of prompts) {
-      await eventually(() => finals(emulator, prompt).length >= 1, 90_000, `the picture for "${prompt}"`);
+      await eventually(() => finals(emulator, prompt).length >= 1, 90_000, () => `the picture for "${prompt}"; bot:\n${second.output().slice(-3000)}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 1000));
     for (const prompt of prompts) expect(finals(emulator, prompt)).toHaveLength(1);

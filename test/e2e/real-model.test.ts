@@ -33,21 +33,24 @@ describe('/imagine with the real worker pool and an ONNX model', () => {
   it('GIVEN /imagine THEN progress edits and a PNG that decodes to the model’s size; /help answers within 3 s meanwhile', async () => {
     const { emulator } = h;
     const model = h.app.model;
+    // While the worker generates, another command is answered in time: send /help at the first step.
+    let help: ReturnType<typeof emulator.sendCommand> | undefined;
+    const off = h.app.queue.events.on('progress', () => {
+      help ??= emulator.sendCommand({ name: 'help' });
+    });
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 150, seed: 3 } });
     const response = await handle.waitForResponse();
     expect(response.body.type).toBe(5);
     expect(response.at - handle.state.createdAt).toBeLessThan(3000);
-
-    // While the worker generates, another command is answered in time.
-    await eventually(() => h.app.queue.snapshot().running.length === 1, 30_000, 'the job running');
-    const help = emulator.sendCommand({ name: 'help' });
-    const helpResponse = await help.waitForResponse();
-    expect(helpResponse.at - help.state.createdAt).toBeLessThan(3000);
+    await eventually(() => help, 60_000, () => `the job's first step; bot log:\n${h.logs.join('\n')}`);
+    off();
+    const helpResponse = await help!.waitForResponse();
+    expect(helpResponse.at - help!.state.createdAt).toBeLessThan(3000);
 
     const done = await eventually(() => {
       const original = handle.original();
       return original && original.message.embeds.length > 0 && original.message.attachments.length > 0 ? original : undefined;
-    }, 120_000, 'the final image');
+    }, 90_000, () => `the final image; bot log:\n${h.logs.join('\n')}`);
     const png = emulator.attachmentBytes(done.message.id)!;
     const meta = await sharp(png).metadata();
     expect([meta.width, meta.height]).toEqual([model.width, model.height]);
