@@ -1,0 +1,155 @@
+/**
+ * The runtime levers of issue 6, tried on one model's UNet: the same guided-step inputs through sessions made with
+ * different options, interleaved round by round so that other load on the machine falls on every variant alike.
+ */
+import os from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { loadModel } from '../diffusion/model.js';
+import { median } from './stats.js';
+import { unetFeeds, unetShapeOf } from './unet-feeds.js';
+
+export interface LeverVariant {
+  name: string;
+  /** Laid over the options imagine's loader uses today (cpu, graphOptimizationLevel 'all', runtime's threads). */
+  options: ort.InferenceSession.SessionOptions;
+  /** Run into a pre-allocated output tensor (`run(feeds, fetches)`) instead of letting the runtime allocate one. */
+  preallocatedOutput?: boolean;
+}
+
+export interface LeversInput {
+  modelDir: string;
+  /** Calls per variant per round. Default 8. */
+  calls?: number;
+  /** Default 3. */
+  rounds?: number;
+  /** Images per step (2 UNet rows each with guidance). Default 1. */
+  images?: number;
+  /** Which variants to run (names from {@link leverVariants}); default all. */
+  only?: string[];
+}
+
+export interface LeverResult {
+  name: string;
+  createMs: number;
+  medianMs: number;
+  /** medianMs against the loader's current options, in %: negative is faster. */
+  vsCurrentPct: number;
+  calls: number;
+}
+
+/** The loader's options today (src/diffusion/model.ts), the baseline every lever is compared with. */
+export const CURRENT_OPTIONS: ort.InferenceSession.SessionOptions = {
+  executionProviders: ['cpu'],
+  graphOptimizationLevel: 'all',
+  logSeverityLevel: 3,
+};
+
+/** Variants for a UNet whose symbolic dimensions are `symbolic` (name → the value the bench runs at). */
+export function leverVariants(cores: number, symbolic: Record<string, number>): LeverVariant[] {
+  const variants: LeverVariant[] = [
+    { name: 'current', options: {} },
+    { name: 'intraOp=1', options: { intraOpNumThreads: 1 } },
+    { name: `intraOp=${cores}`, options: { intraOpNumThreads: cores } },
+    // onnxruntime's pool threads spin while waiting for work; on a small machine they take cycles from the bot.
+    { name: 'no spinning', options: { extra: { session: { intra_op: { allow_spinning: '0' } } } } },
+    { name: 'graph basic', options: { graphOptimizationLevel: 'basic' } },
+    { name: 'graph extended', options: { graphOptimizationLevel: 'extended' } },
+    { name: 'graph disabled', options: { graphOptimizationLevel: 'disabled' } },
+    { name: 'memPattern off', options: { enableMemPattern: false } },
+    { name: 'cpuMemArena off', options: { enableCpuMemArena: false } },
+    { name: 'parallel, interOp=2', options: { executionMode: 'parallel', interOpNumThreads: 2 } },
+    { name: 'preallocated output', options: {}, preallocatedOutput: true },
+  ];
+  if (Object.keys(symbolic).length > 0) {
+    variants.push({ name: 'freeDimensionOverrides', options: { freeDimensionOverrides: symbolic } });
+  }
+  return variants;
+}
+
+/** Measure every variant; the first is the loader's current options. */
+export async function measureLevers(input: LeversInput, log: (line: string) => void = () => {}): Promise<{ model: string; batch: number; results: LeverResult[] }> {
+  const calls = input.calls ?? 8;
+  const rounds = input.rounds ?? 3;
+  const images = input.images ?? 1;
+  const model = await loadModel(input.modelDir, { log });
+  const file = join(model.dir, 'unet', 'model.onnx');
+  const shape = unetShapeOf(model, model.unet.timestepCond ? images : 2 * images);
+  const feeds = unetFeeds(model, shape);
+  const { unet } = model;
+  // The names of the UNet's symbolic dimensions, bound to the values this bench feeds.
+  const symbolic: Record<string, number> = {};
+  const bind = (dims: readonly (number | string)[], values: number[]) =>
+    dims.forEach((d, i) => {
+      if (typeof d === 'string' && d !== '') symbolic[d] = values[i];
+    });
+  bind(unet.sample.shape, [shape.batch, shape.channels, shape.height, shape.width]);
+  bind(unet.encoderHiddenStates.shape, [shape.batch, shape.sequence, shape.hidden]);
+  const variants = leverVariants(os.availableParallelism(), symbolic).filter((v) => !input.only || input.only.includes(v.name) || v.name === 'current');
+  await model.release();
+
+  const sessions: { variant: LeverVariant; session: ort.InferenceSession; createMs: number; times: number[]; fetches?: Record<string, ort.Tensor> }[] = [];
+  try {
+    for (const variant of variants) {
+      const t0 = performance.now();
+      const session = await ort.InferenceSession.create(file, { ...CURRENT_OPTIONS, ...variant.options });
+      const createMs = performance.now() - t0;
+      const outSpec = session.outputMetadata[0];
+      const outName = session.outputNames[0];
+      const dims = [shape.batch, shape.channels, shape.height, shape.width];
+      const size = dims.reduce((a, b) => a * b, 1);
+      const fetches = variant.preallocatedOutput
+        ? {
+            [outName]:
+              outSpec.isTensor && outSpec.type === 'float16'
+                ? new ort.Tensor('float16', new Uint16Array(size), dims)
+                : new ort.Tensor('float32', new Float32Array(size), dims),
+          }
+        : undefined;
+      sessions.push({ variant, session, createMs, times: [], fetches });
+      await (fetches ? session.run(feeds, fetches) : session.run(feeds)); // warm-up: first-run allocations
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const entry of sessions) {
+        for (let i = 0; i < calls; i++) {
+          const t0 = performance.now();
+          await (entry.fetches ? entry.session.run(feeds, entry.fetches) : entry.session.run(feeds));
+          entry.times.push(performance.now() - t0);
+        }
+      }
+      log(`${model.info.name}: levers round ${r + 1}/${rounds}`);
+    }
+  } finally {
+    await Promise.all(sessions.map((s) => s.session.release()));
+  }
+  const current = median(sessions[0].times);
+  return {
+    model: model.info.name,
+    batch: shape.batch,
+    results: sessions.map((s) => ({
+      name: s.variant.name,
+      createMs: s.createMs,
+      medianMs: median(s.times),
+      vsCurrentPct: (median(s.times) / current - 1) * 100,
+      calls: s.times.length,
+    })),
+  };
+}
+
+/** Bare runs of the UNet with `threads` intra-op threads: the runtime's side of the PyTorch comparison. */
+export async function measureBareUnet(modelDir: string, threads: number, calls: number, images = 1): Promise<number[]> {
+  const model = await loadModel(modelDir, { intraOpNumThreads: threads, log: () => {} });
+  try {
+    const feeds = unetFeeds(model, unetShapeOf(model, model.unet.timestepCond ? images : 2 * images));
+    await model.unet.session.run(feeds);
+    const times: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const t0 = performance.now();
+      await model.unet.session.run(feeds);
+      times.push(performance.now() - t0);
+    }
+    return times;
+  } finally {
+    await model.release();
+  }
+}

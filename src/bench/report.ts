@@ -1,0 +1,182 @@
+/** The bench's results as one object (bench/results.json), the targets of issue 6 judged, and the printed table. */
+import type { BotProcessResult, BotResult } from './bot-section.js';
+import type { LeverResult } from './levers-section.js';
+import type { MachineInfo } from './machine.js';
+import type { ModelSectionResult } from './model-section.js';
+import { round } from './stats.js';
+
+/** A part that did not run, and why (no torch, no python, a section that failed). */
+export interface Skipped {
+  skipped: string;
+}
+
+export interface TorchComparison {
+  model: string;
+  threads: number;
+  batch: number;
+  torchVersion: string;
+  onnxMs: number;
+  torchMs: number;
+  /** torchMs / onnxMs: how many times faster the runtime is. */
+  speedup: number;
+}
+
+export interface ModelEntry {
+  /** What the folder is: the embedded model, its architecture twin, the SD-contract bench model. */
+  role: 'embedded' | 'sd';
+  label: string;
+  dir: string;
+  result: ModelSectionResult | Skipped;
+  levers?: { batch: number; results: LeverResult[] } | Skipped;
+  torch?: TorchComparison | Skipped;
+}
+
+export interface BenchResults {
+  machine: MachineInfo;
+  executionProvider: string;
+  notes: string[];
+  models: ModelEntry[];
+  bot?: { model: string; inProcess: BotResult | Skipped; process: BotProcessResult | Skipped };
+  targets: Target[];
+  durationS: number;
+}
+
+export interface Target {
+  name: string;
+  target: string;
+  measured: string;
+  met: boolean | null;
+  /** How far from the target when missed, in words. */
+  gap?: string;
+}
+
+export function isSkipped(value: unknown): value is Skipped {
+  return typeof value === 'object' && value !== null && 'skipped' in value;
+}
+
+const fmt = (value: number, unit = '') => (Number.isFinite(value) ? `${round(value)}${unit}` : 'n/a');
+
+/** Judge every target of issue 6 against what was measured; a target with nothing measured is `met: null`. */
+export function judgeTargets(results: Omit<BenchResults, 'targets'>): Target[] {
+  const targets: Target[] = [];
+  const atMost = (name: string, target: string, value: number, limit: number, unit: string) => {
+    const met = Number.isFinite(value) ? value <= limit : null;
+    targets.push({ name, target, measured: fmt(value, unit), met, ...(met === false ? { gap: `${fmt(value - limit, unit)} over` } : {}) });
+  };
+  for (const entry of results.models) {
+    if (isSkipped(entry.result)) continue;
+    const r = entry.result;
+    atMost(`${r.model}: pipeline overhead (20-step image)`, '≤ 2 %', r.overheadPct, 2, ' %');
+    atMost(`${r.model}: pipeline step vs bare run()`, '≤ +2 %', r.step.costPct, 2, ' %');
+    if (entry.torch && !isSkipped(entry.torch)) {
+      const s = entry.torch.speedup;
+      targets.push({
+        name: `${r.model}: runtime vs PyTorch per UNet call`,
+        target: '≥ 3× faster',
+        measured: `${fmt(s)}×`,
+        met: s >= 3,
+        ...(s < 3 ? { gap: `${fmt(3 - s)}× short` } : {}),
+      });
+    }
+  }
+  const bot = results.bot;
+  if (bot && !isSkipped(bot.inProcess)) {
+    atMost(`event-loop delay p99 while generating (${bot.model})`, '≤ 20 ms', bot.inProcess.loopWhileGenerating.p99Ms, 20, ' ms');
+    atMost('defer p99, 30 members, bot and emulator in one process', '≤ 50 ms', bot.inProcess.defer.p99Ms, 50, ' ms');
+    const one = bot.inProcess.imagesPerMinuteOne;
+    const many = bot.inProcess.imagesPerMinuteQueued;
+    const ratio = many / one;
+    targets.push({
+      name: `images/min with ${bot.inProcess.queuedJobs} waiting vs one at a time`,
+      target: '≥ 1.5×',
+      measured: `${fmt(ratio)}× (${fmt(many)} vs ${fmt(one)})`,
+      met: ratio >= 1.5,
+      ...(ratio < 1.5 ? { gap: `${fmt(1.5 - ratio)}× short` } : {}),
+    });
+  }
+  if (bot && !isSkipped(bot.process)) {
+    atMost('defer p99, 30 members, bot in its own process', '≤ 50 ms', bot.process.defer.p99Ms, 50, ' ms');
+    atMost(`bot process peak RSS (${bot.model})`, '< 300 MiB', bot.process.rssHighWaterMb, 300, ' MiB');
+  }
+  return targets;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+/** The report as Markdown tables: what is printed and what bench/README.md carries. */
+export function formatReport(results: BenchResults): string {
+  const m = results.machine;
+  const out: string[] = [];
+  out.push(`imagine bench, ${m.date.slice(0, 16).replace('T', ' ')} UTC: ${m.cpu}, ${m.cores} cores, ${m.memoryGb} GB, ${m.platform}, node ${m.node}, onnxruntime-node ${m.onnxruntimeNode}, provider ${results.executionProvider}, load average ${fmt(m.loadAverage)} at start; ${fmt(results.durationS)} s in all.`);
+  for (const note of results.notes) out.push(`- ${note}`);
+
+  const modelRows: string[][] = [];
+  for (const e of results.models) {
+    if (isSkipped(e.result)) {
+      modelRows.push([e.label, `skipped: ${e.result.skipped}`, '', '', '', '', '', '', '']);
+      continue;
+    }
+    const r = e.result;
+    modelRows.push([
+      `${e.label} (${r.width}×${r.height})`,
+      fmt(r.loadMs, ' ms'),
+      fmt(r.unetMsPerStep, ' ms'),
+      fmt(r.sPerImage, ' s'),
+      fmt(r.overheadPct, ' %'),
+      `${fmt(r.step.pipelineMs)} / ${fmt(r.step.bareRunMs)} ms (${r.step.costPct >= 0 ? '+' : ''}${fmt(r.step.costPct)} %)`,
+      fmt(r.step.pipelineWithPreviewMs, ' ms'),
+      fmt(r.peakRssMb, ' MiB'),
+      e.torch ? (isSkipped(e.torch) ? `skipped: ${e.torch.skipped}` : `${fmt(e.torch.onnxMs)} vs ${fmt(e.torch.torchMs)} ms: ${fmt(e.torch.speedup)}×`) : '',
+    ]);
+  }
+  out.push('', 'Per model (guidance 7.5, so 2 UNet rows per image; euler; 20 steps; medians):', '');
+  out.push(table(['model', 'load', 'UNet/step', 'per image', 'overhead', 'step: pipeline / bare run()', 'step w/ preview', 'peak RSS', 'runtime vs PyTorch (same net, same threads)'], modelRows));
+
+  const batchRows: string[][] = [];
+  for (const e of results.models) {
+    if (isSkipped(e.result)) continue;
+    for (const [kind, list] of [['one job, count=N', e.result.batches], ['N jobs sharing calls', e.result.jobBatches]] as const) {
+      batchRows.push([e.label, kind, ...list.map((b) => `${fmt(b.msPerImage, ' ms')} (${fmt(b.relativeToOne)}×)`)]);
+    }
+  }
+  if (batchRows.length > 0) {
+    const counts = (results.models.find((e) => !isSkipped(e.result))?.result as ModelSectionResult).batches.map((b) => `batch ${b.count}: ms/image`);
+    out.push('', 'Batching (wall time per image; × against batch 1):', '', table(['model', 'how', ...counts], batchRows));
+  }
+
+  for (const e of results.models) {
+    if (!e.levers || isSkipped(e.levers)) continue;
+    out.push('', `Runtime levers on ${e.label}'s UNet (batch ${e.levers.batch}, median of interleaved rounds; vs the loader's current options):`, '');
+    out.push(table(['variant', 'median', 'vs current', 'session create'], e.levers.results.map((l) => [l.name, fmt(l.medianMs, ' ms'), `${l.vsCurrentPct >= 0 ? '+' : ''}${fmt(l.vsCurrentPct)} %`, fmt(l.createMs, ' ms')])));
+  }
+
+  const bot = results.bot;
+  if (bot) {
+    out.push('', `The bot with ${bot.model} (real app, discord.js, emulator on 127.0.0.1):`, '');
+    const rows: string[][] = [];
+    if (isSkipped(bot.inProcess)) rows.push(['in-process measurements', `skipped: ${bot.inProcess.skipped}`]);
+    else {
+      const b = bot.inProcess;
+      rows.push(['event-loop delay while generating, p50 / p99 / max', `${fmt(b.loopWhileGenerating.p50Ms)} / ${fmt(b.loopWhileGenerating.p99Ms)} / ${fmt(b.loopWhileGenerating.maxMs)} ms`]);
+      rows.push(['event-loop delay during a 30-member burst, p50 / p99', `${fmt(b.loopDuringBurst.p50Ms)} / ${fmt(b.loopDuringBurst.p99Ms)} ms`]);
+      rows.push([`defer, ${b.defer.samples} commands in bursts, p50 / p99 (same process)`, `${fmt(b.defer.p50Ms)} / ${fmt(b.defer.p99Ms)} ms${b.defer.failed ? `, ${b.defer.failed} unanswered` : ''}`]);
+      rows.push(['one job alone: /imagine to image', `${fmt(b.singleJobS.reduce((a, c) => a + c, 0) / b.singleJobS.length)} s → ${fmt(b.imagesPerMinuteOne)} images/min`]);
+      rows.push([`${b.queuedJobs} jobs sent at once: to the last image`, `${fmt(b.queuedJobsS)} s → ${fmt(b.imagesPerMinuteQueued)} images/min`]);
+    }
+    if (isSkipped(bot.process)) rows.push(['bot as its own process', `skipped: ${bot.process.skipped}`]);
+    else {
+      const p = bot.process;
+      rows.push([`defer, ${p.defer.samples} commands, p50 / p99 (bot in its own process)`, `${fmt(p.defer.p50Ms)} / ${fmt(p.defer.p99Ms)} ms${p.defer.failed ? `, ${p.defer.failed} unanswered` : ''}`]);
+      rows.push(['bot process RSS: idle / busy / high-water', `${fmt(p.rssIdleMb)} / ${fmt(p.rssBusyMb)} / ${fmt(p.rssHighWaterMb)} MiB`]);
+    }
+    out.push(table(['measure', 'value'], rows));
+  }
+
+  out.push('', 'Targets (issue 6):', '');
+  out.push(table(['target', 'wanted', 'measured', 'met'], results.targets.map((t) => [t.name, t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'met' : `MISSED (${t.gap})`])));
+  return out.join('\n');
+}

@@ -1,0 +1,163 @@
+/**
+ * `npm run bench` from start to end: prepare the models, run each section in its own process, compare with
+ * PyTorch, judge the targets of issue 6. Each part that cannot run says why in the results instead of failing
+ * the whole bench.
+ */
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
+import { runSection } from './child.js';
+import type { LeversInput, LeverResult } from './levers-section.js';
+import { machineInfo } from './machine.js';
+import type { ModelSectionInput, ModelSectionResult } from './model-section.js';
+import { buildBenchModels, DEFAULT_PYTHON, probeTorch, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
+import { judgeTargets, type BenchResults, type ModelEntry, type Skipped, type TorchComparison } from './report.js';
+import { median } from './stats.js';
+
+export interface BenchOptions {
+  /** The embedded model's folder. Default models/imagine-shapes. */
+  embeddedDir?: string;
+  /** Python with torch + onnx. Default /usr/bin/python3. */
+  python?: string;
+  /** Where built bench models are kept between runs. Default node_modules/.cache/imagine-bench. */
+  cacheDir?: string;
+  /** Export the embedded architecture from this training checkpoint when the embedded model is absent. */
+  shapesCheckpoint?: string;
+  skipTorch?: boolean;
+  skipBot?: boolean;
+  skipLevers?: boolean;
+  /** Fewer samples everywhere: a quick look, not numbers to report. */
+  quick?: boolean;
+  log?: (line: string) => void;
+}
+
+const SECTION_TIMEOUT_MS = 240_000;
+
+async function attempt<T>(what: string, work: () => Promise<T>, log: (line: string) => void): Promise<T | Skipped> {
+  try {
+    return await work();
+  } catch (error) {
+    const message = (error as Error).message.split('\n')[0];
+    log(`${what} failed: ${message}`);
+    return { skipped: `failed: ${message}` };
+  }
+}
+
+export async function runBench(options: BenchOptions = {}): Promise<BenchResults> {
+  const started = performance.now();
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const python = options.python ?? DEFAULT_PYTHON;
+  const cacheDir = path.resolve(options.cacheDir ?? path.join(ROOT, 'node_modules', '.cache', 'imagine-bench'));
+  const embeddedDir = path.resolve(options.embeddedDir ?? path.join(ROOT, 'models', 'imagine-shapes'));
+  const quick = options.quick ?? false;
+  const cores = os.availableParallelism();
+  const machine = machineInfo();
+  const notes: string[] = [];
+  log(`bench on ${machine.cpu}, ${cores} cores, load average ${machine.loadAverage.toFixed(1)}`);
+
+  // 1. Models: the embedded one (or its architecture twin) and the SD-contract model at a meaningful size.
+  const torch = probeTorch(python);
+  let built: { sdDir: string; shapesDir: string } | undefined;
+  if ('version' in torch) {
+    log(`building bench models with ${python} (torch ${torch.version}) into ${path.relative(ROOT, cacheDir)}`);
+    try {
+      built = await buildBenchModels(python, cacheDir, options.shapesCheckpoint);
+    } catch (error) {
+      notes.push(`Bench models not built: ${(error as Error).message}`);
+    }
+  } else {
+    notes.push(`No PyTorch (${torch.reason}): no SD-contract model at 64×64 latents and no PyTorch comparison; the 8×8 test model sd-tiny stands in.`);
+  }
+  const embeddedPresent = existsSync(path.join(embeddedDir, 'model_index.json'));
+  let embedded: { dir: string; label: string };
+  if (embeddedPresent) {
+    embedded = { dir: embeddedDir, label: `${path.basename(embeddedDir)} (embedded)` };
+  } else if (built) {
+    embedded = { dir: built.shapesDir, label: 'shapes-arch' };
+    notes.push(
+      `${path.relative(ROOT, embeddedDir)} is absent: shapes-arch, the embedded model's architecture (training/model.py, the committed run's configuration) exported by training/export.py ${options.shapesCheckpoint ? `from ${options.shapesCheckpoint}` : 'with random weights'}, stands in. Speed and memory are the architecture's; images are noise.`,
+    );
+  } else {
+    embedded = { dir: path.join(ROOT, 'test/fixtures/models/pixel-tiny'), label: 'pixel-tiny' };
+    notes.push(`${path.relative(ROOT, embeddedDir)} is absent and no PyTorch to build its architecture: the tiny pixel-space test model stands in.`);
+  }
+  const sd = built
+    ? { dir: built.sdDir, label: 'sd-bench' }
+    : { dir: path.join(ROOT, 'test/fixtures/models/sd-tiny'), label: 'sd-tiny' };
+  if (built) {
+    notes.push('sd-bench: random weights in the Stable Diffusion ONNX contract, 4×64×64 latents → 512×512 pixels, UNet = training/model.py\'s UNet at channels 64,128,192 (5.9 M parameters), tiny CLIP-style text encoder and VAE decoder from test/fixtures.');
+  }
+
+  // 2. Per model: the model section, the levers, the PyTorch comparison.
+  const plans: { role: ModelEntry['role']; model: { dir: string; label: string }; input: Omit<ModelSectionInput, 'modelDir'>; levers: Omit<LeversInput, 'modelDir'>; torchCalls: number; torchWarmup: number }[] = [
+    {
+      role: 'embedded',
+      model: embedded,
+      input: quick ? { images: 2, compareRounds: 1, compareSteps: 4, batchSteps: 4 } : { images: 4, compareRounds: 5, compareSteps: 10, batchSteps: 20 },
+      levers: quick ? { calls: 2, rounds: 1 } : { calls: 10, rounds: 3 },
+      torchCalls: quick ? 3 : 25,
+      torchWarmup: 2,
+    },
+    {
+      role: 'sd',
+      model: sd,
+      input: quick ? { images: 2, compareRounds: 1, compareSteps: 3, batchSteps: 1 } : { images: 2, compareRounds: 2, compareSteps: 5, batchSteps: 2 },
+      levers: quick ? { calls: 1, rounds: 1 } : { calls: 2, rounds: 2 },
+      torchCalls: quick ? 1 : 3,
+      torchWarmup: 1,
+    },
+  ];
+  const models: ModelEntry[] = [];
+  for (const plan of plans) {
+    log(`— ${plan.model.label}: model section`);
+    const entry: ModelEntry = {
+      role: plan.role,
+      label: plan.model.label,
+      dir: path.relative(ROOT, plan.model.dir),
+      result: await attempt(`${plan.model.label} model section`, () => runSection<ModelSectionResult>('model', { modelDir: plan.model.dir, ...plan.input }, SECTION_TIMEOUT_MS), log),
+    };
+    if (!options.skipLevers) {
+      log(`— ${plan.model.label}: levers`);
+      entry.levers = await attempt(`${plan.model.label} levers`, () => runSection<{ batch: number; results: LeverResult[] }>('levers', { modelDir: plan.model.dir, ...plan.levers }, SECTION_TIMEOUT_MS), log);
+    }
+    const spec = unetSpecOf(plan.model.dir);
+    if (options.skipTorch) entry.torch = { skipped: 'skipped on request (--no-torch)' };
+    else if (!('version' in torch)) entry.torch = { skipped: torch.reason };
+    else if (!spec) entry.torch = { skipped: 'not a training/model.py network' };
+    else {
+      log(`— ${plan.model.label}: runtime vs PyTorch, ${cores} threads each`);
+      entry.torch = await attempt(`${plan.model.label} PyTorch comparison`, async (): Promise<TorchComparison> => {
+        // Alternate the two sides so that other load on the machine falls on both.
+        const onnx: number[] = [];
+        const pytorch: number[] = [];
+        let version = '';
+        for (let round = 0; round < 2; round++) {
+          onnx.push(...(await runSection<number[]>('bare-unet', { modelDir: plan.model.dir, threads: cores, calls: plan.torchCalls }, SECTION_TIMEOUT_MS)));
+          const t = await timeTorchUnet(python, spec, { batch: 2, threads: cores, calls: plan.torchCalls, warmup: plan.torchWarmup });
+          pytorch.push(...t.ms);
+          version = t.version;
+        }
+        const onnxMs = median(onnx);
+        const torchMs = median(pytorch);
+        return { model: plan.model.label, threads: cores, batch: 2, torchVersion: version, onnxMs, torchMs, speedup: torchMs / onnxMs };
+      }, log);
+    }
+    models.push(entry);
+  }
+
+  // 3. The bot, with the embedded model (or its stand-in).
+  let bot: BenchResults['bot'];
+  if (!options.skipBot) {
+    const botInput: BotInput = quick ? { modelDir: embedded.dir, singleJobs: 1, bursts: 1, members: 30 } : { modelDir: embedded.dir };
+    log(`— the bot with ${embedded.label}: in one process with the emulator`);
+    const inProcess = await attempt('bot section', () => runSection<BotResult>('bot', botInput, SECTION_TIMEOUT_MS), log);
+    log(`— the bot with ${embedded.label}: as its own process`);
+    const proc = await attempt('bot process section', () => runSection<BotProcessResult>('bot-process', { ...botInput, bursts: quick ? 1 : 2 }, SECTION_TIMEOUT_MS), log);
+    bot = { model: embedded.label, inProcess, process: proc };
+  }
+
+  const executionProvider = models.map((m) => m.result).find((r): r is ModelSectionResult => !('skipped' in r))?.executionProvider ?? 'cpu';
+  const partial = { machine, executionProvider, notes, models, bot, durationS: (performance.now() - started) / 1000 };
+  return { ...partial, targets: judgeTargets(partial) };
+}
