@@ -1,9 +1,9 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CLIPTokenizer, PreTrainedTokenizer, env } from '@huggingface/transformers';
-
-// Models come from the model folder on disk, never from the network.
-env.allowRemoteModels = false;
+// The tokenizer engine of @huggingface/transformers v4 (its PreTrainedTokenizer wraps this class), used directly:
+// importing all of transformers costs the bot about 140 MB of memory under tsx. Files are read here, from the
+// model folder: nothing is ever fetched.
+import { Tokenizer } from '@huggingface/tokenizers';
 
 /** Which files a tokenizer was built from. */
 export type TokenizerForm = 'tokenizer.json' | 'vocab.json+merges.txt';
@@ -28,23 +28,17 @@ export interface EncodedPrompt {
 /** A CLIP tokenizer that pads and truncates the way diffusers calls it (padding="max_length", truncation=True). */
 export class PromptTokenizer {
   constructor(
-    private readonly tokenizer: PreTrainedTokenizer,
+    private readonly tokenizer: Tokenizer,
     /** Ids per prompt, specials included. */
     readonly maxLength: number,
     readonly form: TokenizerForm,
+    readonly padTokenId: number,
+    readonly eosTokenId: number,
   ) {}
-
-  get padTokenId(): number {
-    return this.tokenizer.pad_token_id as number;
-  }
-
-  get eosTokenId(): number {
-    return this.tokenizer.eos_token_id as number;
-  }
 
   /** The ids of `text` with start and end tokens, before padding or truncation. */
   rawIds(text: string): number[] {
-    return this.tokenizer.encode(text);
+    return this.tokenizer.encode(text).ids;
   }
 
   encode(text: string): EncodedPrompt {
@@ -58,7 +52,7 @@ export class PromptTokenizer {
 }
 
 /**
- * Load the tokenizer in a model's tokenizer/ folder with @huggingface/transformers, locally.
+ * Load the tokenizer in a model's tokenizer/ folder with Hugging Face's tokenizers engine, locally.
  *
  * Real Stable Diffusion repositories ship vocab.json + merges.txt + tokenizer_config.json +
  * special_tokens_map.json and no tokenizer.json, which transformers.js needs (transformers.js issue #422): then the
@@ -84,8 +78,6 @@ export function loadTokenizer(folder: string, options: LoadTokenizerOptions = {}
     const merges = parseMerges(readFileSync(mergesPath, 'utf8'));
     tokenizerJson = buildClipTokenizerJson(vocab, merges, config);
   }
-  const className = String(config.tokenizer_class ?? '');
-  const Tokenizer = className.startsWith('CLIPTokenizer') ? CLIPTokenizer : PreTrainedTokenizer;
   const tokenizer = new Tokenizer(tokenizerJson, config);
   // model_max_length is 77 for CLIP; some configs carry a huge placeholder (1e30) meaning "unset".
   const configured = typeof config.model_max_length === 'number' && config.model_max_length < 1e6 ? config.model_max_length : 77;
@@ -93,16 +85,15 @@ export function loadTokenizer(folder: string, options: LoadTokenizerOptions = {}
   if (!Number.isInteger(maxLength) || maxLength < 3) {
     throw new Error(`Expected \`maxLength\` to be an integer of at least 3, got \`${maxLength}\``);
   }
-  if (tokenizer.pad_token_id == null || tokenizer.eos_token_id == null) {
-    throw new Error(`Expected ${folder} to define pad and end tokens found in its vocabulary`);
+  const eos = typeof config.eos_token === 'string' ? tokenizer.token_to_id(config.eos_token) : undefined;
+  const pad = typeof config.pad_token === 'string' ? tokenizer.token_to_id(config.pad_token) : undefined;
+  if (pad === undefined || eos === undefined) {
+    throw new Error(`Expected ${folder} to define pad and end tokens found in its vocabulary, got \`${String(config.pad_token)}\` and \`${String(config.eos_token)}\``);
   }
-  return new PromptTokenizer(tokenizer, maxLength, form);
+  return new PromptTokenizer(tokenizer, maxLength, form, pad, eos);
 }
 
-/**
- * tokenizer_config.json merged over special_tokens_map.json, with token objects reduced to their text
- * (transformers.js accepts only strings or `{"__type": "AddedToken"}` objects there).
- */
+/** tokenizer_config.json merged over special_tokens_map.json, with token objects reduced to their text. */
 function readTokenizerConfig(folder: string): Record<string, unknown> {
   const configPath = join(folder, 'tokenizer_config.json');
   const mapPath = join(folder, 'special_tokens_map.json');
