@@ -1,0 +1,135 @@
+/**
+ * Smoke test of the bench harness on the tiny test models: every section produces well-formed numbers that agree
+ * with each other, the report judges targets from what was measured, the CLI parses its flags. No timing
+ * assertions: speed targets belong to `npm run bench`, not to tests.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { parseBenchArgs } from '../../src/cli/bench.js';
+import { runSection } from '../../src/bench/child.js';
+import { measureLevers } from '../../src/bench/levers-section.js';
+import { measureModel, type ModelSectionResult } from '../../src/bench/model-section.js';
+import { unetSpecOf } from '../../src/bench/python.js';
+import { formatReport, judgeTargets, type ModelEntry } from '../../src/bench/report.js';
+import { machineInfo } from '../../src/bench/machine.js';
+import { percentile, summarize } from '../../src/bench/stats.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const SD_TINY = path.join(ROOT, 'test/fixtures/models/sd-tiny');
+const PIXEL_TINY = path.join(ROOT, 'test/fixtures/models/pixel-tiny');
+
+describe('bench statistics', () => {
+  it('GIVEN 1..100 THEN nearest-rank p50 is 50, p99 is 99 and p100 the maximum', () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i); // unsorted on purpose
+    expect(percentile(values, 50)).toBe(50);
+    expect(percentile(values, 99)).toBe(99);
+    expect(percentile(values, 100)).toBe(100);
+    expect(summarize(values)).toMatchObject({ n: 100, min: 1, max: 100, mean: 50.5 });
+  });
+
+  it('GIVEN fewer than 100 samples THEN p99 is the largest (a short series cannot hide its worst case)', () => {
+    expect(percentile([3, 9, 1], 99)).toBe(9);
+  });
+
+  it('GIVEN no samples or a bad percentage THEN it says what it expected', () => {
+    expect(() => percentile([], 50)).toThrow(/at least one sample/);
+    expect(() => percentile([1], 0)).toThrow(/Expected `p`/);
+  });
+});
+
+describe('bench model section on sd-tiny', () => {
+  let result: ModelSectionResult;
+
+  it('GIVEN a tiny model THEN load, images, step comparison and batches are measured and consistent', async () => {
+    result = await measureModel({ modelDir: SD_TINY, images: 2, compareRounds: 1, compareSteps: 3, batches: [1, 2], batchSteps: 2, steps: 3 });
+    expect(result.model).toBe('sd-tiny');
+    expect(result.executionProvider).toBe('cpu');
+    expect(result.loadMs).toBeGreaterThan(0);
+    expect(result.images).toHaveLength(1); // the first image is a warm-up
+    for (const image of result.images) {
+      expect(image.unetMs).toBeLessThanOrEqual(image.runtimeMs);
+      expect(image.runtimeMs).toBeLessThanOrEqual(image.totalMs);
+    }
+    expect(result.overheadPct).toBeGreaterThanOrEqual(0);
+    expect(result.overheadPct).toBeLessThan(100);
+    expect(result.sPerImage * 1000).toBeCloseTo(result.images[0].totalMs, 6);
+    // 3 steps per job: steps 2 and 3 are intervals, one job per round.
+    expect(result.step.samples).toBe(2);
+    expect(result.step.bareRunMs).toBeGreaterThan(0);
+    expect(result.step.costPct).toBeCloseTo((result.step.pipelineMs / result.step.bareRunMs - 1) * 100, 6);
+    for (const list of [result.batches, result.jobBatches]) {
+      expect(list.map((b) => b.count)).toEqual([1, 2]);
+      expect(list[0].relativeToOne).toBe(1);
+      expect(list[1].msPerImage).toBeCloseTo(list[1].totalMs / 2, 6);
+    }
+    expect(result.peakRssMb).toBeGreaterThanOrEqual(result.rssAfterLoadMb * 0.5);
+  }, 120_000);
+
+  it('GIVEN the measured result THEN the report judges each target from the number it shows', () => {
+    const entry: ModelEntry = { role: 'sd', label: 'sd-tiny', dir: 'test/fixtures/models/sd-tiny', result };
+    const partial = { machine: machineInfo(), executionProvider: 'cpu', notes: ['a note'], models: [entry], durationS: 1 };
+    const targets = judgeTargets(partial);
+    const overhead = targets.find((t) => t.name.includes('pipeline overhead'))!;
+    expect(overhead.met).toBe(result.overheadPct <= 2);
+    expect(overhead.gap !== undefined).toBe(!overhead.met);
+    const text = formatReport({ ...partial, targets });
+    expect(text).toContain('sd-tiny (');
+    expect(text).toContain('a note');
+    expect(text).toMatch(/Targets \(issue 6\)/);
+    expect(text.split('\n').filter((line) => line.startsWith('| sd-tiny')).length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('bench levers and child processes', () => {
+  it('GIVEN two levers THEN the current options come first and each variant has its own median', async () => {
+    const { results, batch } = await measureLevers({ modelDir: SD_TINY, calls: 1, rounds: 1, only: ['no spinning', 'preallocated output'] });
+    expect(batch).toBe(2);
+    expect(results.map((r) => r.name)).toEqual(['current', 'no spinning', 'preallocated output']);
+    expect(results[0].vsCurrentPct).toBe(0);
+    for (const r of results) {
+      expect(r.medianMs).toBeGreaterThan(0);
+      expect(r.calls).toBe(1);
+    }
+  }, 60_000);
+
+  it('GIVEN a section run in a child process THEN its result comes back as data', async () => {
+    const times = await runSection<number[]>('bare-unet', { modelDir: PIXEL_TINY, threads: 1, calls: 2 }, 60_000);
+    expect(times).toHaveLength(2);
+    for (const t of times) expect(t).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('GIVEN a section that fails THEN the promise rejects with the child’s message', async () => {
+    await expect(runSection('bare-unet', { modelDir: path.join(ROOT, 'test/fixtures/models/no-such-model'), threads: 1, calls: 1 }, 60_000)).rejects.toThrow(
+      /bare-unet.*exited with 1.*model_index\.json/,
+    );
+  }, 60_000);
+});
+
+describe('bench helpers', () => {
+  it('GIVEN a bench model folder or an exported embedded model THEN the PyTorch side gets the same network spec', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-bench-test-'));
+    try {
+      fs.mkdirSync(path.join(dir, 'unet'));
+      fs.writeFileSync(path.join(dir, 'unet', 'config.json'), JSON.stringify({ sample_size: 32, in_channels: 3 }));
+      fs.writeFileSync(path.join(dir, 'training.json'), JSON.stringify({ config: { channels: [48, 64, 96], attn: [false, true, true], stem: 2, text_dim: 128 } }));
+      expect(unetSpecOf(dir)).toEqual({ channels: [48, 64, 96], attn: [false, true, true], stem: 2, in_ch: 3, ctx_dim: 128, sample: [3, 32, 32], sequence: 32 });
+      fs.writeFileSync(
+        path.join(dir, 'bench-model.json'),
+        JSON.stringify({ unet: { channels: [64], attn: [true], stem: 1, in_ch: 4, ctx_dim: 32 }, sample: [4, 64, 64], sequence: 77 }),
+      );
+      expect(unetSpecOf(dir)).toMatchObject({ in_ch: 4, sample: [4, 64, 64], sequence: 77 });
+      expect(unetSpecOf(SD_TINY)).toBeUndefined();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('GIVEN bench flags THEN they parse; GIVEN an unknown flag THEN it throws', () => {
+    expect(parseBenchArgs(['--quick', '--no-bot', '--out', 'x.json'])).toMatchObject({ quick: true, skipBot: true, skipTorch: false, out: path.resolve('x.json') });
+    expect(() => parseBenchArgs(['--fast'])).toThrow(/Unknown option/);
+    expect(() => parseBenchArgs(['extra'])).toThrow(/no positional arguments/);
+  });
+});
