@@ -163,10 +163,15 @@ export async function main(argv: string[]): Promise<number> {
     const checked = checkInputs(params, model.info);
     const files = outputPaths(args.out ?? `imagine-${seed}.png`, checked.count);
 
+    // A terminal gets one bar redrawn in place; a log (no TTY) gets a line per tenth of the way.
     const tty = process.stderr.isTTY === true;
+    const tenth = (step: number, total: number) => Math.floor((step * 10) / total);
     const result = await generate(model, params, {
       previewEvery: 0,
-      onProgress: (progress) => process.stderr.write(`${tty ? '\r' : ''}${progressBar(progress)}${tty ? '' : '\n'}`),
+      onProgress: (progress) => {
+        if (tty) process.stderr.write(`\r${progressBar(progress)}`);
+        else if (tenth(progress.step, progress.totalSteps) !== tenth(progress.step - 1, progress.totalSteps)) process.stderr.write(`${progressBar(progress)}\n`);
+      },
     });
     if (tty) process.stderr.write('\n');
     result.images.forEach((png, i) => writeFileSync(files[i], png));
