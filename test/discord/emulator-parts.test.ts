@@ -244,6 +244,24 @@ describe('REST edges over HTTP', () => {
     expect([response.status, (await response.json()).code]).toEqual([413, 40005]);
   });
 
+  it('GIVEN a raw gateway socket THEN HELLO comes first, v9 is refused with 4012 and IDENTIFY with a bad token with 4004', async () => {
+    const { WebSocket } = await import('ws');
+    const open = (query: string) => new WebSocket(`${emulator.gatewayUrl}?${query}`);
+    const closeCode = (socket: InstanceType<typeof WebSocket>) => new Promise<number>((resolve) => socket.on('close', (code) => resolve(code)));
+
+    expect(await closeCode(open('v=9&encoding=json'))).toBe(4012);
+
+    const socket = open('v=10&encoding=json');
+    const hello = await new Promise<{ op: number; d: { heartbeat_interval: number } }>((resolve) =>
+      socket.once('message', (data) => resolve(JSON.parse(String(data)))),
+    );
+    expect(hello.op).toBe(10);
+    expect(hello.d.heartbeat_interval).toBe(41_250);
+    const closed = closeCode(socket);
+    socket.send(JSON.stringify({ op: 2, d: { token: 'wrong', intents: 1, properties: {} } }));
+    expect(await closed).toBe(4004);
+  });
+
   it('GIVEN a 204 THEN it has no Content-Type, and attachments are served from their URL', async () => {
     const seeded = emulator.seedMessage({ content: 'x', files: [{ name: 'p.bin', bytes: Buffer.from([1, 2, 3]), contentType: 'application/octet-stream' }] });
     const put = await fetch(`${emulator.apiUrl}/v10/channels/${emulator.defaults.channelId}/messages/${seeded.message.id}/reactions/${encodeURIComponent('🔁')}/@me`, {

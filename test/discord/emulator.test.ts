@@ -538,6 +538,15 @@ describe('Discord emulator rules that need their own instance', () => {
     expect((await afterInvalid).options.getString('prompt')).toBe('fresh session');
   });
 
+  it('GIVEN a privileged intent the application has not switched on THEN the gateway closes with 4014 and login fails', async () => {
+    emulator = await DiscordEmulator.start();
+    client = new Client({ intents: [GatewayIntentBits.Guilds, GatewayIntentBits.MessageContent], rest: { api: emulator.apiUrl } });
+    const failed = new Promise<number>((resolve) => client!.on(Events.ShardDisconnect, (event) => resolve(event.code)));
+    void client.login(emulator.token).catch(() => undefined);
+    expect(await failed).toBe(4014);
+    expect(emulator.gatewayStats.identifies).toBe(0);
+  });
+
   it('GIVEN a client without the reactions intent THEN Discord sends it no reaction events', async () => {
     emulator = await DiscordEmulator.start();
     client = new Client({ intents: [GatewayIntentBits.Guilds], rest: { api: emulator.apiUrl } });

@@ -44,6 +44,8 @@
  *   `invalidateSession(resumable)` (op 9), `dropHeartbeatAcks(n)` (zombie connection → resume);
  *   missed events are replayed on RESUME.
  * - `dispatch({ t, d })`: any gateway event, type-checked against discord-api-types.
+ * - Events are filtered by the identified intents; a privileged intent not switched on in
+ *   `privilegedIntents` closes the gateway with 4014, and a `v` other than 10 with 4012.
  *
  * ## Rules and faults
  * - Interaction deadline `interactionDeadlineMs` (3000) and token lifetime `tokenLifetimeMs`
@@ -148,6 +150,11 @@ export interface EmulatorOptions {
    * returns them. Default false: embeds are stored as sent, so tests can read the reference back.
    */
   resolveAttachmentUrls?: boolean;
+  /**
+   * Privileged intents the application has switched on (GuildMembers, GuildPresences,
+   * MessageContent). Default none: identifying with one closes the gateway with 4014, as Discord does.
+   */
+  privilegedIntents?: number;
 }
 
 /** Ids of the world every emulator starts with. */
@@ -220,6 +227,7 @@ export class DiscordEmulator {
     this.token = options.token ?? fakeToken(this.defaults.botUserId);
     this.gateway = new Gateway({
       token: this.token,
+      privilegedIntents: options.privilegedIntents ?? 0,
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
       resumeUrl: () => this.resumeGatewayUrl,
       newSessionId: () => this.#ids.next(),

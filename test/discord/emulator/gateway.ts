@@ -41,6 +41,9 @@ const EVENT_INTENTS: Partial<Record<string, number>> = {
   [GatewayDispatchEvents.MessageReactionRemove]: GatewayIntentBits.GuildMessageReactions,
 };
 
+/** GuildMembers, GuildPresences and MessageContent need a switch in the developer portal. */
+const PRIVILEGED_INTENTS = GatewayIntentBits.GuildMembers | GatewayIntentBits.GuildPresences | GatewayIntentBits.MessageContent;
+
 /** One gateway session: survives its socket so a RESUME can replay what was missed. */
 export class GatewaySession {
   seq = 0;
@@ -62,6 +65,8 @@ export class GatewaySession {
 
 export interface GatewayOptions {
   token: string;
+  /** Privileged intents switched on for the application in the developer portal; others are refused with 4014. */
+  privilegedIntents: number;
   heartbeatIntervalMs: number;
   /** Called after IDENTIFY with the new session; sends READY and GUILD_CREATE through `session`. */
   onIdentify: (session: GatewaySession, gateway: Gateway) => void;
@@ -102,6 +107,14 @@ export class Gateway {
   constructor(private readonly options: GatewayOptions) {
     this.#wss.on('connection', (socket, request: IncomingMessage) => {
       if (request.url?.startsWith(new URL(this.options.resumeUrl()).pathname)) this.stats.resumeUrlConnections++;
+      const query = new URL(request.url ?? '/', 'ws://127.0.0.1').searchParams;
+      // discord.js asks for `?v=10&encoding=json`; Discord refuses other versions with 4012.
+      if (query.get('v') !== '10' || (query.get('encoding') ?? 'json') !== 'json') {
+        this.#sockets.add(socket);
+        socket.on('close', () => this.#sockets.delete(socket));
+        socket.close(GatewayCloseCodes.InvalidAPIVersion, 'Invalid API version');
+        return;
+      }
       this.#onConnection(socket);
     });
   }
@@ -229,6 +242,9 @@ export class Gateway {
         case GatewayOpcodes.Identify: {
           if (session) return socket.close(GatewayCloseCodes.AlreadyAuthenticated, 'Already authenticated.');
           if (payload.d.token !== this.options.token) return socket.close(GatewayCloseCodes.AuthenticationFailed, 'Authentication failed.');
+          if (Number(payload.d.intents) & PRIVILEGED_INTENTS & ~this.options.privilegedIntents) {
+            return socket.close(GatewayCloseCodes.DisallowedIntents, 'Disallowed intent(s).');
+          }
           this.stats.identifies++;
           session = new GatewaySession(this.options.newSessionId(), Number(payload.d.intents));
           session.socket = socket;
