@@ -180,7 +180,9 @@ export class JobMessenger {
       const message = this.messageFor(job);
       const position = this.queue.position(job.id);
       try {
-        await message.pacer.finish({ kind: 'restarting', place: position?.place || undefined });
+        // Place 0 means it was running: it will run again first, so no place is shown.
+        const place = position !== undefined && position.place > 0 ? position.place : undefined;
+        await message.pacer.finish({ kind: 'restarting', place });
       } catch (error) {
         this.logger.warn('could not tell a member about the restart', { jobId: job.id, error: String(error) });
       }
