@@ -176,12 +176,14 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
 
     const unetConfigPath = join(dir, 'unet', 'config.json');
     const unetConfig = existsSync(unetConfigPath) ? readJson(unetConfigPath) : {};
-    const nativeCells = numberOr(unetConfig.sample_size, NaN);
+    // Native size: fixed UNet dimensions, else unet/config.json sample_size (a number or [height, width]), else
+    // 64 cells (SD 1.x: 512 px; a pixel-space model without a config: 64 px).
+    const sampleSize = unetConfig.sample_size;
+    const [configH, configW] = Array.isArray(sampleSize) ? sampleSize : [sampleSize, sampleSize];
     const fixedH = dim(unet.sample.shape[2]);
     const fixedW = dim(unet.sample.shape[3]);
-    const defaultCells = pixelSpace ? 64 : 64; // SD 1.x: 64 latent cells = 512 px
-    const height = (fixedH ?? (Number.isFinite(nativeCells) ? nativeCells : defaultCells)) * latentFactor;
-    const width = (fixedW ?? (Number.isFinite(nativeCells) ? nativeCells : defaultCells)) * latentFactor;
+    const height = (fixedH ?? numberOr(configH, 64)) * latentFactor;
+    const width = (fixedW ?? numberOr(configW, 64)) * latentFactor;
 
     const className = typeof schedulerConfig._class_name === 'string' ? schedulerConfig._class_name : '';
     const defaultScheduler: SchedulerName = schedulerNameFromClass(className) ?? 'euler';
