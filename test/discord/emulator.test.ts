@@ -251,7 +251,8 @@ describe('Discord emulator with a real discord.js client', () => {
   });
 
   it('GIVEN a seeded message the client never saw WHEN a member reacts THEN messageReactionAdd fires with a partial', async () => {
-    const seeded = emulator.seedMessage({ content: 'an old image', files: [{ name: 'old.png', bytes: await png(8, 8) }] });
+    const yesterday = new Date(Date.now() - 86_400_000);
+    const seeded = emulator.seedMessage({ content: 'an old image', files: [{ name: 'old.png', bytes: await png(8, 8) }], createdAt: yesterday });
     const alice = emulator.defaults.users.alice.id;
     const event = new Promise<[MessageReaction | PartialMessageReaction, User | PartialUser]>((resolve) =>
       client.once(Events.MessageReactionAdd, (reaction, user) => resolve([reaction, user])),
@@ -265,6 +266,7 @@ describe('Discord emulator with a real discord.js client', () => {
     const message = await reaction.message.fetch();
     expect(message.attachments.first()?.name).toBe('old.png');
     expect(message.author.id).toBe(emulator.defaults.botUserId);
+    expect(Math.abs(message.createdTimestamp - yesterday.getTime())).toBeLessThan(1_000);
 
     // The bot's own reaction goes through REST (URL-encoded emoji) and comes back as an event too.
     const own = new Promise<User | PartialUser>((resolve) => client.once(Events.MessageReactionAdd, (_r, u) => resolve(u)));

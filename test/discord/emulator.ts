@@ -38,7 +38,7 @@
  * - `sendButton({ messageId, customId, userId? })`: a button click (type 3) on a stored message.
  * - `addReaction({ userId, channelId?, messageId, emoji, burst? })` / `removeReaction(...)`:
  *   MESSAGE_REACTION_ADD / REMOVE, also for messages the client never cached.
- * - `seedMessage({ channelId?, authorId?, content?, embeds?, files? })`: a message that exists
+ * - `seedMessage({ channelId?, authorId?, content?, embeds?, files?, createdAt? })`: a message that exists
  *   without the client having seen it (e.g. posted before a restart).
  * - `reconnect()` (op 7), `disconnect(code?)` (socket closed, client resumes),
  *   `invalidateSession(resumable)` (op 9), `dropHeartbeatAcks(n)` (zombie connection → resume);
@@ -466,6 +466,8 @@ export class DiscordEmulator {
     embeds?: APIEmbed[];
     files?: { name: string; bytes: Buffer; contentType?: string }[];
     referenceMessageId?: string;
+    /** When it was posted; its snowflake encodes this time. Default now. */
+    createdAt?: Date;
   }): StoredMessage {
     const channelId = options.channelId ?? this.defaults.channelId;
     const found = this.world.findChannel(channelId);
@@ -487,6 +489,7 @@ export class DiscordEmulator {
       },
       files,
       type: MessageType.Default,
+      createdAt: options.createdAt,
     });
   }
 
@@ -527,7 +530,7 @@ export class DiscordEmulator {
 
   // Reading back --------------------------------------------------------------------------------
 
-  /** Messages in a channel (default: every channel), oldest first, deleted ones left out. */
+  /** Messages in a channel (default: every channel) in the order they were stored, deleted ones left out. */
   messages(channelId?: string): StoredMessage[] {
     return this.store.list(channelId);
   }

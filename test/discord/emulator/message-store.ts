@@ -64,7 +64,7 @@ export class MessageStore {
     return stored && !stored.deleted ? stored : undefined;
   }
 
-  /** Messages of a channel, oldest first; deleted ones left out unless asked for. */
+  /** Messages of a channel in the order they were stored; deleted ones left out unless asked for. */
   list(channelId?: string, includeDeleted = false): StoredMessage[] {
     return [...this.#byId.values()].filter(
       (m) => (channelId === undefined || m.message.channel_id === channelId) && (includeDeleted || !m.deleted),
@@ -82,8 +82,10 @@ export class MessageStore {
     applicationId?: string;
     interactionId?: string;
     extra?: Partial<APIMessage>;
+    /** Backdates the message (id and timestamp); default now. */
+    createdAt?: Date;
   }): StoredMessage {
-    const id = this.ids.next();
+    const id = this.ids.next(options.createdAt?.getTime());
     const { body } = options;
     const stored: StoredMessage = {
       message: {
@@ -91,7 +93,7 @@ export class MessageStore {
         channel_id: options.channelId,
         author: options.author,
         content: body.content ?? '',
-        timestamp: new Date().toISOString(),
+        timestamp: (options.createdAt ?? new Date()).toISOString(),
         edited_timestamp: null,
         tts: body.tts ?? false,
         mention_everyone: false,

@@ -12,8 +12,9 @@ export class SnowflakeFactory {
 
   constructor(private readonly clock: EmulatorClock) {}
 
-  next(): string {
-    const ms = BigInt(this.clock.now()) - DISCORD_EPOCH;
+  /** A new id; `atMs` (ms since the Unix epoch) backdates it, e.g. for a message sent yesterday. */
+  next(atMs?: number): string {
+    const ms = BigInt(Math.floor(atMs ?? this.clock.now())) - DISCORD_EPOCH;
     // Worker id 1, process id 0, 12-bit increment: the layout Discord documents.
     const id = (ms << 22n) | (1n << 17n) | (this.#increment++ & 0xfffn);
     return id.toString();
