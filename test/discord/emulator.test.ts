@@ -336,6 +336,8 @@ describe('Discord emulator with a real discord.js client', () => {
       .patch(`/channels/${repliesChannelId}/messages/${notMine.message.id}`, { body: { content: 'hijack' } })
       .catch((e: DiscordAPIError) => e);
     expect([(foreign as DiscordAPIError).status, (foreign as DiscordAPIError).code]).toEqual([403, 50005]);
+    const recent = await channel.messages.fetch({ limit: 3 });
+    expect([...recent.keys()]).toEqual([notMine.message.id, loud.id, quiet.id].sort((a, b) => (BigInt(b) > BigInt(a) ? 1 : -1)));
     await quiet.delete();
     expect(emulator.message(quiet.id)).toBeUndefined();
     const gone = await channel.messages.fetch({ message: quiet.id, force: true }).catch((e: DiscordAPIError) => e);

@@ -100,8 +100,15 @@ export function registerRoutes(router: Router, core: EmulatorCore): void {
   router.add('GET', '/channels/:channelId/messages', ({ params, query }) => {
     requireChannel(core, params.channelId);
     const limit = Math.min(Number(query.get('limit') ?? 50), 100);
-    const visible = store.list(params.channelId).filter((m) => !isEphemeral(m));
-    return ok(visible.reverse().slice(0, limit).map((m) => m.message));
+    const before = query.get('before');
+    const after = query.get('after');
+    // Newest first by snowflake, like Discord; `before` / `after` page by id.
+    const visible = store
+      .list(params.channelId)
+      .filter((m) => !isEphemeral(m))
+      .filter((m) => (before ? BigInt(m.message.id) < BigInt(before) : true) && (after ? BigInt(m.message.id) > BigInt(after) : true))
+      .sort((a, b) => (BigInt(b.message.id) > BigInt(a.message.id) ? 1 : -1));
+    return ok(visible.slice(0, limit).map((m) => m.message));
   });
   router.add('POST', '/channels/:channelId/messages', ({ params, body }) => {
     const { guild } = requireChannel(core, params.channelId);
