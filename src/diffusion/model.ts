@@ -19,6 +19,11 @@ export interface LoadModelOptions {
   executionProviders?: readonly ExecutionProviderName[];
   /** Threads per session for the cpu provider. Default: onnxruntime's choice (the physical cores). */
   intraOpNumThreads?: number;
+  /**
+   * More onnxruntime session options (thread spinning, memory pattern, free dimension overrides...), merged over
+   * the loader's: graphOptimizationLevel 'all', logSeverityLevel 3. Plain data, so it can cross to a worker.
+   */
+  sessionOptions?: Omit<ort.InferenceSession.SessionOptions, 'executionProviders'>;
   /** Where the one line about the provider in use goes. Default console.error. */
   log?: (line: string) => void;
 }
@@ -106,10 +111,11 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
 
   const providers = await pickProvider(options.executionProviders ?? ['cpu'], log);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
-    executionProviders: [providers],
     graphOptimizationLevel: 'all',
     logSeverityLevel: 3,
     ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
+    ...options.sessionOptions,
+    executionProviders: [providers],
   };
   const sessions: ort.InferenceSession[] = [];
   const open = async (part: string) => {

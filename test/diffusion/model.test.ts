@@ -1,4 +1,4 @@
-import { cpSync, existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -148,5 +148,15 @@ describe('the embedded model', () => {
     } finally {
       await model.release();
     }
+  });
+});
+
+describe('session options', () => {
+  it('GIVEN sessionOptions THEN they reach the sessions (profiling writes its files)', async () => {
+    const dir = mkdtempSync(join(temp, 'profile-'));
+    const model = await loadModel(join(MODELS, 'sd-tiny'), { sessionOptions: { enableProfiling: true, profileFilePrefix: join(dir, 'session') } });
+    await model.release();
+    // One profile per session: text encoder, UNet, VAE decoder.
+    expect(readdirSync(dir).filter((f) => f.startsWith('session') && f.endsWith('.json'))).toHaveLength(3);
   });
 });
