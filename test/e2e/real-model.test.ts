@@ -57,6 +57,9 @@ describe('/imagine with the real worker pool and an ONNX model', () => {
     const fields = Object.fromEntries(done.message.embeds[0]!.fields!.map((f) => [f.name, f.value]));
     expect(fields).toMatchObject({ Seed: '3', Steps: '150', Model: 'sd-tiny', Size: `${model.width}×${model.height}` });
     const progress = originalEdits(emulator, handle.token).filter((call) => String(call.body?.content ?? '').includes('Step '));
-    expect(progress.length, JSON.stringify(originalEdits(emulator, handle.token).map((c) => [c.at, c.status, c.body?.content]))).toBeGreaterThanOrEqual(2);
+    // The tiny test model makes 150 steps in well under a second, so only one or two paced edits fit; two or
+    // more progress edits at Discord's pace are proven with the stand-in sampler (imagine.test.ts).
+    expect(progress.length, JSON.stringify(originalEdits(emulator, handle.token).map((c) => [c.at, c.status, c.body?.content]))).toBeGreaterThanOrEqual(1);
+    expect(progress[0]!.body.content).toMatch(/^🎨 Step \d+\/150 `[█░]{20}`/);
   });
 });
