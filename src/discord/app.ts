@@ -12,7 +12,7 @@ import type { ResumeReport, ShutdownReport } from '../queue/types.js';
 import { openDatabase, type Db } from '../store/database.js';
 import { SettingsStore } from '../store/settings.js';
 import { attachHandlers } from './bot.js';
-import { createClient } from './client.js';
+import { createClient, inviteUrl } from './client.js';
 import { COMMANDS } from './commands.js';
 import { createLogger } from './log.js';
 import { createSampler } from './sampler.js';
@@ -89,6 +89,9 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     logger,
   });
 
+  client.once('clientReady', (ready) => {
+    logger.info('connected', { user: ready.user.tag, guilds: ready.guilds.cache.size, invite: inviteUrl(ready.application.id) });
+  });
   await client.login(config.discordToken);
   const resumed = await queue.resume();
   logger.info('ready', { ...resumed });

@@ -2,7 +2,26 @@
  * The discord.js client with what the bot needs and nothing more: no privileged intent, partials so reactions
  * on messages it never cached (older ones, or from before a restart) still arrive, and mentions off by default.
  */
-import { Client, GatewayIntentBits, Partials, type ClientOptions } from 'discord.js';
+import { Client, GatewayIntentBits, Partials, PermissionFlagsBits, type ClientOptions } from 'discord.js';
+
+/** What the bot needs in a channel: see it, post, embed, attach the picture, react, and read replies' targets. */
+export const BOT_PERMISSIONS =
+  PermissionFlagsBits.ViewChannel |
+  PermissionFlagsBits.SendMessages |
+  PermissionFlagsBits.EmbedLinks |
+  PermissionFlagsBits.AttachFiles |
+  PermissionFlagsBits.AddReactions |
+  PermissionFlagsBits.ReadMessageHistory;
+
+/** The link a server owner opens to add the bot with exactly those permissions and its slash commands. */
+export function inviteUrl(applicationId: string): string {
+  const query = new URLSearchParams({
+    client_id: applicationId,
+    scope: 'bot applications.commands',
+    permissions: BOT_PERMISSIONS.toString(),
+  });
+  return `https://discord.com/oauth2/authorize?${query}`;
+}
 
 export interface CreateClientOptions {
   /** REST base (DISCORD_API_URL); gateway discovery goes through it too. Undefined: Discord. */

@@ -188,6 +188,8 @@ describe('the bot process against the emulator', () => {
     const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny') }, cwd);
     running.push(bot);
     await waitForOutput(bot, /INFO ready/, 90_000);
+    // The owner gets the invite link with exactly the permissions the bot needs (1024+2048+16384+32768+64+65536).
+    await waitForOutput(bot, /INFO connected .*scope=bot\+applications\.commands&permissions=117824/);
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'from the worker', steps: 10 } });
     expect((await handle.waitForResponse()).body.type).toBe(5);
     await eventually(() => finals(emulator, 'from the worker').length === 1, 90_000, 'the picture');
