@@ -33,6 +33,8 @@ export interface LeverResult {
   name: string;
   createMs: number;
   medianMs: number;
+  /** The fastest call: what the variant costs when nothing else wants the cores. */
+  minMs: number;
   /** medianMs against the loader's current options, in %: negative is faster. */
   vsCurrentPct: number;
   calls: number;
@@ -130,6 +132,7 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
       name: s.variant.name,
       createMs: s.createMs,
       medianMs: median(s.times),
+      minMs: Math.min(...s.times),
       vsCurrentPct: (median(s.times) / current - 1) * 100,
       calls: s.times.length,
     })),

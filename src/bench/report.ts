@@ -1,6 +1,7 @@
 /** The bench's results as one object (bench/results.json), the targets of issue 6 judged, and the printed table. */
 import type { BotProcessResult, BotResult } from './bot-section.js';
 import type { LeverResult } from './levers-section.js';
+import type { LoopLeverResult } from './loop-levers-section.js';
 import type { MachineInfo } from './machine.js';
 import type { ModelSectionResult } from './model-section.js';
 import { round } from './stats.js';
@@ -28,6 +29,7 @@ export interface ModelEntry {
   dir: string;
   result: ModelSectionResult | Skipped;
   levers?: { batch: number; results: LeverResult[] } | Skipped;
+  loopLevers?: { results: LoopLeverResult[] } | Skipped;
   torch?: TorchComparison | Skipped;
 }
 
@@ -126,7 +128,7 @@ export function formatReport(results: BenchResults): string {
       fmt(r.loadMs, ' ms'),
       fmt(r.unetMsPerStep, ' ms'),
       fmt(r.sPerImage, ' s'),
-      fmt(r.overheadPct, ' %'),
+      `${fmt(r.overheadPct, ' %')} (best ${fmt(r.overheadBestPct, ' %')})`,
       `${fmt(r.step.pipelineMs)} / ${fmt(r.step.bareRunMs)} ms (${r.step.costPct >= 0 ? '+' : ''}${fmt(r.step.costPct)} %)`,
       fmt(r.step.pipelineWithPreviewMs, ' ms'),
       fmt(r.peakRssMb, ' MiB'),
@@ -151,7 +153,12 @@ export function formatReport(results: BenchResults): string {
   for (const e of results.models) {
     if (!e.levers || isSkipped(e.levers)) continue;
     out.push('', `Runtime levers on ${e.label}'s UNet (batch ${e.levers.batch}, median of interleaved rounds; vs the loader's current options):`, '');
-    out.push(table(['variant', 'median', 'vs current', 'session create'], e.levers.results.map((l) => [l.name, fmt(l.medianMs, ' ms'), `${l.vsCurrentPct >= 0 ? '+' : ''}${fmt(l.vsCurrentPct)} %`, fmt(l.createMs, ' ms')])));
+    out.push(table(['variant', 'median', 'vs current', 'fastest call', 'session create'], e.levers.results.map((l) => [l.name, fmt(l.medianMs, ' ms'), `${l.vsCurrentPct >= 0 ? '+' : ''}${fmt(l.vsCurrentPct)} %`, fmt(l.minMs, ' ms'), fmt(l.createMs, ' ms')])));
+  }
+  for (const e of results.models) {
+    if (!e.loopLevers || isSkipped(e.loopLevers)) continue;
+    out.push('', `Threads and the bot's event loop: ${e.label}'s UNet in a worker thread, the main thread's loop delay meanwhile:`, '');
+    out.push(table(['variant', 'UNet median', 'fastest', 'loop delay p50', 'p99 (worst round)', 'max'], e.loopLevers.results.map((l) => [l.name, fmt(l.medianMs, ' ms'), fmt(l.minMs, ' ms'), fmt(l.loopP50Ms, ' ms'), fmt(l.loopP99Ms, ' ms'), fmt(l.loopMaxMs, ' ms')])));
   }
 
   const bot = results.bot;

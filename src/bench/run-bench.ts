@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
 import { runSection } from './child.js';
 import type { LeversInput, LeverResult } from './levers-section.js';
+import type { LoopLeverResult } from './loop-levers-section.js';
 import { machineInfo } from './machine.js';
 import type { ModelSectionInput, ModelSectionResult } from './model-section.js';
 import { buildBenchModels, DEFAULT_PYTHON, probeTorch, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
@@ -90,12 +91,13 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   }
 
   // 2. Per model: the model section, the levers, the PyTorch comparison.
-  const plans: { role: ModelEntry['role']; model: { dir: string; label: string }; input: Omit<ModelSectionInput, 'modelDir'>; levers: Omit<LeversInput, 'modelDir'>; torchCalls: number; torchWarmup: number }[] = [
+  const plans: { role: ModelEntry['role']; model: { dir: string; label: string }; input: Omit<ModelSectionInput, 'modelDir'>; levers: Omit<LeversInput, 'modelDir'>; loopCalls: number; torchCalls: number; torchWarmup: number }[] = [
     {
       role: 'embedded',
       model: embedded,
       input: quick ? { images: 2, compareRounds: 1, compareSteps: 4, batchSteps: 4 } : { images: 4, compareRounds: 5, compareSteps: 10, batchSteps: 20 },
       levers: quick ? { calls: 2, rounds: 1 } : { calls: 10, rounds: 3 },
+      loopCalls: quick ? 5 : 40,
       torchCalls: quick ? 3 : 25,
       torchWarmup: 2,
     },
@@ -104,6 +106,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       model: sd,
       input: quick ? { images: 2, compareRounds: 1, compareSteps: 3, batchSteps: 1 } : { images: 2, compareRounds: 2, compareSteps: 5, batchSteps: 2 },
       levers: quick ? { calls: 1, rounds: 1 } : { calls: 2, rounds: 2 },
+      loopCalls: quick ? 1 : 4,
       torchCalls: quick ? 1 : 3,
       torchWarmup: 1,
     },
@@ -120,6 +123,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     if (!options.skipLevers) {
       log(`— ${plan.model.label}: levers`);
       entry.levers = await attempt(`${plan.model.label} levers`, () => runSection<{ batch: number; results: LeverResult[] }>('levers', { modelDir: plan.model.dir, ...plan.levers }, SECTION_TIMEOUT_MS), log);
+      log(`— ${plan.model.label}: thread levers and the event loop`);
+      entry.loopLevers = await attempt(`${plan.model.label} loop levers`, () => runSection<{ results: LoopLeverResult[] }>('loop-levers', { modelDir: plan.model.dir, calls: plan.loopCalls, rounds: 2 }, SECTION_TIMEOUT_MS), log);
     }
     const spec = unetSpecOf(plan.model.dir);
     if (options.skipTorch) entry.torch = { skipped: 'skipped on request (--no-torch)' };

@@ -28,13 +28,18 @@ async function main(): Promise<void> {
       output = await measureBot(input, log);
       break;
     }
+    case 'loop-levers': {
+      const { measureLoopLevers } = await import('./loop-levers-section.js');
+      output = await measureLoopLevers(input, log);
+      break;
+    }
     case 'bot-process': {
       const { measureBotProcess } = await import('./bot-section.js');
       output = await measureBotProcess(input, log);
       break;
     }
     default:
-      throw new Error(`Expected a section from model, levers, bare-unet, bot, bot-process, got \`${String(section)}\``);
+      throw new Error(`Expected a section from model, levers, bare-unet, bot, bot-process, loop-levers, got \`${String(section)}\``);
   }
   writeFileSync(outputFile, JSON.stringify(output));
   // Worker threads, sockets or native pools left behind must not keep the bench waiting.
