@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { schedulerNameFromClass } from './schedulers/index.js';
+import { DEFAULT_SESSION_OPTIONS } from './session-options.js';
 import type { SchedulerConfig } from './schedulers/types.js';
 import { loadTokenizer, type PromptTokenizer } from './tokenizer.js';
 import type { ModelInfo, SchedulerName } from './types.js';
@@ -21,7 +22,7 @@ export interface LoadModelOptions {
   intraOpNumThreads?: number;
   /**
    * More onnxruntime session options (thread spinning, memory pattern, free dimension overrides...), merged over
-   * the loader's: graphOptimizationLevel 'all', logSeverityLevel 3. Plain data, so it can cross to a worker.
+   * the loader's DEFAULT_SESSION_OPTIONS (session-options.ts). Plain data, so it can cross to a worker.
    */
   sessionOptions?: Omit<ort.InferenceSession.SessionOptions, 'executionProviders'>;
   /** Where the one line about the provider in use goes. Default console.error. */
@@ -111,8 +112,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
 
   const providers = await pickProvider(options.executionProviders ?? ['cpu'], log);
   const sessionOptions: ort.InferenceSession.SessionOptions = {
-    graphOptimizationLevel: 'all',
-    logSeverityLevel: 3,
+    ...DEFAULT_SESSION_OPTIONS,
     ...(options.intraOpNumThreads !== undefined ? { intraOpNumThreads: options.intraOpNumThreads } : {}),
     ...options.sessionOptions,
     executionProviders: [providers],
