@@ -6,6 +6,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModel } from '../diffusion/model.js';
+import { DEFAULT_SESSION_OPTIONS } from '../diffusion/session-options.js';
 import { median } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 
@@ -40,12 +41,11 @@ export interface LeverResult {
   calls: number;
 }
 
-/** The loader's options today (src/diffusion/model.ts), the baseline every lever is compared with. */
-export const CURRENT_OPTIONS: ort.InferenceSession.SessionOptions = {
-  executionProviders: ['cpu'],
-  graphOptimizationLevel: 'all',
-  logSeverityLevel: 3,
-};
+/** The loader's options today (src/diffusion/session-options.ts), the baseline every lever is compared with. */
+export const CURRENT_OPTIONS: ort.InferenceSession.SessionOptions = { ...DEFAULT_SESSION_OPTIONS, executionProviders: ['cpu'] };
+
+/** onnxruntime's own default: pool threads spin while waiting for work (the loader turns it off). */
+export const SPINNING = { session: { intra_op: { allow_spinning: '1' }, inter_op: { allow_spinning: '1' } } };
 
 /** Variants for a UNet whose symbolic dimensions are `symbolic` (name → the value the bench runs at). */
 export function leverVariants(cores: number, symbolic: Record<string, number>): LeverVariant[] {
@@ -53,8 +53,7 @@ export function leverVariants(cores: number, symbolic: Record<string, number>): 
     { name: 'current', options: {} },
     { name: 'intraOp=1', options: { intraOpNumThreads: 1 } },
     { name: `intraOp=${cores}`, options: { intraOpNumThreads: cores } },
-    // onnxruntime's pool threads spin while waiting for work; on a small machine they take cycles from the bot.
-    { name: 'no spinning', options: { extra: { session: { intra_op: { allow_spinning: '0' } } } } },
+    { name: 'spinning (ort default)', options: { extra: SPINNING } },
     { name: 'graph basic', options: { graphOptimizationLevel: 'basic' } },
     { name: 'graph extended', options: { graphOptimizationLevel: 'extended' } },
     { name: 'graph disabled', options: { graphOptimizationLevel: 'disabled' } },

@@ -1,7 +1,7 @@
 /**
  * What the runtime's thread options do to the bot's main thread: the UNet runs in a worker thread (as in the bot)
- * with each variant's options while the main thread's event-loop delay is recorded. onnxruntime's intra-op threads
- * spin while they wait for work; on a machine with few cores they compete with the event loop for the CPU.
+ * with each variant's options while the main thread's event-loop delay is recorded. onnxruntime's pool threads
+ * spin while they wait for work (its default); on a machine with few cores they compete with the event loop.
  */
 import os from 'node:os';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -11,7 +11,7 @@ import type * as ort from 'onnxruntime-node';
 import { loadModel } from '../diffusion/model.js';
 import { median } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
-import { CURRENT_OPTIONS } from './levers-section.js';
+import { CURRENT_OPTIONS, SPINNING } from './levers-section.js';
 
 export interface LoopLeversInput {
   modelDir: string;
@@ -57,14 +57,13 @@ const ort = require(workerData.ortPath);
 const RESOLUTION_MS = 10;
 
 export function loopLeverVariants(cores: number): { name: string; options: ort.InferenceSession.SessionOptions }[] {
-  const noSpin = { session: { intra_op: { allow_spinning: '0' } } };
-  const variants = [
-    { name: 'current', options: {} },
-    { name: 'no spinning', options: { extra: noSpin } },
+  const variants: { name: string; options: ort.InferenceSession.SessionOptions }[] = [
+    { name: 'current (no spinning)', options: {} },
+    { name: 'spinning (ort default)', options: { extra: SPINNING } },
     { name: 'intraOp=1', options: { intraOpNumThreads: 1 } },
+    { name: 'intraOp=1, spinning', options: { intraOpNumThreads: 1, extra: SPINNING } },
   ];
   if (cores > 2) variants.push({ name: `intraOp=${cores - 1}`, options: { intraOpNumThreads: cores - 1 } });
-  variants.push({ name: `intraOp=${Math.max(1, cores - 1)}, no spinning`, options: { intraOpNumThreads: Math.max(1, cores - 1), extra: noSpin } as never });
   return variants;
 }
 

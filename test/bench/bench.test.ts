@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { parseBenchArgs } from '../../src/cli/bench.js';
 import { runSection } from '../../src/bench/child.js';
 import { measureLevers } from '../../src/bench/levers-section.js';
+import { measureLoopLevers } from '../../src/bench/loop-levers-section.js';
 import { measureModel, type ModelSectionResult } from '../../src/bench/model-section.js';
 import { unetSpecOf } from '../../src/bench/python.js';
 import { formatReport, judgeTargets, type ModelEntry } from '../../src/bench/report.js';
@@ -85,13 +86,24 @@ describe('bench model section on sd-tiny', () => {
 
 describe('bench levers and child processes', () => {
   it('GIVEN two levers THEN the current options come first and each variant has its own median', async () => {
-    const { results, batch } = await measureLevers({ modelDir: SD_TINY, calls: 1, rounds: 1, only: ['no spinning', 'preallocated output'] });
+    const { results, batch } = await measureLevers({ modelDir: SD_TINY, calls: 1, rounds: 1, only: ['spinning (ort default)', 'preallocated output'] });
     expect(batch).toBe(2);
-    expect(results.map((r) => r.name)).toEqual(['current', 'no spinning', 'preallocated output']);
+    expect(results.map((r) => r.name)).toEqual(['current', 'spinning (ort default)', 'preallocated output']);
     expect(results[0].vsCurrentPct).toBe(0);
     for (const r of results) {
       expect(r.medianMs).toBeGreaterThan(0);
       expect(r.calls).toBe(1);
+    }
+  }, 60_000);
+
+  it('GIVEN the thread levers THEN each runs the UNet in a worker and the main thread’s loop delay is read', async () => {
+    const { results } = await measureLoopLevers({ modelDir: PIXEL_TINY, calls: 2, rounds: 1 });
+    expect(results.map((r) => r.name).slice(0, 2)).toEqual(['current (no spinning)', 'spinning (ort default)']);
+    for (const r of results) {
+      expect(r.minMs).toBeGreaterThan(0);
+      expect(r.minMs).toBeLessThanOrEqual(r.medianMs);
+      expect(r.loopP50Ms).toBeGreaterThanOrEqual(0);
+      expect(r.loopP99Ms).toBeGreaterThanOrEqual(r.loopP50Ms);
     }
   }, 60_000);
 
