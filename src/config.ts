@@ -113,6 +113,7 @@ const schema = z.object({
       return value;
     }),
   EDIT_INTERVAL_MS: intKey('EDIT_INTERVAL_MS', 0, 60_000, 1500),
+  EDITS_PER_CHANNEL_PER_MINUTE: intKey('EDITS_PER_CHANNEL_PER_MINUTE', 0, 10_000, 30),
 });
 
 export interface Config {
@@ -148,6 +149,8 @@ export interface Config {
   readonly guidanceDefault: number;
   /** Minimum milliseconds between two edits of one message. Default 1500 (Discord allows about 5 per 5 s). */
   readonly editIntervalMs: number;
+  /** Progress edits per channel per minute, all jobs together; 0: no limit. Default 30. */
+  readonly editsPerChannelPerMinute: number;
 }
 
 /**
@@ -184,6 +187,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     stepsMax: v.STEPS_MAX,
     guidanceDefault: v.GUIDANCE_DEFAULT,
     editIntervalMs: v.EDIT_INTERVAL_MS,
+    editsPerChannelPerMinute: v.EDITS_PER_CHANNEL_PER_MINUTE,
   });
 }
 

@@ -33,6 +33,7 @@ describe('parseConfig', () => {
       stepsMax: 50,
       guidanceDefault: 7.5,
       editIntervalMs: 1500,
+      editsPerChannelPerMinute: 30,
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.executionProviders)).toBe(true);

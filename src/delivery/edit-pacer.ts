@@ -15,6 +15,11 @@ export interface EditPacerOptions<T> {
   intervalMs?: number;
   /** Told about failed progress edits (the final edit rejects its own promise instead). Default: ignore. */
   onError?: (error: unknown) => void;
+  /**
+   * Awaited before each progress edit picks its state (e.g. a per-channel budget). Its signal aborts when the
+   * pacer finishes or is disposed, so the last edit never waits behind it. Default: none.
+   */
+  beforeSend?: (signal: AbortSignal) => Promise<void>;
 }
 
 export class EditPacer<T> {
@@ -22,6 +27,8 @@ export class EditPacer<T> {
   private readonly keyOf: (state: T) => string;
   private readonly intervalMs: number;
   private readonly onError: (error: unknown) => void;
+  private readonly beforeSend: ((signal: AbortSignal) => Promise<void>) | undefined;
+  private readonly closing = new AbortController();
   private pending: T | undefined;
   private inFlight: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -36,6 +43,7 @@ export class EditPacer<T> {
     this.keyOf = options.keyOf;
     this.intervalMs = options.intervalMs ?? 1500;
     this.onError = options.onError ?? (() => {});
+    this.beforeSend = options.beforeSend;
   }
 
   /** Offers a progress state; it replaces any state not yet sent. Ignored after `finish` or `dispose`. */
@@ -61,6 +69,7 @@ export class EditPacer<T> {
    */
   async reserveLast(): Promise<void> {
     this.closed = true;
+    this.closing.abort();
     this.pending = undefined;
     this.clearTimer();
     await this.settle();
@@ -77,6 +86,7 @@ export class EditPacer<T> {
   /** Stops without a final edit: pending progress is dropped. */
   dispose(): void {
     this.closed = true;
+    this.closing.abort();
     this.pending = undefined;
     this.clearTimer();
   }
@@ -95,6 +105,20 @@ export class EditPacer<T> {
 
   private run(): void {
     this.timer = undefined;
+    if (this.pending === undefined || this.closed) return;
+    this.inFlight = this.runOne()
+      .catch((error: unknown) => this.onError(error))
+      .finally(() => {
+        this.lastEndedAt = Date.now();
+        this.inFlight = undefined;
+        this.schedule();
+      });
+  }
+
+  private async runOne(): Promise<void> {
+    // A shared budget (the channel's) may hold this edit back; states that arrive meanwhile replace the pending
+    // one, so what is sent after the wait is the latest.
+    if (this.beforeSend) await this.beforeSend(this.closing.signal);
     const state = this.pending;
     this.pending = undefined;
     if (state === undefined || this.closed) return;
@@ -102,12 +126,6 @@ export class EditPacer<T> {
     if (key === this.lastKey) return;
     this.lastKey = key;
     this.sent += 1;
-    this.inFlight = this.send(state)
-      .catch((error: unknown) => this.onError(error))
-      .finally(() => {
-        this.lastEndedAt = Date.now();
-        this.inFlight = undefined;
-        this.schedule();
-      });
+    await this.send(state);
   }
 }

@@ -13,6 +13,7 @@ import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
 import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
 import type { GenerateResult, Preview, StepProgress } from '../diffusion/types.js';
 import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
+import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
 import { DEFAULT_ATTACHMENT_LIMIT, fitImage, previewPng } from './images.js';
 import { renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
@@ -45,6 +46,8 @@ export interface JobMessengerOptions {
   queue: JobQueue;
   /** Minimum milliseconds between two edits of one message. Default 1500. */
   editIntervalMs?: number;
+  /** Progress edits per channel per minute, shared by every job in the channel; 0: no limit. Default 30. */
+  channelEditsPerMinute?: number;
   /** Side of the preview image in pixels. Default 256. */
   previewSide?: number;
   logger?: Logger;
@@ -107,6 +110,7 @@ export class JobMessenger {
   private readonly holds = new Map<string, { promise: Promise<boolean>; attachmentLimit?: number }>();
   private readonly unsubscribe: Array<() => void> = [];
   private reactionLane: Promise<unknown> = Promise.resolve();
+  private readonly channelBudget: ChannelBudget;
 
   constructor(options: JobMessengerOptions) {
     this.rest = options.rest;
@@ -115,6 +119,7 @@ export class JobMessenger {
     this.previewSide = options.previewSide ?? 256;
     this.logger = options.logger ?? console;
     this.now = options.now ?? Date.now;
+    this.channelBudget = new ChannelBudget(options.channelEditsPerMinute ?? 30);
 
     const events = this.queue.events;
     this.unsubscribe.push(
@@ -137,6 +142,7 @@ export class JobMessenger {
     const final = await this.finalBody(message, result);
     if (!(await message.acknowledged)) message.webhookDead = true;
     await message.pacer.reserveLast();
+    this.channelBudget.note(job.channelId);
     let receipt: DeliveryReceipt;
     if (this.canUseWebhook(message)) {
       try {
@@ -250,6 +256,7 @@ export class JobMessenger {
           intervalMs: this.editIntervalMs,
           keyOf: (stage) => renderKey(renderStage(stage.kind === 'running' ? { ...stage, preview: undefined } : stage, m.job.params)) + (stage.kind === 'running' && stage.raw ? '+preview' : ''),
           send: (stage) => this.sendStage(m, stage),
+          beforeSend: (signal) => this.channelBudget.take(m.job.channelId, signal),
           onError: (error) => this.logger.warn('progress edit failed', { jobId: m.job.id, error: String(error) }),
         }),
     );
@@ -282,6 +289,8 @@ export class JobMessenger {
       body = renderStage(stage, message.job.params);
     }
     const live = stage.kind === 'queued' || stage.kind === 'running';
+    // Live stages took their turn in the channel's budget before they were picked; last ones only count.
+    if (!live) this.channelBudget.note(message.job.channelId);
 
     if (this.canUseWebhook(message)) {
       try {

@@ -78,7 +78,13 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     jobTimeoutMs: config.jobTimeoutMs,
     logger,
   });
-  messenger = new JobMessenger({ rest: client.rest, queue, editIntervalMs: config.editIntervalMs, logger });
+  messenger = new JobMessenger({
+    rest: client.rest,
+    queue,
+    editIntervalMs: config.editIntervalMs,
+    channelEditsPerMinute: config.editsPerChannelPerMinute,
+    logger,
+  });
   attachHandlers(client, COMMANDS, {
     config,
     queue,

@@ -60,6 +60,8 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
     DATA_DIR: dataDir,
     SAMPLER: 'stand-in',
     STAND_IN_STEP_MS: '100',
+    // Tests run many jobs in one channel within seconds; the channel budget has its own test.
+    EDITS_PER_CHANNEL_PER_MINUTE: '0',
     ...options.env,
   });
   const logs: string[] = [];

@@ -107,6 +107,7 @@ describe('the bot process against the emulator', () => {
       STAND_IN_STEP_MS: '100',
       EDIT_INTERVAL_MS: '300',
       QUEUE_MAX_PER_MEMBER: '10',
+      EDITS_PER_CHANNEL_PER_MINUTE: '0',
     };
     return { emulator, env, cwd: tempDir() };
   }

@@ -175,3 +175,26 @@ describe('a defer that comes too late', () => {
     }
   });
 });
+
+describe('the per-channel edit budget', () => {
+  it('GIVEN 5 progress edits per channel per minute THEN two busy jobs share them, and both pictures still arrive at once', async () => {
+    const h = await startHarness({ env: { STAND_IN_STEP_MS: '100', EDIT_INTERVAL_MS: '100', EDITS_PER_CHANNEL_PER_MINUTE: '5' } });
+    try {
+      const { emulator } = h;
+      const handles = ['budget one', 'budget two'].map((prompt) => emulator.sendCommand({ name: 'imagine', options: { prompt, steps: 20 } }));
+      for (const handle of handles) {
+        await eventually(() => {
+          const original = handle.original();
+          return original && original.message.embeds.length > 0 ? original : undefined;
+        }, 60_000, 'a picture');
+      }
+      const live = handles
+        .flatMap((handle) => originalEdits(emulator, handle.token))
+        .filter((call) => /^(⏳|🎨)/.test(String(call.body?.content ?? '')));
+      expect(live.length).toBeGreaterThanOrEqual(2);
+      expect(live.length).toBeLessThanOrEqual(5);
+    } finally {
+      await h.close();
+    }
+  });
+});

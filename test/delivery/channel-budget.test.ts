@@ -1,0 +1,52 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { ChannelBudget } from '../../src/delivery/channel-budget.js';
+
+describe('ChannelBudget', () => {
+  beforeEach(() => {
+    vi.useFakeTimers();
+    vi.setSystemTime(0);
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('GIVEN 3 per minute THEN the 4th edit in a channel waits until the first leaves the window; other channels do not', async () => {
+    const budget = new ChannelBudget(3);
+    const grantedAt: Record<string, number[]> = { a: [], b: [] };
+    const take = (channel: 'a' | 'b') => budget.take(channel).then(() => grantedAt[channel]!.push(Date.now()));
+    await Promise.all([take('a'), take('a')]);
+    await vi.advanceTimersByTimeAsync(10_000);
+    budget.note('a'); // a final edit: counted, never waits
+    const fourth = take('a');
+    await take('b');
+    await vi.advanceTimersByTimeAsync(49_000);
+    expect(grantedAt.a).toEqual([0, 0]);
+    await vi.advanceTimersByTimeAsync(2_000);
+    await fourth;
+    expect(grantedAt.a).toEqual([0, 0, 60_001]);
+    expect(grantedAt.b).toEqual([10_000]);
+  });
+
+  it('GIVEN a waiting take whose signal aborts THEN it returns at once without counting', async () => {
+    const budget = new ChannelBudget(1);
+    await budget.take('a');
+    const controller = new AbortController();
+    let done = false;
+    const waiting = budget.take('a', controller.signal).then(() => (done = true));
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(done).toBe(false);
+    controller.abort();
+    await waiting;
+    expect(Date.now()).toBe(1000);
+    // The aborted take counted nothing: the next one waits only for the first edit to leave the window.
+    const next = budget.take('a');
+    await vi.advanceTimersByTimeAsync(59_001);
+    await next;
+  });
+
+  it('GIVEN 0 THEN nothing ever waits', async () => {
+    const budget = new ChannelBudget(0);
+    for (let i = 0; i < 100; i++) await budget.take('a');
+    expect(() => new ChannelBudget(-1)).toThrow('Expected `perMinute` to be an integer ≥ 0, got `-1`');
+  });
+});
