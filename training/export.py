@@ -132,7 +132,10 @@ def main() -> None:
         "beta_end": beta_end,
         "num_train_timesteps": steps,
         "prediction_type": cfg["prediction_type"],
-        "clip_sample": False,
+        # Pixel space: clipping the x0 estimate to the image range keeps colours from overshooting at high guidance.
+        "clip_sample": True,
+        "clip_sample_range": 1.0,
+        "thresholding": False,
         "set_alpha_to_one": False,
         "steps_offset": 1,
         "timestep_spacing": "leading",

@@ -1,4 +1,5 @@
-"""Train the embedded model: DDPM (linear betas, 1000 steps), epsilon prediction, min-SNR-5 loss weighting,
+"""Train the embedded model: DDPM (linear betas, 1000 steps), v-prediction (default; epsilon on request),
+min-SNR-5 loss weighting,
 caption dropout for classifier-free guidance, EMA weights. Resumable: every checkpoint holds model, EMA,
 optimizer and step; data and noise are drawn from generators seeded by (seed, step), so a resumed run
 sees exactly the batches an uninterrupted one would.
@@ -66,18 +67,28 @@ def sample(model: Model, captions: list[str], vocab: dict, steps: int = 20, guid
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 3, data.SIZE, data.SIZE, generator=g).to(dev)
     ratio = T // steps
+    v_pred = model_prediction_type(model) == "v_prediction"
     ts = [int(i * ratio) + 1 for i in range(steps)][::-1]
     for i, t in enumerate(ts):
         tt = torch.full((2 * n,), t, dtype=torch.long, device=dev)
-        eps = model.unet(torch.cat([x, x]), tt, ctx)
-        e_c, e_u = eps[:n], eps[n:]
-        e = e_u + guidance * (e_c - e_u)
+        out = model.unet(torch.cat([x, x]), tt, ctx)
+        o_c, o_u = out[:n], out[n:]
+        o = o_u + guidance * (o_c - o_u)
         a_t = ac[t]
-        a_prev = ac[t - ratio] if t - ratio >= 0 else torch.tensor(1.0, device=dev)
-        x0 = (x - (1 - a_t).sqrt() * e) / a_t.sqrt()
+        a_prev = ac[t - ratio] if t - ratio >= 0 else ac[0]
+        if v_pred:
+            x0 = a_t.sqrt() * x - (1 - a_t).sqrt() * o
+        else:
+            x0 = (x - (1 - a_t).sqrt() * o) / a_t.sqrt()
+        x0 = x0.clamp(-1, 1)  # clip_sample, as the exported DDIM config
+        e = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
     img = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return img
+
+
+def model_prediction_type(model: Model) -> str:
+    return getattr(model, "prediction_type", "epsilon")
 
 
 def evaluate(model: Model, vocab: dict, n: int, guidance: float) -> dict:
@@ -113,6 +124,7 @@ def main() -> None:
     p.add_argument("--p-uncond", type=float, default=0.1)
     p.add_argument("--p-unk", type=float, default=0.1, help="share of captions given an unknown word")
     p.add_argument("--snr-gamma", type=float, default=5.0)
+    p.add_argument("--prediction", default="v_prediction", choices=["epsilon", "v_prediction"])
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -152,10 +164,12 @@ def main() -> None:
             "snr_gamma": args.snr_gamma,
             "seed": args.seed,
             "betas": ["linear", 1e-4, 0.02, T],
-            "prediction_type": "epsilon",
+            "prediction_type": args.prediction,
         }
     model = build(cfg, len(vocab_list)).to(dev)
+    model.prediction_type = cfg["prediction_type"]
     ema = copy.deepcopy(model).eval()
+    ema.prediction_type = cfg["prediction_type"]
     for q in ema.parameters():
         q.requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01, betas=(0.9, 0.99))
@@ -195,8 +209,14 @@ def main() -> None:
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
         pred = model(xt, t, ids)
         snr = ac[t] / (1 - ac[t])
-        w = torch.clamp(snr, max=cfg["snr_gamma"]) / snr  # min-SNR-gamma for epsilon prediction (Hang et al. 2023)
-        loss = (w * ((pred - noise) ** 2).mean(dim=(1, 2, 3))).mean()
+        # min-SNR-gamma weighting (Hang et al. 2023): the same x0-space weights for either parametrization.
+        if cfg["prediction_type"] == "v_prediction":
+            target = a.sqrt() * noise - (1 - a).sqrt() * x0
+            w = torch.clamp(snr, max=cfg["snr_gamma"]) / (snr + 1)
+        else:
+            target = noise
+            w = torch.clamp(snr, max=cfg["snr_gamma"]) / snr
+        loss = (w * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
 
         # Warm-up by step; then, since a sitting is bounded by wall time, a linear decay to 10% over its last
         # --decay-minutes (annealing the LR at the end of a fixed budget gives a cleaner final model).
