@@ -156,7 +156,10 @@ describe('reroll after a restart (uncached message, journal only)', () => {
 
     const second = await startHarness({ existingEmulator: emulator, dataDir, env: { STAND_IN_STEP_MS: '50', EDIT_INTERVAL_MS: '300' } });
     try {
-      expect(second.app.client.channels.cache.get(emulator.defaults.channelId)?.isTextBased() && (second.app.client.channels.cache.get(emulator.defaults.channelId) as { messages: { cache: Map<string, unknown> } }).messages.cache.has(image.message.id)).toBe(false);
+      // A new process: the picture's message is in no cache, only in the journal.
+      const channel = second.app.client.channels.cache.get(emulator.defaults.channelId);
+      expect(channel?.isTextBased()).toBe(true);
+      expect(channel?.isTextBased() && channel.messages.cache.has(image.message.id)).toBe(false);
       emulator.addReaction({ userId: alice.id, messageId: image.message.id, emoji: '🔁' });
       const reroll = await eventually(
         () => repliesTo(second, image.message.id).find((m) => m.message.embeds.length > 0),
