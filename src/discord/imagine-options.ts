@@ -38,7 +38,7 @@ export interface ImagineLimits {
   stepsMax: number;
   /** Default guidance when the member gives none. */
   guidanceDefault: number;
-  model: Pick<ModelInfo, 'width' | 'height' | 'latentFactor'>;
+  model: Pick<ModelInfo, 'width' | 'height' | 'latentFactor' | 'fixedSize'>;
   /** Returns the banned word found in `text`, or undefined. */
   findBannedWord?: (text: string) => string | undefined;
   /** Draws a seed when the member gives none. */
@@ -149,6 +149,12 @@ export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits):
     throw new UserError(
       Identifiers.InvalidInput,
       `Expected \`aspect\` to be one of ${Object.keys(ASPECTS).join(', ')}, got \`${aspect}\`.`,
+    );
+  }
+  if (aspect !== 'square' && limits.model.fixedSize) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `This model makes only ${limits.model.width}×${limits.model.height} pictures: leave \`aspect\` at square.`,
     );
   }
   const { width, height } = sizeForAspect(aspect as Aspect, limits.model);

@@ -81,6 +81,16 @@ describe('buildGenerateParams', () => {
   });
 });
 
+describe('a model exported at one size', () => {
+  it('GIVEN a non-square aspect THEN the member is told the one size it makes', () => {
+    const fixed = { ...limits, model: { width: 32, height: 32, latentFactor: 1, fixedSize: true } };
+    expect(buildGenerateParams({ prompt: 'ok' }, fixed)).toMatchObject({ width: 32, height: 32 });
+    expect(() => buildGenerateParams({ prompt: 'ok', aspect: 'portrait' }, fixed)).toThrow(
+      'This model makes only 32×32 pictures: leave `aspect` at square.',
+    );
+  });
+});
+
 describe('sizeForAspect', () => {
   it('GIVEN a pixel-space 32×32 model THEN sides stay multiples of 8 near the native area', () => {
     const model = { width: 32, height: 32, latentFactor: 1 };
