@@ -106,4 +106,26 @@ describe('/imagine end to end (stand-in sampler)', () => {
     const snapshot = h.app.queue.snapshot();
     for (const view of [...snapshot.waiting, ...snapshot.running]) h.app.queue.cancel(view.job.id);
   });
+
+  it('GIVEN jobs waiting behind others THEN each message shows its place and ETA, updated as the queue moves', async () => {
+    const { emulator } = h;
+    const { alice, bob, owner } = emulator.defaults.users;
+    const handles = [
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'first in line', steps: 8 }, userId: alice.id }),
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'second in line', steps: 8 }, userId: bob.id }),
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'third in line', steps: 8 }, userId: owner.id }),
+    ];
+    const last = handles[2]!;
+    const done = await eventually(() => {
+      const original = last.original();
+      return original && original.message.embeds.length > 0 ? original : undefined;
+    }, 60_000, 'the third picture');
+    const shown = [...done.history, done.message].map((m) => String(m.content));
+    const places = shown.filter((content) => content.startsWith('⏳'));
+    expect(places.some((content) => /place 2 in the queue, starts in about \d+ s/.test(content))).toBe(true);
+    expect(places.some((content) => /next in the queue/.test(content))).toBe(true);
+    // The place only ever goes down.
+    const numbers = places.map((content) => (/place (\d+)/.exec(content)?.[1] ? Number(/place (\d+)/.exec(content)![1]) : 1));
+    expect([...numbers].sort((a, b) => b - a)).toEqual(numbers);
+  });
 });
