@@ -68,6 +68,11 @@ export function leverVariants(cores: number, symbolic: Record<string, number>): 
   return variants;
 }
 
+function rotate<T>(list: readonly T[], by: number): T[] {
+  const k = by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}
+
 /** Measure every variant; the first is the loader's current options. */
 export async function measureLevers(input: LeversInput, log: (line: string) => void = () => {}): Promise<{ model: string; batch: number; results: LeverResult[] }> {
   const calls = input.calls ?? 8;
@@ -111,7 +116,8 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
       await (fetches ? session.run(feeds, fetches) : session.run(feeds)); // warm-up: first-run allocations
     }
     for (let r = 0; r < rounds; r++) {
-      for (const entry of sessions) {
+      // A different order each round, so no variant always follows the same neighbour (caches, thread wake-ups).
+      for (const entry of rotate(sessions, r)) {
         for (let i = 0; i < calls; i++) {
           const t0 = performance.now();
           await (entry.fetches ? entry.session.run(feeds, entry.fetches) : entry.session.run(feeds));
@@ -153,5 +159,43 @@ export async function measureBareUnet(modelDir: string, threads: number, calls: 
     return times;
   } finally {
     await model.release();
+  }
+}
+
+export interface Fp16Result {
+  /** Latent cells per side the two UNets ran at. */
+  cells: number;
+  float32Ms: number;
+  float16Ms: number;
+  /** float16Ms / float32Ms − 1, in %. */
+  costPct: number;
+  calls: number;
+}
+
+/**
+ * fp16 weights on the cpu provider: the same small UNet exported in float32 (sd-tiny) and with float16 weights and
+ * interface (sd-tiny-fp16, a Cast after each weight, as the provider has few float16 kernels), run at `cells` ×
+ * `cells` latents, interleaved.
+ */
+export async function measureFp16(float32Dir: string, float16Dir: string, cells: number, calls: number, rounds: number): Promise<Fp16Result> {
+  const models = [await loadModel(float32Dir, { log: () => {} }), await loadModel(float16Dir, { log: () => {} })];
+  try {
+    const feeds = models.map((model) => unetFeeds(model, { ...unetShapeOf(model, 2), height: cells, width: cells }));
+    const times: number[][] = [[], []];
+    for (let m = 0; m < 2; m++) await models[m].unet.session.run(feeds[m]);
+    for (let r = 0; r < rounds; r++) {
+      for (let m = 0; m < 2; m++) {
+        for (let i = 0; i < calls; i++) {
+          const t0 = performance.now();
+          await models[m].unet.session.run(feeds[m]);
+          times[m].push(performance.now() - t0);
+        }
+      }
+    }
+    const float32Ms = median(times[0]);
+    const float16Ms = median(times[1]);
+    return { cells, float32Ms, float16Ms, costPct: (float16Ms / float32Ms - 1) * 100, calls: times[0].length };
+  } finally {
+    await Promise.all(models.map((m) => m.release()));
   }
 }

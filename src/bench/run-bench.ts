@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
 import { runSection } from './child.js';
-import type { LeversInput, LeverResult } from './levers-section.js';
+import type { Fp16Result, LeversInput, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
 import { machineInfo } from './machine.js';
 import type { ModelSectionInput, ModelSectionResult } from './model-section.js';
@@ -95,8 +95,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     {
       role: 'embedded',
       model: embedded,
-      input: quick ? { images: 2, compareRounds: 1, compareSteps: 4, batchSteps: 4 } : { images: 4, compareRounds: 5, compareSteps: 10, batchSteps: 20 },
-      levers: quick ? { calls: 2, rounds: 1 } : { calls: 10, rounds: 3 },
+      input: quick ? { images: 2, compareRounds: 1, compareSteps: 4, batchSteps: 4, batchRepeats: 1 } : { images: 4, compareRounds: 8, compareSteps: 10, batchSteps: 20 },
+      levers: quick ? { calls: 2, rounds: 1 } : { calls: 5, rounds: 6 },
       loopCalls: quick ? 5 : 40,
       torchCalls: quick ? 3 : 25,
       torchWarmup: 2,
@@ -104,8 +104,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     {
       role: 'sd',
       model: sd,
-      input: quick ? { images: 2, compareRounds: 1, compareSteps: 3, batchSteps: 1 } : { images: 2, compareRounds: 2, compareSteps: 5, batchSteps: 2 },
-      levers: quick ? { calls: 1, rounds: 1 } : { calls: 2, rounds: 2 },
+      input: quick ? { images: 2, compareRounds: 1, compareSteps: 3, batchSteps: 1, batchRepeats: 1 } : { images: 2, compareRounds: 3, compareSteps: 5, batchSteps: 3, batchRepeats: 2 },
+      levers: quick ? { calls: 1, rounds: 1 } : { calls: 1, rounds: 4 },
       loopCalls: quick ? 1 : 4,
       torchCalls: quick ? 1 : 3,
       torchWarmup: 1,
@@ -151,6 +151,19 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     models.push(entry);
   }
 
+  // fp16 weights: the fixture pair that differs only in weight and interface dtype, at SD's 64×64 latents.
+  let fp16: BenchResults['fp16'];
+  if (!options.skipLevers) {
+    log('— fp16 against float32 weights');
+    fp16 = await attempt('fp16 comparison', () => runSection<Fp16Result>('fp16', {
+      float32Dir: path.join(ROOT, 'test/fixtures/models/sd-tiny'),
+      float16Dir: path.join(ROOT, 'test/fixtures/models/sd-tiny-fp16'),
+      cells: 64,
+      calls: quick ? 2 : 10,
+      rounds: quick ? 1 : 3,
+    }, SECTION_TIMEOUT_MS), log);
+  }
+
   // 3. The bot, with the embedded model (or its stand-in).
   let bot: BenchResults['bot'];
   if (!options.skipBot) {
@@ -163,6 +176,6 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   }
 
   const executionProvider = models.map((m) => m.result).find((r): r is ModelSectionResult => !('skipped' in r))?.executionProvider ?? 'cpu';
-  const partial = { machine, executionProvider, notes, models, bot, durationS: (performance.now() - started) / 1000 };
+  const partial = { machine, executionProvider, notes, models, fp16, bot, durationS: (performance.now() - started) / 1000 };
   return { ...partial, targets: judgeTargets(partial) };
 }

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseBenchArgs } from '../../src/cli/bench.js';
 import { runSection } from '../../src/bench/child.js';
-import { measureLevers } from '../../src/bench/levers-section.js';
+import { measureFp16, measureLevers } from '../../src/bench/levers-section.js';
 import { measureLoopLevers } from '../../src/bench/loop-levers-section.js';
 import { measureModel, type ModelSectionResult } from '../../src/bench/model-section.js';
 import { unetSpecOf } from '../../src/bench/python.js';
@@ -45,7 +45,7 @@ describe('bench model section on sd-tiny', () => {
   let result: ModelSectionResult;
 
   it('GIVEN a tiny model THEN load, images, step comparison and batches are measured and consistent', async () => {
-    result = await measureModel({ modelDir: SD_TINY, images: 2, compareRounds: 1, compareSteps: 3, batches: [1, 2], batchSteps: 2, steps: 3 });
+    result = await measureModel({ modelDir: SD_TINY, images: 2, compareRounds: 1, compareSteps: 3, batches: [1, 2], batchSteps: 2, batchRepeats: 1, steps: 3 });
     expect(result.model).toBe('sd-tiny');
     expect(result.executionProvider).toBe('cpu');
     expect(result.loadMs).toBeGreaterThan(0);
@@ -60,7 +60,8 @@ describe('bench model section on sd-tiny', () => {
     // 3 steps per job: steps 2 and 3 are intervals, one job per round.
     expect(result.step.samples).toBe(2);
     expect(result.step.bareRunMs).toBeGreaterThan(0);
-    expect(result.step.costPct).toBeCloseTo((result.step.pipelineMs / result.step.bareRunMs - 1) * 100, 6);
+    expect(result.step.bareRunPreallocMs).toBeGreaterThan(0);
+    expect(result.step.costPct).toBeCloseTo((result.step.pipelineMs / result.step.bareRunPreallocMs - 1) * 100, 6);
     for (const list of [result.batches, result.jobBatches]) {
       expect(list.map((b) => b.count)).toEqual([1, 2]);
       expect(list[0].relativeToOne).toBe(1);
@@ -105,6 +106,13 @@ describe('bench levers and child processes', () => {
       expect(r.loopP50Ms).toBeGreaterThanOrEqual(0);
       expect(r.loopP99Ms).toBeGreaterThanOrEqual(r.loopP50Ms);
     }
+  }, 60_000);
+
+  it('GIVEN the float32 and float16 fixtures THEN both UNets run at the asked size and are compared', async () => {
+    const f = await measureFp16(SD_TINY, path.join(ROOT, 'test/fixtures/models/sd-tiny-fp16'), 16, 2, 1);
+    expect(f).toMatchObject({ cells: 16, calls: 2 });
+    expect(f.float32Ms).toBeGreaterThan(0);
+    expect(f.costPct).toBeCloseTo((f.float16Ms / f.float32Ms - 1) * 100, 6);
   }, 60_000);
 
   it('GIVEN a section run in a child process THEN its result comes back as data', async () => {
