@@ -65,6 +65,13 @@ function isDeadWebhook(error: unknown): boolean {
   );
 }
 
+/** What the member would see, without encoding the preview (the pacer compares these for every state). */
+function stageKey(stage: PendingStage, params: JobRecord['params']): string {
+  if (stage.kind !== 'running') return renderKey(renderStage(stage, params));
+  const { raw, ...shown } = stage;
+  return renderKey(renderStage(shown, params)) + (raw ? '+preview' : '');
+}
+
 function toRawFiles(message: MessageBody): RawFile[] {
   return message.files.map((file) => ({ name: file.name, data: file.data, contentType: file.contentType }));
 }
@@ -254,7 +261,7 @@ export class JobMessenger {
       (m) =>
         new EditPacer<PendingStage>({
           intervalMs: this.editIntervalMs,
-          keyOf: (stage) => renderKey(renderStage(stage.kind === 'running' ? { ...stage, preview: undefined } : stage, m.job.params)) + (stage.kind === 'running' && stage.raw ? '+preview' : ''),
+          keyOf: (stage) => stageKey(stage, m.job.params),
           send: (stage) => this.sendStage(m, stage),
           beforeSend: (signal) => this.channelBudget.take(m.job.channelId, signal),
           onError: (error) => this.logger.warn('progress edit failed', { jobId: m.job.id, error: String(error) }),
