@@ -132,8 +132,9 @@ def main() -> None:
         "beta_end": beta_end,
         "num_train_timesteps": steps,
         "prediction_type": cfg["prediction_type"],
-        # Pixel space: clipping the x0 estimate to the image range keeps colours from overshooting at high guidance.
-        "clip_sample": True,
+        # No clipping: diffusers' DDIM clips x0 but keeps the model's epsilon, and with guidance that mismatch drove
+        # whole backgrounds to the wrong colour (measured: "white background" came out purple at guidance 4 and 7.5).
+        "clip_sample": False,
         "clip_sample_range": 1.0,
         "thresholding": False,
         "set_alpha_to_one": False,

@@ -59,7 +59,7 @@ def build(cfg: dict, vocab_size: int) -> Model:
 
 @torch.no_grad()
 def sample(model: Model, captions: list[str], vocab: dict, steps: int = 20, guidance: float = 4.0, seed: int = 0) -> np.ndarray:
-    """DDIM (eta 0, 'leading' spacing, steps_offset 1 as in the exported scheduler config) with CFG."""
+    """DDIM (eta 0, 'leading' spacing, steps_offset 1, no clipping: the exported scheduler config) with CFG."""
     dev = next(model.parameters()).device
     ac = schedule(dev)
     n = len(captions)
@@ -78,10 +78,10 @@ def sample(model: Model, captions: list[str], vocab: dict, steps: int = 20, guid
         a_prev = ac[t - ratio] if t - ratio >= 0 else ac[0]
         if v_pred:
             x0 = a_t.sqrt() * x - (1 - a_t).sqrt() * o
+            e = a_t.sqrt() * o + (1 - a_t).sqrt() * x
         else:
             x0 = (x - (1 - a_t).sqrt() * o) / a_t.sqrt()
-        x0 = x0.clamp(-1, 1)  # clip_sample, as the exported DDIM config
-        e = (x - a_t.sqrt() * x0) / (1 - a_t).sqrt()
+            e = o
         x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * e
     img = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return img
