@@ -73,9 +73,22 @@ export interface GenerateOptions {
   previewEvery?: number;
 }
 
+/** One job of a shared run (see `Sampler.generateBatch`). */
+export interface BatchItem {
+  params: GenerateParams;
+  options?: GenerateOptions;
+}
+
 /** What the queue needs from whatever runs jobs: the worker pool in production, a stand-in in load tests. */
 export interface Sampler {
   generate(params: GenerateParams, options?: GenerateOptions): Promise<GenerateResult>;
+  /**
+   * Optional: run these jobs together, in the same UNet calls, as soon as a worker is free. The caller groups
+   * jobs that share `batchKey` (steps, scheduler, size); each keeps its own prompt, seed, guidance, progress,
+   * signal and result. Returns one promise per item, in order, and each settles on its own: an aborted job
+   * rejects (`cancelled`) at once while the others go on. A sampler without it gets one `generate` per job.
+   */
+  generateBatch?(items: readonly BatchItem[]): Promise<GenerateResult>[];
   /** Model facts the command layer needs (native size, scheduler list). */
   info(): Promise<ModelInfo>;
   close(): Promise<void>;

@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
 import { Identifiers, UserError, isUserError, type Identifier } from '../errors.js';
-import type { GenerateParams, GenerateResult, Sampler, StepProgress } from '../diffusion/types.js';
+import { batchKey, checkInputs } from '../diffusion/check-inputs.js';
+import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, Sampler, StepProgress } from '../diffusion/types.js';
 import { readMeta, writeMeta, type Db } from '../store/database.js';
 import { JobStore, type SavedResultMeta } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
+import { planBatch, runCost, type CostModel, type PlanJob } from './batch-plan.js';
 import { FairScheduler } from './fair-scheduler.js';
 import { JobIdFactory } from './ids.js';
 import { TypedEmitter } from './typed-emitter.js';
@@ -39,6 +41,13 @@ export interface FairQueueOptions {
   resultsDir: string;
   /** Jobs generated at once; set it to the number of sampler workers. Default 1. */
   concurrency?: number;
+  /**
+   * Images one sampler run may make for several jobs together: waiting jobs that share steps, scheduler and size
+   * (`batchKey`) join the job whose turn it is, in fair order, when that delays no one they jump over by more
+   * than one step (see batch-plan.ts). Needs a sampler with `generateBatch` (the worker pool, the stand-in).
+   * Default 1: one job per run.
+   */
+  maxBatchImages?: number;
   /** Waiting jobs one member may have in a guild: a number, or a function reading the guild's settings. Default 2. */
   memberCap?: number | ((guildId: string) => number);
   /** Waiting jobs in all guilds together. Default 100. */
@@ -69,10 +78,21 @@ type AbortKind = 'cancel' | 'timeout' | 'shutdown';
 
 interface RunningEntry {
   job: JobRecord;
+  /** The sampler run it shares with the other jobs of its batch. */
+  run: Run;
   controller: AbortController;
   abort?: { kind: AbortKind; by?: string };
   progress?: StepProgress;
+  /** Resolves `done`. */
+  finish: () => void;
+  /** Resolves when the job's outcome is recorded (its run may go on for the others of its batch). */
   done: Promise<void>;
+}
+
+/** One sampler run: a job alone, or a batch sharing its UNet calls. It holds a lane until every job of it is done. */
+interface Run {
+  entries: RunningEntry[];
+  plan: PlanJob[];
 }
 
 interface DeliveryEntry {
@@ -82,6 +102,7 @@ interface DeliveryEntry {
 }
 
 const META_MS_PER_STEP = 'queue.msPerStep';
+const META_RUN_MS_PER_STEP = 'queue.runMsPerStepByImages';
 // Weight of the newest measurement in the moving average: reacts within a few jobs, ignores one odd job.
 const EWMA_WEIGHT = 0.3;
 
@@ -101,6 +122,7 @@ export class FairQueue implements JobQueue {
   private readonly scheduler = new FairScheduler<JobRecord>();
   private readonly slots: PQueue;
   private readonly running = new Map<string, RunningEntry>();
+  private readonly runs = new Set<Run>();
   private readonly delivering = new Map<string, DeliveryEntry>();
   private readonly lastPlaces = new Map<string, number>();
   private readonly idleWaiters: (() => void)[] = [];
@@ -112,12 +134,18 @@ export class FairQueue implements JobQueue {
   >;
   private readonly memberCap: (guildId: string) => number;
   private msPerStep: number;
+  /** Measured ms per step of a run of k reference-size images (moving averages), by k. */
+  private readonly runMsPerStep: Map<number, number>;
+  private readonly cost: CostModel = { msPerStep: (images) => this.estimateMsPerStep(images) };
+  /** The model's facts, once known, when batching is on (batch keys fill in its default size and scheduler). */
+  private batchInfo?: ModelInfo;
   private resumed = false;
   private closing = false;
 
   constructor(private readonly config: FairQueueOptions) {
     this.options = {
       concurrency: config.concurrency ?? 1,
+      maxBatchImages: config.maxBatchImages ?? 1,
       globalCap: config.globalCap ?? 100,
       jobTimeoutMs: config.jobTimeoutMs ?? 600_000,
       maxAttempts: config.maxAttempts ?? 2,
@@ -129,6 +157,7 @@ export class FairQueue implements JobQueue {
       keepResults: config.keepResults ?? false,
     };
     checkPositiveInteger('concurrency', this.options.concurrency);
+    checkPositiveInteger('maxBatchImages', this.options.maxBatchImages);
     checkPositiveInteger('globalCap', this.options.globalCap);
     checkPositiveInteger('jobTimeoutMs', this.options.jobTimeoutMs);
     checkPositiveInteger('maxAttempts', this.options.maxAttempts);
@@ -144,6 +173,12 @@ export class FairQueue implements JobQueue {
     this.jobs = new JobStore(config.db);
     this.results = new ResultFiles(config.resultsDir);
     this.msPerStep = readMeta<number>(config.db, META_MS_PER_STEP) ?? this.options.initialMsPerStep;
+    const saved = readMeta<Record<string, number>>(config.db, META_RUN_MS_PER_STEP) ?? {};
+    this.runMsPerStep = new Map(
+      Object.entries(saved)
+        .map(([images, ms]) => [Number(images), ms] as [number, number])
+        .filter(([images, ms]) => Number.isInteger(images) && images > 0 && Number.isFinite(ms) && ms > 0),
+    );
     this.slots = new PQueue({ concurrency: this.options.concurrency });
     this.events = new TypedEmitter<QueueEventMap>((error, event) =>
       this.logger.error(`A queue "${String(event)}" listener threw`, { error }),
@@ -153,6 +188,17 @@ export class FairQueue implements JobQueue {
   async resume(): Promise<ResumeReport> {
     if (this.resumed) throw new Error('resume() was already called');
     this.resumed = true;
+    if (this.options.maxBatchImages > 1) {
+      if (this.config.sampler.generateBatch === undefined) {
+        this.logger.warn('maxBatchImages is set but the sampler cannot run batches; jobs run one at a time');
+      } else {
+        try {
+          this.batchInfo = await this.config.sampler.info();
+        } catch (error) {
+          this.logger.warn('Could not read the model facts that batching needs; jobs run one at a time', { error });
+        }
+      }
+    }
     const report: ResumeReport = { queued: 0, rerun: 0, failed: 0, redelivering: 0 };
     const unfinished = this.jobs.listByState('queued', 'running', 'delivering');
 
@@ -314,7 +360,10 @@ export class FairQueue implements JobQueue {
         if (entry.progress !== undefined) view.progress = entry.progress;
         return view;
       });
-    const waiting: JobView[] = this.scheduler.order().map((job) => ({ job, position: positions.get(job.id)! }));
+    const waiting: JobView[] = this.scheduler
+      .order()
+      .map((job) => ({ job, position: positions.get(job.id)! }))
+      .sort((a, b) => a.position.place - b.position.place);
     const members = new Set(this.scheduler.memberKeys());
     for (const entry of this.running.values()) members.add(`${entry.job.guildId}:${entry.job.userId}`);
     return {
@@ -368,54 +417,99 @@ export class FairQueue implements JobQueue {
     // before the job can start.
     await Promise.resolve();
     if (this.closing) return;
-    const next = this.scheduler.take();
-    if (next === undefined) return;
+    const picked =
+      this.batchInfo === undefined
+        ? [this.scheduler.take()].filter((job) => job !== undefined)
+        : this.scheduler.takeBatch((order) => planBatch(order.map((job) => this.planJob(job)), this.options.maxBatchImages, this.cost));
+    if (picked.length === 0) return;
     const startedAt = this.now();
-    if (!this.jobs.markRunning(next.id, startedAt)) {
-      this.logger.warn('A waiting job was no longer queued in the journal; skipped', { jobId: next.id });
-      return;
+    const run: Run = { entries: [], plan: [] };
+    // One transaction: after a crash, the journal shows the whole batch running, or none of it.
+    this.config.db.transaction(() => {
+      for (const next of picked) {
+        if (!this.jobs.markRunning(next.id, startedAt)) {
+          this.logger.warn('A waiting job was no longer queued in the journal; skipped', { jobId: next.id });
+          continue;
+        }
+        const job: JobRecord = { ...next, state: 'running', startedAt, attempts: next.attempts + 1 };
+        let finish!: () => void;
+        const entry: RunningEntry = {
+          job,
+          run,
+          controller: new AbortController(),
+          finish: () => finish(),
+          done: new Promise((resolve) => (finish = resolve)),
+        };
+        run.entries.push(entry);
+        run.plan.push(this.planJob(job));
+      }
+    })();
+    if (run.entries.length === 0) return;
+    this.runs.add(run);
+    for (const entry of run.entries) {
+      this.running.set(entry.job.id, entry);
+      this.lastPlaces.delete(entry.job.id);
+      this.events.emit('started', { job: entry.job });
     }
-    const job: JobRecord = { ...next, state: 'running', startedAt, attempts: next.attempts + 1 };
-    let finish!: () => void;
-    const entry: RunningEntry = {
-      job,
-      controller: new AbortController(),
-      done: new Promise((resolve) => (finish = resolve)),
-    };
-    this.running.set(job.id, entry);
-    this.lastPlaces.delete(job.id);
-    this.events.emit('started', { job });
     this.publishPositions();
+    const generations = this.startGeneration(run.entries);
+    const outcomes = await Promise.all(
+      run.entries.map(async (entry, k) => {
+        try {
+          return await this.run(entry, generations[k]);
+        } catch (error) {
+          this.logger.error('The queue failed to record a job outcome', { jobId: entry.job.id, error });
+          return undefined;
+        } finally {
+          this.running.delete(entry.job.id);
+          entry.finish();
+        }
+      }),
+    );
+    this.runs.delete(run);
+    this.measure(run, outcomes);
+    this.publishPositions();
+    this.checkIdle();
+  }
+
+  /** Hand the jobs to the sampler: one shared run when there are several, one promise per job either way. */
+  private startGeneration(entries: RunningEntry[]): Promise<GenerateResult>[] {
+    const items: BatchItem[] = entries.map((entry) => ({
+      params: entry.job.params,
+      options: {
+        signal: entry.controller.signal,
+        onProgress: (progress) => {
+          entry.progress = progress;
+          this.events.emit('progress', { job: entry.job, progress });
+        },
+      },
+    }));
+    const { sampler } = this.config;
     try {
-      await this.run(entry);
+      if (items.length > 1 && sampler.generateBatch !== undefined) {
+        const promises = sampler.generateBatch(items);
+        if (promises.length !== items.length) {
+          throw new Error(`Expected one promise per job from generateBatch (${items.length}), got ${promises.length}`);
+        }
+        return promises;
+      }
+      return items.map((item) => sampler.generate(item.params, item.options));
     } catch (error) {
-      this.logger.error('The queue failed to record a job outcome', { jobId: job.id, error });
-    } finally {
-      this.running.delete(job.id);
-      finish();
-      this.publishPositions();
-      this.checkIdle();
+      return items.map(() => Promise.reject(error));
     }
   }
 
-  private async run(entry: RunningEntry): Promise<void> {
+  /** Wait for one job's generation and record what came of it; returns the result when it was made. */
+  private async run(entry: RunningEntry, generation: Promise<GenerateResult>): Promise<GenerateResult | undefined> {
     const { job } = entry;
     const timer = setTimeout(() => this.abortRunning(entry, { kind: 'timeout' }), this.options.jobTimeoutMs);
     let outcome: { result: GenerateResult } | { error: unknown } | { abandoned: true };
     try {
-      const generation = this.config.sampler
-        .generate(job.params, {
-          signal: entry.controller.signal,
-          onProgress: (progress) => {
-            entry.progress = progress;
-            this.events.emit('progress', { job, progress });
-          },
-        })
-        .then(
-          (result) => ({ result }),
-          (error: unknown) => ({ error }),
-        );
-      outcome = await Promise.race([generation, this.abandonAfterAbort(entry.controller.signal)]);
+      const settled = generation.then(
+        (result) => ({ result }),
+        (error: unknown) => ({ error }),
+      );
+      outcome = await Promise.race([settled, this.abandonAfterAbort(entry.controller.signal)]);
     } finally {
       clearTimeout(timer);
     }
@@ -442,7 +536,7 @@ export class FairQueue implements JobQueue {
         const limit = minutes >= 1 ? `${Number(minutes.toFixed(1))}-minute` : `${this.options.jobTimeoutMs} ms`;
         this.fail(job, `This image took longer than the ${limit} limit and was stopped.`, Identifiers.Timeout);
       }
-      return;
+      return undefined;
     }
     if ('error' in outcome) {
       const { error } = outcome;
@@ -452,9 +546,9 @@ export class FairQueue implements JobQueue {
         this.logger.error('Generation failed', { jobId: job.id, error });
         this.fail(job, 'Sorry, something went wrong while making this image.', undefined);
       }
-      return;
+      return undefined;
     }
-    if (!('result' in outcome)) return;
+    if (!('result' in outcome)) return undefined;
     const { result } = outcome;
 
     // The PNGs reach the disk before the journal says `delivering`, so a restart can always deliver them.
@@ -463,15 +557,15 @@ export class FairQueue implements JobQueue {
     } catch (error) {
       this.logger.error('Could not save a finished image', { jobId: job.id, error });
       this.fail(job, 'Sorry, the finished image could not be saved.', undefined);
-      return;
+      return undefined;
     }
     const { images, ...rest } = result;
     const meta: SavedResultMeta = { ...rest, imageCount: images.length };
     this.jobs.markDelivering(job.id, meta);
-    this.measure(job.params, result.timings.totalMs);
     const delivering: JobRecord = { ...job, state: 'delivering' };
     this.events.emit('generated', { job: delivering, result });
     this.startDelivery(delivering, result, false);
+    return result;
   }
 
   private abortRunning(entry: RunningEntry, abort: { kind: AbortKind; by?: string }): void {
@@ -556,19 +650,60 @@ export class FairQueue implements JobQueue {
     this.events.emit('failed', { job: failed, error: message, identifier });
   }
 
-  /** Work of a job in reference steps: steps × images × (pixels / reference pixels). */
-  private units(params: GenerateParams): number {
+  /** What the batch planner and the ETAs need of a job. Its key is undefined when batching is off or it is invalid. */
+  private planJob(job: JobRecord): PlanJob {
+    const { params } = job;
+    let key: string | undefined;
+    if (this.batchInfo !== undefined) {
+      try {
+        key = batchKey(checkInputs(params, this.batchInfo));
+      } catch {
+        key = undefined; // the sampler will say what is wrong with it, alone
+      }
+    }
     const pixels =
-      params.width !== undefined && params.height !== undefined ? params.width * params.height : this.options.referencePixels;
-    return params.steps * (params.count ?? 1) * (pixels / this.options.referencePixels);
+      params.width !== undefined && params.height !== undefined
+        ? params.width * params.height
+        : this.batchInfo !== undefined
+          ? (params.width ?? this.batchInfo.width) * (params.height ?? this.batchInfo.height)
+          : this.options.referencePixels;
+    return { key, images: params.count ?? 1, steps: params.steps, area: pixels / this.options.referencePixels };
   }
 
-  private measure(params: GenerateParams, totalMs: number): void {
-    const perStep = totalMs / Math.max(this.units(params), 1e-9);
+  /**
+   * Milliseconds per step of a run of `images` reference-size images: measured for that size of run, else bounded
+   * from the measured ones (a bigger run costs at least as much; a run k times bigger at most k times as much),
+   * else the per-image average times `images`.
+   */
+  private estimateMsPerStep(images: number): number {
+    const exact = this.runMsPerStep.get(images);
+    if (exact !== undefined) return exact;
+    let below: number | undefined;
+    let above: number | undefined;
+    for (const k of this.runMsPerStep.keys()) {
+      if (k < images && (below === undefined || k > below)) below = k;
+      if (k > images && (above === undefined || k < above)) above = k;
+    }
+    const bounds: number[] = [];
+    if (below !== undefined) bounds.push((this.runMsPerStep.get(below)! * images) / below);
+    if (above !== undefined) bounds.push(this.runMsPerStep.get(above)!);
+    return bounds.length > 0 ? Math.min(...bounds) : this.msPerStep * images;
+  }
+
+  /** Learn from a finished run: its wall time per step, by the number of images it made (the batch's, as started). */
+  private measure(run: Run, results: (GenerateResult | undefined)[]): void {
+    const made = results.filter((result) => result !== undefined);
+    if (made.length === 0) return;
+    const totalMs = Math.max(...made.map((result) => result.timings.totalMs));
+    const images = run.plan.reduce((sum, job) => sum + job.images, 0);
+    const perStep = totalMs / Math.max(run.plan[0].steps * run.plan[0].area, 1e-9);
     if (!Number.isFinite(perStep) || perStep <= 0) return;
-    this.msPerStep = EWMA_WEIGHT * perStep + (1 - EWMA_WEIGHT) * this.msPerStep;
+    const previous = this.runMsPerStep.get(images);
+    this.runMsPerStep.set(images, previous === undefined ? perStep : EWMA_WEIGHT * perStep + (1 - EWMA_WEIGHT) * previous);
+    this.msPerStep = EWMA_WEIGHT * (perStep / images) + (1 - EWMA_WEIGHT) * this.msPerStep;
     try {
       writeMeta(this.config.db, META_MS_PER_STEP, this.msPerStep);
+      writeMeta(this.config.db, META_RUN_MS_PER_STEP, Object.fromEntries(this.runMsPerStep));
     } catch (error) {
       this.logger.warn('Could not store the measured ms per step', { error });
     }
@@ -576,32 +711,63 @@ export class FairQueue implements JobQueue {
 
   /**
    * Place and ETA of every running and waiting job. Each of `concurrency` lanes is busy for the remaining work
-   * of its running job; each waiting job, in fair order, goes to the lane that frees first.
+   * of its running run; then the waiting jobs are planned into runs as they will start (the head of the fair
+   * order and its companions, see batch-plan.ts), each run going to the lane that frees first. Places count in
+   * that starting order.
    */
   private positions(): Map<string, JobPosition> {
     const positions = new Map<string, JobPosition>();
     const order = this.scheduler.order();
     const lanes = new Array<number>(this.options.concurrency).fill(0);
     let lane = 0;
-    for (const entry of this.running.values()) {
-      const { job, progress } = entry;
-      const total = progress?.totalSteps ?? job.params.steps;
-      const remaining = Math.max(total - (progress?.step ?? 0), 0) / Math.max(total, 1);
-      const remainingMs = this.units(job.params) * remaining * this.msPerStep;
+    for (const run of this.runs) {
+      const live = run.entries.filter((entry) => this.running.get(entry.job.id) === entry);
+      if (live.length === 0) continue;
+      // The jobs of a run step together; the furthest report is the run's.
+      let step = 0;
+      let total = run.plan[0].steps;
+      for (const entry of run.entries) {
+        if (entry.progress !== undefined && entry.progress.step >= step) {
+          step = entry.progress.step;
+          total = entry.progress.totalSteps;
+        }
+      }
+      const remaining = Math.max(total - step, 0) / Math.max(total, 1);
+      const remainingMs = runCost(run.plan, this.cost) * remaining;
       if (lane < lanes.length) lanes[lane++] = remainingMs;
-      positions.set(job.id, { place: 0, waiting: order.length, startsInMs: 0, doneInMs: Math.round(remainingMs) });
+      for (const entry of live) {
+        positions.set(entry.job.id, { place: 0, waiting: order.length, startsInMs: 0, doneInMs: Math.round(remainingMs) });
+      }
     }
-    for (const [index, job] of order.entries()) {
+    let rest = order.map((job) => ({ job, plan: this.planJob(job) }));
+    let place = 0;
+    while (rest.length > 0) {
+      const picked =
+        this.batchInfo === undefined
+          ? [0]
+          : planBatch(
+              rest.map((r) => r.plan),
+              this.options.maxBatchImages,
+              this.cost,
+            );
+      const batch = picked.map((index) => rest[index]);
       let free = 0;
       for (let i = 1; i < lanes.length; i++) if (lanes[i] < lanes[free]) free = i;
       const startsInMs = lanes[free];
-      lanes[free] += this.units(job.params) * this.msPerStep;
-      positions.set(job.id, {
-        place: index + 1,
-        waiting: order.length,
-        startsInMs: Math.round(startsInMs),
-        doneInMs: Math.round(lanes[free]),
-      });
+      lanes[free] += runCost(
+        batch.map((r) => r.plan),
+        this.cost,
+      );
+      for (const { job } of batch) {
+        positions.set(job.id, {
+          place: ++place,
+          waiting: order.length,
+          startsInMs: Math.round(startsInMs),
+          doneInMs: Math.round(lanes[free]),
+        });
+      }
+      const taken = new Set(picked);
+      rest = rest.filter((_, index) => !taken.has(index));
     }
     return positions;
   }

@@ -40,6 +40,21 @@ class RoundRobin {
     this.next.push(key);
   }
 
+  /**
+   * The key got a turn out of order (its job rode along in another key's run): it counts as served this round,
+   * as if `take` had reached it. A key already served this round keeps its place in the next one.
+   */
+  serve(key: string, hasMore: boolean): void {
+    const index = this.current.indexOf(key);
+    if (index !== -1) {
+      this.current.splice(index, 1);
+      this.served.add(key);
+      if (hasMore) this.next.push(key);
+      return;
+    }
+    if (!hasMore) this.remove(key);
+  }
+
   /** The key has no more work (its last job was cancelled). */
   remove(key: string): void {
     for (const list of [this.current, this.next]) {
@@ -134,6 +149,39 @@ export class FairScheduler<T extends SchedulableJob> {
     if (lane.count > 0) this.guilds.requeue(guildId);
     else this.laneEmptied(guildId);
     return job;
+  }
+
+  /**
+   * The next job and the waiting jobs that run with it, removed from the waiting set. `choose` gets every waiting
+   * job in fair order and returns the indices to take, 0 (the job whose turn it is) first; the others count as
+   * served this round, so riding along uses up a member's turn. Empty when nothing waits.
+   */
+  takeBatch(choose: (order: readonly T[]) => readonly number[]): T[] {
+    if (this.byId.size === 0) return [];
+    const order = this.order();
+    const picked = choose(order);
+    if (picked[0] !== 0) throw new Error(`Expected the batch to start with the head of the fair order (0), got \`${picked[0]}\``);
+    const head = this.take()!;
+    const batch = [head];
+    for (const index of picked.slice(1)) {
+      const job = order[index];
+      if (job === undefined || job === head || !this.byId.has(job.id)) throw new Error(`Expected waiting job indices, got \`${index}\``);
+      this.takeOutOfTurn(job);
+      batch.push(job);
+    }
+    return batch;
+  }
+
+  private takeOutOfTurn(job: T): void {
+    const lane = this.lanes.get(job.guildId)!;
+    const list = lane.jobs.get(job.userId)!;
+    list.splice(list.indexOf(job), 1);
+    lane.count--;
+    this.byId.delete(job.id);
+    if (list.length === 0) lane.jobs.delete(job.userId);
+    lane.members.serve(job.userId, list.length > 0);
+    this.guilds.serve(job.guildId, lane.count > 0);
+    if (lane.count === 0) this.laneEmptied(job.guildId);
   }
 
   private laneEmptied(guildId: string): void {
