@@ -1,8 +1,12 @@
 /**
  * The sampler the bot uses: N worker threads (worker.ts), each holding the model, behind the small `Sampler`
  * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a job that runs past its timeout
- * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced. With
- * `maxBatchImages` > 1, waiting jobs that share steps, scheduler and size run in the same UNet calls.
+ * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced.
+ *
+ * Batching, two ways: `generateBatch` runs the jobs the caller grouped (the fair queue picks them) in the same
+ * UNet calls; and with `maxBatchImages` > 1, jobs given one by one that wait here and share steps, scheduler and
+ * size are grouped too. An aborted job is answered at once; its rows in a shared run are computed to the end
+ * (the pipeline cannot drop them mid-run) but never delivered, and the others are not disturbed.
  */
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
@@ -11,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { Identifiers, UserError, type Identifier } from '../errors.js';
 import type { LoadModelOptions } from './model.js';
 import { batchKey, checkInputs } from './check-inputs.js';
-import type { GenerateOptions, GenerateParams, GenerateResult, ModelInfo, Sampler } from './types.js';
+import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ModelInfo, Sampler } from './types.js';
 import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
 
 export interface WorkerPoolOptions {
@@ -31,8 +35,9 @@ export interface WorkerPoolOptions {
   /** Let tests make a worker exit on request (`crashWorkerForTest`). Default false. */
   allowCrashForTests?: boolean;
   /**
-   * Run waiting jobs that share steps, scheduler and size in the same UNet calls (see generateBatch), up to this
-   * many images per run. Default 1: one job at a time.
+   * Group jobs given one by one to `generate` that wait here and share steps, scheduler and size into the same
+   * UNet calls, up to this many images per run. Default 1: one job at a time. Does not limit `generateBatch`,
+   * whose caller chose the group.
    */
   maxBatchImages?: number;
 }
@@ -51,6 +56,8 @@ interface Job {
   resolve: (result: GenerateResult) => void;
   reject: (error: Error) => void;
   onAbort?: () => void;
+  /** The jobs handed over together by one `generateBatch` call (they run together, with nothing else). */
+  group?: Job[];
 }
 
 interface Slot {
@@ -133,6 +140,32 @@ export class WorkerPool implements Sampler {
       this.queue.push(job);
       this.dispatch();
     });
+  }
+
+  /**
+   * Run these jobs in the same UNet calls on the next free worker; one promise per item, each settling on its
+   * own. Items whose steps, scheduler or size differ from the first's run in a run of their own, after it.
+   */
+  generateBatch(items: readonly BatchItem[]): Promise<GenerateResult>[] {
+    const refusal = this.closed
+      ? new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down')
+      : this.loadError;
+    if (refusal) return items.map(() => Promise.reject(refusal));
+    const group: Job[] = [];
+    const promises = items.map(({ params, options = {} }) => {
+      if (options.signal?.aborted) return Promise.reject(new UserError(Identifiers.Cancelled, 'The job was cancelled'));
+      return new Promise<GenerateResult>((resolve, reject) => {
+        const job: Job = { id: this.nextId++, settled: false, params, options, resolve, reject, group };
+        if (options.signal) {
+          job.onAbort = () => this.abort(job);
+          options.signal.addEventListener('abort', job.onAbort, { once: true });
+        }
+        group.push(job);
+      });
+    });
+    this.queue.push(...group);
+    this.dispatch();
+    return promises;
   }
 
   /** Jobs waiting for a free worker (not counting running ones). */
@@ -306,7 +339,7 @@ export class WorkerPool implements Sampler {
       if (!slot || !slot.ready || slot.jobs.length > 0) continue;
       const first = this.queue.shift();
       if (!first) return;
-      const jobs = [first, ...this.companions(first)];
+      const jobs = [first, ...(first.group ? this.groupmates(first) : this.companions(first))];
       slot.jobs = jobs;
       slot.timer = setTimeout(() => this.timeOut(slot, jobs), this.timeoutMs);
       slot.worker.postMessage({
@@ -321,24 +354,36 @@ export class WorkerPool implements Sampler {
     }
   }
 
+  /** The batch key and image count of a job; undefined for a job that fails validation. */
+  private keyOf(job: Job): { key: string; images: number } | undefined {
+    if (!this.modelInfo) return undefined;
+    try {
+      const checked = checkInputs(job.params, this.modelInfo);
+      return { key: batchKey(checked), images: checked.count };
+    } catch {
+      return undefined; // the worker will say what is wrong with it, alone
+    }
+  }
+
+  /** The rest of `first`'s generateBatch group that can share its UNet calls, taken out of the queue. */
+  private groupmates(first: Job): Job[] {
+    const head = this.keyOf(first);
+    if (!head) return [];
+    const chosen = this.queue.filter((job) => job.group === first.group && this.keyOf(job)?.key === head.key);
+    for (const job of chosen) this.queue.splice(this.queue.indexOf(job), 1);
+    return chosen;
+  }
+
   /** Waiting jobs that can share `first`'s UNet calls (same steps, scheduler and size), within maxBatchImages. */
   private companions(first: Job): Job[] {
     if (this.maxBatchImages <= 1 || !this.modelInfo) return [];
-    const info = this.modelInfo;
-    const keyOf = (job: Job): { key: string; images: number } | undefined => {
-      try {
-        const checked = checkInputs(job.params, info);
-        return { key: batchKey(checked), images: checked.count };
-      } catch {
-        return undefined; // the worker will say what is wrong with it, alone
-      }
-    };
-    const head = keyOf(first);
+    const head = this.keyOf(first);
     if (!head) return [];
     let images = head.images;
     const chosen: Job[] = [];
     for (const job of [...this.queue]) {
-      const k = keyOf(job);
+      if (job.group) continue; // grouped by its caller: it runs with its own group
+      const k = this.keyOf(job);
       if (!k || k.key !== head.key || images + k.images > this.maxBatchImages) continue;
       images += k.images;
       chosen.push(job);
@@ -374,8 +419,12 @@ export class WorkerPool implements Sampler {
       this.settle(job, new UserError(Identifiers.Cancelled, 'The job was cancelled'));
       return;
     }
+    // Running: answer now rather than when its run ends (in a shared run, that is when the others finish). The
+    // worker stops at its next step, or keeps computing its rows for the others; the slot stays busy until then.
     const slot = this.slots.find((s) => s?.jobs.includes(job));
-    slot?.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+    if (!slot) return;
+    this.settle(job, new UserError(Identifiers.Cancelled, 'The job was cancelled'));
+    slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
   }
 
   private settle(job: Job, error?: Error, result?: GenerateResult): void {
