@@ -111,4 +111,53 @@ describe('FairScheduler', () => {
     expect(taken).toHaveLength(1000);
     expect(new Set(taken.slice(0, 100).map((id) => id.split('#')[0])).size).toBe(100);
   });
+
+  describe('takeBatch', () => {
+    it('GIVEN companions chosen from the fair order THEN they leave the queue and the order after them stays fair', () => {
+      const scheduler = new FairScheduler<Job>();
+      for (const user of ['a', 'b', 'c']) for (let n = 1; n <= 2; n++) scheduler.add(job('g', user, n));
+      const seen: string[][] = [];
+      const batch = scheduler.takeBatch((order) => {
+        seen.push(order.map((j) => j.id));
+        return [0, 1];
+      });
+      expect(seen).toEqual([['g/a#1', 'g/b#1', 'g/c#1', 'g/a#2', 'g/b#2', 'g/c#2']]);
+      expect(batch.map((j) => j.id)).toEqual(['g/a#1', 'g/b#1']);
+      // b rode along on a's turn, so both were served this round: c goes next, then the second round.
+      const predicted = scheduler.order().map((j) => j.id);
+      expect(predicted).toEqual(['g/c#1', 'g/a#2', 'g/b#2', 'g/c#2']);
+      expect(drain(scheduler)).toEqual(predicted);
+    });
+
+    it('GIVEN a member whose only job rode along and who submits again THEN they wait for the others this round', () => {
+      const scheduler = new FairScheduler<Job>();
+      scheduler.add(job('g', 'a', 1));
+      scheduler.add(job('g', 'a', 2));
+      scheduler.add(job('g', 'b', 1));
+      expect(scheduler.takeBatch(() => [0, 1]).map((j) => j.id)).toEqual(['g/a#1', 'g/b#1']);
+      scheduler.add(job('g', 'b', 2));
+      expect(drain(scheduler)).toEqual(['g/a#2', 'g/b#2']);
+    });
+
+    it('GIVEN a rider from another guild THEN that guild is served this round too', () => {
+      const scheduler = new FairScheduler<Job>();
+      scheduler.add(job('g1', 'a', 1));
+      scheduler.add(job('g2', 'b', 1));
+      scheduler.add(job('g3', 'c', 1));
+      scheduler.add(job('g2', 'b', 2));
+      scheduler.add(job('g1', 'a', 2));
+      expect(scheduler.order().map((j) => j.id)).toEqual(['g1/a#1', 'g2/b#1', 'g3/c#1', 'g1/a#2', 'g2/b#2']);
+      expect(scheduler.takeBatch(() => [0, 1]).map((j) => j.id)).toEqual(['g1/a#1', 'g2/b#1']);
+      expect(drain(scheduler)).toEqual(['g3/c#1', 'g1/a#2', 'g2/b#2']);
+    });
+
+    it('GIVEN nothing waiting or a choice without the head THEN nothing, or a clear error and nothing taken', () => {
+      const scheduler = new FairScheduler<Job>();
+      expect(scheduler.takeBatch(() => [0])).toEqual([]);
+      scheduler.add(job('g', 'a', 1));
+      scheduler.add(job('g', 'b', 1));
+      expect(() => scheduler.takeBatch(() => [1])).toThrow('Expected the batch to start with the head of the fair order (0), got `1`');
+      expect(scheduler.size).toBe(2);
+    });
+  });
 });
