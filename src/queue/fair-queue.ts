@@ -784,7 +784,8 @@ export class FairQueue implements JobQueue {
   }
 
   private checkIdle(): void {
-    if (this.scheduler.size > 0 || this.running.size > 0 || this.delivering.size > 0) return;
+    // `runs`: a job of a batch can be past running (saving its PNGs) while the rest of its run is not done.
+    if (this.scheduler.size > 0 || this.running.size > 0 || this.runs.size > 0 || this.delivering.size > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
 }
