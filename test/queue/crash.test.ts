@@ -24,9 +24,10 @@ afterEach(() => {
   for (const dir of dirs.splice(0)) fs.rmSync(dir, { recursive: true, force: true });
 });
 
-function start(dataDir: string, sink: string, jobsFile?: string, msPerStep = 20): Run {
+function start(dataDir: string, sink: string, jobsFile?: string, msPerStep = 20, batchImages = 1): Run {
   const args = ['--import', 'tsx', fixture, dataDir, sink, ...(jobsFile === undefined ? [] : [jobsFile])];
-  const child = spawn(process.execPath, args, { env: { ...process.env, MS_PER_STEP: String(msPerStep) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const env = { ...process.env, MS_PER_STEP: String(msPerStep), BATCH_IMAGES: String(batchImages) };
+  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   const events: Record<string, unknown>[] = [];
   const waiters: { predicate: (e: Record<string, unknown>) => boolean; resolve: (e: Record<string, unknown>) => void }[] = [];
@@ -185,5 +186,37 @@ describe('crash safety (a real process, SIGKILL)', () => {
     expect(second.events.find((e) => e.event === 'started' && e.prompt === 'long')).toMatchObject({ attempts: 1 });
     expect(second.events.filter((e) => e.event === 'started').map((e) => e.prompt)).toEqual(['long', 'next']);
     expect(posted(sink)).toEqual(['long', 'next']);
+  });
+
+  it('GIVEN a kill mid-batch THEN every job of the batch runs once more, batched again, and is delivered exactly once', async () => {
+    const dir = tempDataDir();
+    dirs.push(dir);
+    const dataDir = path.join(dir, 'data');
+    const sink = path.join(dir, 'posts.jsonl');
+    const file = jobsFile(dir, [
+      ['b-one', 300],
+      ['b-two', 300],
+      ['b-three', 300],
+      ['b-four', 300],
+    ]);
+    const first = start(dataDir, sink, file, 20, 4);
+    for (const prompt of ['b-one', 'b-two', 'b-three', 'b-four']) {
+      await first.waitFor((e) => e.event === 'progress' && e.prompt === prompt && (e.step as number) >= 2);
+    }
+    first.child.kill('SIGKILL');
+    await first.exited;
+    expect(posted(sink)).toEqual([]);
+
+    const second = start(dataDir, sink, undefined, 1, 4);
+    expect(await second.waitFor((e) => e.event === 'resumed')).toMatchObject({ queued: 0, rerun: 4, failed: 0 });
+    const idle = await second.waitFor((e) => e.event === 'idle');
+    expect(idle.runs).toEqual([4]);
+    const started = second.events.filter((e) => e.event === 'started');
+    expect(started.map((e) => e.attempts)).toEqual([2, 2, 2, 2]);
+    expect([...posted(sink)].sort()).toEqual(['b-four', 'b-one', 'b-three', 'b-two']);
+    const db = openDatabase({ dataDir });
+    const states = new JobStore(db).listByState('done', 'failed', 'queued', 'running', 'delivering').map((j) => [j.state, j.attempts]);
+    db.close();
+    expect(states).toEqual(Array.from({ length: 4 }, () => ['done', 2]));
   });
 });
