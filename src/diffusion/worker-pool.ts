@@ -92,6 +92,7 @@ export class WorkerPool implements Sampler {
   private readonly log: (line: string) => void;
   private readonly timeoutMs: number;
   private readonly maxBatchImages: number;
+  private readonly runCounts = new Map<number, number>();
   private nextId = 1;
   private closed = false;
   private modelInfo?: ModelInfo;
@@ -166,6 +167,11 @@ export class WorkerPool implements Sampler {
     this.queue.push(...group);
     this.dispatch();
     return promises;
+  }
+
+  /** Runs handed to workers so far, by the number of jobs that shared each (1: a job alone). */
+  get runSizes(): ReadonlyMap<number, number> {
+    return this.runCounts;
   }
 
   /** Jobs waiting for a free worker (not counting running ones). */
@@ -341,6 +347,7 @@ export class WorkerPool implements Sampler {
       if (!first) return;
       const jobs = [first, ...(first.group ? this.groupmates(first) : this.companions(first))];
       slot.jobs = jobs;
+      this.runCounts.set(jobs.length, (this.runCounts.get(jobs.length) ?? 0) + 1);
       slot.timer = setTimeout(() => this.timeOut(slot, jobs), this.timeoutMs);
       slot.worker.postMessage({
         type: 'generate',
