@@ -24,7 +24,9 @@ describe('FairQueue batching over the real worker pool (pixel-tiny)', () => {
     const dataDir = tempDataDir();
     const db = openDatabase({ dataDir });
     cleanup.push(() => fs.rmSync(dataDir, { recursive: true, force: true }));
-    cleanup.push(() => db.close());
+    cleanup.push(() => {
+      db.close();
+    });
     const results = new Map<string, GenerateResult>();
     const deliver: DeliverFn = async (job, result) => {
       results.set(job.userId, result);
