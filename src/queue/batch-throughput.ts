@@ -2,7 +2,7 @@
  * Images per minute with jobs waiting, batching on against off, through the real FairQueue (SQLite journal,
  * result files) and a sampler (the worker pool). For the bench, and runnable on its own:
  *
- *   npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] <modelDir>...
+ *   npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...
  *
  * Each round submits `jobs` compatible jobs from as many members at once, once with maxBatchImages = 1 and once
  * with maxBatchImages = jobs (order alternating between rounds, one warm pool per model), and times submission to
@@ -143,23 +143,29 @@ export async function measureBatchThroughput(input: BatchThroughputInput): Promi
 
 async function main(argv: string[]): Promise<void> {
   const { createWorkerPool } = await import('../diffusion/worker-pool.js');
-  const options: Record<string, number> = { jobs: 4, steps: 20, rounds: 3 };
+  const options: Record<string, number> = { jobs: 4, steps: 20, rounds: 3, guidanceScale: 7.5 };
   const dirs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const flag = /^--(jobs|steps|rounds)$/.exec(argv[i]);
-    if (flag) {
+    if (argv[i] === '--guidance') {
+      const value = Number(argv[++i]);
+      if (!(value >= 0)) throw new RangeError(`Expected \`--guidance\` to be a number of at least 0, got \`${argv[i]}\``);
+      options.guidanceScale = value;
+    } else if (flag) {
       const value = Number(argv[++i]);
       if (!Number.isInteger(value) || value < 1) throw new RangeError(`Expected \`${argv[i - 1]}\` to be a positive integer, got \`${argv[i]}\``);
       options[flag[1]] = value;
     } else dirs.push(argv[i]);
   }
-  if (dirs.length === 0) throw new Error('Usage: npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] <modelDir>...');
+  if (dirs.length === 0) {
+    throw new Error('Usage: npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...');
+  }
   const fmt = (values: number[]) => values.map((v) => v.toFixed(0)).join(' / ');
   for (const dir of dirs) {
     const pool = await createWorkerPool({ modelDir: path.resolve(dir), log: () => undefined });
     try {
       const r = await measureBatchThroughput({ sampler: pool, ...options });
-      console.log(`${r.model} ${r.width}×${r.height}, ${r.steps} steps, guidance 7.5, ${r.jobs} jobs waiting (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'})`);
+      console.log(`${r.model} ${r.width}×${r.height}, ${r.steps} steps, guidance ${options.guidanceScale}, ${r.jobs} jobs waiting (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'})`);
       console.log(`  one at a time: ${r.off.imagesPerMinute.toFixed(1)} images/min (rounds ${r.off.seconds.map((s) => s.toFixed(2)).join(', ')} s)`);
       console.log(`  batched:       ${r.on.imagesPerMinute.toFixed(1)} images/min (rounds ${r.on.seconds.map((s) => s.toFixed(2)).join(', ')} s)  → ${r.speedup.toFixed(2)}×`);
       console.log(`  start ms per job, off: ${fmt(r.off.startMs)}; on: ${fmt(r.on.startMs)} (one step alone ≈ ${r.stepMs.toFixed(1)} ms)`);

@@ -43,7 +43,7 @@ interface Live {
 export class StandInSampler implements Sampler {
   /** Jobs started, for assertions. */
   generations = 0;
-  /** Jobs in each run, in the order the runs started (1 for each plain `generate`). */
+  /** Jobs in each run, in the order the runs started (1 for each plain `generate`); the latest 10 000 runs. */
   readonly runs: number[] = [];
   private readonly msPerStep: number;
   private readonly batchCost: number;
@@ -110,6 +110,7 @@ export class StandInSampler implements Sampler {
       return;
     }
     this.runs.push(jobs.length);
+    if (this.runs.length > 10_000) this.runs.splice(0, this.runs.length - 10_000);
     for (const job of jobs) {
       this.generations++;
       this.options.onGenerate?.(job.item.params);
