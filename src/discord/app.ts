@@ -98,8 +98,9 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   client.once('clientReady', (ready) => {
     logger.info('connected', { user: ready.user.tag, guilds: ready.guilds.cache.size, invite: inviteUrl(ready.application.id) });
   });
-  await client.login(config.discordToken);
+  // The journal first: a command that arrives the moment the gateway is up must find the queue already open.
   const resumed = await queue.resume();
+  await client.login(config.discordToken);
   logger.info('ready', { ...resumed });
 
   let stopping: Promise<ShutdownReport> | undefined;
