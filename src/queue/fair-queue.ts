@@ -113,6 +113,11 @@ const EWMA_WEIGHT = 0.3;
  * p-queue holds one "slot" task per submitted job; a slot that starts asks the scheduler for the fairest job at
  * that moment (not the one it was added for), so fairness is decided as late as possible. A cancelled job leaves
  * its slot behind; that slot finds nothing or runs another job whose own slot later finds nothing.
+ *
+ * With `maxBatchImages` > 1 a slot takes a run: the fairest job and the waiting jobs that can share its UNet
+ * calls, chosen by batch-plan.ts in fair order, all marked running in one transaction and handed to the
+ * sampler's `generateBatch`. Each job keeps its own timer, cancel, outcome and journal row; the slot (a lane)
+ * is held until every job of the run is done. Riders' own slots later find nothing, as after a cancel.
  */
 export class FairQueue implements JobQueue {
   readonly events: TypedEmitter<QueueEventMap>;
