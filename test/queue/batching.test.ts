@@ -140,6 +140,23 @@ describe('FairQueue with maxBatchImages', () => {
     expect(h.queue.position(x)).toMatchObject({ place: 5, startsInMs: startsInMs + 700, doneInMs: startsInMs + 700 + 10 * 2 * 40 });
   });
 
+  it('GIVEN a batch running THEN its jobs share one done-ETA and the next job waits for the whole run', async () => {
+    const h = await harness({ dataDir: measuredDataDir({ 1: 40, 3: 60 }), referencePixels: 32 * 32, sampler: { msPerStep: 10 } });
+    const started = record(h.queue.events, 'started');
+    for (const user of ['a', 'b', 'c']) submit(h, user, `${user}1`, { steps: 1000 });
+    await nextEvent(h.queue.events, 'progress');
+    expect(started).toHaveLength(3);
+    const next = submit(h, 'd', 'd1', { steps: 10, width: 64 }).job;
+    const snapshot = h.queue.snapshot();
+    expect(snapshot.running.map((v) => v.position.place)).toEqual([0, 0, 0]);
+    const done = snapshot.running.map((v) => v.position.doneInMs);
+    expect(new Set(done).size).toBe(1);
+    // At most 1000 steps of the run of three (60 ms each), less what is already done.
+    expect(done[0]).toBeLessThanOrEqual(60_000);
+    expect(done[0]).toBeGreaterThan(50_000);
+    expect(h.queue.position(next.id)).toMatchObject({ place: 1, startsInMs: done[0], doneInMs: done[0] + 10 * 2 * 40 });
+  });
+
   it('GIVEN one job of a running batch is cancelled THEN only it stops, at once, and the others are delivered', async () => {
     const h = await harness({ sampler: { msPerStep: 10 } });
     const cancelled = record(h.queue.events, 'cancelled');
