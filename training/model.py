@@ -109,9 +109,12 @@ class ResBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Self-attention, cross-attention on the caption tokens, and a small MLP, on the flattened map."""
 
-    def __init__(self, ch: int, ctx_dim: int):
+    def __init__(self, ch: int, ctx_dim: int, tokens: int = 0):
         super().__init__()
         heads = max(1, ch // 32)
+        # Learned absolute position of each cell (zero at start): attention itself is blind to where a cell is,
+        # and "on the left" needs to know.
+        self.pos = nn.Parameter(torch.zeros(1, tokens, ch)) if tokens else None
         self.norm = nn.GroupNorm(groups(ch), ch)
         self.ln1 = nn.LayerNorm(ch)
         self.self_attn = Attention(ch, ch, heads)
@@ -126,6 +129,8 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
         b, c, hh, ww = x.shape
         t = self.norm(x).reshape(b, c, hh * ww).transpose(1, 2)
+        if self.pos is not None:
+            t = t + self.pos
         h = self.ln1(t)
         t = t + self.self_attn(h, h)
         t = t + self.cross(self.ln2(t), ctx)
@@ -143,10 +148,16 @@ class UNet(nn.Module):
         attn: tuple[bool, ...] = (False, True, True),
         stem: int = 2,
         in_ch: int = 3,
+        pos_emb: bool = False,
+        size: int = 32,
     ):
         super().__init__()
         self.stem = stem
         c0 = channels[0]
+        res = [size // stem // 2**i for i in range(len(channels))]
+        tok = (lambda i: res[i] * res[i]) if pos_emb else (lambda i: 0)
+        # A learned position map added after the stem (zero at start), so every layer can tell left from right.
+        self.pos = nn.Parameter(torch.zeros(1, c0, res[0], res[0])) if pos_emb else None
         emb_dim = c0 * 4
         self.t_dim = c0
         self.time = nn.Sequential(nn.Linear(c0, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
@@ -159,20 +170,20 @@ class UNet(nn.Module):
         ch = c0
         for i, c in enumerate(channels):
             self.down.append(ResBlock(ch, c, emb_dim))
-            self.down_attn.append(AttnBlock(c, ctx_dim) if attn[i] else nn.Identity())
+            self.down_attn.append(AttnBlock(c, ctx_dim, tok(i)) if attn[i] else nn.Identity())
             ch = c
             skip_ch.append(ch)
             if i < len(channels) - 1:
                 self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
         self.mid = ResBlock(ch, ch, emb_dim)
-        self.mid_attn = AttnBlock(ch, ctx_dim)
+        self.mid_attn = AttnBlock(ch, ctx_dim, tok(len(channels) - 1))
         self.up = nn.ModuleList()
         self.up_attn = nn.ModuleList()
         self.upsample = nn.ModuleList()
         for i in reversed(range(len(channels))):
             c = channels[i]
             self.up.append(ResBlock(ch + skip_ch[i], c, emb_dim))
-            self.up_attn.append(AttnBlock(c, ctx_dim) if attn[i] else nn.Identity())
+            self.up_attn.append(AttnBlock(c, ctx_dim, tok(i)) if attn[i] else nn.Identity())
             ch = c
             if i > 0:
                 self.upsample.append(nn.Conv2d(ch, channels[i - 1], 3, padding=1))
@@ -188,6 +199,8 @@ class UNet(nn.Module):
         emb = F.silu(emb)
         x = F.pixel_unshuffle(sample, self.stem) if self.stem > 1 else sample
         x = self.conv_in(x)
+        if self.pos is not None:
+            x = x + self.pos
         skips = []
         for i, (res, at) in enumerate(zip(self.down, self.down_attn)):
             x = res(x, emb)

@@ -53,7 +53,7 @@ def build(cfg: dict, vocab_size: int) -> Model:
         MAX_LEN,
         cfg["text_dim"],
         cfg["text_layers"],
-        {"channels": tuple(cfg["channels"]), "attn": tuple(cfg["attn"]), "stem": cfg["stem"]},
+        {"channels": tuple(cfg["channels"]), "attn": tuple(cfg["attn"]), "stem": cfg["stem"], "pos_emb": cfg.get("pos_emb", False)},
     )
 
 
@@ -125,6 +125,7 @@ def main() -> None:
     p.add_argument("--p-unk", type=float, default=0.1, help="share of captions given an unknown word")
     p.add_argument("--snr-gamma", type=float, default=5.0)
     p.add_argument("--prediction", default="v_prediction", choices=["epsilon", "v_prediction"])
+    p.add_argument("--pos-emb", action="store_true", help="learned position embeddings (also added on resume)")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -145,6 +146,11 @@ def main() -> None:
         ck = torch.load(ckpt_path, map_location="cpu")
         cfg = ck["config"]
         print(f"resuming from {ckpt_path} at step {ck['step']}", flush=True)
+        if args.pos_emb and not cfg.get("pos_emb", False):
+            # Warm start: the new position parameters start at zero, so the network computes what it did.
+            cfg["pos_emb"] = True
+            cfg.setdefault("changes", []).append({"step": ck["step"], "change": "added position embeddings"})
+            print("adding position embeddings to the resumed model", flush=True)
     else:
         ck = None
         cfg = {
@@ -165,6 +171,7 @@ def main() -> None:
             "seed": args.seed,
             "betas": ["linear", 1e-4, 0.02, T],
             "prediction_type": args.prediction,
+            "pos_emb": args.pos_emb,
         }
     model = build(cfg, len(vocab_list)).to(dev)
     model.prediction_type = cfg["prediction_type"]
@@ -175,9 +182,20 @@ def main() -> None:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.01, betas=(0.9, 0.99))
     step, elapsed, hist = 0, 0.0, []
     if ck:
-        model.load_state_dict(ck["model"])
-        ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
+        missing = model.load_state_dict(ck["model"], strict=False).missing_keys
+        ema.load_state_dict(ck["ema"], strict=False)
+        if not missing:
+            opt.load_state_dict(ck["opt"])
+        else:
+            # New parameters: carry Adam's moments over by name for the old ones (state is keyed by position).
+            names = [n for n, _ in model.named_parameters()]
+            old = [n for n in names if n not in missing]
+            index = {n: i for i, n in enumerate(names)}
+            sd = ck["opt"]
+            state = {index[old[i]]: v for i, v in sd["state"].items()}
+            groups = [{**sd["param_groups"][0], "params": list(range(len(names)))}]
+            opt.load_state_dict({"state": state, "param_groups": groups})
+            print(f"new parameters: {missing}", flush=True)
         step, elapsed, hist = ck["step"], ck["elapsed"], ck.get("hist", [])
     n_params = sum(q.numel() for q in model.parameters())
     print(f"device {dev}, threads {torch.get_num_threads()}, params {n_params:,} "
