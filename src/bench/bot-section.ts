@@ -27,6 +27,11 @@ export interface BotInput {
   queuedJobs?: number;
   /** Extra environment for the bot's config (e.g. EXECUTION_PROVIDERS). */
   env?: Record<string, string>;
+  /**
+   * bot-process only: start the bot through src/bench/bot-entry.ts with these extra load options (a runtime lever)
+   * instead of src/index.ts.
+   */
+  loadOptions?: Record<string, unknown>;
 }
 
 export interface LoopDelay {
@@ -261,7 +266,8 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
   });
   await deployCommands(emulator);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-bench-bot-'));
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src', 'index.ts')], {
+  const entry = input.loadOptions ? [path.join(root, 'src', 'bench', 'bot-entry.ts'), JSON.stringify(input.loadOptions)] : [path.join(root, 'src', 'index.ts')];
+  const child = spawn(process.execPath, ['--import', 'tsx', ...entry], {
     cwd: root,
     env: {
       ...process.env,

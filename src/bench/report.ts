@@ -40,7 +40,13 @@ export interface BenchResults {
   models: ModelEntry[];
   /** float16 against float32 weights on the same small UNet. */
   fp16?: Fp16Result | Skipped;
-  bot?: { model: string; inProcess: BotResult | Skipped; process: BotProcessResult | Skipped };
+  bot?: {
+    model: string;
+    inProcess: BotResult | Skipped;
+    process: BotProcessResult | Skipped;
+    /** The bot as a process with each lever of `processLevers`' names (load options), beside `process`. */
+    processLevers?: { name: string; result: BotProcessResult | Skipped }[];
+  };
   targets: Target[];
   durationS: number;
 }
@@ -182,11 +188,13 @@ export function formatReport(results: BenchResults): string {
       rows.push(['one job alone: /imagine to image', `${fmt(b.singleJobS.reduce((a, c) => a + c, 0) / b.singleJobS.length)} s → ${fmt(b.imagesPerMinuteOne)} images/min`]);
       rows.push([`${b.queuedJobs} jobs sent at once: to the last image`, `${fmt(b.queuedJobsS)} s → ${fmt(b.imagesPerMinuteQueued)} images/min`]);
     }
-    if (isSkipped(bot.process)) rows.push(['bot as its own process', `skipped: ${bot.process.skipped}`]);
-    else {
-      const p = bot.process;
-      rows.push([`defer, ${p.defer.samples} commands, p50 / p99 (bot in its own process)`, `${fmt(p.defer.p50Ms)} / ${fmt(p.defer.p99Ms)} ms${p.defer.failed ? `, ${p.defer.failed} unanswered` : ''}`]);
-      rows.push(['bot process RSS: idle / busy / high-water', `${fmt(p.rssIdleMb)} / ${fmt(p.rssBusyMb)} / ${fmt(p.rssHighWaterMb)} MiB`]);
+    for (const { name, result: p } of [{ name: 'npm start', result: bot.process }, ...(bot.processLevers ?? [])]) {
+      if (isSkipped(p)) {
+        rows.push([`bot as its own process (${name})`, `skipped: ${p.skipped}`]);
+        continue;
+      }
+      rows.push([`defer, ${p.defer.samples} commands, p50 / p99 (bot in its own process, ${name})`, `${fmt(p.defer.p50Ms)} / ${fmt(p.defer.p99Ms)} ms${p.defer.failed ? `, ${p.defer.failed} unanswered` : ''}`]);
+      rows.push([`bot process RSS: idle / busy / high-water (${name})`, `${fmt(p.rssIdleMb)} / ${fmt(p.rssBusyMb)} / ${fmt(p.rssHighWaterMb)} MiB`]);
     }
     out.push(table(['measure', 'value'], rows));
   }

@@ -172,7 +172,17 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     const inProcess = await attempt('bot section', () => runSection<BotResult>('bot', botInput, SECTION_TIMEOUT_MS), log);
     log(`— the bot with ${embedded.label}: as its own process`);
     const proc = await attempt('bot process section', () => runSection<BotProcessResult>('bot-process', { ...botInput, bursts: quick ? 1 : 2 }, SECTION_TIMEOUT_MS), log);
-    bot = { model: embedded.label, inProcess, process: proc };
+    // The lever the thread tables point at for a bot: leave one core to the event loop.
+    const processLevers: { name: string; result: BotProcessResult | Skipped }[] = [];
+    if (cores > 1) {
+      const name = `intraOpNumThreads ${cores - 1}`;
+      log(`— the bot with ${embedded.label}: as its own process, ${name}`);
+      processLevers.push({
+        name,
+        result: await attempt('bot process lever section', () => runSection<BotProcessResult>('bot-process', { ...botInput, bursts: quick ? 1 : 2, loadOptions: { intraOpNumThreads: cores - 1 } }, SECTION_TIMEOUT_MS), log),
+      });
+    }
+    bot = { model: embedded.label, inProcess, process: proc, processLevers };
   }
 
   const executionProvider = models.map((m) => m.result).find((r): r is ModelSectionResult => !('skipped' in r))?.executionProvider ?? 'cpu';

@@ -1,0 +1,37 @@
+/**
+ * The bot as src/index.ts starts it (config from the environment, startApp), except that its worker pool is made
+ * here with extra load options: how the bench runs the bot as a process with a runtime lever applied.
+ *
+ *   node --import tsx src/bench/bot-entry.ts '<LoadModelOptions JSON>'
+ */
+import { parseConfig } from '../config.js';
+import { startApp } from '../discord/app.js';
+import { createLogger } from '../discord/log.js';
+import { resolveModelDir } from '../diffusion/model-path.js';
+import type { LoadModelOptions } from '../diffusion/model.js';
+import { createWorkerPool } from '../diffusion/worker-pool.js';
+
+async function main(): Promise<void> {
+  const extra = JSON.parse(process.argv[2] ?? '{}') as Omit<LoadModelOptions, 'log'>;
+  const config = parseConfig(process.env);
+  const logger = createLogger();
+  const pool = await createWorkerPool({
+    modelDir: resolveModelDir(config.modelDir),
+    workers: config.samplerWorkers,
+    jobTimeoutMs: config.jobTimeoutMs,
+    loadOptions: { executionProviders: config.executionProviders, ...extra },
+    log: (line) => logger.info(line),
+  });
+  const app = await startApp(config, { sampler: pool, logger });
+  process.once('SIGTERM', () => {
+    void app
+      .stop()
+      .then(() => pool.close())
+      .finally(() => process.exit(0));
+  });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`bot-entry: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
