@@ -93,6 +93,7 @@ const schema = z.object({
     return value;
   }),
   SAMPLER_WORKERS: intKey('SAMPLER_WORKERS', 1, 16, 1),
+  BATCH_IMAGES: intKey('BATCH_IMAGES', 1, 8, 4),
   STAND_IN_STEP_MS: intKey('STAND_IN_STEP_MS', 0, 60_000, 50),
   QUEUE_MAX_PER_MEMBER: intKey('QUEUE_MAX_PER_MEMBER', 1, 100, 2),
   QUEUE_MAX_TOTAL: intKey('QUEUE_MAX_TOTAL', 1, 100_000, 100),
@@ -131,6 +132,11 @@ export interface Config {
   readonly sampler: 'workers' | 'stand-in';
   /** Sampler worker threads = jobs run at once. Default 1. */
   readonly samplerWorkers: number;
+  /**
+   * Most images that waiting jobs from different members may share in one UNet call (same size, steps and
+   * scheduler). 1 turns batching off. Default 4.
+   */
+  readonly batchImages: number;
   /** Milliseconds per step of the stand-in sampler. Default 50. */
   readonly standInStepMs: number;
   /** Waiting jobs one member may have (guilds may lower or raise it with /settings). Default 2. */
@@ -178,6 +184,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     executionProviders: Object.freeze([...v.EXECUTION_PROVIDERS]),
     sampler: v.SAMPLER,
     samplerWorkers: v.SAMPLER_WORKERS,
+    batchImages: v.BATCH_IMAGES,
     standInStepMs: v.STAND_IN_STEP_MS,
     queueMaxPerMember: v.QUEUE_MAX_PER_MEMBER,
     queueMaxTotal: v.QUEUE_MAX_TOTAL,

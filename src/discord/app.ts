@@ -73,6 +73,8 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     deliver: (job, result, context) => messenger!.deliver(job, result, context),
     resultsDir: path.join(config.dataDir, 'results'),
     concurrency: config.samplerWorkers,
+    // The queue picks batches (fairly); the pool's own grouping stays off so it cannot bypass that order.
+    maxBatchImages: config.batchImages,
     memberCap: (guildId) => settings.get(guildId).perMemberCap,
     globalCap: config.queueMaxTotal,
     jobTimeoutMs: config.jobTimeoutMs,

@@ -110,10 +110,11 @@ describe('/imagine end to end (stand-in sampler)', () => {
   it('GIVEN jobs waiting behind others THEN each message shows its place and ETA, updated as the queue moves', async () => {
     const { emulator } = h;
     const { alice, bob, owner } = emulator.defaults.users;
+    // Different step counts, so that batching cannot run them together and they really wait in line.
     const handles = [
       emulator.sendCommand({ name: 'imagine', options: { prompt: 'first in line', steps: 8 }, userId: alice.id }),
-      emulator.sendCommand({ name: 'imagine', options: { prompt: 'second in line', steps: 8 }, userId: bob.id }),
-      emulator.sendCommand({ name: 'imagine', options: { prompt: 'third in line', steps: 8 }, userId: owner.id }),
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'second in line', steps: 9 }, userId: bob.id }),
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'third in line', steps: 10 }, userId: owner.id }),
     ];
     const finished = [];
     for (const handle of handles) {
