@@ -57,14 +57,13 @@ const ort = require(workerData.ortPath);
 const RESOLUTION_MS = 10;
 
 export function loopLeverVariants(cores: number): { name: string; options: ort.InferenceSession.SessionOptions }[] {
-  const variants: { name: string; options: ort.InferenceSession.SessionOptions }[] = [
-    { name: 'current (no spinning)', options: {} },
+  return [
+    { name: 'current', options: {} },
     { name: 'spinning (ort default)', options: { extra: SPINNING } },
     { name: 'intraOp=1', options: { intraOpNumThreads: 1 } },
-    { name: 'intraOp=1, spinning', options: { intraOpNumThreads: 1, extra: SPINNING } },
+    { name: `intraOp=${cores}`, options: { intraOpNumThreads: cores } },
+    { name: `intraOp=${cores}, spinning (ort defaults)`, options: { intraOpNumThreads: cores, extra: SPINNING } },
   ];
-  if (cores > 2) variants.push({ name: `intraOp=${cores - 1}`, options: { intraOpNumThreads: cores - 1 } });
-  return variants;
 }
 
 export async function measureLoopLevers(input: LoopLeversInput, log: (line: string) => void = () => {}): Promise<{ model: string; results: LoopLeverResult[] }> {
