@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
 import { runSection } from './child.js';
+import { SPINNING } from './levers-section.js';
 import type { Fp16Result, LeversInput, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
 import { machineInfo } from './machine.js';
@@ -172,16 +173,15 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     const inProcess = await attempt('bot section', () => runSection<BotResult>('bot', botInput, SECTION_TIMEOUT_MS), log);
     log(`— the bot with ${embedded.label}: as its own process`);
     const proc = await attempt('bot process section', () => runSection<BotProcessResult>('bot-process', { ...botInput, bursts: quick ? 1 : 2 }, SECTION_TIMEOUT_MS), log);
-    // The lever the thread tables point at for a bot: leave one core to the event loop.
+    // The same bot with onnxruntime's own thread defaults (all cores, spinning) instead of the loader's: what the
+    // loader's choice (session-options.ts) changes for members.
     const processLevers: { name: string; result: BotProcessResult | Skipped }[] = [];
-    if (cores > 1) {
-      const name = `intraOpNumThreads ${cores - 1}`;
-      log(`— the bot with ${embedded.label}: as its own process, ${name}`);
-      processLevers.push({
-        name,
-        result: await attempt('bot process lever section', () => runSection<BotProcessResult>('bot-process', { ...botInput, bursts: quick ? 1 : 2, loadOptions: { intraOpNumThreads: cores - 1 } }, SECTION_TIMEOUT_MS), log),
-      });
-    }
+    const name = `onnxruntime defaults: ${cores} threads, spinning`;
+    log(`— the bot with ${embedded.label}: as its own process, ${name}`);
+    processLevers.push({
+      name,
+      result: await attempt('bot process lever section', () => runSection<BotProcessResult>('bot-process', { ...botInput, bursts: quick ? 1 : 2, loadOptions: { intraOpNumThreads: cores, sessionOptions: { extra: SPINNING } } }, SECTION_TIMEOUT_MS), log),
+    });
     bot = { model: embedded.label, inProcess, process: proc, processLevers };
   }
 
