@@ -126,6 +126,7 @@ def main() -> None:
     p.add_argument("--snr-gamma", type=float, default=5.0)
     p.add_argument("--prediction", default="v_prediction", choices=["epsilon", "v_prediction"])
     p.add_argument("--pos-emb", action="store_true", help="learned position embeddings (also added on resume)")
+    p.add_argument("--p-pos", default="", help="share of captions stating positions: ONE,TWO (default 0.7,0.5); also on resume")
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ckpt-minutes", type=float, default=5.0)
@@ -173,6 +174,12 @@ def main() -> None:
             "prediction_type": args.prediction,
             "pos_emb": args.pos_emb,
         }
+    if args.p_pos:
+        one, two = (float(v) for v in args.p_pos.split(","))
+        if ck and cfg.get("p_pos") != [one, two]:
+            cfg.setdefault("changes", []).append({"step": ck["step"], "change": f"p_pos {cfg.get('p_pos', [0.7, 0.5])} -> {[one, two]}"})
+        cfg["p_pos"] = [one, two]
+    data.P_POS["one"], data.P_POS["two"] = cfg.get("p_pos", [0.7, 0.5])
     model = build(cfg, len(vocab_list)).to(dev)
     model.prediction_type = cfg["prediction_type"]
     ema = copy.deepcopy(model).eval()
