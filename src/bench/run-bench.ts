@@ -96,7 +96,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     {
       role: 'embedded',
       model: embedded,
-      input: quick ? { images: 2, compareRounds: 1, compareSteps: 4, batchSteps: 4, batchRepeats: 1 } : { images: 4, compareRounds: 8, compareSteps: 10, batchSteps: 20 },
+      input: quick ? { images: 2, compareRounds: 1, compareSteps: 4, batchSteps: 4, batchRepeats: 1 } : { images: 9, compareRounds: 8, compareSteps: 10, batchSteps: 20 },
       levers: quick ? { calls: 2, rounds: 1 } : { calls: 5, rounds: 6 },
       loopCalls: quick ? 5 : 40,
       torchCalls: quick ? 3 : 25,
