@@ -12,7 +12,7 @@ export const DEFAULT_SESSION_OPTIONS = {
   logSeverityLevel: 3,
   // onnxruntime's pool threads spin while they wait for work. A bot shares its machine (its own event loop, other
   // processes): spinning threads take the CPU from both. On the 2-core bench box, without spinning a UNet call in
-  // a worker went from 283 to 203 ms (median, sd-bench) and 9.0 to 5.7 ms (imagine-shapes, 200 calls each).
+  // a worker went from 283 to 203 ms (median, sd-bench) and 9.2 to 5.7 ms (imagine-shapes, 200 calls each).
   // Passing `extra` replaces this.
   extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
   // On a small machine, leave one core to the bot's event loop (and the rest of the box): on 2 cores, one intra-op
