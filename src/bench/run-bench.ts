@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
+import type { ExecutionProviderName } from '../diffusion/model.js';
 import { runSection } from './child.js';
 import { SPINNING } from './levers-section.js';
 import type { Fp16Result, LeversInput, LeverResult } from './levers-section.js';
@@ -26,6 +27,11 @@ export interface BenchOptions {
   cacheDir?: string;
   /** Export the embedded architecture from this training checkpoint when the embedded model is absent. */
   shapesCheckpoint?: string;
+  /**
+   * Execution providers to ask for, in order (as EXECUTION_PROVIDERS): the model sections and the bot use them;
+   * the lever tables and the PyTorch comparison stay on cpu. Default ['cpu'].
+   */
+  providers?: ExecutionProviderName[];
   skipTorch?: boolean;
   skipBot?: boolean;
   skipLevers?: boolean;
@@ -54,6 +60,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   const embeddedDir = path.resolve(options.embeddedDir ?? path.join(ROOT, 'models', 'imagine-shapes'));
   const quick = options.quick ?? false;
   const cores = os.availableParallelism();
+  const providers = options.providers ?? ['cpu'];
   const machine = machineInfo();
   const notes: string[] = [];
   log(`bench on ${machine.cpu}, ${cores} cores, load average ${machine.loadAverage.toFixed(1)}`);
@@ -119,7 +126,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       role: plan.role,
       label: plan.model.label,
       dir: path.relative(ROOT, plan.model.dir),
-      result: await attempt(`${plan.model.label} model section`, () => runSection<ModelSectionResult>('model', { modelDir: plan.model.dir, ...plan.input }, SECTION_TIMEOUT_MS), log),
+      result: await attempt(`${plan.model.label} model section`, () => runSection<ModelSectionResult>('model', { modelDir: plan.model.dir, ...plan.input, loadOptions: { executionProviders: providers } }, SECTION_TIMEOUT_MS), log),
     };
     if (!options.skipLevers) {
       log(`— ${plan.model.label}: levers`);
@@ -128,7 +135,7 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       entry.loopLevers = await attempt(`${plan.model.label} loop levers`, () => runSection<{ results: LoopLeverResult[] }>('loop-levers', { modelDir: plan.model.dir, calls: plan.loopCalls, rounds: 2 }, SECTION_TIMEOUT_MS), log);
     }
     const spec = unetSpecOf(plan.model.dir);
-    if (options.skipTorch) entry.torch = { skipped: 'skipped on request (--no-torch)' };
+    if (options.skipTorch) entry.torch = { skipped: 'on request (--no-torch)' };
     else if (!('version' in torch)) entry.torch = { skipped: torch.reason };
     else if (!spec) entry.torch = { skipped: 'not a training/model.py network' };
     else {
@@ -168,7 +175,8 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   // 3. The bot, with the embedded model (or its stand-in).
   let bot: BenchResults['bot'];
   if (!options.skipBot) {
-    const botInput: BotInput = quick ? { modelDir: embedded.dir, singleJobs: 1, bursts: 1, members: 30 } : { modelDir: embedded.dir };
+    const env = { EXECUTION_PROVIDERS: providers.join(',') };
+    const botInput: BotInput = quick ? { modelDir: embedded.dir, singleJobs: 1, bursts: 1, members: 30, env } : { modelDir: embedded.dir, env };
     log(`— the bot with ${embedded.label}: in one process with the emulator`);
     const inProcess = await attempt('bot section', () => runSection<BotResult>('bot', botInput, SECTION_TIMEOUT_MS), log);
     log(`— the bot with ${embedded.label}: as its own process`);
@@ -185,7 +193,9 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     bot = { model: embedded.label, inProcess, process: proc, processLevers };
   }
 
+  // The provider the model sections actually ran on (a requested one that is missing falls back to cpu).
   const executionProvider = models.map((m) => m.result).find((r): r is ModelSectionResult => !('skipped' in r))?.executionProvider ?? 'cpu';
+  if (providers.join(',') !== 'cpu') notes.push(`Requested providers ${providers.join(', ')}; the model sections ran on ${executionProvider}; levers and PyTorch on cpu.`);
   const partial = { machine, executionProvider, notes, models, fp16, bot, durationS: (performance.now() - started) / 1000 };
   return { ...partial, targets: judgeTargets(partial) };
 }

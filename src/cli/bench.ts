@@ -3,7 +3,7 @@
  * writes bench/results.json (machine, versions, execution provider, date, every number and the targets judged).
  *
  *   npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE]
- *                    [--python PATH] [--out FILE]
+ *                    [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]
  *
  * Exit code 0 when the bench ran (missed targets are reported, not failures); 2 on bad arguments.
  */
@@ -12,14 +12,25 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ROOT } from '../bench/python.js';
+import { EXECUTION_PROVIDERS, type ExecutionProviderName } from '../diffusion/model.js';
 import { formatReport } from '../bench/report.js';
 import { runBench, type BenchOptions } from '../bench/run-bench.js';
 
 const USAGE =
-  'usage: npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE] [--python PATH] [--out FILE]';
+  'usage: npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE] [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]';
 
 export interface BenchCliArgs extends BenchOptions {
   out: string;
+}
+
+function parseProviders(raw: string): ExecutionProviderName[] {
+  const names = raw.split(',').map((name) => name.trim());
+  for (const name of names) {
+    if (!(EXECUTION_PROVIDERS as readonly string[]).includes(name)) {
+      throw new Error(`Expected \`--provider\` to be a comma-separated list of ${EXECUTION_PROVIDERS.join(', ')}, got \`${raw}\``);
+    }
+  }
+  return names as ExecutionProviderName[];
 }
 
 /** Parse the command line; throws with a one-line message on anything unknown. */
@@ -36,6 +47,7 @@ export function parseBenchArgs(argv: string[]): BenchCliArgs {
       embedded: { type: 'string' },
       'shapes-checkpoint': { type: 'string' },
       python: { type: 'string' },
+      provider: { type: 'string' },
       out: { type: 'string' },
     },
   });
@@ -49,6 +61,7 @@ export function parseBenchArgs(argv: string[]): BenchCliArgs {
     ...(values.embedded !== undefined ? { embeddedDir: path.resolve(values.embedded) } : {}),
     ...(values['shapes-checkpoint'] !== undefined ? { shapesCheckpoint: path.resolve(values['shapes-checkpoint']) } : {}),
     ...(values.python !== undefined ? { python: values.python } : {}),
+    ...(values.provider !== undefined ? { providers: parseProviders(values.provider) } : {}),
   };
 }
 

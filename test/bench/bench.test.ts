@@ -149,6 +149,8 @@ describe('bench helpers', () => {
 
   it('GIVEN bench flags THEN they parse; GIVEN an unknown flag THEN it throws', () => {
     expect(parseBenchArgs(['--quick', '--no-bot', '--out', 'x.json'])).toMatchObject({ quick: true, skipBot: true, skipTorch: false, out: path.resolve('x.json') });
+    expect(parseBenchArgs(['--provider', 'webgpu,cpu'])).toMatchObject({ providers: ['webgpu', 'cpu'] });
+    expect(() => parseBenchArgs(['--provider', 'tpu'])).toThrow(/Expected `--provider` to be a comma-separated list of cpu, cuda, webgpu, got `tpu`/);
     expect(() => parseBenchArgs(['--fast'])).toThrow(/Unknown option/);
     expect(() => parseBenchArgs(['extra'])).toThrow(/no positional arguments/);
   });
