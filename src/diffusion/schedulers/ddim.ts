@@ -1,7 +1,7 @@
 import { ConfigReader } from './config-reader.js';
 import { f32 } from './float32.js';
 import { integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, drawNoise, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Denoising Diffusion Implicit Models (Song, Meng & Ermon 2021), eq. 12, as diffusers' DDIMScheduler.
@@ -27,6 +27,9 @@ export class DDIMScheduler implements Scheduler {
   private readonly stepsOffset: number;
   private readonly eta: number;
   private numInferenceSteps = 0;
+  /** predOriginalSample and the η noise, reused from step to step (the contract: valid until the next step). */
+  private x0: Float32Array | undefined;
+  private noiseBuffer: Float32Array | undefined;
 
   constructor(config: SchedulerConfig, options: DdimOptions = {}) {
     const c = new ConfigReader(config, OWNER);
@@ -54,7 +57,7 @@ export class DDIMScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.numInferenceSteps > 0, modelOutput, sample);
     const ac = this.schedule.alphasCumprod;
     const t = this.trainIndex(timestep);
@@ -73,8 +76,9 @@ export class DDIMScheduler implements Scheduler {
     const sqrtAPrev = f32(Math.sqrt(alphaProdTPrev));
     const range = this.clipSampleRange;
 
-    const prevSample = new Float32Array(sample.length);
-    const predOriginalSample = new Float32Array(sample.length);
+    const prevSample = outBuffer(OWNER, out, sample, modelOutput);
+    const predOriginalSample = reuse(this.x0, sample.length);
+    this.x0 = predOriginalSample;
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
@@ -95,7 +99,7 @@ export class DDIMScheduler implements Scheduler {
       prevSample[i] = f32(sqrtAPrev * x0) + f32(dirCoeff * eps);
     }
     if (this.eta > 0) {
-      const variance = drawNoise(OWNER, noise, new Float32Array(sample.length));
+      const variance = drawNoise(OWNER, noise, (this.noiseBuffer = reuse(this.noiseBuffer, sample.length)));
       for (let i = 0; i < prevSample.length; i++) prevSample[i] += f32(stdDevT * variance[i]);
     }
     return { prevSample, predOriginalSample };

@@ -15,7 +15,7 @@ import {
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, indexForTimestep, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Euler method on the probability-flow ODE in sigma (Karras et al. 2022, "Elucidating the Design Space of
@@ -43,6 +43,8 @@ export class EulerDiscreteScheduler implements Scheduler {
   private readonly finalSigmasType: 'zero' | 'sigma_min';
   private stepIndex: number | undefined;
   private scaled: Float32Array | undefined;
+  /** predOriginalSample, reused from step to step (the contract: valid until the next step). */
+  private denoised: Float32Array | undefined;
 
   constructor(config: SchedulerConfig) {
     const c = new ConfigReader(config, OWNER);
@@ -132,7 +134,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     return out;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     if (this.stepIndex >= this.timesteps.length) throw new Error(`${OWNER}: step() called past the last timestep`);
@@ -140,19 +142,32 @@ export class EulerDiscreteScheduler implements Scheduler {
     // diffusers' s_churn defaults to 0, so gamma = 0 and sigmaHat = sigma; no pipeline of ours asks for churn.
     const sigmaHat = sigma;
     const dt = f32(this.sigmas[this.stepIndex + 1] - sigmaHat);
-    const { vScale, xDiv } = vCoefficients(sigma);
-    const prevSample = new Float32Array(sample.length);
-    const predOriginalSample = new Float32Array(sample.length);
-    for (let i = 0; i < sample.length; i++) {
-      const x = sample[i];
-      const m = modelOutput[i];
-      let denoised: number;
-      if (this.predictionType === 'epsilon') denoised = f32(x - f32(sigmaHat * m));
-      else if (this.predictionType === 'v_prediction') denoised = f32(f32(m * vScale) + f32(x / xDiv));
-      else denoised = m;
-      predOriginalSample[i] = denoised;
-      const derivative = f32(f32(x - denoised) / sigmaHat);
-      prevSample[i] = x + f32(derivative * dt);
+    const prevSample = outBuffer(OWNER, out, sample, modelOutput);
+    const predOriginalSample = reuse(this.denoised, sample.length);
+    this.denoised = predOriginalSample;
+    // One loop per prediction type, so the per-element loop has no branch (the math is the same as one loop's).
+    if (this.predictionType === 'epsilon') {
+      for (let i = 0; i < sample.length; i++) {
+        const x = sample[i];
+        const denoised = f32(x - f32(sigmaHat * modelOutput[i]));
+        predOriginalSample[i] = denoised;
+        prevSample[i] = x + f32(f32(f32(x - denoised) / sigmaHat) * dt);
+      }
+    } else if (this.predictionType === 'v_prediction') {
+      const { vScale, xDiv } = vCoefficients(sigma);
+      for (let i = 0; i < sample.length; i++) {
+        const x = sample[i];
+        const denoised = f32(f32(modelOutput[i] * vScale) + f32(x / xDiv));
+        predOriginalSample[i] = denoised;
+        prevSample[i] = x + f32(f32(f32(x - denoised) / sigmaHat) * dt);
+      }
+    } else {
+      for (let i = 0; i < sample.length; i++) {
+        const x = sample[i];
+        const denoised = modelOutput[i];
+        predOriginalSample[i] = denoised;
+        prevSample[i] = x + f32(f32(f32(x - denoised) / sigmaHat) * dt);
+      }
     }
     this.stepIndex++;
     return { prevSample, predOriginalSample };

@@ -56,3 +56,21 @@ export function drawNoise(owner: string, noise: NoiseSource | undefined, out: Fl
   noise.fillNormal(out);
   return out;
 }
+
+/**
+ * The buffer a step writes x_{t−1} into: the caller's `out` (checked: right length, not an input), else a fresh one.
+ */
+export function outBuffer(owner: string, out: Float32Array | undefined, sample: Float32Array, modelOutput: Float32Array): Float32Array {
+  if (out === undefined) return new Float32Array(sample.length);
+  if (out.length !== sample.length) {
+    throw new Error(`${owner}: expected \`out\` to have the length of \`sample\` (${sample.length}), got ${out.length}`);
+  }
+  if (overlaps(out, sample) || overlaps(out, modelOutput)) {
+    throw new Error(`${owner}: expected \`out\` to be a buffer of its own, not \`sample\` or \`modelOutput\``);
+  }
+  return out;
+}
+
+function overlaps(a: Float32Array, b: Float32Array): boolean {
+  return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}

@@ -3,7 +3,7 @@
  * it knows only setTimesteps, scaleModelInput and step. One algorithm per file.
  *
  * Samples are flat Float32Arrays (the latent tensor in NCHW order); schedulers never allocate per step
- * beyond what their algorithm must keep (e.g. multistep history).
+ * beyond what their algorithm must keep (e.g. multistep history) when the caller passes step()'s `out`.
  */
 
 /** A scheduler_config.json as diffusers writes it. Unknown keys are ignored. */
@@ -17,11 +17,14 @@ export interface NoiseSource {
 
 export interface StepResult {
   /**
-   * x_{t−1}, a fresh array the caller owns (never `sample` or `modelOutput`; on a final step it may be the same
-   * array as predOriginalSample).
+   * x_{t−1}. With `out` passed to step(), `out` itself (the caller's buffer). Without it, a fresh array the caller
+   * owns (never `sample` or `modelOutput`; on a final step it may be the same array as predOriginalSample).
    */
   prevSample: Float32Array;
-  /** The model's estimate of the clean sample x0, when the algorithm computes it (used for previews). */
+  /**
+   * The model's estimate of the clean sample x0, when the algorithm computes it (used for previews). It may be a
+   * buffer the scheduler reuses: valid until the next step() call; copy it to keep it longer.
+   */
   predOriginalSample?: Float32Array;
 }
 
@@ -38,7 +41,13 @@ export interface Scheduler {
    * reuses on its next scaleModelInput call; it is never written to by step().
    */
   scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult;
+  /**
+   * One step x_t → x_{t−1}. `out`, when given, receives x_{t−1} (and is returned as `prevSample`): a buffer of
+   * `sample.length` the caller owns and reuses across steps so that the loop allocates nothing. It must not be
+   * `sample` or `modelOutput` (a multistep scheduler still reads `sample` after writing); a loop alternates two
+   * buffers. Its contents before the call do not matter. Schedulers that keep history copy what they keep.
+   */
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult;
   /**
    * Noise a clean sample to the level of `timestep` (one of `timesteps`), as diffusers' `add_noise`: the start of
    * img2img, and of diffusers' "full loop with noise" tests. Optional: schedulers without it cannot start mid-schedule.
