@@ -70,20 +70,32 @@ function readFloat(tensor: ort.Tensor, out?: Float32Array): Float32Array {
   return tensor.data as Float32Array;
 }
 
-/** The timestep as the UNet's metadata asks for it: dtype int64/int32/float32/float16, shape [] , [1] or [batch]. */
-function timestepTensor(spec: TensorSpec, t: number, batch: number): ort.Tensor {
+/**
+ * The timestep as the UNet's metadata asks for it: dtype int64/int32/float32/float16, shape [], [1] or [batch].
+ * Made once per job; `set(t)` refills its data before each call (onnxruntime reads the typed array at run time), so
+ * the loop makes no tensor per step.
+ */
+function timestepTensor(spec: TensorSpec, batch: number): { tensor: ort.Tensor; set(t: number): void } {
   const dims = spec.shape.length === 0 ? [] : typeof spec.shape[0] === 'number' && spec.shape[0] > 0 ? [spec.shape[0]] : [batch];
   const n = dims.length === 0 ? 1 : dims[0];
   switch (spec.type) {
-    case 'int64':
+    case 'int64': {
+      const data = new BigInt64Array(n);
       // As diffusers' ONNX pipeline casts with np.array([t], dtype=int64): truncation.
-      return new ort.Tensor('int64', new BigInt64Array(n).fill(BigInt(Math.trunc(t))), dims);
-    case 'int32':
-      return new ort.Tensor('int32', new Int32Array(n).fill(Math.trunc(t)), dims);
-    case 'float16':
-      return new ort.Tensor('float16', new Uint16Array(n).fill(floatToHalf(t)), dims);
-    default:
-      return new ort.Tensor('float32', new Float32Array(n).fill(t), dims);
+      return { tensor: new ort.Tensor('int64', data, dims), set: (t) => void data.fill(BigInt(Math.trunc(t))) };
+    }
+    case 'int32': {
+      const data = new Int32Array(n);
+      return { tensor: new ort.Tensor('int32', data, dims), set: (t) => void data.fill(Math.trunc(t)) };
+    }
+    case 'float16': {
+      const data = new Uint16Array(n);
+      return { tensor: new ort.Tensor('float16', data, dims), set: (t) => void data.fill(floatToHalf(t)) };
+    }
+    default: {
+      const data = new Float32Array(n);
+      return { tensor: new ort.Tensor('float32', data, dims), set: (t) => void data.fill(t) };
+    }
   }
 }
 
@@ -254,6 +266,8 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
     const perImage = channels * latentH * latentW;
     const noise = new BatchNoise(members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0)));
     let latents: Float32Array<ArrayBufferLike> = new Float32Array(images * perImage);
+    // The scheduler writes x_{t−1} here (step()'s `out`); the two buffers swap every step, so the loop allocates none.
+    let spare: Float32Array<ArrayBufferLike> = new Float32Array(images * perImage);
     noise.fillNormal(latents);
     const sigma = scheduler.initNoiseSigma;
     for (let i = 0; i < latents.length; i++) latents[i] *= sigma;
@@ -269,6 +283,17 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
         : new ort.Tensor('float32', new Float32Array(batch * perImage), [batch, channels, latentH, latentW]);
     const noisePred = uncondRows > 0 ? new Float32Array(images * perImage) : undefined;
     const sampleDims = [batch, channels, latentH, latentW];
+    // The step's tensors are made once over those buffers and refilled in place: onnxruntime reads their data at
+    // run time, so a new ort.Tensor per step would only add garbage.
+    const sampleTensor = floatTensor(sampleType, sampleIn, sampleDims, sampleHalf);
+    const timestep = timestepTensor(unet.timestep, batch);
+    const feeds: Record<string, ort.Tensor> = {
+      [unet.sample.name]: sampleTensor,
+      [unet.timestep.name]: timestep.tensor,
+      [unet.encoderHiddenStates.name]: ehsTensor,
+    };
+    if (condTensor && unet.timestepCond) feeds[unet.timestepCond.name] = condTensor;
+    const fetches = { [unet.output.name]: unetOut };
 
     // 8. Denoising loop. One progress call per user-visible step: a scheduler may run the UNet more than once per
     //    step (Heun: twice; PNDM's Runge–Kutta warm-up: more).
@@ -288,31 +313,28 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       }
 
       // 8b. Predict the noise residual.
-      const feeds: Record<string, ort.Tensor> = {
-        [unet.sample.name]: floatTensor(sampleType, sampleIn, sampleDims, sampleHalf),
-        [unet.timestep.name]: timestepTensor(unet.timestep, t, batch),
-        [unet.encoderHiddenStates.name]: ehsTensor,
-      };
-      if (condTensor && unet.timestepCond) feeds[unet.timestepCond.name] = condTensor;
+      if (sampleHalf) toHalf(sampleIn, sampleHalf);
+      timestep.set(t);
       const t0 = performance.now();
-      await run(unet.session, feeds, { [unet.output.name]: unetOut });
+      await run(unet.session, feeds, fetches);
       unetMs += performance.now() - t0;
       const modelOut = readFloat(unetOut, outFloat);
 
       // 8c. Guidance, per job: uncond + scale × (cond − uncond).
+      //     One pass over each job's rows, straight into noisePred; jobs without guidance copy their rows.
       let guided = modelOut.subarray(uncondRows * perImage);
       if (noisePred) {
-        noisePred.set(guided);
         for (const m of members) {
-          if (!m.doCfg) continue;
           const n = m.checked.count * perImage;
-          guideInto(modelOut, m.uncondRow * perImage, m.condRow * perImage, n, m.checked.guidanceScale, noisePred, m.firstImage * perImage);
+          if (m.doCfg) guideInto(modelOut, m.uncondRow * perImage, m.condRow * perImage, n, m.checked.guidanceScale, noisePred, m.firstImage * perImage);
+          else noisePred.set(modelOut.subarray(m.condRow * perImage, m.condRow * perImage + n), m.firstImage * perImage);
         }
         guided = noisePred;
       }
 
       // 8d. One scheduler step: x_t → x_{t−1}, with the seeded generators for any noise it adds.
-      const result = scheduler.step(guided, t, latents, noise);
+      const result = scheduler.step(guided, t, latents, noise, spare);
+      if (result.prevSample === spare) spare = latents;
       latents = result.prevSample;
 
       // 8e. Progress, with a cheap preview of each job's current estimate of its first clean image.
