@@ -41,6 +41,8 @@ export class EulerDiscreteScheduler implements Scheduler {
   private readonly sigmaMax: number | undefined;
   private readonly continuousV: boolean;
   private readonly finalSigmasType: 'zero' | 'sigma_min';
+  /** σ of every training timestep, ascending (fixed once the schedule is read). */
+  private readonly trainSigmas: Float64Array;
   private stepIndex: number | undefined;
   private scaled: Float32Array | undefined;
   /** predOriginalSample, reused from step to step (the contract: valid until the next step). */
@@ -73,8 +75,10 @@ export class EulerDiscreteScheduler implements Scheduler {
     this.finalSigmasType = c.oneOf('final_sigmas_type', ['zero', 'sigma_min'], 'zero');
 
     // Before setTimesteps: the full training schedule, as diffusers' constructor leaves it.
-    const train = sigmasFromAlphasCumprod(this.schedule.alphasCumprod).reverse();
-    this.sigmas = Float64Array.from([...train, 0]);
+    this.trainSigmas = sigmasFromAlphasCumprod(this.schedule.alphasCumprod);
+    this.sigmas = new Float64Array(this.trainSigmas.length + 1);
+    this.sigmas.set(this.trainSigmas);
+    this.sigmas.subarray(0, this.trainSigmas.length).reverse();
   }
 
   get initNoiseSigma(): number {
@@ -100,8 +104,7 @@ export class EulerDiscreteScheduler implements Scheduler {
       timesteps = arange(nTrain, 0, -nTrain / n).map((v) => roundHalfEven(v) - 1);
     }
 
-    const trainSigmas = sigmasFromAlphasCumprod(this.schedule.alphasCumprod);
-    const logSigmas = trainSigmas.map(Math.log);
+    const { trainSigmas } = this;
     let sigmas: Float64Array;
     if (this.interpolationType === 'linear') {
       sigmas = timesteps.map((t) => interpIndex(t, trainSigmas));
@@ -113,6 +116,7 @@ export class EulerDiscreteScheduler implements Scheduler {
       const sigmaMin = this.sigmaMin ?? sigmas[sigmas.length - 1];
       const sigmaMax = this.sigmaMax ?? sigmas[0];
       sigmas = this.sigmaSchedule === 'karras' ? karrasSigmas(sigmaMin, sigmaMax, n) : exponentialSigmas(sigmaMin, sigmaMax, n);
+      const logSigmas = trainSigmas.map(Math.log);
       timesteps = sigmas.map((s) => sigmaToT(s, logSigmas));
     }
     const sigmaLast = this.finalSigmasType === 'zero' ? 0 : trainSigmas[0];

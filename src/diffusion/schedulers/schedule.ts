@@ -29,6 +29,9 @@ export interface ScheduleDefaults {
   zeroSnr?: boolean;
 }
 
+/** Computed schedules by their keys (never handed out: callers get copies). */
+const SCHEDULES = new Map<string, TrainSchedule>();
+
 /**
  * Read num_train_timesteps, beta_start, beta_end, beta_schedule, trained_betas and rescale_betas_zero_snr and build
  * the training schedule, with diffusers' defaults unless the scheduler's own differ.
@@ -40,6 +43,14 @@ export function readTrainSchedule(config: ConfigReader, defaults: ScheduleDefaul
   const betaSchedule = config.oneOf('beta_schedule', defaults.allowed ?? BETA_SCHEDULES, defaults.betaSchedule ?? 'linear');
   const trainedBetas = config.optionalNumberArray('trained_betas');
   const zeroSnr = (defaults.zeroSnr ?? true) && config.boolean('rescale_betas_zero_snr', false);
+
+  // Every job builds its scheduler afresh; the computed schedule is the same for the same keys, so it is kept
+  // (a few configs per process) and each scheduler gets its own copies, free to change them.
+  const key = trainedBetas === undefined ? `${numTrainTimesteps} ${betaStart} ${betaEnd} ${betaSchedule} ${zeroSnr}` : undefined;
+  const known = key === undefined ? undefined : SCHEDULES.get(key);
+  if (known !== undefined) {
+    return { numTrainTimesteps, betas: known.betas.slice(), alphas: known.alphas.slice(), alphasCumprod: known.alphasCumprod.slice() };
+  }
 
   let betas: Float64Array;
   if (trainedBetas !== undefined) {
@@ -59,6 +70,7 @@ export function readTrainSchedule(config: ConfigReader, defaults: ScheduleDefaul
 
   const alphas = betas.map((b) => f32(1 - b));
   const alphasCumprod = cumprodF32(alphas);
+  if (key !== undefined && SCHEDULES.size < 16) SCHEDULES.set(key, { numTrainTimesteps, betas: betas.slice(), alphas: alphas.slice(), alphasCumprod: alphasCumprod.slice() });
   return { numTrainTimesteps, betas, alphas, alphasCumprod };
 }
 
