@@ -1,7 +1,7 @@
 import { ConfigReader } from './config-reader.js';
 import { f32 } from './float32.js';
 import { BETA_SCHEDULES, integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, drawNoise, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Denoising Diffusion Probabilistic Models (Ho, Jain & Abbeel 2020), ancestral sampling with the posterior
@@ -15,6 +15,9 @@ export class DDPMScheduler implements Scheduler {
   readonly order = 1;
   readonly initNoiseSigma = 1;
   timesteps: Float64Array = new Float64Array(0);
+  /** predOriginalSample and drawn noise, reused from step to step (the contract: valid until the next step). */
+  private x0Buffer: Float32Array | undefined;
+  private noiseBuffer: Float32Array | undefined;
 
   private readonly schedule: TrainSchedule;
   private readonly varianceType: VarianceType;
@@ -55,7 +58,7 @@ export class DDPMScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     const index = this.timesteps.indexOf(timestep);
     if (index < 0) throw new Error(`${OWNER}: timestep \`${timestep}\` is not in the current schedule; pass one of \`scheduler.timesteps\``);
@@ -75,8 +78,8 @@ export class DDPMScheduler implements Scheduler {
     const xtCoeff = f32(f32(f32(Math.sqrt(currentAlphaT)) * betaProdTPrev) / betaProdT);
     const range = this.clipSampleRange;
 
-    const prevSample = new Float32Array(sample.length);
-    const predOriginalSample = new Float32Array(sample.length);
+    const prevSample = outBuffer(OWNER, out, sample, modelOutput);
+    const predOriginalSample = (this.x0Buffer = reuse(this.x0Buffer, sample.length));
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
@@ -91,7 +94,7 @@ export class DDPMScheduler implements Scheduler {
       prevSample[i] = f32(x0Coeff * x0) + f32(xtCoeff * x);
     }
     if (t > 0) {
-      const z = drawNoise(OWNER, noise, new Float32Array(sample.length));
+      const z = drawNoise(OWNER, noise, (this.noiseBuffer = reuse(this.noiseBuffer, sample.length)));
       // β̃_t of eq. 7 (fixed_small), or β_t (fixed_large); clamped as diffusers does so log() stays finite.
       const posterior = Math.max(f32(f32(betaProdTPrev / betaProdT) * currentBetaT), 1e-20);
       const std =

@@ -14,7 +14,7 @@ import {
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, drawNoise } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, drawNoise, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // DPM-Solver++ multistep (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided Sampling of Diffusion Probabilistic
@@ -30,6 +30,8 @@ export class DPMSolverMultistepScheduler implements Scheduler {
   readonly initNoiseSigma = 1;
   timesteps: Float64Array = new Float64Array(0);
   sigmas: Float64Array = new Float64Array(0);
+  /** The SDE variants' noise, reused from step to step. */
+  private noiseBuffer: Float32Array | undefined;
 
   private readonly schedule: TrainSchedule;
   private readonly solverOrder: number;
@@ -157,7 +159,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     if (this.stepIndex === undefined) this.stepIndex = this.indexForTimestep(timestep);
     const index = this.stepIndex;
@@ -172,14 +174,15 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     this.modelOutputs.push(converted);
 
     const sde = this.algorithmType === 'sde-dpmsolver++' || this.algorithmType === 'sde-dpmsolver';
-    const z = sde ? drawNoise(OWNER, noise, new Float32Array(sample.length)) : undefined;
+    const z = sde ? drawNoise(OWNER, noise, (this.noiseBuffer = reuse(this.noiseBuffer, sample.length))) : undefined;
+    const dest = outBuffer(OWNER, out, sample, modelOutput);
     let prevSample: Float32Array;
     if (this.solverOrder === 1 || this.lowerOrderNums < 1 || lowerOrderFinal) {
-      prevSample = this.firstOrderUpdate(converted, sample, index, z);
+      prevSample = this.firstOrderUpdate(converted, sample, index, z, dest);
     } else if (this.solverOrder === 2 || this.lowerOrderNums < 2 || lowerOrderSecond) {
-      prevSample = this.secondOrderUpdate(sample, index, z);
+      prevSample = this.secondOrderUpdate(sample, index, z, dest);
     } else {
-      prevSample = this.thirdOrderUpdate(sample, index, z);
+      prevSample = this.thirdOrderUpdate(sample, index, z, dest);
     }
     if (this.lowerOrderNums < this.solverOrder) this.lowerOrderNums++;
     this.stepIndex = index + 1;
@@ -241,7 +244,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
    * rounds its 0-d tensors; signs are folded into them, which float arithmetic leaves exact.
    */
 
-  private firstOrderUpdate(m0: Float32Array, sample: Float32Array, index: number, z: Float32Array | undefined): Float32Array {
+  private firstOrderUpdate(m0: Float32Array, sample: Float32Array, index: number, z: Float32Array | undefined, dest: Float32Array): Float32Array {
     const [alphaT, sigmaT] = this.alphaSigma(this.sigmas[index + 1]);
     const [alphaS, sigmaS] = this.alphaSigma(this.sigmas[index]);
     const h = f32(this.lambda(this.sigmas[index + 1]) - this.lambda(this.sigmas[index]));
@@ -271,7 +274,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
         break;
     }
     // At σ_t = 0 (final_sigmas_type zero) a is 0 and h is +∞: x_t is exactly the x0 estimate.
-    const out = new Float32Array(sample.length);
+    const out = dest;
     for (let i = 0; i < out.length; i++) {
       const x = f32(a * sample[i]) + f32(b * m0[i]);
       out[i] = z ? f32(x) + f32(c * z[i]) : x;
@@ -279,7 +282,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return out;
   }
 
-  private secondOrderUpdate(sample: Float32Array, index: number, z: Float32Array | undefined): Float32Array {
+  private secondOrderUpdate(sample: Float32Array, index: number, z: Float32Array | undefined, dest: Float32Array): Float32Array {
     const s = this.sigmas;
     const [alphaT, sigmaT] = this.alphaSigma(s[index + 1]);
     const [alphaS0, sigmaS0] = this.alphaSigma(s[index]);
@@ -330,7 +333,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
         break;
       }
     }
-    const out = new Float32Array(sample.length);
+    const out = dest;
     for (let i = 0; i < out.length; i++) {
       const d1 = f32(invR0 * f32(m0[i] - m1[i]));
       const x = f32(f32(f32(a * sample[i]) + f32(b * m0[i])) + f32(c * d1));
@@ -339,7 +342,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
     return out;
   }
 
-  private thirdOrderUpdate(sample: Float32Array, index: number, z: Float32Array | undefined): Float32Array {
+  private thirdOrderUpdate(sample: Float32Array, index: number, z: Float32Array | undefined, dest: Float32Array): Float32Array {
     const s = this.sigmas;
     const [alphaT, sigmaT] = this.alphaSigma(s[index + 1]);
     const [alphaS0, sigmaS0] = this.alphaSigma(s[index]);
@@ -384,7 +387,7 @@ export class DPMSolverMultistepScheduler implements Scheduler {
       e = f32(alphaT * f32(f32(f32(e2 - h2) / f32(h2 * h2)) - 0.5));
       f = f32(sigmaT * f32(Math.sqrt(e2)));
     }
-    const out = new Float32Array(sample.length);
+    const out = dest;
     for (let i = 0; i < out.length; i++) {
       const d10 = f32(invR0 * f32(m0[i] - m1[i]));
       const d11 = f32(invR1 * f32(m1[i] - m2[i]));

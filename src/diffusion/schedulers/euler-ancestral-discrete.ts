@@ -11,7 +11,7 @@ import {
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, drawNoise, indexForTimestep, reuse } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, drawNoise, indexForTimestep, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Euler ancestral sampling (k-diffusion's sample_euler_ancestral, after Karras et al. 2022 and Song et al. 2021's
@@ -22,6 +22,8 @@ const OWNER = 'EulerAncestralDiscreteScheduler';
 export class EulerAncestralDiscreteScheduler implements Scheduler {
   readonly order = 1;
   timesteps: Float64Array = new Float64Array(0);
+  /** predOriginalSample, reused from step to step (the contract: valid until the next step). */
+  private x0Buffer: Float32Array | undefined;
   sigmas: Float64Array;
 
   private readonly schedule: TrainSchedule;
@@ -77,7 +79,7 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     return out;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     const index = this.stepIndex;
@@ -90,9 +92,9 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     const sigmaDown = f32(Math.sqrt(f32(to2 - f32(sigmaUp * sigmaUp))));
     const dt = f32(sigmaDown - sigmaFrom);
     const { vScale, xDiv } = vCoefficients(sigmaFrom);
-    const predOriginalSample = new Float32Array(sample.length);
+    const predOriginalSample = (this.x0Buffer = reuse(this.x0Buffer, sample.length));
     // diffusers draws the noise even on the last step (σ_up = 0 there): draw it too, so seeded streams stay aligned.
-    const prevSample = drawNoise(OWNER, noise, new Float32Array(sample.length));
+    const prevSample = drawNoise(OWNER, noise, outBuffer(OWNER, out, sample, modelOutput));
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];

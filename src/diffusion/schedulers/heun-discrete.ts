@@ -14,7 +14,7 @@ import {
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, indexForTimestep, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, "Elucidating the Design Space of
@@ -117,7 +117,7 @@ export class HeunDiscreteScheduler implements Scheduler {
     return out;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     const index = this.stepIndex;
@@ -131,7 +131,7 @@ export class HeunDiscreteScheduler implements Scheduler {
     const { vScale, xDiv } = vCoefficients(sigmaInput);
     const range = this.clipSampleRange;
     const predOriginalSample = new Float32Array(sample.length);
-    const prevSample = new Float32Array(sample.length);
+    const prevSample = outBuffer(OWNER, out, sample, modelOutput);
 
     if (firstOrder) {
       const derivative = new Float32Array(sample.length);

@@ -1,7 +1,7 @@
 import { ConfigReader } from './config-reader.js';
 import { f32 } from './float32.js';
 import { readTrainSchedule, type TrainSchedule } from './schedule.js';
-import { checkSameLength, checkStep, drawNoise, indexForTimestep } from './step-helpers.js';
+import { checkSameLength, checkStep, drawNoise, indexForTimestep, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Latent Consistency Models (Luo et al. 2023, "LCM", Algorithm 3, multistep consistency sampling): each step
@@ -16,6 +16,8 @@ export class LCMScheduler implements Scheduler {
   readonly order = 1;
   readonly initNoiseSigma = 1;
   timesteps: Float64Array = new Float64Array(0);
+  /** predOriginalSample, reused from step to step (the contract: valid until the next step). */
+  private x0Buffer: Float32Array | undefined;
 
   private readonly schedule: TrainSchedule;
   private readonly originalInferenceSteps: number;
@@ -61,7 +63,7 @@ export class LCMScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     const index = this.stepIndex;
@@ -79,7 +81,7 @@ export class LCMScheduler implements Scheduler {
     const cOut = f32(scaled / f32(Math.sqrt(f32(scaledSq + SIGMA_DATA ** 2))));
     const range = this.clipSampleRange;
 
-    const denoised = new Float32Array(sample.length);
+    const denoised = (this.x0Buffer = reuse(this.x0Buffer, sample.length));
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
@@ -92,10 +94,13 @@ export class LCMScheduler implements Scheduler {
       if (this.clipSample) x0 = Math.min(Math.max(x0, -range), range);
       denoised[i] = f32(cOut * x0) + f32(cSkip * x);
     }
-    let prevSample: Float32Array = denoised;
-    if (index !== this.timesteps.length - 1) {
+    const prevSample = outBuffer(OWNER, out, sample, modelOutput);
+    if (index === this.timesteps.length - 1) {
+      // The last step returns the estimate itself (in the caller's buffer: `denoised` is reused).
+      prevSample.set(denoised);
+    } else {
       // Re-noise the estimate to the next timestep: sqrt(ᾱ) x0 + sqrt(1 − ᾱ) z.
-      prevSample = drawNoise(OWNER, noise, new Float32Array(sample.length));
+      drawNoise(OWNER, noise, prevSample);
       const sa = f32(Math.sqrt(alphaProdTPrev));
       const sb = f32(Math.sqrt(f32(1 - alphaProdTPrev)));
       for (let i = 0; i < prevSample.length; i++) prevSample[i] = f32(sa * denoised[i]) + f32(sb * prevSample[i]);

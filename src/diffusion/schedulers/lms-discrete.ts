@@ -14,7 +14,7 @@ import {
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, indexForTimestep, reuse } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, indexForTimestep, outBuffer, reuse } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Linear multistep (Adams–Bashforth with coefficients integrated over sigma) on the probability-flow ODE, as
@@ -26,6 +26,9 @@ const LMS_ORDER = 4;
 export class LMSDiscreteScheduler implements Scheduler {
   readonly order = 1;
   timesteps: Float64Array = new Float64Array(0);
+  /** predOriginalSample and the weighted sum, reused from step to step (predOriginalSample: valid until the next step). */
+  private x0Buffer: Float32Array | undefined;
+  private accBuffer: Float32Array | undefined;
   sigmas: Float64Array;
 
   private readonly schedule: TrainSchedule;
@@ -102,15 +105,16 @@ export class LMSDiscreteScheduler implements Scheduler {
     return out;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.timesteps.length > 0, modelOutput, sample);
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     const index = this.stepIndex;
     if (index >= this.timesteps.length) throw new Error(`${OWNER}: step() called past the last timestep`);
     const sigma = this.sigmas[index];
     const { vScale, xDiv } = vCoefficients(sigma);
-    const predOriginalSample = new Float32Array(sample.length);
-    const derivative = new Float32Array(sample.length);
+    const predOriginalSample = (this.x0Buffer = reuse(this.x0Buffer, sample.length));
+    // The history keeps LMS_ORDER derivatives: the oldest one's buffer takes the new one (a ring, no allocation).
+    const derivative = reuse(this.derivatives.length >= LMS_ORDER ? this.derivatives.shift() : undefined, sample.length);
     for (let i = 0; i < sample.length; i++) {
       const x = sample[i];
       const m = modelOutput[i];
@@ -120,19 +124,18 @@ export class LMSDiscreteScheduler implements Scheduler {
       derivative[i] = f32(x - x0) / sigma;
     }
     this.derivatives.push(derivative);
-    if (this.derivatives.length > LMS_ORDER) this.derivatives.shift();
 
     // The coefficients use the full order's Lagrange basis even when fewer derivatives are stored yet (a start
     // mid-schedule); diffusers' zip() then pairs only as many as there are.
     const order = Math.min(index + 1, LMS_ORDER);
     const terms = Math.min(order, this.derivatives.length);
-    const acc = new Float32Array(sample.length);
+    const acc = (this.accBuffer = reuse(this.accBuffer, sample.length));
     for (let k = 0; k < terms; k++) {
       const coeff = f32(this.lmsCoefficient(order, index, k));
       const d = this.derivatives[this.derivatives.length - 1 - k];
       for (let i = 0; i < acc.length; i++) acc[i] = k === 0 ? f32(coeff * d[i]) : acc[i] + f32(coeff * d[i]);
     }
-    const prevSample = new Float32Array(sample.length);
+    const prevSample = outBuffer(OWNER, out, sample, modelOutput);
     for (let i = 0; i < prevSample.length; i++) prevSample[i] = sample[i] + acc[i];
     this.stepIndex = index + 1;
     return { prevSample, predOriginalSample };

@@ -1,7 +1,7 @@
 import { ConfigReader } from './config-reader.js';
 import { f32 } from './float32.js';
 import { arange, linspace, readTrainSchedule, roundHalfEven, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, outBuffer } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Pseudo Numerical Methods for Diffusion Models (Liu et al. 2022, "PNDM"): pseudo Runge–Kutta (PRK) warm-up steps,
@@ -86,13 +86,14 @@ export class PNDMScheduler implements Scheduler {
     return sample;
   }
 
-  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource): StepResult {
+  step(modelOutput: Float32Array, timestep: number, sample: Float32Array, _noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.numInferenceSteps > 0, modelOutput, sample);
-    if (this.counter < this.prkTimesteps.length && !this.skipPrkSteps) return this.stepPrk(modelOutput, timestep, sample);
-    return this.stepPlms(modelOutput, timestep, sample);
+    const dest = outBuffer(OWNER, out, sample, modelOutput);
+    if (this.counter < this.prkTimesteps.length && !this.skipPrkSteps) return this.stepPrk(modelOutput, timestep, sample, dest);
+    return this.stepPlms(modelOutput, timestep, sample, dest);
   }
 
-  private stepPrk(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
+  private stepPrk(modelOutput: Float32Array, timestep: number, sample: Float32Array, dest: Float32Array): StepResult {
     const ratio = Math.floor(this.schedule.numTrainTimesteps / this.numInferenceSteps);
     const diffToPrev = this.counter % 2 ? 0 : Math.floor(ratio / 2);
     const prevTimestep = timestep - diffToPrev;
@@ -115,12 +116,12 @@ export class PNDMScheduler implements Scheduler {
       this.curModelOutput = undefined;
     }
     const from = this.curSample ?? sample;
-    const prevSample = this.prevSample(from, t, prevTimestep, effective);
+    const prevSample = this.prevSample(from, t, prevTimestep, effective, dest);
     this.counter++;
     return { prevSample, predOriginalSample: this.x0Estimate(from, t, effective) };
   }
 
-  private stepPlms(modelOutput: Float32Array, timestep: number, sample: Float32Array): StepResult {
+  private stepPlms(modelOutput: Float32Array, timestep: number, sample: Float32Array, dest: Float32Array): StepResult {
     if (!this.skipPrkSteps && this.ets.length < 3) {
       throw new Error(`${OWNER}: PLMS needs three past model outputs from the PRK steps; run the whole schedule in order`);
     }
@@ -157,7 +158,7 @@ export class PNDMScheduler implements Scheduler {
         (m1, i) => w * f32(f32(f32(f32(55 * m1) - f32(59 * e[2][i])) + f32(37 * e[1][i])) - f32(9 * e[0][i])),
       );
     }
-    const prevSample = this.prevSample(from, t, prevTimestep, effective);
+    const prevSample = this.prevSample(from, t, prevTimestep, effective, dest);
     this.counter++;
     return { prevSample, predOriginalSample: this.x0Estimate(from, t, effective) };
   }
@@ -179,7 +180,7 @@ export class PNDMScheduler implements Scheduler {
   }
 
   /** PNDM eq. 9 (the "transfer" φ from x_t to x_{t−δ} given ε). */
-  private prevSample(sample: Float32Array, t: number, prevT: number, modelOutput: ArrayLike<number>): Float32Array {
+  private prevSample(sample: Float32Array, t: number, prevT: number, modelOutput: ArrayLike<number>, out: Float32Array): Float32Array {
     const ac = this.schedule.alphasCumprod;
     const alphaProdT = ac[t];
     const alphaProdTPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
@@ -191,7 +192,6 @@ export class PNDMScheduler implements Scheduler {
     const sqrtA = f32(Math.sqrt(alphaProdT));
     const sqrtB = f32(Math.sqrt(betaProdT));
     const v = this.predictionType === 'v_prediction';
-    const out = new Float32Array(sample.length);
     for (let i = 0; i < sample.length; i++) {
       const eps = v ? f32(f32(sqrtA * modelOutput[i]) + f32(sqrtB * sample[i])) : modelOutput[i];
       out[i] = f32(sampleCoeff * sample[i]) - f32(f32(diff * eps) / denom);

@@ -169,6 +169,42 @@ describe('noise, state and buffers', () => {
     expect(Array.from(run(true))).toEqual(Array.from(run(false)));
   });
 
+  it.each(SCHEDULER_NAMES)('GIVEN %s and two buffers passed as `out` in turn THEN prevSample is `out` and every value is as without it', (name) => {
+    // The pipeline's loop: x_{t-1} goes into the buffer that is not the current sample, the two swap every step,
+    // and the spare one is scribbled over in between to show the scheduler keeps nothing of it.
+    const run = (withOut: boolean) => {
+      const s = createScheduler(name, SD);
+      s.setTimesteps(6);
+      const noise = new Rng(7);
+      let latents: Float32Array = Float32Array.from({ length: N }, (_, i) => Math.sin(i) * s.initNoiseSigma);
+      let spare = new Float32Array(N);
+      const estimates: number[][] = [];
+      for (const t of s.timesteps) {
+        const input = s.scaleModelInput(latents, t);
+        const result = withOut ? s.step(halfModel(input), t, latents, noise, spare) : s.step(halfModel(input), t, latents, noise);
+        if (withOut) {
+          expect(result.prevSample).toBe(spare);
+          spare = latents;
+          spare.fill(-123);
+        }
+        latents = result.prevSample;
+        estimates.push(Array.from(result.predOriginalSample ?? []));
+      }
+      return { latents: Array.from(latents), estimates };
+    };
+    expect(run(true)).toEqual(run(false));
+  });
+
+  it('GIVEN `out` that is the sample or of the wrong length THEN step refuses it', () => {
+    const s = createScheduler('euler', SD);
+    s.setTimesteps(4);
+    const latents = new Float32Array(N).fill(0.5);
+    const t = s.timesteps[0];
+    expect(() => s.step(halfModel(latents), t, latents, undefined, latents)).toThrow(/`out` to be a buffer of its own/);
+    expect(() => s.step(halfModel(latents), t, latents, undefined, latents.subarray(0, N))).toThrow(/`out` to be a buffer of its own/);
+    expect(() => s.step(halfModel(latents), t, latents, undefined, new Float32Array(N - 1))).toThrow(/`out` to have the length of `sample` \(256\), got 255/);
+  });
+
   it('GIVEN setTimesteps again THEN a scheduler starts over (no history from the last run)', () => {
     const s = createScheduler('dpmpp_2m', SD);
     const a = sample(s, 6, halfModel);
