@@ -88,7 +88,7 @@ async function main(): Promise<void> {
         msPerImage: Math.round(report.msPerImage),
         failures: report.results
           .filter((r) => !Object.values(r.score).every(Boolean))
-          .map((r) => ({ prompt: r.item.prompt, seed: r.item.seed, score: r.score, seen: { ...r.seen, objects: r.seen.objects.map(({ color, shape, position }) => ({ color, shape, position })) } })),
+          .map((r) => ({ prompt: r.item.prompt, seed: r.item.seed, score: r.score, seen: { ...r.seen, objects: r.seen.objects.map(({ color, shape, position, fill }) => ({ color, shape, position, fill: Math.round(fill * 100) / 100 })) } })),
       };
       mkdirSync(dirname(resolve(values.json)), { recursive: true });
       writeFileSync(values.json, JSON.stringify(summary, null, 1) + '\n');
