@@ -281,7 +281,6 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       unet.output.type === 'float16'
         ? new ort.Tensor('float16', new Uint16Array(batch * perImage), [batch, channels, latentH, latentW])
         : new ort.Tensor('float32', new Float32Array(batch * perImage), [batch, channels, latentH, latentW]);
-    const noisePred = uncondRows > 0 ? new Float32Array(images * perImage) : undefined;
     const sampleDims = [batch, channels, latentH, latentW];
     // The step's tensors are made once over those buffers and refilled in place: onnxruntime reads their data at
     // run time, so a new ort.Tensor per step would only add garbage.
@@ -320,17 +319,14 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       unetMs += performance.now() - t0;
       const modelOut = readFloat(unetOut, outFloat);
 
-      // 8c. Guidance, per job: uncond + scale × (cond − uncond).
-      //     One pass over each job's rows, straight into noisePred; jobs without guidance copy their rows.
-      let guided = modelOut.subarray(uncondRows * perImage);
-      if (noisePred) {
-        for (const m of members) {
-          const n = m.checked.count * perImage;
-          if (m.doCfg) guideInto(modelOut, m.uncondRow * perImage, m.condRow * perImage, n, m.checked.guidanceScale, noisePred, m.firstImage * perImage);
-          else noisePred.set(modelOut.subarray(m.condRow * perImage, m.condRow * perImage + n), m.firstImage * perImage);
-        }
-        guided = noisePred;
+      // 8c. Guidance, per job: uncond + scale × (cond − uncond), written over the job's cond rows. Those rows are
+      //     in image order (condRow = uncondRows + firstImage), so they are the guided prediction of the whole batch
+      //     with no copy; jobs without guidance are there already. The output buffer is ours (refilled every call).
+      for (const m of members) {
+        if (!m.doCfg) continue;
+        guideInto(modelOut, m.uncondRow * perImage, m.condRow * perImage, m.checked.count * perImage, m.checked.guidanceScale, modelOut, m.condRow * perImage);
       }
+      const guided = modelOut.subarray(uncondRows * perImage);
 
       // 8d. One scheduler step: x_t → x_{t−1}, with the seeded generators for any noise it adds.
       const result = scheduler.step(guided, t, latents, noise, spare);

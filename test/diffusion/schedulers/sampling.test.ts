@@ -177,7 +177,7 @@ describe('noise, state and buffers', () => {
       s.setTimesteps(6);
       const noise = new Rng(7);
       let latents: Float32Array = Float32Array.from({ length: N }, (_, i) => Math.sin(i) * s.initNoiseSigma);
-      let spare = new Float32Array(N);
+      let spare: Float32Array = new Float32Array(N);
       const estimates: number[][] = [];
       for (const t of s.timesteps) {
         const input = s.scaleModelInput(latents, t);
