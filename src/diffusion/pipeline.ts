@@ -274,6 +274,7 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
 
     // Buffers reused by every step: the UNet input (all rows), its fp16 form, the prediction, the guided prediction.
     const sampleIn = new Float32Array(batch * perImage);
+    const condRows = sampleIn.subarray(uncondRows * perImage);
     const sampleHalf = sampleType === 'float16' ? new Uint16Array(batch * perImage) : undefined;
     const outFloat = sampleType === 'float16' ? new Float32Array(batch * perImage) : undefined;
     // The UNet writes its prediction into this tensor (onnxruntime fills pre-allocated outputs) instead of a new one.
@@ -303,12 +304,14 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       const t = timesteps[i];
 
       // 8a. Scale the input (Euler-family schedulers divide by sqrt(sigma² + 1)); CFG jobs' images go in twice.
-      const scaled = scheduler.scaleModelInput(latents, t);
-      sampleIn.set(scaled, uncondRows * perImage);
+      //     The cond rows take the scaled images straight from the scheduler (they are in image order); the
+      //     uncond rows are copies of them.
+      const scaled = scheduler.scaleModelInput(latents, t, condRows);
+      if (scaled !== condRows) condRows.set(scaled);
       for (const m of members) {
         if (!m.doCfg) continue;
-        const from = m.firstImage * perImage;
-        sampleIn.set(scaled.subarray(from, from + m.checked.count * perImage), m.uncondRow * perImage);
+        const from = m.condRow * perImage;
+        sampleIn.copyWithin(m.uncondRow * perImage, from, from + m.checked.count * perImage);
       }
 
       // 8b. Predict the noise residual.

@@ -70,11 +70,17 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     this.stepIndex = undefined;
   }
 
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+  scaleModelInput(sample: Float32Array, timestep: number, into?: Float32Array): Float32Array {
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     const scale = sqrtSigmaSqPlusOne(this.sigmas[this.stepIndex]);
-    const out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
-    this.scaled = out;
+    let out: Float32Array;
+    if (into !== undefined) {
+      checkSameLength(OWNER, into, 'into', sample, 'sample');
+      out = into;
+    } else {
+      out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
+      this.scaled = out;
+    }
     for (let i = 0; i < sample.length; i++) out[i] = sample[i] / scale;
     return out;
   }

@@ -128,12 +128,18 @@ export class EulerDiscreteScheduler implements Scheduler {
   }
 
   /** x / sqrt(σ² + 1): the UNet was trained on unit-variance inputs. Returns a buffer owned by the scheduler. */
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array {
+  scaleModelInput(sample: Float32Array, timestep: number, into?: Float32Array): Float32Array {
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
     const scale = sqrtSigmaSqPlusOne(this.sigmas[this.stepIndex]);
     // Never write into `sample`: the pipeline steps from the unscaled latents.
-    const out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
-    this.scaled = out;
+    let out: Float32Array;
+    if (into !== undefined) {
+      checkSameLength(OWNER, into, 'into', sample, 'sample');
+      out = into;
+    } else {
+      out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
+      this.scaled = out;
+    }
     for (let i = 0; i < sample.length; i++) out[i] = sample[i] / scale;
     return out;
   }

@@ -39,8 +39,12 @@ export interface Scheduler {
   /**
    * Returns a new or the same array; the caller must not assume it is the input. It may be a buffer the scheduler
    * reuses on its next scaleModelInput call; it is never written to by step().
+   *
+   * `into`, when given (a buffer of `sample.length` the caller owns, not `sample`), may receive the scaled input:
+   * schedulers that scale write it there and return `into`, so the model's input buffer is filled with no copy;
+   * schedulers that do not scale ignore it and return `sample`. Callers compare the result with `into`.
    */
-  scaleModelInput(sample: Float32Array, timestep: number): Float32Array;
+  scaleModelInput(sample: Float32Array, timestep: number, into?: Float32Array): Float32Array;
   /**
    * One step x_t → x_{t−1}. `out`, when given, receives x_{t−1} (and is returned as `prevSample`): a buffer of
    * `sample.length` the caller owns and reuses across steps so that the loop allocates nothing. It must not be

@@ -195,6 +195,19 @@ describe('noise, state and buffers', () => {
     expect(run(true)).toEqual(run(false));
   });
 
+  it.each(SCHEDULER_NAMES)('GIVEN %s and a buffer passed as scaleModelInput\'s `into` THEN it returns `into` or `sample`, with the same values as without', (name) => {
+    const a = createScheduler(name, SD);
+    const b = createScheduler(name, SD);
+    a.setTimesteps(5);
+    b.setTimesteps(5);
+    const latents = Float32Array.from({ length: N }, (_, i) => Math.cos(i) * a.initNoiseSigma);
+    const into = new Float32Array(N).fill(-7);
+    const t = a.timesteps[0];
+    const scaled = a.scaleModelInput(latents, t, into);
+    expect(scaled === into || scaled === latents).toBe(true);
+    expect(Array.from(scaled)).toEqual(Array.from(b.scaleModelInput(latents, t)));
+  });
+
   it('GIVEN `out` that is the sample or of the wrong length THEN step refuses it', () => {
     const s = createScheduler('euler', SD);
     s.setTimesteps(4);
