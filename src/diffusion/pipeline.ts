@@ -299,8 +299,13 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
     //    step (Heun: twice; PNDM's Runge–Kutta warm-up: more).
     let reported = 0;
     for (let i = 0; i < timesteps.length; i++) {
-      for (const m of live()) if (m.options.signal?.aborted) fail(m, cancelled());
-      if (live().length === 0) break;
+      // Plain loops over members here and below: live() would make two arrays a step.
+      let running = 0;
+      for (const m of members) {
+        if (!m.error && m.options.signal?.aborted) fail(m, cancelled());
+        if (!m.error) running++;
+      }
+      if (running === 0) break;
       const t = timesteps[i];
 
       // 8a. Scale the input (Euler-family schedulers divide by sqrt(sigma² + 1)); CFG jobs' images go in twice.
@@ -340,8 +345,8 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       const done = Math.floor(((i + 1) * steps) / timesteps.length);
       while (reported < done) {
         reported++;
-        for (const m of live()) {
-          if (!m.options.onProgress) continue;
+        for (const m of members) {
+          if (m.error || !m.options.onProgress) continue;
           const wantPreview = m.previewEvery > 0 && (reported % m.previewEvery === 0 || reported === steps);
           const estimate = result.predOriginalSample ?? latents;
           m.options.onProgress({
