@@ -384,12 +384,15 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       }
     }
 
-    // 10. To PNG: clip(x / 2 + 0.5, 0, 1) × 255, as diffusers' postprocess.
-    for (const m of finishing) {
-      const pngs: Uint8Array[] = [];
-      for (let i = 0; i < m.checked.count; i++) {
-        pngs.push(await encodePng(planarToRgb(pixels, (m.firstImage + i) * 3 * plane, width, height), width, height));
-      }
+    // 10. To PNG: clip(x / 2 + 0.5, 0, 1) × 255, as diffusers' postprocess. Every image of the batch at once:
+    //     sharp encodes on libuv's thread pool, so several images share the cores instead of waiting in turn.
+    const encoded = await Promise.all(
+      finishing.map((m) =>
+        Promise.all(Array.from({ length: m.checked.count }, (_, i) => encodePng(planarToRgb(pixels, (m.firstImage + i) * 3 * plane, width, height), width, height))),
+      ),
+    );
+    for (const [k, m] of finishing.entries()) {
+      const pngs = encoded[k];
       const { seed, guidanceScale, scheduler: name } = m.checked;
       outcomes[m.index] = {
         ok: true,
