@@ -105,7 +105,7 @@ const schema = z.object({
     .string()
     .optional()
     .transform((raw, ctx) => {
-      if (raw === undefined || raw.trim() === '') return 7.5;
+      if (raw === undefined || raw.trim() === '') return undefined;
       const value = Number(raw.trim());
       if (!Number.isFinite(value) || value < 0 || value > 30) {
         ctx.addIssue({ code: 'custom', message: `Expected \`GUIDANCE_DEFAULT\` to be a number from 0 to 30, got \`${raw}\`` });
@@ -151,8 +151,11 @@ export interface Config {
   readonly stepsDefault: number;
   /** Most steps a member may ask for, for guilds that set nothing. Default 50 (never above the hard cap). */
   readonly stepsMax: number;
-  /** Guidance when /imagine gives none. Default 7.5 (Stable Diffusion's usual value). */
-  readonly guidanceDefault: number;
+  /**
+   * Guidance when /imagine gives none. Unset: the model's own (`guidance_scale` in its imagine.json), else 7.5,
+   * Stable Diffusion's usual value.
+   */
+  readonly guidanceDefault: number | undefined;
   /** Minimum milliseconds between two edits of one message. Default 1500 (Discord allows about 5 per 5 s). */
   readonly editIntervalMs: number;
   /** Progress edits per channel per minute, all jobs together; 0: no limit. Default 30. */

@@ -31,7 +31,7 @@ describe('parseConfig', () => {
       stepsHardCap: 150,
       stepsDefault: 20,
       stepsMax: 50,
-      guidanceDefault: 7.5,
+      guidanceDefault: undefined,
       editIntervalMs: 1500,
       editsPerChannelPerMinute: 30,
     });

@@ -153,7 +153,7 @@ export async function main(argv: string[]): Promise<number> {
       negativePrompt: args.negative,
       steps: args.steps ?? (scheduler === 'lcm' ? DEFAULT_LCM_STEPS : DEFAULT_STEPS),
       seed,
-      guidanceScale: args.guidance ?? DEFAULT_GUIDANCE,
+      guidanceScale: args.guidance ?? model.info.defaultGuidance ?? DEFAULT_GUIDANCE,
       scheduler,
       width: args.width,
       height: args.height,

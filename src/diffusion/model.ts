@@ -197,6 +197,15 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       log(`imagine: ${schedulerPath}: unknown scheduler class \`${className}\`, using euler by default`);
     }
 
+    // Settings that belong to these weights rather than to diffusers' layout (e.g. the guidance a small model was
+    // measured best at) live in an optional imagine.json beside them.
+    const imaginePath = join(dir, 'imagine.json');
+    const imagineConfig = existsSync(imaginePath) ? readJson(imaginePath) : {};
+    const defaultGuidance = imagineConfig.guidance_scale;
+    if (defaultGuidance !== undefined && (typeof defaultGuidance !== 'number' || !Number.isFinite(defaultGuidance) || defaultGuidance < 0)) {
+      throw new ModelLoadError(`${imaginePath}: expected \`guidance_scale\` to be a number of at least 0, got \`${JSON.stringify(defaultGuidance)}\``);
+    }
+
     const timestepCondDim = unet.timestepCond ? dim(unet.timestepCond.shape[1]) ?? numberOr(unetConfig.time_cond_proj_dim, 256) : 0;
 
     return {
@@ -209,6 +218,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         defaultScheduler,
         maxTokens: tokenizer.maxLength,
         ...(fixedH !== undefined || fixedW !== undefined ? { fixedSize: true } : {}),
+        ...(typeof defaultGuidance === 'number' ? { defaultGuidance } : {}),
       },
       textEncoder,
       unet,

@@ -106,4 +106,9 @@ export interface ModelInfo {
   maxTokens: number;
   /** True when the UNet was exported with a fixed spatial size: only width × height above can be made. */
   fixedSize?: boolean;
+  /**
+   * The model's own recommended guidance scale, from `imagine.json` beside its weights (`guidance_scale`);
+   * absent when the folder has none (SD exports), then the caller's default applies.
+   */
+  defaultGuidance?: number;
 }

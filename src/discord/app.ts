@@ -17,6 +17,9 @@ import { COMMANDS } from './commands.js';
 import { createLogger } from './log.js';
 import { createSampler } from './sampler.js';
 
+/** Stable Diffusion's usual guidance, for models that do not say theirs. */
+const SD_GUIDANCE = 7.5;
+
 export interface AppOverrides {
   /** Use this sampler instead of the one the config names (tests share one worker pool). */
   sampler?: Sampler;
@@ -93,7 +96,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     messenger,
     settings,
     model,
-    guidanceDefault: config.guidanceDefault,
+    guidanceDefault: config.guidanceDefault ?? model.defaultGuidance ?? SD_GUIDANCE,
     logger,
   });
 
