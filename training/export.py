@@ -81,7 +81,7 @@ def main() -> None:
     p.add_argument("--opset", type=int, default=14)
     args = p.parse_args()
 
-    ck = torch.load(args.ckpt, map_location="cpu")
+    ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)  # our own checkpoint
     cfg = ck["config"]
     model = build(cfg, len(cfg["vocab"]))
     model.load_state_dict(ck["ema"])

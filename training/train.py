@@ -144,7 +144,7 @@ def main() -> None:
     ckpt_path = os.path.join(args.out, "last.pt")
 
     if os.path.exists(ckpt_path):
-        ck = torch.load(ckpt_path, map_location="cpu")
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)  # our own file: config, optimizer state
         cfg = ck["config"]
         print(f"resuming from {ckpt_path} at step {ck['step']}", flush=True)
         if args.pos_emb and not cfg.get("pos_emb", False):
