@@ -2,10 +2,7 @@
  * The onnxruntime session options imagine's loader starts from (callers' `intraOpNumThreads` and `sessionOptions`
  * are merged over them), each kept because `npm run bench` measured it; bench/README.md has the tables.
  */
-import os from 'node:os';
 import type * as ort from 'onnxruntime-node';
-
-const cores = os.availableParallelism();
 
 export const DEFAULT_SESSION_OPTIONS = {
   graphOptimizationLevel: 'all',
@@ -15,8 +12,8 @@ export const DEFAULT_SESSION_OPTIONS = {
   // a worker went from 283 to 203 ms (median, sd-bench) and 9.2 to 5.7 ms (imagine-shapes, 200 calls each).
   // Passing `extra` replaces this.
   extra: { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
-  // On a small machine, leave one core to the bot's event loop (and the rest of the box): on 2 cores, one intra-op
-  // thread made the median UNet call faster, not slower (sd-bench 204 → 177 ms, imagine-shapes 5.7 → 4.6 ms) and
-  // the bot's defer p99 lower (27 → 17 ms). Larger machines keep onnxruntime's choice (the physical cores).
-  ...(cores <= 4 ? { intraOpNumThreads: Math.max(1, cores - 1) } : {}),
+  // Thread count: onnxruntime's own choice (the physical cores). An earlier rule of cores − 1 on small machines was
+  // measured while a training job held one of the 2 cores; on the same box at rest (bench of 2026-11-27 11:49) two
+  // non-spinning threads made sd-bench's UNet call 180 → 104 ms and imagine-shapes' 4.83 → 4.59 ms, with the main
+  // thread's event-loop p99 at 0.29 ms and 2.72 ms: far inside the bot's 20 ms budget.
 } as const satisfies Omit<ort.InferenceSession.SessionOptions, 'executionProviders'>;
