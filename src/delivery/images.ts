@@ -27,6 +27,20 @@ export async function previewPng(preview: Preview, targetSide = 256): Promise<Ou
 }
 
 /**
+ * A picture whose longer side is under `minSide` pixels (the embedded model makes 32×32) would show as a speck in
+ * Discord: enlarge it by a whole factor with nearest neighbour, so that every generated pixel becomes a square
+ * block and no pixel is invented, to a longer side of about `targetSide`. Larger pictures come back unchanged.
+ */
+export async function enlargeSmall(png: Uint8Array, minSide = 64, targetSide = 256): Promise<Uint8Array> {
+  const input = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
+  const { width = 0, height = 0 } = await sharp(input).metadata();
+  const side = Math.max(width, height);
+  if (side === 0 || side >= minSide) return png;
+  const scale = Math.max(1, Math.floor(targetSide / side));
+  return sharp(input).resize(width * scale, height * scale, { kernel: 'nearest' }).png().toBuffer();
+}
+
+/**
  * Returns the picture as a file no larger than `limit` bytes: the PNG itself when it fits, else the first of
  * a palette PNG, WebP at falling quality, then smaller sizes, that fits.
  * @throws Error when even the smallest encoding is over the limit.

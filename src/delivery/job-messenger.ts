@@ -15,7 +15,7 @@ import type { GenerateResult, Preview, StepProgress } from '../diffusion/types.j
 import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
 import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
-import { DEFAULT_ATTACHMENT_LIMIT, fitImage, previewPng } from './images.js';
+import { DEFAULT_ATTACHMENT_LIMIT, enlargeSmall, fitImage, previewPng } from './images.js';
 import { renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
 
 /** Interaction tokens live 15 minutes (Discord docs, "Receiving and Responding"). */
@@ -390,7 +390,7 @@ export class JobMessenger {
     const { job } = message;
     const png = result.images[0];
     if (!png) throw new Error(`Job ${job.id} produced no image`);
-    const image = await fitImage(png, `imagine-${result.seed}`, message.attachmentLimit);
+    const image = await fitImage(await enlargeSmall(png), `imagine-${result.seed}`, message.attachmentLimit);
     const headline = job.kind === 'reroll' ? `🔁 Rerolled for <@${job.userId}>` : undefined;
     return renderFinal({ params: job.params, result, image, jobId: job.id, headline });
   }
