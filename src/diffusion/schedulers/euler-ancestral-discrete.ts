@@ -1,12 +1,11 @@
 import { ConfigReader } from './config-reader.js';
 import { f32, sqrtSigmaSqPlusOne, vCoefficients } from './float32.js';
 import {
-  arange,
   interpIndex,
   linspace,
   readTrainSchedule,
-  roundHalfEven,
   sigmasFromAlphasCumprod,
+  sigmaTimesteps,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
   type TrainSchedule,
@@ -58,12 +57,7 @@ export class EulerAncestralDiscreteScheduler implements Scheduler {
     const nTrain = this.schedule.numTrainTimesteps;
     checkSteps(OWNER, numInferenceSteps, nTrain);
     const n = numInferenceSteps;
-    let timesteps: Float64Array;
-    if (this.timestepSpacing === 'linspace') timesteps = linspace(0, nTrain - 1, n).map(f32).reverse();
-    else if (this.timestepSpacing === 'leading') {
-      const ratio = Math.floor(nTrain / n);
-      timesteps = Float64Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + this.stepsOffset);
-    } else timesteps = arange(nTrain, 0, -nTrain / n).map((v) => roundHalfEven(v) - 1);
+    const timesteps = sigmaTimesteps(this.timestepSpacing, nTrain, n, this.stepsOffset);
     const trainSigmas = sigmasFromAlphasCumprod(this.schedule.alphasCumprod);
     this.sigmas = Float64Array.from([...timesteps.map((t) => interpIndex(t, trainSigmas)), 0], f32);
     this.timesteps = timesteps.map(f32);

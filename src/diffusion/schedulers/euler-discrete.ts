@@ -1,15 +1,14 @@
 import { ConfigReader } from './config-reader.js';
 import { f32, sqrtSigmaSqPlusOne, vCoefficients } from './float32.js';
 import {
-  arange,
   exponentialSigmas,
   interpIndex,
   karrasSigmas,
   linspace,
   linspaceF32,
   readTrainSchedule,
-  roundHalfEven,
   sigmasFromAlphasCumprod,
+  sigmaTimesteps,
   sigmaToT,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
@@ -91,18 +90,7 @@ export class EulerDiscreteScheduler implements Scheduler {
     const nTrain = this.schedule.numTrainTimesteps;
     checkSteps(OWNER, numInferenceSteps, nTrain);
     const n = numInferenceSteps;
-    let timesteps: Float64Array;
-    if (this.timestepSpacing === 'linspace') {
-      // np.linspace(0, nTrain - 1, n, dtype=float32), reversed.
-      timesteps = linspace(0, nTrain - 1, n).map(f32).reverse();
-    } else if (this.timestepSpacing === 'leading') {
-      const ratio = Math.floor(nTrain / n);
-      timesteps = new Float64Array(n);
-      for (let i = 0; i < n; i++) timesteps[n - 1 - i] = i * ratio + this.stepsOffset;
-    } else {
-      // np.arange(nTrain, 0, -nTrain / n).round() - 1: numpy rounds half to even.
-      timesteps = arange(nTrain, 0, -nTrain / n).map((v) => roundHalfEven(v) - 1);
-    }
+    let timesteps = sigmaTimesteps(this.timestepSpacing, nTrain, n, this.stepsOffset);
 
     const { trainSigmas } = this;
     let sigmas: Float64Array;

@@ -1,14 +1,13 @@
 import { ConfigReader } from './config-reader.js';
 import { f32, sqrtSigmaSqPlusOne, vCoefficients } from './float32.js';
 import {
-  arange,
   exponentialSigmas,
   interpIndex,
   karrasSigmas,
   linspace,
   readTrainSchedule,
-  roundHalfEven,
   sigmasFromAlphasCumprod,
+  sigmaTimesteps,
   sigmaToT,
   TIMESTEP_SPACINGS,
   type TimestepSpacing,
@@ -76,12 +75,7 @@ export class HeunDiscreteScheduler implements Scheduler {
     const nTrain = this.schedule.numTrainTimesteps;
     checkSteps(OWNER, numInferenceSteps, nTrain);
     const n = numInferenceSteps;
-    let timesteps: Float64Array;
-    if (this.timestepSpacing === 'linspace') timesteps = linspace(0, nTrain - 1, n).map(f32).reverse();
-    else if (this.timestepSpacing === 'leading') {
-      const ratio = Math.floor(nTrain / n);
-      timesteps = Float64Array.from({ length: n }, (_, i) => (n - 1 - i) * ratio + this.stepsOffset);
-    } else timesteps = arange(nTrain, 0, -nTrain / n).map((v) => roundHalfEven(v) - 1);
+    let timesteps = sigmaTimesteps(this.timestepSpacing, nTrain, n, this.stepsOffset);
 
     const trainSigmas = sigmasFromAlphasCumprod(this.schedule.alphasCumprod);
     const logSigmas = trainSigmas.map(Math.log);

@@ -214,3 +214,13 @@ export function integerTimesteps(spacing: TimestepSpacing, numTrain: number, n: 
   }
   return arange(numTrain, 0, -numTrain / n).map((v) => roundHalfEven(v) - 1);
 }
+
+/**
+ * The Euler family's timesteps (euler, euler_a, heun, lms), descending: as {@link integerTimesteps}, except that
+ * linspace keeps its fractional float32 values (np.linspace(0, N − 1, n, dtype=float32)), which these schedulers
+ * interpolate sigmas at.
+ */
+export function sigmaTimesteps(spacing: TimestepSpacing, numTrain: number, n: number, stepsOffset: number): Float64Array {
+  if (spacing === 'linspace') return linspace(0, numTrain - 1, n).map(f32).reverse();
+  return integerTimesteps(spacing, numTrain, n, stepsOffset);
+}
