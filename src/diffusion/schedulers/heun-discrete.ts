@@ -13,7 +13,7 @@ import {
   type TimestepSpacing,
   type TrainSchedule,
 } from './schedule.js';
-import { checkSameLength, checkStep, checkSteps, indexForTimestep, outBuffer, reuse } from './step-helpers.js';
+import { checkSameLength, checkStep, checkSteps, indexForTimestep, outBuffer, scaleBySigma } from './step-helpers.js';
 import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, "Elucidating the Design Space of
@@ -104,16 +104,8 @@ export class HeunDiscreteScheduler implements Scheduler {
 
   scaleModelInput(sample: Float32Array, timestep: number, into?: Float32Array): Float32Array {
     if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
-    const scale = sqrtSigmaSqPlusOne(this.sigmas[this.stepIndex]);
-    let out: Float32Array;
-    if (into !== undefined) {
-      checkSameLength(OWNER, into, 'into', sample, 'sample');
-      out = into;
-    } else {
-      out = this.scaled !== sample ? reuse(this.scaled, sample.length) : new Float32Array(sample.length);
-      this.scaled = out;
-    }
-    for (let i = 0; i < sample.length; i++) out[i] = sample[i] / scale;
+    const out = scaleBySigma(OWNER, sample, this.sigmas[this.stepIndex], into, this.scaled);
+    if (into === undefined) this.scaled = out;
     return out;
   }
 

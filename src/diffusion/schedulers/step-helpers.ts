@@ -1,3 +1,4 @@
+import { sqrtSigmaSqPlusOne } from './float32.js';
 import type { NoiseSource } from './types.js';
 
 /** Small checks and lookups every scheduler's step needs; the step math itself stays in each algorithm's file. */
@@ -73,4 +74,29 @@ export function outBuffer(owner: string, out: Float32Array | undefined, sample: 
 
 function overlaps(a: Float32Array, b: Float32Array): boolean {
   return a.buffer === b.buffer && a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
+}
+
+/**
+ * k-diffusion's input scaling, x / √(σ² + 1), shared by the Euler family. Writes into `into` when given, else into
+ * `spare` (the scheduler's own buffer from the last call) unless that is `sample` itself, else a new array; never
+ * into `sample`, since the pipeline steps from the unscaled latents. The caller keeps the result as its next spare
+ * when it passed no `into`.
+ */
+export function scaleBySigma(
+  owner: string,
+  sample: Float32Array,
+  sigma: number,
+  into: Float32Array | undefined,
+  spare: Float32Array | undefined,
+): Float32Array {
+  let out: Float32Array;
+  if (into !== undefined) {
+    checkSameLength(owner, into, 'into', sample, 'sample');
+    out = into;
+  } else {
+    out = spare !== sample ? reuse(spare, sample.length) : new Float32Array(sample.length);
+  }
+  const scale = sqrtSigmaSqPlusOne(sigma);
+  for (let i = 0; i < sample.length; i++) out[i] = sample[i] / scale;
+  return out;
 }
