@@ -1,5 +1,5 @@
 import { MessageFlags, SlashCommandBuilder } from 'discord.js';
-import type { Command } from '../src/discord/command.js';
+import type { Command } from './index.js';
 
 const data = new SlashCommandBuilder().setName('help').setDescription('How to use imagine');
 

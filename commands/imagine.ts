@@ -1,7 +1,7 @@
 import { InteractionContextType, SlashCommandBuilder } from 'discord.js';
 import { SCHEDULER_NAMES } from '../src/diffusion/types.js';
 import { Identifiers, UserError } from '../src/errors.js';
-import type { Command } from '../src/discord/command.js';
+import type { Command } from './index.js';
 import {
   ASPECTS,
   GUIDANCE_MAX,
@@ -107,7 +107,7 @@ export default {
     } catch (error) {
       // Past Discord's 3 seconds: the job goes on and is shown as a channel message instead.
       release(false);
-      bot.logger.warn('could not defer /imagine; the job will post to the channel', { error: String(error) });
+      bot.logger.warn('could not defer /imagine; the job will post to the channel', { error: error });
     }
   },
 } satisfies Command;

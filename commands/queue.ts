@@ -1,5 +1,5 @@
 import { MessageFlags, SlashCommandBuilder } from 'discord.js';
-import type { Command } from '../src/discord/command.js';
+import type { Command } from './index.js';
 import { formatDuration, NO_MENTIONS } from '../src/delivery/render.js';
 
 const data = new SlashCommandBuilder().setName('queue').setDescription('Your pictures in the queue, with place and ETA');

@@ -1,5 +1,5 @@
 import { MessageFlags, SlashCommandBuilder, type ChatInputCommandInteraction } from 'discord.js';
-import type { Command } from '../src/discord/command.js';
+import type { Command } from './index.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import { NO_MENTIONS } from '../src/delivery/render.js';
 import { changeSettings, type SettingsChange } from '../src/moderation/settings-rules.js';

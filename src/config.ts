@@ -5,6 +5,10 @@
 import { config as loadDotenv } from 'dotenv';
 import { z } from 'zod';
 
+/** pino's levels, most severe first. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
 /** A configuration problem the owner must fix: one line, shown before anything starts. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -115,6 +119,17 @@ const schema = z.object({
     }),
   EDIT_INTERVAL_MS: intKey('EDIT_INTERVAL_MS', 0, 60_000, 1500),
   EDITS_PER_CHANNEL_PER_MINUTE: intKey('EDITS_PER_CHANNEL_PER_MINUTE', 0, 10_000, 30),
+  LOG_LEVEL: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      const value = (raw ?? '').trim().toLowerCase() || 'info';
+      if (!(LOG_LEVELS as readonly string[]).includes(value)) {
+        ctx.addIssue({ code: 'custom', message: `Expected \`LOG_LEVEL\` to be one of ${LOG_LEVELS.join(', ')}, got \`${raw}\`` });
+        return z.NEVER;
+      }
+      return value as LogLevel;
+    }),
 });
 
 export interface Config {
@@ -129,15 +144,15 @@ export interface Config {
   /** onnxruntime execution providers in order of preference. Default `['cpu']`. */
   readonly executionProviders: readonly ExecutionProvider[];
   /** `workers` (the ONNX worker pool) or `stand-in` (a fast fake for tests and load runs). Default `workers`. */
-  readonly sampler: 'workers' | 'stand-in';
-  /** Sampler worker threads = jobs run at once. Default 1. */
-  readonly samplerWorkers: number;
+  readonly engine: 'workers' | 'stand-in';
+  /** ImageEngine worker threads = jobs run at once. Default 1. */
+  readonly engineWorkers: number;
   /**
    * Most images that waiting jobs from different members may share in one UNet call (same size, steps and
    * scheduler). 1 turns batching off. Default 4.
    */
   readonly batchImages: number;
-  /** Milliseconds per step of the stand-in sampler. Default 50. */
+  /** Milliseconds per step of the stand-in engine. Default 50. */
   readonly standInStepMs: number;
   /** Waiting jobs one member may have (guilds may lower or raise it with /settings). Default 2. */
   readonly queueMaxPerMember: number;
@@ -160,6 +175,8 @@ export interface Config {
   readonly editIntervalMs: number;
   /** Progress edits per channel per minute, all jobs together; 0: no limit. Default 30. */
   readonly editsPerChannelPerMinute: number;
+  /** Lowest log level written (pino's levels). Default `info`. */
+  readonly logLevel: LogLevel;
 }
 
 /**
@@ -185,8 +202,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     modelDir: v.MODEL_DIR,
     dataDir: v.DATA_DIR,
     executionProviders: Object.freeze([...v.EXECUTION_PROVIDERS]),
-    sampler: v.SAMPLER,
-    samplerWorkers: v.SAMPLER_WORKERS,
+    engine: v.SAMPLER,
+    engineWorkers: v.SAMPLER_WORKERS,
     batchImages: v.BATCH_IMAGES,
     standInStepMs: v.STAND_IN_STEP_MS,
     queueMaxPerMember: v.QUEUE_MAX_PER_MEMBER,
@@ -198,6 +215,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     guidanceDefault: v.GUIDANCE_DEFAULT,
     editIntervalMs: v.EDIT_INTERVAL_MS,
     editsPerChannelPerMinute: v.EDITS_PER_CHANNEL_PER_MINUTE,
+    logLevel: v.LOG_LEVEL,
   });
 }
 

@@ -19,9 +19,9 @@ function readConfigOrExit(): Config {
 async function main(): Promise<void> {
   const config = readConfigOrExit();
   // Loaded after the config check, so a bad .env fails in milliseconds, before discord.js or onnxruntime load.
-  const [{ createLogger }, { startApp }] = await Promise.all([import('./discord/log.js'), import('./discord/app.js')]);
-  const logger = createLogger();
-  process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: String(reason) }));
+  const [{ createLogger }, { startApp }] = await Promise.all([import('./log.js'), import('./app.js')]);
+  const logger = createLogger({ level: config.logLevel });
+  process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: reason }));
 
   let signalled: NodeJS.Signals | undefined;
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
@@ -34,7 +34,7 @@ async function main(): Promise<void> {
     try {
       await app.stop();
     } catch (error) {
-      logger.error('shutdown did not finish cleanly', { error: String(error) });
+      logger.error('shutdown did not finish cleanly', { error: error });
     }
     process.exit(0);
   };

@@ -23,8 +23,8 @@ describe('parseConfig', () => {
       modelDir: undefined,
       dataDir: './data',
       executionProviders: ['cpu'],
-      sampler: 'workers',
-      samplerWorkers: 1,
+      engine: 'workers',
+      engineWorkers: 1,
       queueMaxPerMember: 2,
       queueMaxTotal: 100,
       jobTimeoutMs: 600_000,
@@ -81,8 +81,8 @@ describe('parseConfig', () => {
       modelDir: 'models/x',
       dataDir: '/tmp/d',
       executionProviders: ['cuda', 'cpu'],
-      sampler: 'stand-in',
-      samplerWorkers: 3,
+      engine: 'stand-in',
+      engineWorkers: 3,
       standInStepMs: 0,
       queueMaxPerMember: 5,
       queueMaxTotal: 7,
@@ -113,7 +113,7 @@ describe('parseConfig', () => {
   it('GIVEN an empty optional key THEN the default is used (as .env.example leaves them)', () => {
     const config = parseConfig({ DISCORD_TOKEN: TOKEN, DISCORD_API_URL: '', SAMPLER_WORKERS: '', DATA_DIR: '' });
     expect(config.discordApiUrl).toBeUndefined();
-    expect(config.samplerWorkers).toBe(1);
+    expect(config.engineWorkers).toBe(1);
     expect(config.dataDir).toBe('./data');
   });
 });

@@ -5,8 +5,8 @@
  *   node --import tsx src/bench/bot-entry.ts '<LoadModelOptions JSON>'
  */
 import { parseConfig } from '../config.js';
-import { startApp } from '../discord/app.js';
-import { createLogger } from '../discord/log.js';
+import { startApp } from '../app.js';
+import { createLogger } from '../log.js';
 import { resolveModelDir } from '../diffusion/model-path.js';
 import type { LoadModelOptions } from '../diffusion/model.js';
 import { createWorkerPool } from '../diffusion/worker-pool.js';
@@ -17,12 +17,12 @@ async function main(): Promise<void> {
   const logger = createLogger();
   const pool = await createWorkerPool({
     modelDir: resolveModelDir(config.modelDir),
-    workers: config.samplerWorkers,
+    workers: config.engineWorkers,
     jobTimeoutMs: config.jobTimeoutMs,
     loadOptions: { executionProviders: config.executionProviders, ...extra },
     log: (line) => logger.info(line),
   });
-  const app = await startApp(config, { sampler: pool, logger });
+  const app = await startApp(config, { engine: pool, logger });
   process.once('SIGTERM', () => {
     void app
       .stop()

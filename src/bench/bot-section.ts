@@ -112,7 +112,7 @@ export async function measureBot(input: BotInput, log: (line: string) => void = 
 
   let h: Harness | undefined;
   let peakSampled = 0;
-  const sampler = setInterval(() => (peakSampled = Math.max(peakSampled, rssMb())), 50);
+  const engine = setInterval(() => (peakSampled = Math.max(peakSampled, rssMb())), 50);
   try {
     h = await startHarness({
       existingEmulator: emulator,
@@ -213,7 +213,7 @@ export async function measureBot(input: BotInput, log: (line: string) => void = 
       queuedJobs,
     };
   } finally {
-    clearInterval(sampler);
+    clearInterval(engine);
     // The burst's jobs still wait; a graceful stop tells each member, which is not what is measured: bounded wait.
     if (h) {
       const dataDir = h.dataDir;
@@ -289,7 +289,7 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (chunk: string) => (output = (output + chunk).slice(-20_000)));
   let busyPeak = 0;
-  let sampler: NodeJS.Timeout | undefined;
+  let engine: NodeJS.Timeout | undefined;
   try {
     const deadline = performance.now() + 120_000;
     while (!/ INFO ready\b/.test(output)) {
@@ -299,7 +299,7 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
     await sleep(1000);
     const rssIdleMb = procStatusMb(pid, 'VmRSS');
     log(`bot process up: ${Math.round(rssIdleMb)} MiB resident`);
-    sampler = setInterval(() => (busyPeak = Math.max(busyPeak, procStatusMb(pid, 'VmRSS') || 0)), 50);
+    engine = setInterval(() => (busyPeak = Math.max(busyPeak, procStatusMb(pid, 'VmRSS') || 0)), 50);
 
     const imagine = (userIndex: number, prompt: string) =>
       emulator.sendCommand({ name: 'imagine', options: { prompt }, userId: users[userIndex].id });
@@ -344,7 +344,7 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
       imagesDelivered,
     };
   } finally {
-    if (sampler) clearInterval(sampler);
+    if (engine) clearInterval(engine);
     if (child.exitCode === null) {
       child.kill('SIGTERM');
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));

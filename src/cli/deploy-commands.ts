@@ -4,7 +4,7 @@
  */
 import { REST, Routes, type RESTGetAPIOAuth2CurrentApplicationResult } from 'discord.js';
 import { ConfigError, loadConfig } from '../config.js';
-import { COMMANDS } from '../discord/commands.js';
+import { COMMANDS } from '../../commands/index.js';
 
 /** Parses `--guild ID` (or `--guild=ID`); anything else is an error. */
 export function parseDeployArgs(argv: readonly string[]): { guildId?: string } {

@@ -1,6 +1,6 @@
 /**
  * Load test of the queue: many members submitting through the real FairQueue, journal and result files, with the
- * stand-in sampler. Checks that no job is lost or delivered twice, samples memory, and reports the longest wait
+ * stand-in engine. Checks that no job is lost or delivered twice, samples memory, and reports the longest wait
  * per member.
  *
  *   tsx src/cli/load.ts [--jobs 1000] [--members 100] [--guilds 10] [--steps 4] [--ms-per-step 1]
@@ -9,6 +9,7 @@
  * Members behave like people: each wants `jobs / members` images, submits when under the caps, and when refused
  * (their cap or the global one) tries again once a job starts.
  */
+import { createLogger } from '../log.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Identifiers, isUserError } from '../errors.js';
 import { FairQueue } from '../queue/fair-queue.js';
-import { StandInSampler } from '../queue/stand-in-sampler.js';
+import { StandInEngine } from '../diffusion/engine/stand-in.js';
 import { openDatabase } from '../store/database.js';
 import { JobStore } from '../store/jobs.js';
 
@@ -57,11 +58,11 @@ const ownDir = values['data-dir'] === undefined;
 const dataDir = values['data-dir'] ?? fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-load-'));
 
 const db = openDatabase({ dataDir });
-const sampler = new StandInSampler({ msPerStep, width: 32, height: 32 });
+const engine = new StandInEngine({ msPerStep, width: 32, height: 32 });
 const deliveries = new Map<string, number>();
 const queue = new FairQueue({
   db,
-  sampler,
+  engine,
   resultsDir: path.join(dataDir, 'results'),
   concurrency,
   memberCap,
@@ -71,7 +72,7 @@ const queue = new FairQueue({
     deliveries.set(job.id, (deliveries.get(job.id) ?? 0) + 1);
     return { messageId: `m-${job.id}` };
   },
-  logger: { warn: (m, c) => console.warn(m, c ?? ''), error: (m, c) => console.error(m, c ?? '') },
+  logger: createLogger({ level: 'warn' }),
 });
 
 const acceptedAt = new Map<string, number>();
@@ -96,7 +97,7 @@ const sampleMemory = () => {
   peakRss = Math.max(peakRss, usage.rss);
   peakHeap = Math.max(peakHeap, usage.heapUsed);
 };
-const sampler$ = setInterval(sampleMemory, 50);
+const engine$ = setInterval(sampleMemory, 50);
 
 await queue.resume();
 const started = performance.now();
@@ -136,7 +137,7 @@ async function member(index: number): Promise<void> {
 await Promise.all(Array.from({ length: members }, (_, i) => member(i)));
 await queue.onIdle();
 const elapsedMs = performance.now() - started;
-clearInterval(sampler$);
+clearInterval(engine$);
 sampleMemory();
 
 const journal = new JobStore(db);

@@ -1,6 +1,6 @@
 /**
  * Paces the edits of one message. Discord allows about five edits per few seconds per message (unpublished;
- * see the reference notes), and a progress bar that edits per step would hit 429 at once on a fast sampler.
+ * see the reference notes), and a progress bar that edits per step would hit 429 at once on a fast engine.
  * So: at most one edit in flight, at least `intervalMs` from the end of one edit (a 429 waited out included)
  * to the start of the next, the latest state wins
  * (intermediate ones are dropped, never queued), and a state that renders the same as the last one is skipped.

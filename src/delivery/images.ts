@@ -1,5 +1,5 @@
 /**
- * The two image chores of delivery: a small preview PNG from the sampler's raw RGB (upscaled with nearest
+ * The two image chores of delivery: a small preview PNG from the engine's raw RGB (upscaled with nearest
  * neighbour so a 32×32 estimate reads as pixels, not blur), and making the final picture fit the upload limit.
  */
 import sharp from 'sharp';

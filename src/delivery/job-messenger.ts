@@ -12,6 +12,7 @@
 import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
 import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
 import type { GenerateResult, Preview, StepProgress } from '../diffusion/types.js';
+import { createLogger, type Logger } from '../log.js';
 import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
 import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
@@ -34,12 +35,6 @@ const REACTION_GAP_MS = 300;
 
 /** Webhook answers that mean "this token or message is gone": fall back to a channel message. */
 const DEAD_WEBHOOK_CODES = new Set([10008, 10015, 10062, 50027]);
-
-export interface Logger {
-  info(message: string, context?: Record<string, unknown>): void;
-  warn(message: string, context?: Record<string, unknown>): void;
-  error(message: string, context?: Record<string, unknown>): void;
-}
 
 export interface JobMessengerOptions {
   rest: REST;
@@ -124,7 +119,7 @@ export class JobMessenger {
     this.queue = options.queue;
     this.editIntervalMs = options.editIntervalMs ?? 1500;
     this.previewSide = options.previewSide ?? 256;
-    this.logger = options.logger ?? console;
+    this.logger = options.logger ?? createLogger();
     this.now = options.now ?? Date.now;
     this.channelBudget = new ChannelBudget(options.channelEditsPerMinute ?? 30);
 
@@ -197,7 +192,7 @@ export class JobMessenger {
         const place = position !== undefined && position.place > 0 ? position.place : undefined;
         await message.pacer.finish({ kind: 'restarting', place });
       } catch (error) {
-        this.logger.warn('could not tell a member about the restart', { jobId: job.id, error: String(error) });
+        this.logger.warn('could not tell a member about the restart', { jobId: job.id, error: error });
       }
     });
     let timer: NodeJS.Timeout | undefined;
@@ -242,7 +237,7 @@ export class JobMessenger {
       await message.pacer.finish(stage);
       await this.takeBackCancelReactions(message);
     } catch (error) {
-      this.logger.warn('could not show the end of a job', { jobId: job.id, stage: stage.kind, error: String(error) });
+      this.logger.warn('could not show the end of a job', { jobId: job.id, stage: stage.kind, error: error });
     } finally {
       this.messages.delete(job.id);
     }
@@ -264,7 +259,7 @@ export class JobMessenger {
           keyOf: (stage) => stageKey(stage, m.job.params),
           send: (stage) => this.sendStage(m, stage),
           beforeSend: (signal) => this.channelBudget.take(m.job.channelId, signal),
-          onError: (error) => this.logger.warn('progress edit failed', { jobId: m.job.id, error: String(error) }),
+          onError: (error) => this.logger.warn('progress edit failed', { jobId: m.job.id, error: error }),
         }),
     );
     if (hold?.attachmentLimit) message.attachmentLimit = hold.attachmentLimit;
@@ -380,7 +375,7 @@ export class JobMessenger {
     if (progressId) {
       message.cancelReactionOn.delete(progressId);
       await this.rest.delete(Routes.channelMessage(job.channelId, progressId)).catch((error: unknown) => {
-        this.logger.warn('could not remove the progress message', { jobId: job.id, error: String(error) });
+        this.logger.warn('could not remove the progress message', { jobId: job.id, error: error });
       });
     }
     return { messageId: id };
@@ -415,7 +410,7 @@ export class JobMessenger {
           this.rest.delete(Routes.channelMessageOwnReaction(message.job.channelId, messageId, encodeURIComponent(CANCEL_EMOJI))),
         );
       } catch (error) {
-        this.logger.warn('could not remove ❌', { jobId: message.job.id, error: String(error) });
+        this.logger.warn('could not remove ❌', { jobId: message.job.id, error: error });
       }
     }
     message.cancelReactionOn.clear();
@@ -439,7 +434,7 @@ export class JobMessenger {
     try {
       await this.reactionCall(() => this.rest.put(Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji))));
     } catch (error) {
-      this.logger.warn(`could not add ${emoji}`, { channelId, messageId, error: String(error) });
+      this.logger.warn(`could not add ${emoji}`, { channelId, messageId, error: error });
     }
   }
 }

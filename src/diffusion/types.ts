@@ -7,7 +7,7 @@
 export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
-/** What one job asks the sampler for. Validated by `checkInputs` in pipeline.ts before any work starts. */
+/** What one job asks the engine for. Validated by `checkInputs` in pipeline.ts before any work starts. */
 export interface GenerateParams {
   prompt: string;
   /** Empty string or undefined: unconditional embedding of "". */
@@ -73,20 +73,20 @@ export interface GenerateOptions {
   previewEvery?: number;
 }
 
-/** One job of a shared run (see `Sampler.generateBatch`). */
+/** One job of a shared run (see `ImageEngine.generateBatch`). */
 export interface BatchItem {
   params: GenerateParams;
   options?: GenerateOptions;
 }
 
 /** What the queue needs from whatever runs jobs: the worker pool in production, a stand-in in load tests. */
-export interface Sampler {
+export interface ImageEngine {
   generate(params: GenerateParams, options?: GenerateOptions): Promise<GenerateResult>;
   /**
    * Optional: run these jobs together, in the same UNet calls, as soon as a worker is free. The caller groups
    * jobs that share `batchKey` (steps, scheduler, size); each keeps its own prompt, seed, guidance, progress,
    * signal and result. Returns one promise per item, in order, and each settles on its own: an aborted job
-   * rejects (`cancelled`) at once while the others go on. A sampler without it gets one `generate` per job.
+   * rejects (`cancelled`) at once while the others go on. An engine without it gets one `generate` per job.
    */
   generateBatch?(items: readonly BatchItem[]): Promise<GenerateResult>[];
   /** Model facts the command layer needs (native size, scheduler list). */

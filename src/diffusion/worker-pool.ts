@@ -1,5 +1,5 @@
 /**
- * The sampler the bot uses: N worker threads (worker.ts), each holding the model, behind the small `Sampler`
+ * The engine the bot uses: N worker threads (worker.ts), each holding the model, behind the small `ImageEngine`
  * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a job that runs past its timeout
  * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced.
  *
@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { Identifiers, UserError, type Identifier } from '../errors.js';
 import type { LoadModelOptions } from './model.js';
 import { batchKey, checkInputs } from './check-inputs.js';
-import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ModelInfo, Sampler } from './types.js';
+import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ModelInfo, ImageEngine } from './types.js';
 import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
 
 export interface WorkerPoolOptions {
@@ -86,7 +86,7 @@ export async function createWorkerPool(options: WorkerPoolOptions): Promise<Work
   return pool;
 }
 
-export class WorkerPool implements Sampler {
+export class WorkerPool implements ImageEngine {
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly log: (line: string) => void;

@@ -1,6 +1,6 @@
 /** Hooks the command router and the reaction handler to a client. Handler errors are logged, never thrown. */
 import { Events, type Client } from 'discord.js';
-import type { BotContext, Command } from './command.js';
+import type { BotContext, Command } from '../../commands/index.js';
 import { handleInteraction } from './interactions.js';
 import { handleReaction } from './reactions.js';
 
@@ -13,10 +13,10 @@ export function attachHandlers(client: Client, commands: ReadonlyMap<string, Com
       bot.logger.error('reaction handler failed', {
         messageId: reaction.message.id,
         emoji: reaction.emoji.name,
-        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        error,
       });
     });
   });
-  client.on(Events.Error, (error) => bot.logger.error('client error', { error: String(error) }));
+  client.on(Events.Error, (error) => bot.logger.error('client error', { error: error }));
   client.on(Events.Warn, (message) => bot.logger.warn(message));
 }

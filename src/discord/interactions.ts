@@ -5,7 +5,7 @@
  */
 import { MessageFlags, type Interaction } from 'discord.js';
 import { isUserError } from '../errors.js';
-import type { BotContext, Command } from './command.js';
+import type { BotContext, Command } from '../../commands/index.js';
 
 export const APOLOGY = 'Sorry, something went wrong on my side. It has been logged; please try again in a moment.';
 
@@ -26,7 +26,7 @@ export async function handleInteraction(
         command: interaction.commandName,
         interactionId: interaction.id,
         jobId: (error as { jobId?: string } | null)?.jobId,
-        error: error instanceof Error ? (error.stack ?? error.message) : String(error),
+        error,
       });
     }
     const content = expected ? error.message : APOLOGY;
@@ -39,7 +39,7 @@ export async function handleInteraction(
     } catch (replyError) {
       bot.logger.warn('could not tell the member about an error', {
         command: interaction.commandName,
-        error: String(replyError),
+        error: replyError,
       });
     }
   }

@@ -8,7 +8,7 @@ import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/job-messenger.js';
 import { buildGenerateParams, randomSeed } from './imagine-options.js';
 import { findBannedWord } from '../moderation/banned-words.js';
 import { canCancel, canReroll, type MemberAuthority } from '../moderation/permissions.js';
-import type { BotContext } from './command.js';
+import type { BotContext } from '../../commands/index.js';
 
 async function authorityOf(client: Client, guildId: string, userId: string): Promise<MemberAuthority> {
   const guild = client.guilds.cache.get(guildId);

@@ -1,5 +1,5 @@
 import { Identifiers, UserError } from '../errors.js';
-import type { JobRecord } from '../queue/types.js';
+import type { JobRecord } from '../jobs/types.js';
 import type { GuildSettings } from '../store/settings.js';
 
 /** Discord permission bits (https://discord.com/developers/docs/topics/permissions). */

@@ -1,5 +1,5 @@
 /**
- * Which waiting jobs share one sampler run with the job whose turn it is. Pure functions over the fair order, so
+ * Which waiting jobs share one engine run with the job whose turn it is. Pure functions over the fair order, so
  * the queue uses the same rule to start runs and to predict places and ETAs.
  *
  * A run of k images costs less than k runs of one (the runtime's fixed cost per call is paid once, and wider

@@ -1,6 +1,6 @@
 /**
  * Images per minute with jobs waiting, batching on against off, through the real FairQueue (SQLite journal,
- * result files) and a sampler (the worker pool). For the bench, and runnable on its own:
+ * result files) and an engine (the worker pool). For the bench, and runnable on its own:
  *
  *   npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...
  *
@@ -13,12 +13,12 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { GenerateParams, Sampler } from '../diffusion/types.js';
+import type { GenerateParams, ImageEngine } from '../diffusion/types.js';
 import { openDatabase } from '../store/database.js';
 import { FairQueue } from './fair-queue.js';
 
 export interface BatchThroughputInput {
-  sampler: Sampler;
+  engine: ImageEngine;
   /** Jobs waiting at once, each from its own member. Default 4. */
   jobs?: number;
   steps?: number;
@@ -60,12 +60,12 @@ function median(values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
-async function oneRound(sampler: Sampler, maxBatchImages: number, params: GenerateParams[]) {
+async function oneRound(engine: ImageEngine, maxBatchImages: number, params: GenerateParams[]) {
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-batch-bench-'));
   const db = openDatabase({ dataDir });
   const queue = new FairQueue({
     db,
-    sampler,
+    engine,
     maxBatchImages,
     resultsDir: path.join(dataDir, 'results'),
     deliver: async (job) => ({ messageId: `m-${job.id}` }),
@@ -92,12 +92,12 @@ async function oneRound(sampler: Sampler, maxBatchImages: number, params: Genera
   }
 }
 
-/** Measure one sampler (already warm or not: one unbatched and one batched warm-up run go first). */
+/** Measure one engine (already warm or not: one unbatched and one batched warm-up run go first). */
 export async function measureBatchThroughput(input: BatchThroughputInput): Promise<BatchThroughputResult> {
   const jobs = input.jobs ?? 4;
   const steps = input.steps ?? 20;
   const rounds = input.rounds ?? 3;
-  const info = await input.sampler.info();
+  const info = await input.engine.info();
   const params: GenerateParams[] = Array.from({ length: jobs }, (_, i) => ({
     prompt: ['a red circle', 'a blue square', 'a green triangle', 'a yellow star'][i % 4],
     steps,
@@ -106,12 +106,12 @@ export async function measureBatchThroughput(input: BatchThroughputInput): Promi
     width: info.width,
     height: info.height,
   }));
-  await oneRound(input.sampler, 1, params.slice(0, 1));
-  await oneRound(input.sampler, jobs, params);
+  await oneRound(input.engine, 1, params.slice(0, 1));
+  await oneRound(input.engine, jobs, params);
   const runs: Record<'off' | 'on', Awaited<ReturnType<typeof oneRound>>[]> = { off: [], on: [] };
   for (let r = 0; r < rounds; r++) {
     for (const mode of r % 2 === 0 ? (['off', 'on'] as const) : (['on', 'off'] as const)) {
-      runs[mode].push(await oneRound(input.sampler, mode === 'on' ? jobs : 1, params));
+      runs[mode].push(await oneRound(input.engine, mode === 'on' ? jobs : 1, params));
     }
   }
   const figures = (mode: 'off' | 'on'): ModeFigures => {
@@ -164,7 +164,7 @@ async function main(argv: string[]): Promise<void> {
   for (const dir of dirs) {
     const pool = await createWorkerPool({ modelDir: path.resolve(dir), log: () => undefined });
     try {
-      const r = await measureBatchThroughput({ sampler: pool, ...options });
+      const r = await measureBatchThroughput({ engine: pool, ...options });
       console.log(`${r.model} ${r.width}×${r.height}, ${r.steps} steps, guidance ${options.guidanceScale}, ${r.jobs} jobs waiting (${os.cpus().length} cores, ${os.cpus()[0]?.model ?? '?'})`);
       console.log(`  one at a time: ${r.off.imagesPerMinute.toFixed(1)} images/min (rounds ${r.off.seconds.map((s) => s.toFixed(2)).join(', ')} s)`);
       console.log(`  batched:       ${r.on.imagesPerMinute.toFixed(1)} images/min (rounds ${r.on.seconds.map((s) => s.toFixed(2)).join(', ')} s)  → ${r.speedup.toFixed(2)}×`);

@@ -1,8 +1,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import PQueue from 'p-queue';
+import { createLogger, type Logger } from '../log.js';
 import { Identifiers, UserError, isUserError, type Identifier } from '../errors.js';
 import { batchKey, checkInputs } from '../diffusion/check-inputs.js';
-import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, Sampler, StepProgress } from '../diffusion/types.js';
+import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, ImageEngine, StepProgress } from '../diffusion/types.js';
 import { readMeta, writeMeta, type Db } from '../store/database.js';
 import { JobStore, type SavedResultMeta } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
@@ -25,26 +26,23 @@ import type {
   SubmitInput,
 } from './types.js';
 
-export interface Logger {
-  warn(message: string, context?: Record<string, unknown>): void;
-  error(message: string, context?: Record<string, unknown>): void;
-}
+export type { Logger } from '../log.js';
 
 export interface FairQueueOptions {
   /** The journal (see ../store/database.ts `openDatabase`). The queue never closes it. */
   db: Db;
-  /** Runs the jobs: the worker pool, or the stand-in sampler in tests. */
-  sampler: Sampler;
+  /** Runs the jobs: the worker pool, or the stand-in engine in tests. */
+  engine: ImageEngine;
   /** Posts a finished image (the bot's delivery). */
   deliver: DeliverFn;
   /** Where finished PNGs wait for delivery: DATA_DIR/results. */
   resultsDir: string;
-  /** Jobs generated at once; set it to the number of sampler workers. Default 1. */
+  /** Jobs generated at once; set it to the number of engine workers. Default 1. */
   concurrency?: number;
   /**
-   * Images one sampler run may make for several jobs together: waiting jobs that share steps, scheduler and size
+   * Images one engine run may make for several jobs together: waiting jobs that share steps, scheduler and size
    * (`batchKey`) join the job whose turn it is, in fair order, when that delays no one they jump over by more
-   * than one step (see batch-plan.ts). Needs a sampler with `generateBatch` (the worker pool, the stand-in).
+   * than one step (see batch-plan.ts). Needs an engine with `generateBatch` (the worker pool, the stand-in).
    * Default 1: one job per run.
    */
   maxBatchImages?: number;
@@ -64,7 +62,7 @@ export interface FairQueueOptions {
   initialMsPerStep?: number;
   /** Pixels of the reference image a "step" is measured on; other sizes scale by area. Default 512 × 512. */
   referencePixels?: number;
-  /** How long an aborted sampler call may take to stop before its slot is given up. Default 30 000. */
+  /** How long an aborted engine call may take to stop before its slot is given up. Default 30 000. */
   abortGraceMs?: number;
   /** Keep PNGs in resultsDir after delivery (for debugging). Default false. */
   keepResults?: boolean;
@@ -78,7 +76,7 @@ type AbortKind = 'cancel' | 'timeout' | 'shutdown';
 
 interface RunningEntry {
   job: JobRecord;
-  /** The sampler run it shares with the other jobs of its batch. */
+  /** The engine run it shares with the other jobs of its batch. */
   run: Run;
   controller: AbortController;
   abort?: { kind: AbortKind; by?: string };
@@ -89,7 +87,7 @@ interface RunningEntry {
   done: Promise<void>;
 }
 
-/** One sampler run: a job alone, or a batch sharing its UNet calls. It holds a lane until every job of it is done. */
+/** One engine run: a job alone, or a batch sharing its UNet calls. It holds a lane until every job of it is done. */
 interface Run {
   entries: RunningEntry[];
   plan: PlanJob[];
@@ -116,7 +114,7 @@ const EWMA_WEIGHT = 0.3;
  *
  * With `maxBatchImages` > 1 a slot takes a run: the fairest job and the waiting jobs that can share its UNet
  * calls, chosen by batch-plan.ts in fair order, all marked running in one transaction and handed to the
- * sampler's `generateBatch`. Each job keeps its own timer, cancel, outcome and journal row; the slot (a lane)
+ * engine's `generateBatch`. Each job keeps its own timer, cancel, outcome and journal row; the slot (a lane)
  * is held until every job of the run is done. Riders' own slots later find nothing, as after a cancel.
  */
 export class FairQueue implements JobQueue {
@@ -135,7 +133,7 @@ export class FairQueue implements JobQueue {
   private readonly logger: Logger;
   private readonly now: () => number;
   private readonly options: Required<
-    Omit<FairQueueOptions, 'db' | 'sampler' | 'deliver' | 'resultsDir' | 'memberCap' | 'logger' | 'now'>
+    Omit<FairQueueOptions, 'db' | 'engine' | 'deliver' | 'resultsDir' | 'memberCap' | 'logger' | 'now'>
   >;
   private readonly memberCap: (guildId: string) => number;
   private msPerStep: number;
@@ -169,10 +167,7 @@ export class FairQueue implements JobQueue {
     checkPositiveInteger('deliveryTries', this.options.deliveryTries);
     const cap = config.memberCap ?? 2;
     this.memberCap = typeof cap === 'number' ? () => cap : cap;
-    this.logger = config.logger ?? {
-      warn: (message, context) => console.warn(message, context ?? ''),
-      error: (message, context) => console.error(message, context ?? ''),
-    };
+    this.logger = config.logger ?? createLogger();
     this.now = config.now ?? Date.now;
     this.ids = new JobIdFactory(this.now);
     this.jobs = new JobStore(config.db);
@@ -194,11 +189,11 @@ export class FairQueue implements JobQueue {
     if (this.resumed) throw new Error('resume() was already called');
     this.resumed = true;
     if (this.options.maxBatchImages > 1) {
-      if (this.config.sampler.generateBatch === undefined) {
-        this.logger.warn('maxBatchImages is set but the sampler cannot run batches; jobs run one at a time');
+      if (this.config.engine.generateBatch === undefined) {
+        this.logger.warn('maxBatchImages is set but the engine cannot run batches; jobs run one at a time');
       } else {
         try {
-          this.batchInfo = await this.config.sampler.info();
+          this.batchInfo = await this.config.engine.info();
         } catch (error) {
           this.logger.warn('Could not read the model facts that batching needs; jobs run one at a time', { error });
         }
@@ -477,7 +472,7 @@ export class FairQueue implements JobQueue {
     this.checkIdle();
   }
 
-  /** Hand the jobs to the sampler: one shared run when there are several, one promise per job either way. */
+  /** Hand the jobs to the engine: one shared run when there are several, one promise per job either way. */
   private startGeneration(entries: RunningEntry[]): Promise<GenerateResult>[] {
     const items: BatchItem[] = entries.map((entry) => ({
       params: entry.job.params,
@@ -489,16 +484,16 @@ export class FairQueue implements JobQueue {
         },
       },
     }));
-    const { sampler } = this.config;
+    const { engine } = this.config;
     try {
-      if (items.length > 1 && sampler.generateBatch !== undefined) {
-        const promises = sampler.generateBatch(items);
+      if (items.length > 1 && engine.generateBatch !== undefined) {
+        const promises = engine.generateBatch(items);
         if (promises.length !== items.length) {
           throw new Error(`Expected one promise per job from generateBatch (${items.length}), got ${promises.length}`);
         }
         return promises;
       }
-      return items.map((item) => sampler.generate(item.params, item.options));
+      return items.map((item) => engine.generate(item.params, item.options));
     } catch (error) {
       return items.map(() => Promise.reject(error));
     }
@@ -522,7 +517,7 @@ export class FairQueue implements JobQueue {
     // No longer running: a cancel from here on answers 'finished', and the outcome events below see that.
     this.running.delete(job.id);
     if ('abandoned' in outcome) {
-      this.logger.error(`The sampler did not stop within ${this.options.abortGraceMs} ms of an abort; slot released`, {
+      this.logger.error(`The engine did not stop within ${this.options.abortGraceMs} ms of an abort; slot released`, {
         jobId: job.id,
       });
     }
@@ -663,7 +658,7 @@ export class FairQueue implements JobQueue {
       try {
         key = batchKey(checkInputs(params, this.batchInfo));
       } catch {
-        key = undefined; // the sampler will say what is wrong with it, alone
+        key = undefined; // the engine will say what is wrong with it, alone
       }
     }
     const pixels =

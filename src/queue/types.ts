@@ -2,65 +2,13 @@
  * The contract between the bot and whatever runs its jobs. The embedded implementation is `FairQueue`
  * (./fair-queue.ts: p-queue + a SQLite journal in one process); a Redis/BullMQ queue with workers on other
  * machines could implement the same interface. Nothing here imports discord.js: ids are plain strings.
- *
- * Life of a job: `queued` → `running` → `delivering` → `done`, or `failed` / `cancelled` from any of the first
- * three. Every transition is written to the journal before it is announced.
+ * The job's own types live in ../jobs/types.ts, below every layer that handles jobs.
  */
 import type { Identifier } from '../errors.js';
 import type { GenerateParams, GenerateResult, StepProgress } from '../diffusion/types.js';
+import type { InteractionRef, JobKind, JobRecord } from '../jobs/types.js';
 
-export type JobState = 'queued' | 'running' | 'delivering' | 'done' | 'failed' | 'cancelled';
-export type JobKind = 'imagine' | 'reroll';
-
-/** What the bot needs to edit the interaction's reply later (the 15-minute token rule is the delivery's business). */
-export interface InteractionRef {
-  applicationId: string;
-  token: string;
-  /** Epoch milliseconds when the interaction was created (its token dies 15 minutes later). */
-  createdAt: number;
-}
-
-export interface JobRecord {
-  /** Sortable and monotonic within a process: 20 characters of Crockford base32 (10 for the time, 10 counter/random). */
-  id: string;
-  /** Journal order (submission order); restarts resume waiting jobs by it. */
-  seq: number;
-  guildId: string;
-  channelId: string;
-  userId: string;
-  kind: JobKind;
-  /** The job a reroll was made from. */
-  parentJobId?: string;
-  params: GenerateParams;
-  state: JobState;
-  /** Absent for jobs that have no interaction (a 🔁 reaction): those are delivered as channel messages. */
-  interaction?: InteractionRef;
-  /** The bot's message that shows this job (the interaction's reply, or the channel message a reroll posted). */
-  messageId?: string;
-  /** The message a channel-message delivery should reply to (a reroll replies to the image it rerolls). */
-  replyToMessageId?: string;
-  /** The message that carries the final image, once delivery is confirmed. */
-  resultMessageId?: string;
-  /** How many times the job has started running (a restart mid-run reruns it once, then fails it). */
-  attempts: number;
-  /** How many times delivery was started. > 0 on a recovered job means a post may already exist. */
-  deliveryAttempts: number;
-  /**
-   * Idempotency key for the delivery, ≤ 25 characters so it fits Discord's message `nonce`
-   * (send it with `enforce_nonce: true` and Discord drops a duplicate post).
-   */
-  deliveryKey: string;
-  /** Why the job failed or was cancelled, in words a member can read. */
-  error?: string;
-  errorCode?: Identifier;
-  /** User id of whoever cancelled it. */
-  cancelledBy?: string;
-  /** Epoch milliseconds. */
-  createdAt: number;
-  startedAt?: number;
-  finishedAt?: number;
-  deliveredAt?: number;
-}
+export type { InteractionRef, JobKind, JobRecord, JobState } from '../jobs/types.js';
 
 export interface SubmitInput {
   guildId: string;
@@ -90,7 +38,7 @@ export interface JobPosition {
 
 /**
  * - `cancelled`: it was waiting and is now cancelled (the `cancelled` event has fired).
- * - `stopping`: it is running; the sampler stops at its next step, then the `cancelled` event fires.
+ * - `stopping`: it is running; the engine stops at its next step, then the `cancelled` event fires.
  * - `finished`: too late, it is delivering or already done/failed/cancelled.
  * - `not-found`: no such job in the journal.
  */

@@ -1,6 +1,6 @@
 import type { Identifier } from '../errors.js';
 import type { GenerateResult } from '../diffusion/types.js';
-import type { JobRecord, JobState } from '../queue/types.js';
+import type { JobRecord, JobState } from '../jobs/types.js';
 import type { Db } from './database.js';
 
 /** A finished generation minus its PNG bytes (those live in DATA_DIR/results/), kept until delivery is confirmed. */

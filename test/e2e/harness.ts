@@ -7,16 +7,16 @@ import os from 'node:os';
 import path from 'node:path';
 import { REST, Routes } from 'discord.js';
 import { parseConfig, type Config } from '../../src/config.js';
-import type { Sampler } from '../../src/diffusion/types.js';
-import type { Logger } from '../../src/delivery/job-messenger.js';
-import { startApp, type App } from '../../src/discord/app.js';
-import { COMMANDS } from '../../src/discord/commands.js';
+import type { ImageEngine } from '../../src/diffusion/types.js';
+import { serializeValue, type Logger } from '../../src/log.js';
+import { startApp, type App } from '../../src/app.js';
+import { COMMANDS } from '../../commands/index.js';
 import { DiscordEmulator, type EmulatorOptions, type RecordedCall } from '../discord/emulator.js';
 
 export interface HarnessOptions {
   /** Environment for parseConfig on top of the emulator's token/URL and a temp DATA_DIR. */
   env?: Record<string, string>;
-  sampler?: Sampler;
+  engine?: ImageEngine;
   emulator?: EmulatorOptions;
   /** Reuse an emulator (restart tests). */
   existingEmulator?: DiscordEmulator;
@@ -37,10 +37,10 @@ export interface Harness {
 
 export function captureLogger(lines: string[]): Logger {
   const log = (level: string) => (message: string, context?: Record<string, unknown>) => {
-    lines.push(`${level} ${message}${context ? ` ${JSON.stringify(context)}` : ''}`);
+    lines.push(`${level} ${message}${context ? ` ${JSON.stringify(serializeValue(context))}` : ''}`);
     if (process.env.E2E_VERBOSE) process.stderr.write(`${level} ${message} ${context ? JSON.stringify(context) : ''}\n`);
   };
-  return { info: log('INFO'), warn: log('WARN'), error: log('ERROR') };
+  return { debug: log('DEBUG'), info: log('INFO'), warn: log('WARN'), error: log('ERROR') };
 }
 
 export async function deployCommands(emulator: DiscordEmulator): Promise<void> {
@@ -66,7 +66,7 @@ export async function startHarness(options: HarnessOptions = {}): Promise<Harnes
   });
   const logs: string[] = [];
   const app = await startApp(config, {
-    sampler: options.sampler,
+    engine: options.engine,
     logger: captureLogger(logs),
     clientOptions: { ws: { buildIdentifyThrottler: () => ({ waitForIdentify: async () => {} }) } },
   });

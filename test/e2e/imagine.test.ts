@@ -2,7 +2,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eventually, originalEdits, startHarness, type Harness } from './harness.js';
 
-describe('/imagine end to end (stand-in sampler)', () => {
+describe('/imagine end to end (stand-in engine)', () => {
   let h: Harness;
   beforeAll(async () => {
     h = await startHarness({ env: { STAND_IN_STEP_MS: '250', STEPS_DEFAULT: '16' } });
@@ -90,7 +90,7 @@ describe('/imagine end to end (stand-in sampler)', () => {
     const { emulator } = h;
     const user = emulator.createUser({ username: 'flooder' });
     emulator.addMember({ userId: user.id });
-    // Keep the sampler busy so the flooder's jobs wait.
+    // Keep the engine busy so the flooder's jobs wait.
     emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 50 } });
     await eventually(() => h.app.queue.snapshot().running.length === 1, 10_000, 'the blocker to run');
     for (const prompt of ['one', 'two']) {

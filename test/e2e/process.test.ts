@@ -120,7 +120,7 @@ describe('the bot process against the emulator', () => {
     const { emulator, env, cwd } = await setup();
     const first = spawnBot(env, cwd);
     running.push(first);
-    await waitForOutput(first, /INFO ready/);
+    await waitForOutput(first, /"msg":"ready"/);
 
     const prompts = ['kill one', 'kill two', 'kill three', 'kill four'];
     const handles: InteractionHandle[] = [];
@@ -138,7 +138,7 @@ describe('the bot process against the emulator', () => {
 
     const second = spawnBot(env, cwd);
     running.push(second);
-    await waitForOutput(second, /INFO ready/);
+    await waitForOutput(second, /"msg":"ready"/);
     for (const prompt of prompts) {
       await eventually(() => finals(emulator, prompt).length >= 1, 90_000, () => `the picture for "${prompt}"; bot:\n${second.output().slice(-3000)}`);
     }
@@ -155,7 +155,7 @@ describe('the bot process against the emulator', () => {
     const { emulator, env, cwd } = await setup();
     const first = spawnBot(env, cwd);
     running.push(first);
-    await waitForOutput(first, /INFO ready/);
+    await waitForOutput(first, /"msg":"ready"/);
     const prompts = ['term one', 'term two', 'term three'];
     const handles: InteractionHandle[] = [];
     for (const prompt of prompts) {
@@ -174,7 +174,7 @@ describe('the bot process against the emulator', () => {
 
     const second = spawnBot(env, cwd);
     running.push(second);
-    await waitForOutput(second, /INFO ready/);
+    await waitForOutput(second, /"msg":"ready"/);
     for (const prompt of prompts) {
       await eventually(() => finals(emulator, prompt).length >= 1, 90_000, () => `the picture for "${prompt}"; bot:\n${second.output().slice(-3000)}`);
     }
@@ -184,13 +184,13 @@ describe('the bot process against the emulator', () => {
     expect((await second.exited).code).toBe(0);
   });
 
-  it('GIVEN the default sampler (ONNX worker pool) and the tiny model THEN npm start answers /imagine with a picture', async () => {
+  it('GIVEN the default engine (ONNX worker pool) and the tiny model THEN npm start answers /imagine with a picture', async () => {
     const { emulator, env, cwd } = await setup();
     const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny') }, cwd);
     running.push(bot);
-    await waitForOutput(bot, /INFO ready/, 90_000);
+    await waitForOutput(bot, /"msg":"ready"/, 90_000);
     // The owner gets the invite link with exactly the permissions the bot needs (1024+2048+16384+32768+64+65536).
-    await waitForOutput(bot, /INFO connected .*scope=bot\+applications\.commands&permissions=117824/);
+    await waitForOutput(bot, /"invite":"[^"]*scope=bot\+applications\.commands&permissions=117824".*"msg":"connected"/);
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'from the worker', steps: 10 } });
     expect((await handle.waitForResponse()).body.type).toBe(5);
     await eventually(() => finals(emulator, 'from the worker').length === 1, 90_000, 'the picture');

@@ -117,7 +117,7 @@ describe('reroll rules from the guild settings', () => {
       h.app.settings.update(emulator.defaults.guildId, owner.id, (s) => ({ ...s, rerollWho: 'anyone' }));
       const image = await finished(h, emulator.sendCommand({ name: 'imagine', options: { prompt: 'shared', steps: 2 }, userId: alice.id }));
       await eventually(() => image.reactions.get('🔁')?.has(emulator.defaults.botUserId), 10_000, 'the bot’s 🔁');
-      // Keep the sampler busy, and give bob one waiting job: his cap of 1 is full.
+      // Keep the engine busy, and give bob one waiting job: his cap of 1 is full.
       emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 40 }, userId: alice.id });
       await eventually(() => h.app.queue.snapshot().running.length === 1, 10_000, 'the blocker running');
       await emulator.sendCommand({ name: 'imagine', options: { prompt: 'bob waits', steps: 2 }, userId: bob.id }).waitForResponse();

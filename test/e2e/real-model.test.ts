@@ -1,6 +1,6 @@
 /**
  * The happy path with the real engine: the ONNX worker pool running the tiny SD test model in a worker thread,
- * while the bot keeps answering (the sampler never blocks the event loop).
+ * while the bot keeps answering (the engine never blocks the event loop).
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredMessage } from '../discord/emulator.js';
-import { StandInSampler } from '../../src/queue/stand-in-sampler.js';
+import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
 import { eventually, originalEdits, startHarness, type Harness } from './harness.js';
 
 async function finishedOriginal(handle: { original(): StoredMessage | undefined }): Promise<StoredMessage> {
@@ -125,18 +125,18 @@ describe('delivery under Discord’s rules and faults', () => {
     const meta = await sharp(bytes).metadata();
     expect([meta.width, meta.height]).toEqual([80, 56]);
     expect(done.message.embeds[0]!.image?.url).toBe(`attachment://${attachment.filename}`);
-    // The same picture as the sampler made it is over the limit: what arrived is the smaller encoding.
+    // The same picture as the engine made it is over the limit: what arrived is the smaller encoding.
     const seed = Number(done.message.embeds[0]!.fields!.find((f) => f.name === 'Seed')!.value);
-    const full = await new StandInSampler({ msPerStep: 0 }).generate({ prompt: 'big file', steps: 1, seed, guidanceScale: 7.5, width: 80, height: 56 });
+    const full = await new StandInEngine({ msPerStep: 0 }).generate({ prompt: 'big file', steps: 1, seed, guidanceScale: 7.5, width: 80, height: 56 });
     expect(full.images[0]!.byteLength).toBeGreaterThan(limit);
     expect(Buffer.compare(bytes, Buffer.from(full.images[0]!))).not.toBe(0);
   });
 });
 
-describe('a job that fails in the sampler', () => {
-  it('GIVEN the sampler throws THEN the member reads that it failed, and the next job works', async () => {
-    const sampler = new StandInSampler({ msPerStep: 20, failWith: (params) => (params.prompt === 'boom' ? new Error('tensor on fire') : undefined) });
-    const h = await startHarness({ sampler, env: { EDIT_INTERVAL_MS: '300' } });
+describe('a job that fails in the engine', () => {
+  it('GIVEN the engine throws THEN the member reads that it failed, and the next job works', async () => {
+    const engine = new StandInEngine({ msPerStep: 20, failWith: (params) => (params.prompt === 'boom' ? new Error('tensor on fire') : undefined) });
+    const h = await startHarness({ engine, env: { EDIT_INTERVAL_MS: '300' } });
     try {
       const handle = h.emulator.sendCommand({ name: 'imagine', options: { prompt: 'boom', steps: 3 } });
       const failed = await eventually(() => (String(handle.original()?.message.content).includes('could not be made') ? handle.original() : undefined), 30_000, 'the failure message');
@@ -145,7 +145,7 @@ describe('a job that fails in the sampler', () => {
       await finishedOriginal(next);
     } finally {
       await h.close();
-      await sampler.close();
+      await engine.close();
     }
   });
 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { planBatch, runCost, type CostModel, type PlanJob } from '../../src/queue/batch-plan.js';
 
-/** A run of k images costs (1 + (k − 1) × c) × ms per step, as the stand-in sampler models it. */
+/** A run of k images costs (1 + (k − 1) × c) × ms per step, as the stand-in engine models it. */
 function costOf(c: number, ms = 10): CostModel {
   return { msPerStep: (images) => (1 + (images - 1) * c) * ms };
 }

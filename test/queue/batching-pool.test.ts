@@ -32,7 +32,7 @@ describe('FairQueue batching over the real worker pool (pixel-tiny)', () => {
       results.set(job.userId, result);
       return { messageId: `m-${job.id}` };
     };
-    const queue = new FairQueue({ db, sampler: pool, deliver, resultsDir: path.join(dataDir, 'results'), maxBatchImages: 4 });
+    const queue = new FairQueue({ db, engine: pool, deliver, resultsDir: path.join(dataDir, 'results'), maxBatchImages: 4 });
     await queue.resume();
     cleanup.push(async () => void (await queue.shutdown({ deliveryGraceMs: 100 })));
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import sharp from 'sharp';
 import { afterEach, describe, expect, it } from 'vitest';
-import { StandInSampler } from '../../src/queue/stand-in-sampler.js';
+import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
 import { openDatabase, readMeta, writeMeta } from '../../src/store/database.js';
 import type { GenerateParams } from '../../src/diffusion/types.js';
 import { makeQueue, nextEvent, params, record, tempDataDir, type Harness, type HarnessOptions } from './helpers.js';
@@ -34,11 +34,11 @@ function measuredDataDir(msPerStepByImages: Record<number, number>): string {
   return dataDir;
 }
 
-/** Prompts of each job, grouped by the sampler run they shared, in the order runs started. */
+/** Prompts of each job, grouped by the engine run they shared, in the order runs started. */
 function runsByPrompt(h: Harness): string[][] {
   const runs: string[][] = [];
   let at = 0;
-  for (const size of h.sampler.runs) {
+  for (const size of h.engine.runs) {
     runs.push(h.ran.slice(at, at + size));
     at += size;
   }
@@ -46,7 +46,7 @@ function runsByPrompt(h: Harness): string[][] {
 }
 
 describe('FairQueue with maxBatchImages', () => {
-  it('GIVEN 4 compatible jobs from 4 members THEN one sampler run makes all four, each its own seed, delivered to each', async () => {
+  it('GIVEN 4 compatible jobs from 4 members THEN one engine run makes all four, each its own seed, delivered to each', async () => {
     const h = await harness({ referencePixels: 32 * 32 });
     const events: string[] = [];
     h.queue.events.on('started', ({ job }) => events.push(`started ${job.params.prompt}`));
@@ -54,11 +54,11 @@ describe('FairQueue with maxBatchImages', () => {
     const jobs = ['a', 'b', 'c', 'd'].map((user, i) => submit(h, user, `${user}1`, { seed: 100 + i }).job);
     await h.queue.onIdle();
 
-    expect(h.sampler.runs).toEqual([4]);
+    expect(h.engine.runs).toEqual([4]);
     // All four start together: none waits for another's run (each starts before any step is made).
     expect(events.slice(0, 4).sort()).toEqual(['started a1', 'started b1', 'started c1', 'started d1']);
     expect(h.delivered).toHaveLength(4);
-    const alone = new StandInSampler({ msPerStep: 0 });
+    const alone = new StandInEngine({ msPerStep: 0 });
     for (const [i, job] of jobs.entries()) {
       const delivery = h.delivered.find((d) => d.job.id === job.id)!;
       expect(delivery.result.seed).toBe(100 + i);
@@ -83,7 +83,7 @@ describe('FairQueue with maxBatchImages', () => {
     submit(h, 'b', 'b1', { width: 64 });
     submit(h, 'c', 'c1', { steps: 5 });
     submit(h, 'd', 'd1', { scheduler: 'ddim' });
-    submit(h, 'e', 'e1', { seed: 0x1_0000_0000 }); // invalid for the model: never batched, the sampler answers it
+    submit(h, 'e', 'e1', { seed: 0x1_0000_0000 }); // invalid for the model: never batched, the engine answers it
     await h.queue.onIdle();
     expect(runsByPrompt(h)).toEqual([['a1'], ['b1'], ['c1'], ['d1'], ['e1']]);
     expect(h.delivered.map((d) => d.job.params.prompt)).toHaveLength(5);
@@ -104,7 +104,7 @@ describe('FairQueue with maxBatchImages', () => {
     // Measured: each further image adds a quarter of a one-image step (what the stand-in is set to do).
     const costs = { 1: 40, 2: 50, 3: 60, 4: 70 };
     const stand = { msPerStep: 2, batchCost: 0.25 };
-    const first = await harness({ dataDir: measuredDataDir(costs), referencePixels: 32 * 32, sampler: stand });
+    const first = await harness({ dataDir: measuredDataDir(costs), referencePixels: 32 * 32, engine: stand });
     // A, X, B (20 steps): B jumping X would start X 5 steps later than alone. Not allowed.
     submit(first, 'a', 'A', { steps: 20 });
     submit(first, 'x', 'X', { steps: 20, width: 64 });
@@ -113,7 +113,7 @@ describe('FairQueue with maxBatchImages', () => {
     expect(runsByPrompt(first)).toEqual([['A'], ['X'], ['B']]);
 
     // A, B, X, C: X would have waited for A then B; A+B+C together end sooner. C may jump.
-    const second = await harness({ dataDir: measuredDataDir(costs), referencePixels: 32 * 32, sampler: stand });
+    const second = await harness({ dataDir: measuredDataDir(costs), referencePixels: 32 * 32, engine: stand });
     submit(second, 'a', 'A', { steps: 20 });
     submit(second, 'b', 'B', { steps: 20 });
     submit(second, 'x', 'X', { steps: 20, width: 64 });
@@ -125,7 +125,7 @@ describe('FairQueue with maxBatchImages', () => {
   });
 
   it('GIVEN a batch waiting behind a running job THEN its jobs share one ETA: the run of four as measured', async () => {
-    const h = await harness({ dataDir: measuredDataDir({ 1: 40, 2: 50, 3: 60, 4: 70 }), referencePixels: 32 * 32, sampler: { msPerStep: 10 } });
+    const h = await harness({ dataDir: measuredDataDir({ 1: 40, 2: 50, 3: 60, 4: 70 }), referencePixels: 32 * 32, engine: { msPerStep: 10 } });
     const started = nextEvent(h.queue.events, 'started');
     submit(h, 'z', 'running', { steps: 10_000, width: 64 });
     await started;
@@ -141,7 +141,7 @@ describe('FairQueue with maxBatchImages', () => {
   });
 
   it('GIVEN a batch running THEN its jobs share one done-ETA and the next job waits for the whole run', async () => {
-    const h = await harness({ dataDir: measuredDataDir({ 1: 40, 3: 60 }), referencePixels: 32 * 32, sampler: { msPerStep: 10 } });
+    const h = await harness({ dataDir: measuredDataDir({ 1: 40, 3: 60 }), referencePixels: 32 * 32, engine: { msPerStep: 10 } });
     const started = record(h.queue.events, 'started');
     for (const user of ['a', 'b', 'c']) submit(h, user, `${user}1`, { steps: 1000 });
     await nextEvent(h.queue.events, 'progress');
@@ -158,7 +158,7 @@ describe('FairQueue with maxBatchImages', () => {
   });
 
   it('GIVEN one job of a running batch is cancelled THEN only it stops, at once, and the others are delivered', async () => {
-    const h = await harness({ sampler: { msPerStep: 10 } });
+    const h = await harness({ engine: { msPerStep: 10 } });
     const cancelled = record(h.queue.events, 'cancelled');
     const delivered = record(h.queue.events, 'delivered');
     const progressed = nextEvent(h.queue.events, 'progress', ({ job }) => job.params.prompt === 'b1');
@@ -168,15 +168,15 @@ describe('FairQueue with maxBatchImages', () => {
     await nextEvent(h.queue.events, 'cancelled');
     expect(delivered).toHaveLength(0); // answered before the others finish
     await h.queue.onIdle();
-    expect(h.sampler.runs).toEqual([4]);
+    expect(h.engine.runs).toEqual([4]);
     expect(cancelled.map((c) => c.job.params.prompt)).toEqual(['b1']);
     expect(h.queue.get(jobs[1].id)).toMatchObject({ state: 'cancelled', cancelledBy: 'b' });
     expect(delivered.map((d) => d.job.params.prompt).sort()).toEqual(['a1', 'c1', 'd1']);
   });
 
-  it('GIVEN the sampler run dies mid-batch THEN every job of it fails with the apology, and the queue goes on', async () => {
+  it('GIVEN the engine run dies mid-batch THEN every job of it fails with the apology, and the queue goes on', async () => {
     const h = await harness({
-      sampler: { failRun: (all) => (all.length > 1 ? new Error('worker exited with code 70') : undefined) },
+      engine: { failRun: (all) => (all.length > 1 ? new Error('worker exited with code 70') : undefined) },
     });
     const failed = record(h.queue.events, 'failed');
     for (const user of ['a', 'b', 'c']) submit(h, user, `${user}1`);
@@ -191,19 +191,19 @@ describe('FairQueue with maxBatchImages', () => {
   });
 
   it('GIVEN a batch past the job timeout THEN each job of it fails with the timeout, and the next job runs', async () => {
-    const h = await harness({ jobTimeoutMs: 300, sampler: { msPerStep: 5 } });
+    const h = await harness({ jobTimeoutMs: 300, engine: { msPerStep: 5 } });
     const failed = record(h.queue.events, 'failed');
     submit(h, 'a', 'a1', { steps: 1000 });
     submit(h, 'b', 'b1', { steps: 1000 });
     submit(h, 'c', 'next', { steps: 2, width: 64 });
     await h.queue.onIdle();
-    expect(h.sampler.runs).toEqual([2, 1]);
+    expect(h.engine.runs).toEqual([2, 1]);
     expect(failed.map((f) => [f.job.params.prompt, f.identifier]).sort()).toEqual([['a1', 'timeout'], ['b1', 'timeout']]);
     expect(h.delivered.map((d) => d.job.params.prompt)).toEqual(['next']);
   });
 
   it('GIVEN shutdown mid-batch THEN every job of it goes back to waiting, attempts unspent', async () => {
-    const h = await harness({ sampler: { msPerStep: 10 } });
+    const h = await harness({ engine: { msPerStep: 10 } });
     const progressed = nextEvent(h.queue.events, 'progress');
     const jobs = ['a', 'b', 'c'].map((user) => submit(h, user, `${user}1`, { steps: 1000 }).job);
     await progressed;
@@ -215,14 +215,14 @@ describe('FairQueue with maxBatchImages', () => {
   it('GIVEN 4 compatible jobs waiting THEN images per minute are at least 1.5× the one-at-a-time rate, and no job starts later', async () => {
     // The stand-in's cost model: a run of 4 takes (1 + 3 × 0.25) = 1.75 one-image steps per step.
     const rate = async (maxBatchImages: number) => {
-      const h = await harness({ maxBatchImages, sampler: { msPerStep: 25, batchCost: 0.25 } });
+      const h = await harness({ maxBatchImages, engine: { msPerStep: 25, batchCost: 0.25 } });
       const startedAt = new Map<string, number>();
       h.queue.events.on('started', ({ job }) => startedAt.set(job.params.prompt, performance.now()));
       const t0 = performance.now();
       for (const user of ['a', 'b', 'c', 'd']) submit(h, user, user, { steps: 10 });
       await h.queue.onIdle();
       const seconds = (performance.now() - t0) / 1000;
-      return { perMinute: (4 * 60) / seconds, runs: h.sampler.runs, startedAt, t0 };
+      return { perMinute: (4 * 60) / seconds, runs: h.engine.runs, startedAt, t0 };
     };
     const one = await rate(1);
     const four = await rate(4);

@@ -72,7 +72,7 @@ describe('FairQueue', () => {
   });
 
   it('GIVEN a member over their cap or a full queue THEN one clear refusal and nothing is written', async () => {
-    const h = await harness({ memberCap: (guildId) => (guildId === 'strict' ? 1 : 2), globalCap: 3, sampler: { msPerStep: 20 } });
+    const h = await harness({ memberCap: (guildId) => (guildId === 'strict' ? 1 : 2), globalCap: 3, engine: { msPerStep: 20 } });
     const started = nextEvent(h.queue.events, 'started');
     submit(h, 'a', 'a1', { params: params('a1', { steps: 10_000 }) });
     await started;
@@ -96,7 +96,7 @@ describe('FairQueue', () => {
   });
 
   it('GIVEN a job over the timeout THEN it is stopped, failed with a clear message, and the next job runs', async () => {
-    const h = await harness({ jobTimeoutMs: 300, sampler: { msPerStep: 5 } });
+    const h = await harness({ jobTimeoutMs: 300, engine: { msPerStep: 5 } });
     const progress = record(h.queue.events, 'progress');
     const failed = nextEvent(h.queue.events, 'failed');
     const slow = submit(h, 'a', 'slow', { params: params('slow', { steps: 100_000 }) }).job;
@@ -113,7 +113,7 @@ describe('FairQueue', () => {
   });
 
   it('GIVEN cancels THEN a waiting job is removed, a running one stops at its next step, the next job runs', async () => {
-    const h = await harness({ sampler: { msPerStep: 10 } });
+    const h = await harness({ engine: { msPerStep: 10 } });
     const started = nextEvent(h.queue.events, 'started');
     const running = submit(h, 'a', 'running', { params: params('running', { steps: 100_000 }) }).job;
     await started;
@@ -140,9 +140,9 @@ describe('FairQueue', () => {
     expect(h.delivered.map((d) => d.job.id)).toEqual([after.id]);
   });
 
-  it('GIVEN the sampler fails THEN the member gets its UserError message, or a short apology for a bug', async () => {
+  it('GIVEN the engine fails THEN the member gets its UserError message, or a short apology for a bug', async () => {
     const h = await harness({
-      sampler: {
+      engine: {
         failWith: (p) =>
           p.prompt === 'user'
             ? new UserError(Identifiers.InvalidInput, 'That size does not fit this model.')
@@ -202,7 +202,7 @@ describe('FairQueue', () => {
   });
 
   it('gives ETAs from the measured ms per step and the work ahead, and keeps the measurement', async () => {
-    const h = await harness({ initialMsPerStep: 100, referencePixels: 32 * 32, sampler: { msPerStep: 20 } });
+    const h = await harness({ initialMsPerStep: 100, referencePixels: 32 * 32, engine: { msPerStep: 20 } });
     const started = nextEvent(h.queue.events, 'started');
     const running = submit(h, 'a', 'r', { params: params('r', { steps: 10 }) }).job;
     await started;
@@ -227,7 +227,7 @@ describe('FairQueue', () => {
   });
 
   it('GIVEN two workers THEN two jobs run at once and a waiting job goes to the lane that frees first', async () => {
-    const h = await harness({ concurrency: 2, initialMsPerStep: 100, referencePixels: 32 * 32, sampler: { msPerStep: 20 } });
+    const h = await harness({ concurrency: 2, initialMsPerStep: 100, referencePixels: 32 * 32, engine: { msPerStep: 20 } });
     const both = new Promise<void>((resolve) => {
       let n = 0;
       h.queue.events.on('started', () => ++n === 2 && resolve());

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { FairQueue, type FairQueueOptions, type Logger } from '../../src/queue/fair-queue.js';
-import { StandInSampler, type StandInSamplerOptions } from '../../src/queue/stand-in-sampler.js';
+import { FairQueue, type FairQueueOptions } from '../../src/queue/fair-queue.js';
+import type { Logger } from '../../src/log.js';
+import { StandInEngine, type StandInEngineOptions } from '../../src/diffusion/engine/stand-in.js';
 import type { DeliverFn, DeliveryContext, JobRecord, QueueEventMap, QueueEvents } from '../../src/queue/types.js';
 import type { GenerateParams, GenerateResult } from '../../src/diffusion/types.js';
 import { openDatabase, type Db } from '../../src/store/database.js';
@@ -25,7 +26,7 @@ export interface Harness {
   dataDir: string;
   db: Db;
   queue: FairQueue;
-  sampler: StandInSampler;
+  engine: StandInEngine;
   /** Prompts in the order generation started. */
   ran: string[];
   delivered: Delivery[];
@@ -33,12 +34,12 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export interface HarnessOptions extends Partial<Omit<FairQueueOptions, 'db' | 'sampler'>> {
+export interface HarnessOptions extends Partial<Omit<FairQueueOptions, 'db' | 'engine'>> {
   dataDir?: string;
-  sampler?: StandInSamplerOptions;
+  engine?: StandInEngineOptions;
 }
 
-/** A queue over a real SQLite file in a temp dir, the stand-in sampler, and a delivery that records calls. */
+/** A queue over a real SQLite file in a temp dir, the stand-in engine, and a delivery that records calls. */
 export async function makeQueue(options: HarnessOptions = {}): Promise<Harness> {
   const dataDir = options.dataDir ?? tempDataDir();
   const db = openDatabase({ dataDir });
@@ -46,10 +47,12 @@ export async function makeQueue(options: HarnessOptions = {}): Promise<Harness> 
   const delivered: Delivery[] = [];
   const logs: Harness['logs'] = [];
   const logger: Logger = {
+    debug: () => {},
+    info: () => {},
     warn: (message, context) => logs.push({ level: 'warn', message, context }),
     error: (message, context) => logs.push({ level: 'error', message, context }),
   };
-  const sampler = new StandInSampler({ msPerStep: 2, onGenerate: (p) => ran.push(p.prompt), ...options.sampler });
+  const engine = new StandInEngine({ msPerStep: 2, onGenerate: (p) => ran.push(p.prompt), ...options.engine });
   let counter = 0;
   const deliver: DeliverFn =
     options.deliver ??
@@ -57,21 +60,21 @@ export async function makeQueue(options: HarnessOptions = {}): Promise<Harness> 
       delivered.push({ job, result, context });
       return { messageId: `result-${++counter}` };
     });
-  const { sampler: _s, dataDir: _d, ...rest } = options;
+  const { engine: _s, dataDir: _d, ...rest } = options;
   const queue = new FairQueue({
     resultsDir: path.join(dataDir, 'results'),
     deliveryRetryDelayMs: 10,
     logger,
     ...rest,
     db,
-    sampler,
+    engine,
     deliver,
   });
   return {
     dataDir,
     db,
     queue,
-    sampler,
+    engine,
     ran,
     delivered,
     logs,

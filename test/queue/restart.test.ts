@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Identifiers, isUserError } from '../../src/errors.js';
 import { JobStore } from '../../src/store/jobs.js';
 import { ResultFiles } from '../../src/store/results.js';
-import { StandInSampler } from '../../src/queue/stand-in-sampler.js';
+import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
 import { makeQueue, nextEvent, params, record, tempDataDir, type Harness } from './helpers.js';
 
 const dirs: string[] = [];
@@ -33,7 +33,7 @@ describe('restart', () => {
   it('GIVEN a graceful shutdown mid-run THEN the running job is put back unfailed, new jobs are refused, and the next start runs all in order', async () => {
     const dataDir = tempDataDir();
     dirs.push(dataDir);
-    const first = await open(dataDir, { sampler: { msPerStep: 20 }, memberCap: 5 });
+    const first = await open(dataDir, { engine: { msPerStep: 20 }, memberCap: 5 });
     await first.queue.resume();
     const started = nextEvent(first.queue.events, 'started');
     first.queue.submit(input('a', 'a1', 1000));
@@ -61,7 +61,7 @@ describe('restart', () => {
     ]);
     await first.close();
 
-    const second = await open(dataDir, { sampler: { msPerStep: 1 } });
+    const second = await open(dataDir, { engine: { msPerStep: 1 } });
     expect(await second.queue.resume()).toEqual({ queued: 3, rerun: 0, failed: 0, redelivering: 0 });
     await second.queue.onIdle();
     expect(second.ran).toEqual(['a1', 'b1', 'a2']);
@@ -74,7 +74,7 @@ describe('restart', () => {
     const seed = await open(dataDir);
     const jobs = new JobStore(seed.db);
     const results = new ResultFiles(path.join(dataDir, 'results'));
-    const sampler = new StandInSampler();
+    const engine = new StandInEngine();
     let n = 0;
     const make = (prompt: string) =>
       jobs.insert({
@@ -95,7 +95,7 @@ describe('restart', () => {
     jobs.markRunning(interrupted.id, 10);
     const saved = make('saved');
     jobs.markRunning(saved.id, 11);
-    const image = await sampler.generate(saved.params);
+    const image = await engine.generate(saved.params);
     await results.save(saved.id, image.images);
     const { images, ...meta } = image;
     jobs.markDelivering(saved.id, { ...meta, imageCount: images.length });

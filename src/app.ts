@@ -1,28 +1,28 @@
 /**
- * The bot as one object: journal, settings, sampler, fair queue, delivery and the Discord client, started in
+ * The bot as one object: journal, settings, engine, fair queue, delivery and the Discord client, started in
  * that order and stopped in reverse. src/index.ts runs it as a process; end-to-end tests run it in-process.
  */
 import path from 'node:path';
 import type { Client, ClientOptions } from 'discord.js';
-import type { Config } from '../config.js';
-import type { ModelInfo, Sampler } from '../diffusion/types.js';
-import { JobMessenger, type Logger } from '../delivery/job-messenger.js';
-import { FairQueue } from '../queue/fair-queue.js';
-import type { ResumeReport, ShutdownReport } from '../queue/types.js';
-import { openDatabase, type Db } from '../store/database.js';
-import { SettingsStore } from '../store/settings.js';
-import { attachHandlers } from './bot.js';
-import { createClient, inviteUrl } from './client.js';
-import { COMMANDS } from './commands.js';
-import { createLogger } from './log.js';
-import { createSampler } from './sampler.js';
+import type { Config } from './config.js';
+import type { ModelInfo, ImageEngine } from './diffusion/types.js';
+import { JobMessenger } from './delivery/job-messenger.js';
+import { FairQueue } from './queue/fair-queue.js';
+import type { ResumeReport, ShutdownReport } from './queue/types.js';
+import { openDatabase, type Db } from './store/database.js';
+import { SettingsStore } from './store/settings.js';
+import { attachHandlers } from './discord/bot.js';
+import { createClient, inviteUrl } from './discord/client.js';
+import { COMMANDS } from '../commands/index.js';
+import { createLogger, type Logger } from './log.js';
+import { createEngine } from './diffusion/engine/create.js';
 
 /** Stable Diffusion's usual guidance, for models that do not say theirs. */
 const SD_GUIDANCE = 7.5;
 
 export interface AppOverrides {
-  /** Use this sampler instead of the one the config names (tests share one worker pool). */
-  sampler?: Sampler;
+  /** Use this engine instead of the one the config names (tests share one worker pool). */
+  engine?: ImageEngine;
   /** Extra discord.js client options (tests skip the identify throttle). */
   clientOptions?: Partial<ClientOptions>;
   logger?: Logger;
@@ -35,19 +35,19 @@ export interface App {
   readonly messenger: JobMessenger;
   readonly settings: SettingsStore;
   readonly db: Db;
-  readonly sampler: Sampler;
+  readonly engine: ImageEngine;
   readonly model: ModelInfo;
   /** What the journal held when the app started. */
   readonly resumed: ResumeReport;
   /**
    * Graceful stop: take no new jobs, stop the running one so it stays queued, tell waiting members their place
-   * is kept, close the client, the sampler (unless it was passed in) and the database.
+   * is kept, close the client, the engine (unless it was passed in) and the database.
    */
   stop(): Promise<ShutdownReport>;
 }
 
 export async function startApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
-  const logger = overrides.logger ?? createLogger();
+  const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const db = openDatabase({ dataDir: config.dataDir });
   const settings = new SettingsStore(db, {
     defaults: {
@@ -60,10 +60,10 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     },
     hardStepsCap: config.stepsHardCap,
   });
-  const ownSampler = overrides.sampler === undefined;
-  const sampler = overrides.sampler ?? (await createSampler(config, logger));
-  const model = await sampler.info();
-  logger.info('model ready', { model: model.name, width: model.width, height: model.height, sampler: config.sampler });
+  const ownEngine = overrides.engine === undefined;
+  const engine = overrides.engine ?? (await createEngine(config, logger));
+  const model = await engine.info();
+  logger.info('model ready', { model: model.name, width: model.width, height: model.height, engine: config.engine });
 
   const client = createClient({ apiUrl: config.discordApiUrl, extra: overrides.clientOptions });
   // Deliveries of jobs from before a restart may start before the gateway is up: REST needs the token now.
@@ -72,10 +72,10 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   let messenger: JobMessenger | undefined;
   const queue = new FairQueue({
     db,
-    sampler,
+    engine,
     deliver: (job, result, context) => messenger!.deliver(job, result, context),
     resultsDir: path.join(config.dataDir, 'results'),
-    concurrency: config.samplerWorkers,
+    concurrency: config.engineWorkers,
     // The queue picks batches (fairly); the pool's own grouping stays off so it cannot bypass that order.
     maxBatchImages: config.batchImages,
     memberCap: (guildId) => settings.get(guildId).perMemberCap,
@@ -115,11 +115,11 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
       await messenger!.announceRestart(report.waiting);
       messenger!.close();
       await client.destroy();
-      if (ownSampler) await sampler.close();
+      if (ownEngine) await engine.close();
       db.close();
       logger.info('stopped', { waiting: report.waiting.length, requeued: report.requeued });
       return report;
     })());
 
-  return { config, client, queue, messenger, settings, db, sampler, model, resumed, stop };
+  return { config, client, queue, messenger, settings, db, engine, model, resumed, stop };
 }

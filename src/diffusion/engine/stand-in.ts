@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
-import { Identifiers, UserError } from '../errors.js';
-import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, Sampler } from '../diffusion/types.js';
-import { Rng } from '../diffusion/rng.js';
+import { Identifiers, UserError } from '../../errors.js';
+import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, ImageEngine } from '../types.js';
+import { Rng } from '../rng.js';
 
-export interface StandInSamplerOptions {
+export interface StandInEngineOptions {
   /** Wall time of one step of a one-image run. Default 5. */
   msPerStep?: number;
   /**
@@ -34,13 +34,13 @@ interface Live {
 }
 
 /**
- * A fast fake Sampler for load tests and for the bot's end-to-end plumbing: it takes `msPerStep` per step,
+ * A fast fake ImageEngine for load tests and for the bot's end-to-end plumbing: it takes `msPerStep` per step,
  * reports progress with a small preview, answers an aborted job at once (its run stops at the next step when
  * nothing else is left in it), and returns real PNGs (a seeded gradient with noise, made with sharp) of the
  * requested size. No model is loaded. `generateBatch` runs jobs together with the cost model of `batchCost`, so
  * queue tests can see what batching gains without a model.
  */
-export class StandInSampler implements Sampler {
+export class StandInEngine implements ImageEngine {
   /** Jobs started, for assertions. */
   generations = 0;
   /** Jobs in each run, in the order the runs started (1 for each plain `generate`); the latest 10 000 runs. */
@@ -50,7 +50,7 @@ export class StandInSampler implements Sampler {
   private readonly width: number;
   private readonly height: number;
 
-  constructor(private readonly options: StandInSamplerOptions = {}) {
+  constructor(private readonly options: StandInEngineOptions = {}) {
     this.msPerStep = options.msPerStep ?? 5;
     this.batchCost = options.batchCost ?? 0.5;
     this.width = options.width ?? 64;

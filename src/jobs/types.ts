@@ -1,0 +1,62 @@
+/**
+ * What a job is: its record in the journal, its states and the interaction it answers. Everything that handles
+ * jobs (store, queue, moderation, delivery) imports this; it imports nothing above the engine's own types.
+ *
+ * Life of a job: `queued` → `running` → `delivering` → `done`, or `failed` / `cancelled` from any of the first
+ * three. Every transition is written to the journal before it is announced.
+ */
+import type { Identifier } from '../errors.js';
+import type { GenerateParams } from '../diffusion/types.js';
+
+export type JobState = 'queued' | 'running' | 'delivering' | 'done' | 'failed' | 'cancelled';
+export type JobKind = 'imagine' | 'reroll';
+
+/** What the bot needs to edit the interaction's reply later (the 15-minute token rule is the delivery's business). */
+export interface InteractionRef {
+  applicationId: string;
+  token: string;
+  /** Epoch milliseconds when the interaction was created (its token dies 15 minutes later). */
+  createdAt: number;
+}
+
+export interface JobRecord {
+  /** Sortable and monotonic within a process: 20 characters of Crockford base32 (10 for the time, 10 counter/random). */
+  id: string;
+  /** Journal order (submission order); restarts resume waiting jobs by it. */
+  seq: number;
+  guildId: string;
+  channelId: string;
+  userId: string;
+  kind: JobKind;
+  /** The job a reroll was made from. */
+  parentJobId?: string;
+  params: GenerateParams;
+  state: JobState;
+  /** Absent for jobs that have no interaction (a 🔁 reaction): those are delivered as channel messages. */
+  interaction?: InteractionRef;
+  /** The bot's message that shows this job (the interaction's reply, or the channel message a reroll posted). */
+  messageId?: string;
+  /** The message a channel-message delivery should reply to (a reroll replies to the image it rerolls). */
+  replyToMessageId?: string;
+  /** The message that carries the final image, once delivery is confirmed. */
+  resultMessageId?: string;
+  /** How many times the job has started running (a restart mid-run reruns it once, then fails it). */
+  attempts: number;
+  /** How many times delivery was started. > 0 on a recovered job means a post may already exist. */
+  deliveryAttempts: number;
+  /**
+   * Idempotency key for the delivery, ≤ 25 characters so it fits Discord's message `nonce`
+   * (send it with `enforce_nonce: true` and Discord drops a duplicate post).
+   */
+  deliveryKey: string;
+  /** Why the job failed or was cancelled, in words a member can read. */
+  error?: string;
+  errorCode?: Identifier;
+  /** User id of whoever cancelled it. */
+  cancelledBy?: string;
+  /** Epoch milliseconds. */
+  createdAt: number;
+  startedAt?: number;
+  finishedAt?: number;
+  deliveredAt?: number;
+}
