@@ -2,16 +2,8 @@ import { InteractionContextType, SlashCommandBuilder } from 'discord.js';
 import { SCHEDULER_NAMES } from '../src/diffusion/types.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import type { Command } from './index.js';
-import {
-  ASPECTS,
-  GUIDANCE_MAX,
-  GUIDANCE_MIN,
-  PROMPT_MAX_LENGTH,
-  SEED_MAX,
-  buildGenerateParams,
-  randomSeed,
-} from '../src/discord/imagine-options.js';
-import { findBannedWord } from '../src/moderation/banned-words.js';
+import { ASPECTS, GUIDANCE_MAX, GUIDANCE_MIN, PROMPT_MAX_LENGTH, SEED_MAX } from '../src/jobs/generate-params.js';
+import { paramsUnderGuildRules } from '../src/moderation/request-rules.js';
 
 const data = new SlashCommandBuilder()
   .setName('imagine')
@@ -55,7 +47,7 @@ export default {
     const settings = bot.settings.get(interaction.guildId);
     const { options } = interaction;
     // Checked before anything is queued or acknowledged, so refusals can be ephemeral.
-    const params = buildGenerateParams(
+    const params = paramsUnderGuildRules(
       {
         prompt: options.getString('prompt'),
         negative: options.getString('negative'),
@@ -65,14 +57,8 @@ export default {
         scheduler: options.getString('scheduler'),
         aspect: options.getString('aspect'),
       },
-      {
-        stepsDefault: settings.stepsDefault,
-        stepsMax: settings.stepsMax,
-        guidanceDefault: bot.guidanceDefault,
-        model: bot.model,
-        findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
-        randomSeed,
-      },
+      settings,
+      { model: bot.model, guidanceDefault: bot.guidanceDefault },
     );
 
     // Submitting is a synchronous SQLite write (milliseconds), so a full queue is still refused ephemerally;

@@ -145,23 +145,10 @@ export class JobMessenger {
     if (!(await message.acknowledged)) message.webhookDead = true;
     await message.pacer.reserveLast();
     this.channelBudget.note(job.channelId);
-    let receipt: DeliveryReceipt;
-    if (this.canUseWebhook(message)) {
-      try {
-        const posted = (await this.rest.patch(this.originalRoute(job), {
-          body: jsonOf(final),
-          files: toRawFiles(final),
-          auth: false,
-        })) as { id: string };
-        receipt = { messageId: posted.id };
-      } catch (error) {
-        if (!isDeadWebhook(error)) throw error;
-        message.webhookDead = true;
-        receipt = await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
-      }
-    } else {
-      receipt = await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
-    }
+    const editedId = await this.editOriginal(message, final);
+    const receipt: DeliveryReceipt = editedId
+      ? { messageId: editedId }
+      : await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
     await this.react(job.channelId, receipt.messageId, REROLL_EMOJI);
     await this.takeBackCancelReactions(message);
     this.messages.delete(job.id);
@@ -275,9 +262,27 @@ export class JobMessenger {
     return this.now() < interaction.createdAt + INTERACTION_TOKEN_LIFETIME_MS - TOKEN_SAFETY_MARGIN_MS;
   }
 
-  private originalRoute(job: JobRecord) {
-    const interaction = job.interaction!;
-    return Routes.webhookMessage(interaction.applicationId, interaction.token, '@original');
+  /**
+   * Edits the interaction's reply while its token is good. Returns the reply's id, or undefined when the reply
+   * cannot be used (no interaction, token past its time, or the webhook answered that it is gone: then it is
+   * marked dead and every later message of the job goes to the channel).
+   */
+  private async editOriginal(message: JobMessage, body: MessageBody): Promise<string | undefined> {
+    if (!this.canUseWebhook(message)) return undefined;
+    const { applicationId, token } = message.job.interaction!;
+    try {
+      const posted = (await this.rest.patch(Routes.webhookMessage(applicationId, token, '@original'), {
+        body: jsonOf(body),
+        files: toRawFiles(body),
+        auth: false,
+      })) as { id: string };
+      return posted.id;
+    } catch (error) {
+      if (!isDeadWebhook(error)) throw error;
+      message.webhookDead = true;
+      this.logger.info('interaction token gone; showing the job in a channel message', { jobId: message.job.id });
+      return undefined;
+    }
   }
 
   private async sendStage(message: JobMessage, stage: PendingStage): Promise<void> {
@@ -294,22 +299,12 @@ export class JobMessenger {
     // Live stages took their turn in the channel's budget before they were picked; last ones only count.
     if (!live) this.channelBudget.note(message.job.channelId);
 
-    if (this.canUseWebhook(message)) {
-      try {
-        const posted = (await this.rest.patch(this.originalRoute(message.job), {
-          body: jsonOf(body),
-          files: toRawFiles(body),
-          auth: false,
-        })) as { id: string };
-        if (!this.messageIdOf(message)) this.queue.setMessageId(message.job.id, posted.id);
-        message.job = { ...message.job, messageId: posted.id };
-        if (live) this.offerCancel(message, posted.id);
-        return;
-      } catch (error) {
-        if (!isDeadWebhook(error)) throw error;
-        message.webhookDead = true;
-        this.logger.info('interaction token gone; showing the job in a channel message', { jobId: message.job.id });
-      }
+    const editedId = await this.editOriginal(message, body);
+    if (editedId) {
+      if (!this.messageIdOf(message)) this.queue.setMessageId(message.job.id, editedId);
+      message.job = { ...message.job, messageId: editedId };
+      if (live) this.offerCancel(message, editedId);
+      return;
     }
     const id = await this.upsertChannelMessage(message, body);
     if (live) this.offerCancel(message, id);

@@ -5,8 +5,7 @@
 import { Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
 import { isUserError } from '../errors.js';
 import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/job-messenger.js';
-import { buildGenerateParams, randomSeed } from './imagine-options.js';
-import { findBannedWord } from '../moderation/banned-words.js';
+import { rerollParams } from '../moderation/request-rules.js';
 import { canCancel, canReroll, type MemberAuthority } from '../moderation/permissions.js';
 import type { BotContext } from '../../commands/index.js';
 
@@ -53,26 +52,7 @@ export async function handleReaction(
   if (!canReroll(job, member, settings)) return;
   try {
     // The guild's rules may have changed since the original: check again, never fix silently.
-    const params = buildGenerateParams(
-      {
-        prompt: job.params.prompt,
-        negative: job.params.negativePrompt ?? null,
-        steps: job.params.steps,
-        guidance: job.params.guidanceScale,
-        scheduler: job.params.scheduler ?? null,
-      },
-      {
-        stepsDefault: settings.stepsDefault,
-        stepsMax: settings.stepsMax,
-        guidanceDefault: job.params.guidanceScale,
-        model: bot.model,
-        findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
-        randomSeed,
-      },
-    );
-    if (job.params.width !== undefined) params.width = job.params.width;
-    if (job.params.height !== undefined) params.height = job.params.height;
-    if (job.params.count !== undefined) params.count = job.params.count;
+    const params = rerollParams(job.params, settings, { model: bot.model });
     const { job: reroll } = bot.queue.submit({
       guildId,
       channelId,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { buildGenerateParams, sizeForAspect, type ImagineInput, type ImagineLimits } from '../../src/discord/imagine-options.js';
+import { buildGenerateParams, sizeForAspect, type ImagineInput, type ImagineLimits } from '../../src/jobs/generate-params.js';
 
 const limits: ImagineLimits = {
   stepsDefault: 20,
