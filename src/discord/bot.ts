@@ -2,14 +2,16 @@
 import { Events, type Client } from 'discord.js';
 import type { BotContext, Command } from '../../commands/index.js';
 import { handleInteraction } from './interactions.js';
+import { NoticeThrottle } from './notice-throttle.js';
 import { handleReaction } from './reactions.js';
 
 export function attachHandlers(client: Client, commands: ReadonlyMap<string, Command>, bot: BotContext): void {
+  const notices = new NoticeThrottle();
   client.on(Events.InteractionCreate, (interaction) => {
     void handleInteraction(interaction, commands, bot);
   });
   client.on(Events.MessageReactionAdd, (reaction, user) => {
-    handleReaction(reaction, user, bot, client).catch((error: unknown) => {
+    handleReaction(reaction, user, bot, client, notices).catch((error: unknown) => {
       bot.logger.error('reaction handler failed', {
         messageId: reaction.message.id,
         emoji: reaction.emoji.name,

@@ -8,6 +8,7 @@ import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/job-messenger.js';
 import { rerollParams } from '../moderation/request-rules.js';
 import { canCancel, canReroll, type MemberAuthority } from '../moderation/permissions.js';
 import type { BotContext } from '../../commands/index.js';
+import type { NoticeThrottle } from './notice-throttle.js';
 
 async function authorityOf(client: Client, guildId: string, userId: string): Promise<MemberAuthority> {
   const guild = client.guilds.cache.get(guildId);
@@ -22,6 +23,7 @@ export async function handleReaction(
   reactor: User | PartialUser,
   bot: BotContext,
   client: Client,
+  notices: NoticeThrottle,
 ): Promise<void> {
   const emoji = reaction.emoji.name;
   if (emoji !== REROLL_EMOJI && emoji !== CANCEL_EMOJI) return;
@@ -65,6 +67,10 @@ export async function handleReaction(
     bot.logger.info('🔁 by reaction', { jobId: reroll.id, parentJobId: job.id, by: user.id });
   } catch (error) {
     if (!isUserError(error)) throw error;
+    if (!notices.allow(`${user.id}:${messageId}`)) {
+      bot.logger.debug('🔁 refused again; notice throttled', { by: user.id, messageId, code: error.identifier });
+      return;
+    }
     // A reaction has no ephemeral answer: reply to the picture, pinging only the member who reacted.
     await client.rest.post(Routes.channelMessages(channelId), {
       body: {

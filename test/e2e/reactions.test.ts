@@ -144,6 +144,37 @@ describe('reroll rules from the guild settings', () => {
   });
 });
 
+describe('refusals to reactions', () => {
+  it('GIVEN a member over their cap toggles 🔁 eight times THEN the bot posts at most one notice, and nothing is queued', async () => {
+    const h = await startHarness({ env: { STAND_IN_STEP_MS: '100', EDIT_INTERVAL_MS: '300', QUEUE_MAX_PER_MEMBER: '1' } });
+    try {
+      const { emulator } = h;
+      const { alice } = emulator.defaults.users;
+      const image = await finished(h, emulator.sendCommand({ name: 'imagine', options: { prompt: 'spam me', steps: 2 }, userId: alice.id }));
+      await eventually(() => image.reactions.get('🔁')?.has(emulator.defaults.botUserId), 10_000, 'the bot’s 🔁');
+      emulator.sendCommand({ name: 'imagine', options: { prompt: 'blocker', steps: 40 }, userId: alice.id });
+      await eventually(() => h.app.queue.snapshot().running.length === 1, 10_000, 'the blocker running');
+      await emulator.sendCommand({ name: 'imagine', options: { prompt: 'alice waits', steps: 2 }, userId: alice.id }).waitForResponse();
+      const before = jobCount(h);
+      for (let i = 0; i < 8; i++) {
+        emulator.addReaction({ userId: alice.id, messageId: image.message.id, emoji: '🔁' });
+        emulator.removeReaction({ userId: alice.id, messageId: image.message.id, emoji: '🔁' });
+      }
+      // A ❌ from alice on a message that is not a job, handled after the eight, marks that they were all seen.
+      const marker = emulator.seedMessage({ content: 'marker' });
+      emulator.addReaction({ userId: alice.id, messageId: marker.message.id, emoji: '🔁' });
+      await eventually(() => repliesTo(h, image.message.id).some((m) => String(m.message.content).startsWith(`<@${alice.id}>`)), 10_000, 'a notice');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      const notices = repliesTo(h, image.message.id).filter((m) => String(m.message.content).startsWith(`<@${alice.id}>`));
+      expect(notices).toHaveLength(1);
+      expect(jobCount(h)).toBe(before);
+      for (const view of [...h.app.queue.snapshot().waiting, ...h.app.queue.snapshot().running]) h.app.queue.cancel(view.job.id);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('reroll after a restart (uncached message, journal only)', () => {
   it('GIVEN a picture made before the bot restarted THEN 🔁 on it still rerolls', async () => {
     const first = await startHarness({ env: { STAND_IN_STEP_MS: '50', EDIT_INTERVAL_MS: '300' } });
