@@ -2,6 +2,7 @@ import { MessageFlags, SlashCommandBuilder, type ChatInputCommandInteraction } f
 import type { Command } from './index.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import { NO_MENTIONS } from '../src/delivery/render.js';
+import { fitLines, fitList } from '../src/delivery/text.js';
 import { changeSettings, type SettingsChange } from '../src/moderation/settings-rules.js';
 import { assertCanManage, type MemberAuthority } from '../src/moderation/permissions.js';
 import type { GuildSettings } from '../src/store/settings.js';
@@ -88,8 +89,27 @@ function describeSettings(settings: GuildSettings): string {
 }
 
 function formatValue(value: unknown): string {
-  if (Array.isArray(value)) return value.length === 0 ? '(none)' : value.join(', ');
   return value === undefined ? '(default)' : String(value);
+}
+
+/** Room one list-valued change may take in a reply: several changes and the settings must still fit. */
+const LIST_CHANGE_MAX = 400;
+
+/**
+ * One change as a line. Lists (banned words, moderator roles) show what was added and removed, never both
+ * whole lists: 200 banned words of 64 characters would not fit in one message.
+ */
+function formatChange(key: string, oldValue: unknown, newValue: unknown): string {
+  if (!Array.isArray(oldValue) && !Array.isArray(newValue)) return `${key}: ${formatValue(oldValue)} → ${formatValue(newValue)}`;
+  const before = new Set((oldValue ?? []) as unknown[]);
+  const after = new Set((newValue ?? []) as unknown[]);
+  const shown = (value: unknown) => (key === 'moderatorRoleIds' ? `<@&${String(value)}>` : `\`${String(value)}\``);
+  const added = [...after].filter((value) => !before.has(value)).map(shown);
+  const removed = [...before].filter((value) => !after.has(value)).map(shown);
+  const parts = [];
+  if (added.length > 0) parts.push(fitList(`added ${added.length}: `, added, LIST_CHANGE_MAX));
+  if (removed.length > 0) parts.push(fitList(`removed ${removed.length}: `, removed, LIST_CHANGE_MAX));
+  return `${key}: ${parts.join('; ') || 'unchanged'} (${after.size} in all)`;
 }
 
 function splitWords(raw: string): string[] {
@@ -121,16 +141,20 @@ export default {
       // The list itself is moderators' business: it reads like a list of things to try.
       const settings = bot.settings.get(guildId);
       assertCanManage(member, settings);
-      await reply(settings.bannedWords.length === 0 ? 'No banned words.' : `Banned words: ${settings.bannedWords.map((w) => `\`${w}\``).join(', ')}`);
+      await reply(
+        settings.bannedWords.length === 0
+          ? 'No banned words.'
+          : fitList(`Banned words (${settings.bannedWords.length}): `, settings.bannedWords.map((w) => `\`${w}\``)),
+      );
       return;
     }
     if (!group && sub === 'audit') {
       assertCanManage(member, bot.settings.get(guildId));
       const entries = bot.settings.audit(guildId, { limit: 20 });
       const lines = entries.map(
-        (entry) => `<t:${Math.floor(entry.at / 1000)}:f> <@${entry.actorId}> ${entry.key}: ${formatValue(entry.oldValue)} → ${formatValue(entry.newValue)}`,
+        (entry) => `<t:${Math.floor(entry.at / 1000)}:f> <@${entry.actorId}> ${formatChange(entry.key, entry.oldValue, entry.newValue)}`,
       );
-      await reply(lines.length === 0 ? 'No settings changes yet.' : lines.join('\n').slice(0, 2000));
+      await reply(lines.length === 0 ? 'No settings changes yet.' : fitLines(lines));
       return;
     }
 
@@ -155,10 +179,10 @@ export default {
     }
 
     const update = changeSettings(bot.settings, guildId, member, change, limits);
-    const summary =
+    const lines =
       update.changes.length === 0
-        ? 'Nothing changed: the settings already say that.'
-        : update.changes.map((entry) => `${entry.key}: ${formatValue(entry.oldValue)} → ${formatValue(entry.newValue)}`).join('\n');
-    await reply(`${summary}\n\n${describeSettings(update.after)}`);
+        ? ['Nothing changed: the settings already say that.']
+        : update.changes.map((entry) => formatChange(entry.key, entry.oldValue, entry.newValue));
+    await reply(fitLines(lines, { footer: `\n${describeSettings(update.after)}` }));
   },
 } satisfies Command;

@@ -4,6 +4,7 @@
  */
 import type { APIEmbed, APIAllowedMentions } from 'discord-api-types/v10';
 import type { GenerateParams, GenerateResult } from '../diffusion/types.js';
+import { DISCORD_LIMITS, clip, echoWithin } from './text.js';
 
 /** One file to upload with a message. */
 export interface OutgoingFile {
@@ -50,9 +51,12 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
-/** Prompts carry no newlines (control characters are refused), so a quote line is safe. */
+/**
+ * Prompts carry no newlines or line separators (refused at /imagine), so one quote line holds them; Markdown in
+ * them is escaped, so `[text](url)` shows as typed instead of a masked link.
+ */
 function quote(prompt: string): string {
-  return `> ${prompt}`;
+  return `> ${echoWithin(prompt, DISCORD_LIMITS.content - 200)}`;
 }
 
 function body(content: string, files: OutgoingFile[] = [], embeds: APIEmbed[] = []): MessageBody {
@@ -95,10 +99,13 @@ export function renderKey(message: MessageBody): string {
   return JSON.stringify([message.content, message.embeds, message.attachments.length]);
 }
 
-/** Embed field values are capped at 1024 characters. */
+/** Embed field values are capped at 1024 characters (the bot's own values are short; member text is clipped). */
 function field(name: string, value: string, inline = true) {
-  return { name, value: value.length > 1024 ? `${value.slice(0, 1021)}…` : value, inline };
+  return { name, value: clip(value, DISCORD_LIMITS.embedFieldValue), inline };
 }
+
+/** Room for the prompt in the embed, leaving the fields and footer their share of the 6000 in all. */
+const DESCRIPTION_MAX = 2500;
 
 export interface FinalDetails {
   params: GenerateParams;
@@ -113,7 +120,7 @@ export interface FinalDetails {
 export function renderFinal(details: FinalDetails): MessageBody {
   const { params, result, image } = details;
   const fields = [];
-  if (params.negativePrompt) fields.push(field('Negative', params.negativePrompt, false));
+  if (params.negativePrompt) fields.push(field('Negative', echoWithin(params.negativePrompt, DISCORD_LIMITS.embedFieldValue), false));
   fields.push(
     field('Seed', String(result.seed)),
     field('Steps', String(result.steps)),
@@ -124,7 +131,7 @@ export function renderFinal(details: FinalDetails): MessageBody {
     field('Time', result.timings.totalMs < 60_000 ? `${(result.timings.totalMs / 1000).toFixed(1)} s` : formatDuration(result.timings.totalMs)),
   );
   const embed: APIEmbed = {
-    description: params.prompt + (result.truncated ? '\n*(the prompt was longer than the model reads; the end was cut)*' : ''),
+    description: echoWithin(params.prompt, DESCRIPTION_MAX) + (result.truncated ? '\n*(the prompt was longer than the model reads; the end was cut)*' : ''),
     fields,
     image: { url: `attachment://${image.name}` },
     footer: { text: `React 🔁 to roll again with a new seed · job ${details.jobId}` },

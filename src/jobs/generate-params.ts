@@ -47,6 +47,9 @@ export interface ImagineLimits {
 
 // Control characters (Cc): NUL, BEL, ESC, DEL, C1... They mean nothing to a text encoder and can garble messages.
 const CONTROL_CHARACTER = /\p{Cc}/u;
+// U+2028 and U+2029 (Zl, Zp) break lines in Discord's client like a newline would: an echoed prompt could start
+// a line of Markdown of its own.
+const LINE_SEPARATOR = /[\p{Zl}\p{Zp}]/u;
 
 function checkText(name: 'prompt' | 'negative', raw: string, limits: ImagineLimits): string {
   const text = raw.trim();
@@ -55,6 +58,14 @@ function checkText(name: 'prompt' | 'negative', raw: string, limits: ImagineLimi
       Identifiers.PromptTooLong,
       `Expected \`${name}\` to be at most ${PROMPT_MAX_LENGTH} characters, got ${raw.length}.`,
       { length: raw.length },
+    );
+  }
+  const separator = LINE_SEPARATOR.exec(raw);
+  if (separator) {
+    const code = separator[0].codePointAt(0)!.toString(16).toUpperCase();
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `Expected \`${name}\` to be one line of plain text, got a line separator (U+${code}) in it.`,
     );
   }
   const control = CONTROL_CHARACTER.exec(raw);

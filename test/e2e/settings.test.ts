@@ -113,3 +113,56 @@ describe('/settings, /queue and /help end to end', () => {
     expect(help.content).toMatch(/imagine/);
   });
 });
+
+describe('replies that would pass Discord’s 2000 characters', () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness({ env: { STAND_IN_STEP_MS: '200', EDIT_INTERVAL_MS: '500', QUEUE_MAX_PER_MEMBER: '20' } });
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  async function run(userId: string, options: RawOption[], name = 'settings') {
+    const response = await h.emulator.sendCommand({ name, options: options as never, userId }).waitForResponse();
+    return String(response.body.data?.content ?? '');
+  }
+
+  it('GIVEN 200 long banned words THEN every add, the list and the audit answer within 2000 characters, and the change is saved', async () => {
+    const { owner } = h.emulator.defaults.users;
+    const words = Array.from({ length: 200 }, (_, i) => `w${String(i).padStart(3, '0')}${'x'.repeat(44)}`);
+    for (let i = 0; i < words.length; i += 19) {
+      const content = await run(owner.id, group('banned-words', 'add', [{ name: 'words', type: T.String, value: words.slice(i, i + 19).join(',') }]));
+      expect(content).not.toMatch(/^Sorry/);
+      expect(content.length).toBeLessThanOrEqual(2000);
+      expect(content).toMatch(/bannedWords/);
+    }
+    expect(h.app.settings.get(h.emulator.defaults.guildId).bannedWords).toHaveLength(200);
+    const list = await run(owner.id, group('banned-words', 'list'));
+    expect(list.length).toBeLessThanOrEqual(2000);
+    expect(list).toMatch(/`w000x+`/);
+    expect(list).toMatch(/and \d+ more/);
+    const removed = await run(owner.id, group('banned-words', 'remove', [{ name: 'words', type: T.String, value: words.slice(0, 19).join(',') }]));
+    expect(removed).not.toMatch(/^Sorry/);
+    expect(removed.length).toBeLessThanOrEqual(2000);
+    const audit = await run(owner.id, sub('audit'));
+    expect(audit).not.toMatch(/^Sorry/);
+    expect(audit.length).toBeLessThanOrEqual(2000);
+  });
+
+  it('GIVEN 20 waiting jobs with long prompts THEN /queue answers within 2000 characters and says how many it left out', async () => {
+    const { alice } = h.emulator.defaults.users;
+    for (let i = 0; i < 20; i++) {
+      // Markdown in prompts is escaped when echoed, so each line is longer than the characters shown.
+      const prompt = `${i} ${'**bold** _it_ '.repeat(60)}`.slice(0, 900);
+      await run(alice.id, [{ name: 'prompt', type: T.String, value: prompt }, { name: 'steps', type: T.Integer, value: 30 }], 'imagine');
+    }
+    const queue = await run(alice.id, [], 'queue');
+    expect(queue).not.toMatch(/^Sorry/);
+    expect(queue.length).toBeLessThanOrEqual(2000);
+    expect(queue).toMatch(/and \d+ more/);
+    expect(queue).toMatch(/Queue: \d+ running, \d+ waiting/);
+    expect(queue).toContain('\\*\\*bold\\*\\* \\_it\\_');
+    for (const view of [...h.app.queue.snapshot().waiting, ...h.app.queue.snapshot().running]) h.app.queue.cancel(view.job.id);
+  });
+});

@@ -99,3 +99,13 @@ describe('sizeForAspect', () => {
     expect(sizeForAspect('portrait', model)).toEqual({ width: 24, height: 40 });
   });
 });
+
+describe('line and paragraph separators', () => {
+  it.each([
+    ['U+2028', 'a red\u2028circle'],
+    ['U+2029', 'a red\u2029circle'],
+  ])('GIVEN a prompt with %s THEN it is refused with one clear line, like a newline', (_name, prompt) => {
+    expect(refusal({ prompt }).message).toMatch(/^Expected `prompt` to be one line of plain text, got a line separator \(U\+202[89]\) in it\.$/);
+    expect(refusal({ prompt: 'ok', negative: prompt }).message).toMatch(/`negative`/);
+  });
+});
