@@ -10,6 +10,7 @@ import { JobMessenger } from './delivery/job-messenger.js';
 import { FairQueue } from './queue/fair-queue.js';
 import type { ResumeReport, ShutdownReport } from './queue/types.js';
 import { openDatabase, type Db } from './store/database.js';
+import { startJournalSweeps } from './store/housekeeping.js';
 import { SettingsStore } from './store/settings.js';
 import { attachHandlers } from './discord/bot.js';
 import { createClient, inviteUrl } from './discord/client.js';
@@ -49,6 +50,11 @@ export interface App {
 export async function startApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const db = openDatabase({ dataDir: config.dataDir });
+  const stopSweeps = startJournalSweeps(db, {
+    retentionDays: config.jobRetentionDays,
+    onSweep: (report) => logger.info('journal swept', { ...report }),
+    onError: (error) => logger.warn('journal sweep failed', { error }),
+  });
   const settings = new SettingsStore(db, {
     defaults: {
       stepsDefault: config.stepsDefault,
@@ -116,6 +122,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
       messenger!.close();
       await client.destroy();
       if (ownEngine) await engine.close();
+      stopSweeps();
       db.close();
       logger.info('stopped', { waiting: report.waiting.length, requeued: report.requeued });
       return report;

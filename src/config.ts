@@ -9,6 +9,14 @@ import { z } from 'zod';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
+/** Hosts for which plain http is accepted (WHATWG URL gives IPv6 hosts in brackets). */
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+
+/** A URL as it may be shown in an error: any `user:password@` removed. */
+function withoutCredentials(raw: string): string {
+  return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1');
+}
+
 /** A configuration problem the owner must fix: one line, shown before anything starts. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -67,7 +75,15 @@ const schema = z.object({
       url = undefined;
     }
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      ctx.addIssue({ code: 'custom', message: `Expected \`DISCORD_API_URL\` to be an http(s) URL, got \`${raw}\`` });
+      ctx.addIssue({ code: 'custom', message: `Expected \`DISCORD_API_URL\` to be an http(s) URL, got \`${withoutCredentials(raw)}\`` });
+      return;
+    }
+    // The bot token travels in every request: plain http is only acceptable to this machine (a local proxy).
+    if (url.protocol === 'http:' && !LOOPBACK_HOSTS.has(url.hostname)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `Expected \`DISCORD_API_URL\` to use https unless it points at this machine (127.0.0.1, ::1, localhost), got \`${withoutCredentials(raw)}\``,
+      });
     }
   }),
   MODEL_DIR: optionalString(),
@@ -118,6 +134,7 @@ const schema = z.object({
       return value;
     }),
   EDIT_INTERVAL_MS: intKey('EDIT_INTERVAL_MS', 0, 60_000, 1500),
+  JOB_RETENTION_DAYS: intKey('JOB_RETENTION_DAYS', 1, 3650, 30),
   EDITS_PER_CHANNEL_PER_MINUTE: intKey('EDITS_PER_CHANNEL_PER_MINUTE', 0, 10_000, 30),
   LOG_LEVEL: z
     .string()
@@ -175,6 +192,8 @@ export interface Config {
   readonly editIntervalMs: number;
   /** Progress edits per channel per minute, all jobs together; 0: no limit. Default 30. */
   readonly editsPerChannelPerMinute: number;
+  /** Finished jobs are kept this many days (🔁 on a picture needs its job), then deleted. Default 30. */
+  readonly jobRetentionDays: number;
   /** Lowest log level written (pino's levels). Default `info`. */
   readonly logLevel: LogLevel;
 }
@@ -215,6 +234,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     guidanceDefault: v.GUIDANCE_DEFAULT,
     editIntervalMs: v.EDIT_INTERVAL_MS,
     editsPerChannelPerMinute: v.EDITS_PER_CHANNEL_PER_MINUTE,
+    jobRetentionDays: v.JOB_RETENTION_DAYS,
     logLevel: v.LOG_LEVEL,
   });
 }

@@ -99,6 +99,10 @@ describe('parseConfig', () => {
     [{ STEPS_HARD_CAP: '5000' }, 'Expected `STEPS_HARD_CAP` to be an integer from 1 to 1000, got `5000`'],
     [{ DISCORD_API_URL: 'ftp://x' }, 'Expected `DISCORD_API_URL` to be an http(s) URL, got `ftp://x`'],
     [{ DISCORD_API_URL: 'not a url' }, 'Expected `DISCORD_API_URL` to be an http(s) URL, got `not a url`'],
+    [{ DISCORD_API_URL: 'http://proxy.example.com/api' }, 'Expected `DISCORD_API_URL` to use https unless it points at this machine (127.0.0.1, ::1, localhost), got `http://proxy.example.com/api`'],
+    [{ DISCORD_API_URL: 'http://admin:hunter2@proxy.example.com/api' }, 'Expected `DISCORD_API_URL` to use https unless it points at this machine (127.0.0.1, ::1, localhost), got `http://proxy.example.com/api`'],
+    [{ DISCORD_API_URL: 'ftp://admin:hunter2@x/' }, 'Expected `DISCORD_API_URL` to be an http(s) URL, got `ftp://x/`'],
+    [{ JOB_RETENTION_DAYS: '0' }, 'Expected `JOB_RETENTION_DAYS` to be an integer from 1 to 3650, got `0`'],
     [{ EXECUTION_PROVIDERS: 'cpu,tpu' }, /Expected `EXECUTION_PROVIDERS` to be a comma-separated list of/],
     [{ SAMPLER: 'magic' }, 'Expected `SAMPLER` to be `workers` or `stand-in`, got `magic`'],
     [{ GUIDANCE_DEFAULT: '-1' }, 'Expected `GUIDANCE_DEFAULT` to be a number from 0 to 30, got `-1`'],
@@ -108,6 +112,17 @@ describe('parseConfig', () => {
     const message = errorOf({ DISCORD_TOKEN: TOKEN, ...extra });
     if (typeof expected === 'string') expect(message).toBe(expected);
     else expect(message).toMatch(expected);
+  });
+
+  it.each(['http://127.0.0.1:8080/api', 'http://localhost:3000/api', 'http://[::1]:9/api', 'https://proxy.example.com/api'])(
+    'GIVEN DISCORD_API_URL %s THEN it is accepted (https, or plain http to this machine)',
+    (url) => {
+      expect(parseConfig({ DISCORD_TOKEN: TOKEN, DISCORD_API_URL: url }).discordApiUrl).toBe(url);
+    },
+  );
+
+  it('GIVEN no JOB_RETENTION_DAYS THEN finished jobs are kept 30 days', () => {
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN }).jobRetentionDays).toBe(30);
   });
 
   it('GIVEN an empty optional key THEN the default is used (as .env.example leaves them)', () => {

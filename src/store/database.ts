@@ -30,10 +30,21 @@ export function openDatabase(options: OpenDatabaseOptions = {}): Db {
   if (synchronous !== 'FULL' && synchronous !== 'NORMAL') {
     throw new RangeError(`Expected \`synchronous\` to be FULL or NORMAL, got \`${String(synchronous)}\``);
   }
-  fs.mkdirSync(dataDir, { recursive: true });
-  const db = new Database(path.join(dataDir, options.fileName ?? 'imagine.db'));
+  // The journal holds interaction tokens and prompts: only the bot's own user may read it. SQLite creates the
+  // -wal and -shm files with the database file's mode, so creating that one 0600 covers all three.
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dataDir, 0o700);
+  const file = path.join(dataDir, options.fileName ?? 'imagine.db');
+  fs.closeSync(fs.openSync(file, 'a', 0o600));
+  fs.chmodSync(file, 0o600);
+  for (const companion of [`${file}-wal`, `${file}-shm`]) {
+    if (fs.existsSync(companion)) fs.chmodSync(companion, 0o600);
+  }
+  const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
+    // Deleted rows (blanked tokens, pruned jobs) are overwritten with zeros, not left in free pages.
+    db.pragma('secure_delete = ON');
     db.pragma(`synchronous = ${synchronous}`);
     db.pragma('foreign_keys = ON');
     // Another process (a second bot by mistake, the sqlite3 shell) may hold the lock briefly.

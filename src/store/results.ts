@@ -8,7 +8,8 @@ import path from 'node:path';
  */
 export class ResultFiles {
   constructor(readonly dir: string) {
-    fs.mkdirSync(dir, { recursive: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.chmodSync(dir, 0o700);
   }
 
   fileFor(jobId: string, index: number): string {
@@ -20,7 +21,7 @@ export class ResultFiles {
     for (const [index, bytes] of images.entries()) {
       const final = this.fileFor(jobId, index);
       const temporary = `${final}.tmp`;
-      const handle = await fs.promises.open(temporary, 'w');
+      const handle = await fs.promises.open(temporary, 'w', 0o600);
       try {
         await handle.writeFile(bytes);
         await handle.sync();
