@@ -1,6 +1,7 @@
 /**
  * `npm start`: read the config (a bad one is one line and exit 1, before anything starts), start the bot, and
- * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start).
+ * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start; exit 1 if the
+ * stop takes longer than lifecycle.ts's bound). An uncaught exception exits 1 after closing the journal.
  */
 import { ConfigError, loadConfig, type Config } from './config.js';
 
@@ -19,33 +20,26 @@ function readConfigOrExit(): Config {
 async function main(): Promise<void> {
   const config = readConfigOrExit();
   // Loaded after the config check, so a bad .env fails in milliseconds, before discord.js or onnxruntime load.
-  const [{ createLogger }, { startApp }] = await Promise.all([import('./log.js'), import('./app.js')]);
+  const [{ createLogger }, { startApp }, { guardProcess }] = await Promise.all([
+    import('./log.js'),
+    import('./app.js'),
+    import('./lifecycle.js'),
+  ]);
   const logger = createLogger({ level: config.logLevel });
-  process.on('unhandledRejection', (reason) => logger.error('unhandled rejection', { error: reason }));
-
-  let signalled: NodeJS.Signals | undefined;
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
-  const stop = async (signal: NodeJS.Signals) => {
-    if (signalled) return;
-    signalled = signal;
-    logger.info('shutting down', { signal });
-    // A signal during start-up is handled once the app exists (below).
-    if (!app) return;
-    try {
-      await app.stop();
-    } catch (error) {
-      logger.error('shutdown did not finish cleanly', { error: error });
-    }
-    process.exit(0);
-  };
-  process.once('SIGTERM', (signal) => void stop(signal));
-  process.once('SIGINT', (signal) => void stop(signal));
-
+  const guard = guardProcess({
+    logger,
+    stop: async () => app?.stop(),
+    closeNow: () => {
+      try {
+        if (app?.db.open) app.db.close();
+      } catch {
+        // Closing is best effort on the way out; SQLite's WAL keeps what was committed either way.
+      }
+    },
+  });
   app = await startApp(config, { logger });
-  if (signalled) {
-    await app.stop();
-    process.exit(0);
-  }
+  guard.started();
 }
 
 main().catch((error: unknown) => {
