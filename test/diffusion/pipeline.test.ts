@@ -156,6 +156,17 @@ describe('generate', () => {
     expect(steps).toEqual([1, 2]);
   });
 
+  it('GIVEN an abort during the last step THEN the job is still cancelled', async () => {
+    const controller = new AbortController();
+    const error = await generate(models['sd-tiny'], base, {
+      signal: controller.signal,
+      onProgress: (p) => {
+        if (p.step === p.totalSteps) controller.abort();
+      },
+    }).catch((e: unknown) => e);
+    expect(isUserError(error) && error.identifier).toBe('cancelled');
+  });
+
   it('GIVEN an already aborted signal THEN nothing runs', async () => {
     const calls: number[] = [];
     await expect(
