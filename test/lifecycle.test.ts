@@ -13,8 +13,8 @@ function fakeProcess() {
     exits,
     exitedOnce,
     proc: {
-      once: (event: string, listener: (...args: never[]) => void) => emitter.once(event, listener),
-      on: (event: string, listener: (...args: never[]) => void) => emitter.on(event, listener),
+      once: (event: string, listener: (...args: any[]) => void) => emitter.once(event, listener),
+      on: (event: string, listener: (...args: any[]) => void) => emitter.on(event, listener),
       exit: (code: number) => {
         exits.push(code);
         exited(code);
