@@ -341,6 +341,9 @@ export class JobMessenger {
       // A reroll's message is the job's message: ❌ and 🔁 on it find the job after a restart.
       this.queue.setMessageId(job.id, posted.id);
       message.job = { ...job, messageId: posted.id };
+    } else {
+      // It stands in for the expired reply: ❌ on it must find the job too.
+      this.queue.linkMessage(job.id, posted.id);
     }
     return posted.id;
   }

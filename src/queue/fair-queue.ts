@@ -339,6 +339,10 @@ export class FairQueue implements JobQueue {
     }
   }
 
+  linkMessage(jobId: string, messageId: string): void {
+    this.jobs.linkMessage(jobId, messageId);
+  }
+
   get(jobId: string): JobRecord | undefined {
     return this.jobs.get(jobId);
   }

@@ -150,6 +150,8 @@ export interface JobQueue {
   /** Cancel a waiting or running job. `by` is the user id recorded. Permission checks are the caller's. */
   cancel(jobId: string, by?: string): CancelOutcome;
   /** Record the message that shows the job, once the bot knows it (rerolls and ❌ find jobs by it). */
+  /** Another message that shows the job (a channel message replacing an expired reply): found by `findByMessageId`. */
+  linkMessage(jobId: string, messageId: string): void;
   setMessageId(jobId: string, messageId: string): void;
   /** Any job in the journal, finished or not. */
   get(jobId: string): JobRecord | undefined;

@@ -54,8 +54,11 @@ export class JobStore {
         )`),
       get: db.prepare('SELECT * FROM jobs WHERE id = ?'),
       byMessage: db.prepare(
-        'SELECT * FROM jobs WHERE message_id = @id OR result_message_id = @id ORDER BY seq DESC LIMIT 1',
+        `SELECT * FROM jobs WHERE message_id = @id OR result_message_id = @id
+           OR id = (SELECT job_id FROM job_messages WHERE message_id = @id)
+         ORDER BY seq DESC LIMIT 1`,
       ),
+      linkMessage: db.prepare('INSERT OR IGNORE INTO job_messages (message_id, job_id) VALUES (?, ?)'),
       byStates: db.prepare('SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq'),
       running: db.prepare(
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND state = 'queued'`,
@@ -117,6 +120,14 @@ export class JobStore {
   findByMessageId(messageId: string): JobRecord | undefined {
     const row = this.statements.byMessage.get({ id: messageId }) as JobRow | undefined;
     return row === undefined ? undefined : toRecord(row);
+  }
+
+  /**
+   * Records another message that shows the job (the channel message posted once its interaction token died), so
+   * ❌ and 🔁 on it find the job. The job's own `messageId` stays the interaction reply.
+   */
+  linkMessage(jobId: string, messageId: string): void {
+    this.statements.linkMessage.run(messageId, jobId);
   }
 
   /** Jobs in any of these states, in submission order. */

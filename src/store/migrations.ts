@@ -70,4 +70,15 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'other messages that show a job (the channel message that replaces an expired interaction reply)',
+    sql: `
+      CREATE TABLE job_messages (
+        message_id TEXT PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (id) ON DELETE CASCADE
+      );
+      CREATE INDEX job_messages_by_job ON job_messages (job_id);
+    `,
+  },
 ];

@@ -54,6 +54,32 @@ describe('delivery under Discord’s rules and faults', () => {
     expect(job.resultMessageId).toBe(reply.message.id);
   });
 
+  it('GIVEN the token expired and progress moved to a channel message THEN ❌ on that message cancels the job', async () => {
+    const { emulator } = h;
+    const { alice } = emulator.defaults.users;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'cancel me late', steps: 40 }, userId: alice.id });
+    await handle.waitForResponse();
+    const original = await eventually(() => (String(handle.original()?.message.content).includes('Step') ? handle.original() : undefined), 30_000, 'progress on the reply');
+    handle.expireToken();
+    const fallback = await eventually(
+      () =>
+        emulator
+          .messages(emulator.defaults.channelId)
+          .find(
+            (m) =>
+              m.message.message_reference?.message_id === original.message.id &&
+              String(m.message.content).includes('Step') &&
+              m.reactions.get('❌')?.has(emulator.defaults.botUserId),
+          ),
+      30_000,
+      'progress in a channel message, with ❌',
+    );
+    const job = h.app.queue.findByMessageId(original.message.id)!;
+    expect(h.app.queue.findByMessageId(fallback.message.id)?.id).toBe(job.id);
+    emulator.addReaction({ userId: alice.id, messageId: fallback.message.id, emoji: '❌' });
+    await eventually(() => h.app.queue.get(job.id)!.state === 'cancelled', 15_000, 'the job cancelled from the channel message');
+  });
+
   it('GIVEN the emulator clock passes 15 minutes while queued THEN delivery falls back the same way', async () => {
     const { emulator } = h;
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'clock', steps: 8 } });
