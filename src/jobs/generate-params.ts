@@ -87,6 +87,21 @@ function checkText(name: 'prompt' | 'negative', raw: string, limits: ImagineLimi
   return text;
 }
 
+/** Longest piece of a member's value quoted back in an error. */
+const SHOWN_MAX = 40;
+
+/**
+ * A member's value as an error may quote it: one line, no backticks (it sits in inline code), no lone
+ * surrogates, at most SHOWN_MAX characters. Option values come from the client and can be anything.
+ */
+function shown(value: string): string {
+  const safe = value
+    .replace(/[\p{Cc}\p{Zl}\p{Zp}`]/gu, '\uFFFD')
+    .replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+  const points = [...safe];
+  return points.length > SHOWN_MAX ? `${points.slice(0, SHOWN_MAX - 1).join('')}…` : safe;
+}
+
 /** Pixel size for an aspect: the model's native area, sides rounded to what the model accepts. */
 export function sizeForAspect(aspect: Aspect, model: ImagineLimits['model']): { width: number; height: number } {
   if (aspect === 'square') return { width: model.width, height: model.height };
@@ -149,7 +164,7 @@ export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits):
     if (!(SCHEDULER_NAMES as readonly string[]).includes(input.scheduler)) {
       throw new UserError(
         Identifiers.InvalidInput,
-        `Expected \`scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${input.scheduler}\`.`,
+        `Expected \`scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${shown(input.scheduler)}\`.`,
       );
     }
     scheduler = input.scheduler as SchedulerName;
@@ -159,7 +174,7 @@ export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits):
   if (!Object.hasOwn(ASPECTS, aspect)) {
     throw new UserError(
       Identifiers.InvalidInput,
-      `Expected \`aspect\` to be one of ${Object.keys(ASPECTS).join(', ')}, got \`${aspect}\`.`,
+      `Expected \`aspect\` to be one of ${Object.keys(ASPECTS).join(', ')}, got \`${shown(aspect)}\`.`,
     );
   }
   if (aspect !== 'square' && limits.model.fixedSize) {
