@@ -79,11 +79,20 @@ export function applySettingsChange(
         }
         next.bannedWords = merged.sort();
       } else {
-        const missing = normalized.filter((word) => !current.bannedWords.includes(word));
+        // Entries stored by an older matcher may be spelled differently from today's skeleton: compare skeletons.
+        const skeletonOf = (word: string) => {
+          try {
+            return normalizeBannedWord(word);
+          } catch {
+            return word;
+          }
+        };
+        const stored = new Set(current.bannedWords.map(skeletonOf));
+        const missing = normalized.filter((word) => !stored.has(word));
         if (missing.length > 0) {
           throw invalid(`Not on the banned list: ${missing.map((word) => `\`${word}\``).join(', ')}.`);
         }
-        next.bannedWords = current.bannedWords.filter((word) => !normalized.includes(word));
+        next.bannedWords = current.bannedWords.filter((word) => !normalized.includes(skeletonOf(word)));
       }
       return next;
     }

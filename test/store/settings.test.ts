@@ -121,6 +121,14 @@ describe('guild settings', () => {
     expect(store.get(GUILD).bannedWords).toEqual(['ass']);
   });
 
+  it('GIVEN an entry stored by the older matcher (Cyrillic а kept as typed) THEN typing it today removes it', () => {
+    const { store } = open();
+    // What the previous build stored for "Аss" with a Cyrillic А: its NFKD lowercase form, not today's skeleton.
+    store.update(GUILD, admin.userId, (current) => ({ ...current, bannedWords: ['аss', 'gore'] }));
+    changeSettings(store, GUILD, admin, { kind: 'banned-words', action: 'remove', words: ['Аss'] }, limits);
+    expect(store.get(GUILD).bannedWords).toEqual(['gore']);
+  });
+
   it('GIVEN a no-op change THEN no audit entry is written', () => {
     const { store } = open();
     const update = changeSettings(store, GUILD, admin, { kind: 'limits', perMember: 2 }, limits);
