@@ -1,6 +1,6 @@
 /**
  * The onnxruntime session options imagine's loader starts from (callers' `intraOpNumThreads` and `sessionOptions`
- * are merged over them), each kept because `npm run bench` measured it; bench/README.md has the tables.
+ * are merged over them), each kept because `npm run bench` measured it; tools/bench/README.md has the tables.
  */
 import type * as ort from 'onnxruntime-node';
 

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, originalEdits, startHarness, type Harness } from './harness.js';
+import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 
 describe('/imagine end to end (stand-in engine)', () => {
   let h: Harness;

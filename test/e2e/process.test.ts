@@ -8,8 +8,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DiscordEmulator, type InteractionHandle } from '../discord/emulator.js';
-import { deployCommands, eventually } from './harness.js';
+import { DiscordEmulator, type InteractionHandle } from '../../tools/discord-emulator/index.js';
+import { deployCommands, eventually } from '../../tools/discord-emulator/harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // The tsx CLI runs the script in a child process, so a SIGKILL to it would leave the bot running: load tsx's

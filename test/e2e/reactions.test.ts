@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StoredMessage } from '../discord/emulator.js';
-import { eventually, startHarness, type Harness } from './harness.js';
+import type { StoredMessage } from '../../tools/discord-emulator/index.js';
+import { eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 
 /** Waits for the interaction's reply to carry the final picture. */
 async function finished(h: Harness, handle: { original(): StoredMessage | undefined }): Promise<StoredMessage> {

@@ -1,8 +1,8 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StoredMessage } from '../discord/emulator.js';
+import type { StoredMessage } from '../../tools/discord-emulator/index.js';
 import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
-import { eventually, originalEdits, startHarness, type Harness } from './harness.js';
+import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 
 async function finishedOriginal(handle: { original(): StoredMessage | undefined }): Promise<StoredMessage> {
   return eventually(() => {

@@ -1,6 +1,6 @@
 import { ApplicationCommandOptionType as T } from 'discord-api-types/v10';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, startHarness, type Harness } from './harness.js';
+import { eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 
 type RawOption = { name: string; type: number; value?: string | number; options?: RawOption[] };
 const sub = (name: string, options: RawOption[] = []): RawOption[] => [{ name, type: T.Subcommand, options }];

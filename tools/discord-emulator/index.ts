@@ -97,10 +97,10 @@ import {
   type APITextChannel,
   type APIUser,
 } from 'discord-api-types/v10';
-import { ApiError, errors } from './emulator/api-error.js';
-import { CallLog, type RecordedCall } from './emulator/call-log.js';
-import { EmulatorClock } from './emulator/clock.js';
-import { Gateway, type DispatchInput, type GatewayStats } from './emulator/gateway.js';
+import { ApiError, errors } from './api-error.js';
+import { CallLog, type RecordedCall } from './call-log.js';
+import { EmulatorClock } from './clock.js';
+import { Gateway, type DispatchInput, type GatewayStats } from './gateway.js';
 import {
   baseGuildInteraction,
   buttonData,
@@ -109,25 +109,25 @@ import {
   type InteractionState,
   type SendButtonOptions,
   type SendCommandOptions,
-} from './emulator/interactions.js';
-import { MESSAGE_LIMITS } from './emulator/message-limits.js';
-import { MessageStore, pngSize, type StoredMessage } from './emulator/message-store.js';
-import { parseBody, type ParsedBody, type UploadedFile } from './emulator/multipart.js';
-import { defaultRateLimitRules, RateLimiter, type InjectedFault, type RateLimitRule, type RequestMatcher } from './emulator/rate-limits.js';
-import { addReaction, parseEmoji, registerRoutes, removeReaction, type EmulatorCore } from './emulator/rest-routes.js';
-import { Router } from './emulator/router.js';
-import { SnowflakeFactory } from './emulator/snowflake.js';
-import { BOT_PERMISSIONS, World } from './emulator/world.js';
+} from './interactions.js';
+import { MESSAGE_LIMITS } from './message-limits.js';
+import { MessageStore, pngSize, type StoredMessage } from './message-store.js';
+import { parseBody, type ParsedBody, type UploadedFile } from './multipart.js';
+import { defaultRateLimitRules, RateLimiter, type InjectedFault, type RateLimitRule, type RequestMatcher } from './rate-limits.js';
+import { addReaction, parseEmoji, registerRoutes, removeReaction, type EmulatorCore } from './rest-routes.js';
+import { Router } from './router.js';
+import { SnowflakeFactory } from './snowflake.js';
+import { BOT_PERMISSIONS, World } from './world.js';
 
-export type { RecordedCall } from './emulator/call-log.js';
-export type { StoredMessage } from './emulator/message-store.js';
-export type { UploadedFile } from './emulator/multipart.js';
-export type { RateLimitRule, RequestMatcher, InjectedFault } from './emulator/rate-limits.js';
-export type { SendCommandOptions, SendButtonOptions } from './emulator/interactions.js';
-export { InteractionHandle } from './emulator/interactions.js';
-export { channelWebhookEditRule, defaultRateLimitRules } from './emulator/rate-limits.js';
-export { MESSAGE_LIMITS } from './emulator/message-limits.js';
-export { COMMAND_LIMITS } from './emulator/command-limits.js';
+export type { RecordedCall } from './call-log.js';
+export type { StoredMessage } from './message-store.js';
+export type { UploadedFile } from './multipart.js';
+export type { RateLimitRule, RequestMatcher, InjectedFault } from './rate-limits.js';
+export type { SendCommandOptions, SendButtonOptions } from './interactions.js';
+export { InteractionHandle } from './interactions.js';
+export { channelWebhookEditRule, defaultRateLimitRules } from './rate-limits.js';
+export { MESSAGE_LIMITS } from './message-limits.js';
+export { COMMAND_LIMITS } from './command-limits.js';
 
 /** Options for {@link DiscordEmulator.start}. */
 export interface EmulatorOptions {

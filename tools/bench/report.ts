@@ -1,4 +1,4 @@
-/** The bench's results as one object (bench/results.json), the targets of issue 6 judged, and the printed table. */
+/** The bench's results as one object (tools/bench/results.json), the targets of issue 6 judged, and the printed table. */
 import type { BotProcessResult, BotResult } from './bot-section.js';
 import type { Fp16Result, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
@@ -131,7 +131,7 @@ function table(header: string[], rows: string[][]): string {
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
 
-/** The report as Markdown tables: what is printed and what bench/README.md carries. */
+/** The report as Markdown tables: what is printed and what tools/bench/README.md carries. */
 export function formatReport(results: BenchResults): string {
   const m = results.machine;
   const out: string[] = [];

@@ -2,14 +2,14 @@
  * The bot as src/index.ts starts it (config from the environment, startApp), except that its worker pool is made
  * here with extra load options: how the bench runs the bot as a process with a runtime lever applied.
  *
- *   node --import tsx src/bench/bot-entry.ts '<LoadModelOptions JSON>'
+ *   node --import tsx tools/bench/bot-entry.ts '<LoadModelOptions JSON>'
  */
-import { parseConfig } from '../config.js';
-import { startApp } from '../app.js';
-import { createLogger } from '../log.js';
-import { resolveModelDir } from '../diffusion/model-path.js';
-import type { LoadModelOptions } from '../diffusion/model.js';
-import { createWorkerPool } from '../diffusion/worker-pool.js';
+import { parseConfig } from '../../src/config.js';
+import { startApp } from '../../src/app.js';
+import { createLogger } from '../../src/log.js';
+import { resolveModelDir } from '../../src/diffusion/model-path.js';
+import type { LoadModelOptions } from '../../src/diffusion/model.js';
+import { createWorkerPool } from '../../src/diffusion/worker-pool.js';
 
 async function main(): Promise<void> {
   const extra = JSON.parse(process.argv[2] ?? '{}') as Omit<LoadModelOptions, 'log'>;

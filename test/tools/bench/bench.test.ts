@@ -8,17 +8,17 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { parseBenchArgs } from '../../src/cli/bench.js';
-import { runSection } from '../../src/bench/child.js';
-import { measureFp16, measureLevers } from '../../src/bench/levers-section.js';
-import { measureLoopLevers } from '../../src/bench/loop-levers-section.js';
-import { measureModel, type ModelSectionResult } from '../../src/bench/model-section.js';
-import { unetSpecOf } from '../../src/bench/python.js';
-import { formatReport, judgeTargets, type ModelEntry } from '../../src/bench/report.js';
-import { machineInfo } from '../../src/bench/machine.js';
-import { percentile, summarize } from '../../src/bench/stats.js';
+import { parseBenchArgs } from '../../../tools/bench/bench.js';
+import { runSection } from '../../../tools/bench/child.js';
+import { measureFp16, measureLevers } from '../../../tools/bench/levers-section.js';
+import { measureLoopLevers } from '../../../tools/bench/loop-levers-section.js';
+import { measureModel, type ModelSectionResult } from '../../../tools/bench/model-section.js';
+import { unetSpecOf } from '../../../tools/bench/python.js';
+import { formatReport, judgeTargets, type ModelEntry } from '../../../tools/bench/report.js';
+import { machineInfo } from '../../../tools/bench/machine.js';
+import { percentile, summarize } from '../../../tools/bench/stats.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const SD_TINY = path.join(ROOT, 'test/fixtures/models/sd-tiny');
 const PIXEL_TINY = path.join(ROOT, 'test/fixtures/models/pixel-tiny');
 

@@ -2,7 +2,7 @@
  * Images per minute with jobs waiting, batching on against off, through the real FairQueue (SQLite journal,
  * result files) and an engine (the worker pool). For the bench, and runnable on its own:
  *
- *   npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...
+ *   npx tsx tools/bench/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...
  *
  * Each round submits `jobs` compatible jobs from as many members at once, once with maxBatchImages = 1 and once
  * with maxBatchImages = jobs (order alternating between rounds, one warm pool per model), and times submission to
@@ -13,9 +13,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { GenerateParams, ImageEngine } from '../diffusion/types.js';
-import { openDatabase } from '../store/database.js';
-import { FairQueue } from './fair-queue.js';
+import type { GenerateParams, ImageEngine } from '../../src/diffusion/types.js';
+import { openDatabase } from '../../src/store/database.js';
+import { FairQueue } from '../../src/queue/fair-queue.js';
 
 export interface BatchThroughputInput {
   engine: ImageEngine;
@@ -142,7 +142,7 @@ export async function measureBatchThroughput(input: BatchThroughputInput): Promi
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { createWorkerPool } = await import('../diffusion/worker-pool.js');
+  const { createWorkerPool } = await import('../../src/diffusion/worker-pool.js');
   const options: Record<string, number> = { jobs: 4, steps: 20, rounds: 3, guidanceScale: 7.5 };
   const dirs: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -158,7 +158,7 @@ async function main(argv: string[]): Promise<void> {
     } else dirs.push(argv[i]);
   }
   if (dirs.length === 0) {
-    throw new Error('Usage: npx tsx src/queue/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...');
+    throw new Error('Usage: npx tsx tools/bench/batch-throughput.ts [--jobs 4] [--steps 20] [--rounds 3] [--guidance 7.5] <modelDir>...');
   }
   const fmt = (values: number[]) => values.map((v) => v.toFixed(0)).join(' / ');
   for (const dir of dirs) {

@@ -5,8 +5,8 @@
 import os from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { loadModel } from '../diffusion/model.js';
-import { DEFAULT_SESSION_OPTIONS } from '../diffusion/session-options.js';
+import { loadModel } from '../../src/diffusion/model.js';
+import { DEFAULT_SESSION_OPTIONS } from '../../src/diffusion/session-options.js';
 import { median } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 

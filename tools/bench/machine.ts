@@ -1,4 +1,4 @@
-/** What the numbers were measured on: written into bench/results.json beside them. */
+/** What the numbers were measured on: written into tools/bench/results.json beside them. */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';

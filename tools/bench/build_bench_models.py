@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Build the models `npm run bench` measures, into a cache folder (never committed: tens of MB).
 
-  /usr/bin/python3 bench/build_bench_models.py --out node_modules/.cache/imagine-bench [--sd] [--shapes [--ckpt PATH]]
+  /usr/bin/python3 tools/bench/build_bench_models.py --out node_modules/.cache/imagine-bench [--sd] [--shapes [--ckpt PATH]]
 
 --sd      sd-bench/: a random-weight model in the Stable Diffusion ONNX contract at a meaningful size: 4-channel
           64x64 latents (512x512 pixels), the CLIP-style text encoder, tokenizer and VAE decoder of
@@ -24,7 +24,7 @@ import tempfile
 import torch
 from torch import nn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, 'training'))
 
 from model import UNet  # noqa: E402  (training/model.py)

@@ -5,9 +5,9 @@
  * 2 and 4 images costs per image against 1.
  */
 import * as ort from 'onnxruntime-node';
-import { loadModel, type DiffusionModel, type LoadModelOptions } from '../diffusion/model.js';
-import { generate, generateBatch } from '../diffusion/pipeline.js';
-import type { GenerateParams, SchedulerName } from '../diffusion/types.js';
+import { loadModel, type DiffusionModel, type LoadModelOptions } from '../../src/diffusion/model.js';
+import { generate, generateBatch } from '../../src/diffusion/pipeline.js';
+import type { GenerateParams, SchedulerName } from '../../src/diffusion/types.js';
 import { median, peakRssMb, round, rssMb } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 

@@ -1,12 +1,12 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from './emulator/api-error.js';
-import { COMMAND_LIMITS, validateCommands } from './emulator/command-limits.js';
-import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from './emulator/message-limits.js';
-import { pngSize } from './emulator/message-store.js';
-import { parseBody } from './emulator/multipart.js';
-import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from './emulator/rate-limits.js';
-import { DiscordEmulator } from './emulator.js';
+import { ApiError } from '../../../tools/discord-emulator/api-error.js';
+import { COMMAND_LIMITS, validateCommands } from '../../../tools/discord-emulator/command-limits.js';
+import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from '../../../tools/discord-emulator/message-limits.js';
+import { pngSize } from '../../../tools/discord-emulator/message-store.js';
+import { parseBody } from '../../../tools/discord-emulator/multipart.js';
+import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from '../../../tools/discord-emulator/rate-limits.js';
+import { DiscordEmulator } from '../../../tools/discord-emulator/index.js';
 
 /** The ApiError a call throws, or undefined. */
 function thrown(fn: () => unknown): ApiError | undefined {

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Time training/model.py's UNet in PyTorch on one input shape: the other side of the bench's runtime comparison.
 
-  /usr/bin/python3 bench/torch_unet.py --spec '{"channels":[48,64,96],"attn":[false,true,true],"stem":2,
+  /usr/bin/python3 tools/bench/torch_unet.py --spec '{"channels":[48,64,96],"attn":[false,true,true],"stem":2,
       "in_ch":3,"ctx_dim":128,"sample":[3,32,32],"sequence":32}' --batch 2 --threads 2 --calls 30
 
 Prints one JSON line: torch version, threads, and each call's milliseconds (after warm-up calls). Weights are
@@ -17,7 +17,7 @@ import time
 
 import torch
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'training'))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'training'))
 from model import UNet  # noqa: E402
 
 

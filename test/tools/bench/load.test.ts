@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
-const script = fileURLToPath(new URL('../../src/cli/load.ts', import.meta.url));
+const script = fileURLToPath(new URL('../../../tools/bench/load.ts', import.meta.url));
 
 describe('load script', () => {
   it('GIVEN 300 jobs from 30 members in 3 guilds THEN none is lost or delivered twice and waits are reported', async () => {

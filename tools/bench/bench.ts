@@ -1,6 +1,6 @@
 /**
  * `npm run bench`: how fast imagine is on this machine, measured side by side (issue 6). Prints a table and
- * writes bench/results.json (machine, versions, execution provider, date, every number and the targets judged).
+ * writes tools/bench/results.json (machine, versions, execution provider, date, every number and the targets judged).
  *
  *   npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE]
  *                    [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]
@@ -11,10 +11,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { ROOT } from '../bench/python.js';
-import { EXECUTION_PROVIDERS, type ExecutionProviderName } from '../diffusion/model.js';
-import { formatReport } from '../bench/report.js';
-import { runBench, type BenchOptions } from '../bench/run-bench.js';
+import { ROOT } from './python.js';
+import { EXECUTION_PROVIDERS, type ExecutionProviderName } from '../../src/diffusion/model.js';
+import { formatReport } from './report.js';
+import { runBench, type BenchOptions } from './run-bench.js';
 
 const USAGE =
   'usage: npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE] [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]';
@@ -53,7 +53,7 @@ export function parseBenchArgs(argv: string[]): BenchCliArgs {
   });
   if (positionals.length > 0) throw new Error(`Expected no positional arguments, got \`${positionals.join(' ')}\``);
   return {
-    out: path.resolve(values.out ?? path.join(ROOT, 'bench', 'results.json')),
+    out: path.resolve(values.out ?? path.join(ROOT, 'tools', 'bench', 'results.json')),
     quick: values.quick ?? false,
     skipTorch: values['no-torch'] ?? false,
     skipBot: values['no-bot'] ?? false,

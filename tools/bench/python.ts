@@ -22,7 +22,7 @@ export function probeTorch(python: string): { version: string } | { reason: stri
 
 /** Files whose change means the cached models must be rebuilt. */
 const BUILD_INPUTS = [
-  'bench/build_bench_models.py',
+  'tools/bench/build_bench_models.py',
   'test/fixtures/build-test-models.py',
   'training/model.py',
   'training/export.py',
@@ -63,9 +63,9 @@ export async function buildBenchModels(python: string, cacheDir: string, ckpt?: 
   if (existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp && existsSync(path.join(sdDir, 'unet', 'model.onnx'))) {
     return { sdDir, shapesDir };
   }
-  const args = [path.join(ROOT, 'bench', 'build_bench_models.py'), '--out', cacheDir, '--sd', '--shapes', ...(ckpt ? ['--ckpt', ckpt] : [])];
+  const args = [path.join(ROOT, 'tools', 'bench', 'build_bench_models.py'), '--out', cacheDir, '--sd', '--shapes', ...(ckpt ? ['--ckpt', ckpt] : [])];
   const result = await run(python, args, 300_000);
-  if (result.code !== 0) throw new Error(`bench/build_bench_models.py failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (result.code !== 0) throw new Error(`tools/bench/build_bench_models.py failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   writeFileSync(stampFile, stamp);
   return { sdDir, shapesDir };
 }
@@ -104,10 +104,10 @@ export function unetSpecOf(modelDir: string): UnetSpec | undefined {
   };
 }
 
-/** Milliseconds of each timed call of the UNet in PyTorch (bench/torch_unet.py). */
+/** Milliseconds of each timed call of the UNet in PyTorch (tools/bench/torch_unet.py). */
 export async function timeTorchUnet(python: string, spec: UnetSpec, options: { batch: number; threads: number; calls: number; warmup: number }): Promise<{ version: string; threads: number; ms: number[] }> {
   const args = [
-    path.join(ROOT, 'bench', 'torch_unet.py'),
+    path.join(ROOT, 'tools', 'bench', 'torch_unet.py'),
     '--spec', JSON.stringify(spec),
     '--batch', String(options.batch),
     '--threads', String(options.threads),
@@ -115,7 +115,7 @@ export async function timeTorchUnet(python: string, spec: UnetSpec, options: { b
     '--warmup', String(options.warmup),
   ];
   const result = await run(python, args, 300_000);
-  if (result.code !== 0) throw new Error(`bench/torch_unet.py failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (result.code !== 0) throw new Error(`tools/bench/torch_unet.py failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   const line = result.stdout.trim().split('\n').pop() ?? '';
   const parsed = JSON.parse(line) as { torch: string; threads: number; ms: number[] };
   return { version: parsed.torch, threads: parsed.threads, ms: parsed.ms };

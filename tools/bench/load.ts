@@ -3,23 +3,23 @@
  * stand-in engine. Checks that no job is lost or delivered twice, samples memory, and reports the longest wait
  * per member.
  *
- *   tsx src/cli/load.ts [--jobs 1000] [--members 100] [--guilds 10] [--steps 4] [--ms-per-step 1]
- *                       [--concurrency 1] [--member-cap 2] [--global-cap 100] [--data-dir DIR] [--json]
+ *   tsx tools/bench/load.ts [--jobs 1000] [--members 100] [--guilds 10] [--steps 4] [--ms-per-step 1]
+ *                         [--concurrency 1] [--member-cap 2] [--global-cap 100] [--data-dir DIR] [--json]
  *
  * Members behave like people: each wants `jobs / members` images, submits when under the caps, and when refused
  * (their cap or the global one) tries again once a job starts.
  */
-import { createLogger } from '../log.js';
+import { createLogger } from '../../src/log.js';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Identifiers, isUserError } from '../errors.js';
-import { FairQueue } from '../queue/fair-queue.js';
-import { StandInEngine } from '../diffusion/engine/stand-in.js';
-import { openDatabase } from '../store/database.js';
-import { JobStore } from '../store/jobs.js';
+import { Identifiers, isUserError } from '../../src/errors.js';
+import { FairQueue } from '../../src/queue/fair-queue.js';
+import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
+import { openDatabase } from '../../src/store/database.js';
+import { JobStore } from '../../src/store/jobs.js';
 
 const { values } = parseArgs({
   options: {

@@ -1,8 +1,8 @@
 /** Inputs for a bare UNet `run()`: the same names, dtypes and shapes the pipeline feeds, filled with seeded noise. */
 import * as ort from 'onnxruntime-node';
-import type { DiffusionModel, TensorSpec } from '../diffusion/model.js';
-import { Rng } from '../diffusion/rng.js';
-import { toHalf } from '../diffusion/tensor.js';
+import type { DiffusionModel, TensorSpec } from '../../src/diffusion/model.js';
+import { Rng } from '../../src/diffusion/rng.js';
+import { toHalf } from '../../src/diffusion/tensor.js';
 
 function floatTensor(type: string, data: Float32Array, dims: number[]): ort.Tensor {
   return type === 'float16' ? new ort.Tensor('float16', toHalf(data, new Uint16Array(data.length)), dims) : new ort.Tensor('float32', data, dims);

@@ -8,7 +8,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import { loadModel } from '../diffusion/model.js';
+import { loadModel } from '../../src/diffusion/model.js';
 import { median } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 import { CURRENT_OPTIONS, SPINNING } from './levers-section.js';

@@ -9,8 +9,8 @@
  */
 import fs from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { DiscordEmulator, type InteractionHandle } from '../../test/discord/emulator.js';
-import { deployCommands, startHarness, type Harness } from '../../test/e2e/harness.js';
+import { DiscordEmulator, type InteractionHandle } from '../discord-emulator/index.js';
+import { deployCommands, startHarness, type Harness } from '../discord-emulator/harness.js';
 import { percentile, peakRssMb, rssMb } from './stats.js';
 
 export interface BotInput {
@@ -28,7 +28,7 @@ export interface BotInput {
   /** Extra environment for the bot's config (e.g. EXECUTION_PROVIDERS). */
   env?: Record<string, string>;
   /**
-   * bot-process only: start the bot through src/bench/bot-entry.ts with these extra load options (a runtime lever)
+   * bot-process only: start the bot through tools/bench/bot-entry.ts with these extra load options (a runtime lever)
    * instead of src/index.ts.
    */
   loadOptions?: Record<string, unknown>;
@@ -266,7 +266,7 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
   });
   await deployCommands(emulator);
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-bench-bot-'));
-  const entry = input.loadOptions ? [path.join(root, 'src', 'bench', 'bot-entry.ts'), JSON.stringify(input.loadOptions)] : [path.join(root, 'src', 'index.ts')];
+  const entry = input.loadOptions ? [path.join(root, 'tools', 'bench', 'bot-entry.ts'), JSON.stringify(input.loadOptions)] : [path.join(root, 'src', 'index.ts')];
   const child = spawn(process.execPath, ['--import', 'tsx', ...entry], {
     cwd: root,
     env: {
@@ -292,7 +292,7 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
   let engine: NodeJS.Timeout | undefined;
   try {
     const deadline = performance.now() + 120_000;
-    while (!/ INFO ready\b/.test(output)) {
+    while (!/"msg":"ready"/.test(output)) {
       if (child.exitCode !== null || performance.now() > deadline) throw new Error(`The bot did not start: ${output.slice(-500)}`);
       await sleep(50);
     }

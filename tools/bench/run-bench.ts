@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
-import type { ExecutionProviderName } from '../diffusion/model.js';
+import type { ExecutionProviderName } from '../../src/diffusion/model.js';
 import { runSection } from './child.js';
 import { SPINNING } from './levers-section.js';
 import type { Fp16Result, LeversInput, LeverResult } from './levers-section.js';
