@@ -11,6 +11,7 @@ import { settleGeneration, startGeneration, type GenerationOutcome } from './eng
 import { costModel, loadStepCosts, measureRun, planJob, positions, saveStepCosts, type StepCosts } from './eta.js';
 import { FairScheduler } from './fair-scheduler.js';
 import { JobIdFactory } from './ids.js';
+import { JournalOutage } from './journal-outage.js';
 import { checkParams, resolveSettings, type FairQueueOptions, type QueueSettings } from './options.js';
 import { TypedEmitter } from './typed-emitter.js';
 import type {
@@ -67,12 +68,17 @@ const META_RUN_MS_PER_STEP = 'queue.runMsPerStepByImages';
  * calls, chosen by batch-plan.ts in fair order, all marked running in one transaction and handed to the
  * engine's `generateBatch`. Each job keeps its own timer, cancel, outcome and journal row; the slot (a lane)
  * is held until every job of the run is done. Riders' own slots later find nothing, as after a cancel.
+ *
+ * A job leaves the scheduler only once the journal says it runs: if that write fails (disk full), the job keeps
+ * its place and journal-outage.ts decides what happens meanwhile (submit refused, one retry with a backoff).
  */
 export class FairQueue implements JobQueue {
   readonly events: TypedEmitter<QueueEventMap>;
 
   private readonly jobs: JobStore;
   private readonly delivery: DeliveryRunner;
+  /** What happens while the journal cannot be written (refusals, parked slots, retries). */
+  private readonly outage: JournalOutage;
   private readonly scheduler = new FairScheduler<JobRecord>();
   private readonly slots: PQueue;
   private readonly running = new Map<string, RunningEntry>();
@@ -108,6 +114,11 @@ export class FairQueue implements JobQueue {
     this.events = new TypedEmitter<QueueEventMap>((error, event) =>
       this.logger.error(`A queue "${String(event)}" listener threw`, { error }),
     );
+    this.outage = new JournalOutage({
+      retryDelayMs: this.options.journalRetryDelayMs,
+      retry: () => this.addSlot(),
+      logger: this.logger,
+    });
     this.delivery = new DeliveryRunner({
       jobs: this.jobs,
       results: new ResultFiles(config.resultsDir),
@@ -189,6 +200,7 @@ export class FairQueue implements JobQueue {
         'The bot is restarting and is not taking new images right now. Try again in a minute.',
       );
     }
+    this.outage.refuseWhileDown();
     checkParams(input.params);
     const cap = this.memberCap(input.guildId);
     const mine = this.scheduler.countFor(input.guildId, input.userId);
@@ -227,7 +239,13 @@ export class FairQueue implements JobQueue {
     if (input.messageId !== undefined) fresh.messageId = input.messageId;
     if (input.replyToMessageId !== undefined) fresh.replyToMessageId = input.replyToMessageId;
 
-    const job = this.jobs.insert(fresh);
+    let job: JobRecord;
+    try {
+      job = this.jobs.insert(fresh);
+    } catch (error) {
+      throw this.outage.submitFailed(error);
+    }
+    this.outage.wrote();
     this.scheduler.add(job);
     this.addSlot();
     const position = this.positions().get(job.id)!;
@@ -238,10 +256,12 @@ export class FairQueue implements JobQueue {
   }
 
   cancel(jobId: string, by?: string): CancelOutcome {
-    const waiting = this.scheduler.remove(jobId);
+    const waiting = this.scheduler.get(jobId);
     if (waiting !== undefined) {
       const message = by === undefined || by === waiting.userId ? 'Cancelled.' : `Cancelled by <@${by}>.`;
+      // The journal first: if it cannot be written, this throws and the job keeps its place.
       this.jobs.markCancelled(jobId, message, by, this.now());
+      this.scheduler.remove(jobId);
       this.lastPlaces.delete(jobId);
       const job = this.jobs.get(jobId)!;
       this.events.emit('cancelled', { job, by });
@@ -309,6 +329,7 @@ export class FairQueue implements JobQueue {
 
   async shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
     this.closing = true;
+    this.outage.stop();
     this.slots.pause();
     const stopping = [...this.running.values()];
     for (const entry of stopping) if (entry.abort === undefined) this.abortRunning(entry, { kind: 'shutdown' });
@@ -329,34 +350,44 @@ export class FairQueue implements JobQueue {
     // p-queue calls this synchronously inside add(): yield once so submit() returns, and `queued` is seen,
     // before the job can start.
     await Promise.resolve();
-    if (this.closing) return;
-    const picked =
-      this.batchInfo === undefined
-        ? [this.scheduler.take()].filter((job) => job !== undefined)
-        : this.scheduler.takeBatch((order) => planBatch(order.map((job) => this.planJob(job)), this.options.maxBatchImages, this.cost));
-    if (picked.length === 0) return;
+    if (this.closing || !this.outage.mayStart()) return;
+    const next = this.nextRun();
+    if (next.length === 0) {
+      this.outage.nothingToStart();
+      return;
+    }
     const startedAt = this.now();
+    let started: JobRecord[];
+    try {
+      // One transaction: after a crash, the journal shows the whole batch running, or none of it.
+      started = this.config.db.transaction(() =>
+        next.filter((job) => {
+          if (this.jobs.markRunning(job.id, startedAt)) return true;
+          this.logger.warn('A waiting job was no longer queued in the journal; skipped', { jobId: job.id });
+          return false;
+        }),
+      )();
+    } catch (error) {
+      // Nothing was taken from the scheduler: the jobs keep their places until a retry can journal the start.
+      this.outage.startFailed(error);
+      return;
+    }
+    this.outage.wrote();
+    if (this.batchInfo === undefined) this.scheduler.take();
+    else this.scheduler.takeBatch((order) => next.map((job) => order.indexOf(job)));
     const run: Run = { entries: [], plan: [] };
-    // One transaction: after a crash, the journal shows the whole batch running, or none of it.
-    this.config.db.transaction(() => {
-      for (const next of picked) {
-        if (!this.jobs.markRunning(next.id, startedAt)) {
-          this.logger.warn('A waiting job was no longer queued in the journal; skipped', { jobId: next.id });
-          continue;
-        }
-        const job: JobRecord = { ...next, state: 'running', startedAt, attempts: next.attempts + 1 };
-        let finish!: () => void;
-        const entry: RunningEntry = {
-          job,
-          run,
-          controller: new AbortController(),
-          finish: () => finish(),
-          done: new Promise((resolve) => (finish = resolve)),
-        };
-        run.entries.push(entry);
-        run.plan.push(this.planJob(job));
-      }
-    })();
+    for (const waiting of started) {
+      const job: JobRecord = { ...waiting, state: 'running', startedAt, attempts: waiting.attempts + 1 };
+      let finish!: () => void;
+      run.entries.push({
+        job,
+        run,
+        controller: new AbortController(),
+        finish: () => finish(),
+        done: new Promise((resolve) => (finish = resolve)),
+      });
+      run.plan.push(this.planJob(job));
+    }
     if (run.entries.length === 0) return;
     this.runs.add(run);
     for (const entry of run.entries) {
@@ -395,6 +426,21 @@ export class FairQueue implements JobQueue {
     this.measure(run, outcomes);
     this.publishPositions();
     this.checkIdle();
+  }
+
+  /** The jobs the next run takes (the head of the fair order and its companions), still waiting. */
+  private nextRun(): JobRecord[] {
+    if (this.batchInfo === undefined) {
+      const head = this.scheduler.peek();
+      return head === undefined ? [] : [head];
+    }
+    const order = this.scheduler.order();
+    const picked = planBatch(
+      order.map((job) => this.planJob(job)),
+      this.options.maxBatchImages,
+      this.cost,
+    );
+    return picked.map((index) => order[index]);
   }
 
   /** Wait for one job's generation and record what came of it; returns the result when it was made. */

@@ -42,6 +42,11 @@ export interface FairQueueOptions {
   referencePixels?: number;
   /** How long an aborted engine call may take to stop before its slot is given up. Default 30 000. */
   abortGraceMs?: number;
+  /**
+   * While the journal cannot be written (disk full, read-only), the wait before starting a waiting job is tried
+   * again; doubled after each failed try, up to a minute. Default 1000.
+   */
+  journalRetryDelayMs?: number;
   /** Keep PNGs in resultsDir after delivery (for debugging). Default false. */
   keepResults?: boolean;
   /** Default: console. */
@@ -68,6 +73,7 @@ export function resolveSettings(config: FairQueueOptions): QueueSettings {
     initialMsPerStep: config.initialMsPerStep ?? 1000,
     referencePixels: config.referencePixels ?? 512 * 512,
     abortGraceMs: config.abortGraceMs ?? 30_000,
+    journalRetryDelayMs: config.journalRetryDelayMs ?? 1000,
     keepResults: config.keepResults ?? false,
   };
   checkPositiveInteger('concurrency', settings.concurrency);
@@ -76,6 +82,7 @@ export function resolveSettings(config: FairQueueOptions): QueueSettings {
   checkPositiveInteger('jobTimeoutMs', settings.jobTimeoutMs);
   checkPositiveInteger('maxAttempts', settings.maxAttempts);
   checkPositiveInteger('deliveryTries', settings.deliveryTries);
+  checkPositiveInteger('journalRetryDelayMs', settings.journalRetryDelayMs);
   return settings;
 }
 
