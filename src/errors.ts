@@ -14,6 +14,8 @@ export const Identifiers = {
   NotAllowed: 'notAllowed',
   JobNotFound: 'jobNotFound',
   ShuttingDown: 'shuttingDown',
+  /** The job journal cannot be written (disk full, read-only): new jobs are refused until it can. */
+  JournalUnwritable: 'journalUnwritable',
   ModelMismatch: 'modelMismatch',
   Cancelled: 'cancelled',
   Timeout: 'timeout',

@@ -35,6 +35,11 @@ class RoundRobin {
     return key;
   }
 
+  /** The key `take` would return, without taking it. */
+  peek(): string | undefined {
+    return this.current[0] ?? this.next[0];
+  }
+
   /** After `take`: the key has more work, so it comes back next round. */
   requeue(key: string): void {
     this.next.push(key);
@@ -132,6 +137,14 @@ export class FairScheduler<T extends SchedulableJob> {
     list.push(job);
     lane.count++;
     this.byId.set(job.id, job);
+  }
+
+  /** The job `take` would return, left waiting (so a start that cannot be recorded loses it no place). */
+  peek(): T | undefined {
+    const guildId = this.guilds.peek();
+    if (guildId === undefined) return undefined;
+    const lane = this.lanes.get(guildId)!;
+    return lane.jobs.get(lane.members.peek()!)![0];
   }
 
   /** The next job to start, removed from the waiting set. */

@@ -144,7 +144,8 @@ export interface JobQueue {
   resume(): Promise<ResumeReport>;
   /**
    * Journal and queue a job. Throws UserError `ShuttingDown` (also before `resume()`), `MemberQueueFull` or
-   * `QueueFull` (naming the cap); on refusal nothing is written. The job starts only after this returns.
+   * `QueueFull` (naming the cap), or `JournalUnwritable` (the disk is full or read-only); on refusal nothing is
+   * written. The job starts only after this returns.
    */
   submit(input: SubmitInput): { job: JobRecord; position: JobPosition };
   /** Cancel a waiting or running job. `by` is the user id recorded. Permission checks are the caller's. */

@@ -88,6 +88,15 @@ export function schemaVersion(db: Db): number {
   return row.version ?? 0;
 }
 
+/**
+ * True for SQLite errors that come from the storage rather than the statement: the disk is full (SQLITE_FULL),
+ * the file or its folder is read-only (SQLITE_READONLY*), the disk failed (SQLITE_IOERR*), the file is gone
+ * (SQLITE_CANTOPEN). The same write may work later, once the storage is fixed.
+ */
+export function isStorageError(error: unknown): boolean {
+  return error instanceof Database.SqliteError && /^SQLITE_(FULL|READONLY|IOERR|CANTOPEN)/.test(error.code);
+}
+
 /** A small key → JSON value table for facts that must survive restarts (e.g. the measured ms per step). */
 export function readMeta<T>(db: Db, key: string): T | undefined {
   const row = db.prepare('SELECT value FROM meta WHERE key = ?').get(key) as { value: string } | undefined;

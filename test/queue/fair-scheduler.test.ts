@@ -112,6 +112,25 @@ describe('FairScheduler', () => {
     expect(new Set(taken.slice(0, 100).map((id) => id.split('#')[0])).size).toBe(100);
   });
 
+  it('GIVEN rounds, riders, cancels and newcomers THEN peek() is always the job take() returns next, and takes nothing', () => {
+    const scheduler = new FairScheduler<Job>();
+    expect(scheduler.peek()).toBeUndefined();
+    for (let n = 1; n <= 3; n++) for (const user of ['a', 'b', 'c']) scheduler.add(job(`g${n % 2}`, user, n));
+    const changes = [
+      () => scheduler.add(job('g9', 'newcomer', 1)),
+      () => scheduler.remove(scheduler.order()[1].id),
+      () => scheduler.takeBatch(() => [0, 2]),
+    ];
+    for (let turn = 0; scheduler.size > 0; turn++) {
+      changes[turn]?.();
+      const size = scheduler.size;
+      const peeked = scheduler.peek();
+      expect(scheduler.size).toBe(size);
+      expect(scheduler.take()).toBe(peeked);
+    }
+    expect(scheduler.peek()).toBeUndefined();
+  });
+
   describe('takeBatch', () => {
     it('GIVEN companions chosen from the fair order THEN they leave the queue and the order after them stays fair', () => {
       const scheduler = new FairScheduler<Job>();
