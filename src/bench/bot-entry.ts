@@ -9,7 +9,7 @@ import { startApp } from '../app.js';
 import { createLogger } from '../log.js';
 import { resolveModelDir } from '../diffusion/model-path.js';
 import type { LoadModelOptions } from '../diffusion/model.js';
-import { createWorkerPool } from '../diffusion/worker-pool.js';
+import { createWorkerPool } from '../diffusion/engine/worker-pool.js';
 
 async function main(): Promise<void> {
   const extra = JSON.parse(process.argv[2] ?? '{}') as Omit<LoadModelOptions, 'log'>;

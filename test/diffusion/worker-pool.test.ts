@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { loadModel } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/worker-pool.js';
+import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import type { GenerateParams, StepProgress } from '../../src/diffusion/types.js';
 
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
@@ -141,7 +141,7 @@ describe('WorkerPool', () => {
 
   it('GIVEN a plain node process with tsx (as npm scripts run) THEN the .ts worker starts and makes a picture', async () => {
     const script = join(temp, 'pool-under-tsx.mts'); // .mts: ESM (top-level await) outside the package
-    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'diffusion', 'worker-pool.ts')).href;
+    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'diffusion', 'engine', 'worker-pool.ts')).href;
     writeFileSync(
       script,
       `import { createWorkerPool } from ${JSON.stringify(poolUrl)};

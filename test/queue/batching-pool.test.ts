@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, type WorkerPool } from '../../src/diffusion/worker-pool.js';
+import { createWorkerPool, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import { FairQueue } from '../../src/queue/fair-queue.js';
 import type { DeliverFn } from '../../src/queue/types.js';
 import type { GenerateParams, GenerateResult } from '../../src/diffusion/types.js';

@@ -12,10 +12,10 @@ import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { Identifiers, UserError, type Identifier } from '../errors.js';
-import type { LoadModelOptions } from './model.js';
-import { batchKey, checkInputs } from './check-inputs.js';
-import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ModelInfo, ImageEngine } from './types.js';
+import { Identifiers, UserError, type Identifier } from '../../errors.js';
+import type { LoadModelOptions } from '../model.js';
+import { batchKey, checkInputs } from '../check-inputs.js';
+import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ModelInfo, ImageEngine } from '../types.js';
 import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
 
 export interface WorkerPoolOptions {

@@ -4,10 +4,10 @@
  * The messages are the plain data described in worker-pool.ts; images and previews travel as transferred buffers.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { isUserError } from '../errors.js';
-import { loadModel, type DiffusionModel, type LoadModelOptions } from './model.js';
-import { generateBatch } from './pipeline.js';
-import type { GenerateParams } from './types.js';
+import { isUserError } from '../../errors.js';
+import { loadModel, type DiffusionModel, type LoadModelOptions } from '../model.js';
+import { generateBatch } from '../pipeline.js';
+import type { GenerateParams } from '../types.js';
 
 export interface WorkerData {
   modelDir: string;
@@ -40,8 +40,8 @@ export type FromWorker =
   | { type: 'ready'; info: DiffusionModel['info']; executionProvider: string }
   | { type: 'load-error'; error: SerializedError }
   | { type: 'log'; line: string }
-  | { type: 'progress'; id: number; progress: import('./types.js').StepProgress }
-  | { type: 'result'; id: number; result: import('./types.js').GenerateResult }
+  | { type: 'progress'; id: number; progress: import('../types.js').StepProgress }
+  | { type: 'result'; id: number; result: import('../types.js').GenerateResult }
   | { type: 'error'; id: number; error: SerializedError };
 
 export function serializeError(error: unknown): SerializedError {
