@@ -18,7 +18,6 @@ async function main(): Promise<void> {
   const pool = await createWorkerPool({
     modelDir: resolveModelDir(config.modelDir),
     workers: config.engineWorkers,
-    jobTimeoutMs: config.jobTimeoutMs,
     loadOptions: { executionProviders: config.executionProviders, ...extra },
     log: (line) => logger.info(line),
   });

@@ -17,7 +17,6 @@ export async function createEngine(config: Config, logger: Logger): Promise<Imag
   return createWorkerPool({
     modelDir,
     workers: config.engineWorkers,
-    jobTimeoutMs: config.jobTimeoutMs,
     loadOptions: { executionProviders: config.executionProviders },
     log: (line) => logger.info(line),
   });

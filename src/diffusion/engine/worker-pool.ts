@@ -1,12 +1,12 @@
 /**
  * The engine the bot uses: N worker threads (worker.ts), each holding the model, behind the small `ImageEngine`
- * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a job that runs past its timeout
- * or a worker that crashes rejects the caller's promise with a clear error, and the worker is replaced.
+ * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a worker that crashes rejects
+ * the caller's promise with a clear error, and the worker is replaced. The job timeout is the queue's (it aborts
+ * the job's signal and says what the member sees), and so is the grouping of jobs into shared runs.
  *
- * Batching, two ways: `generateBatch` runs the jobs the caller grouped (the fair queue picks them) in the same
- * UNet calls; and with `maxBatchImages` > 1, jobs given one by one that wait here and share steps, scheduler and
- * size are grouped too. An aborted job is answered at once; its rows in a shared run are computed to the end
- * (the pipeline cannot drop them mid-run) but never delivered, and the others are not disturbed.
+ * `generateBatch` runs the jobs the caller grouped (the fair queue picks them) in the same UNet calls. An aborted
+ * job is answered at once; its rows in a shared run are computed to the end (the pipeline cannot drop them
+ * mid-run) but never delivered, and the others are not disturbed.
  */
 import { createRequire } from 'node:module';
 import { dirname, extname, join } from 'node:path';
@@ -23,23 +23,12 @@ export interface WorkerPoolOptions {
   modelDir: string;
   /** Worker threads, each with its own copy of the model. Default 1. */
   workers?: number;
-  /**
-   * A run (one job, or a batch of them) going longer than this is answered with a `timeout` UserError and stopped
-   * at its next step. Default 600 000 (10 min).
-   */
-  jobTimeoutMs?: number;
   /** Passed to each worker's loadModel (execution providers, threads). Default cpu. */
   loadOptions?: Omit<LoadModelOptions, 'log'>;
   /** Where worker log lines go (provider in use, restarts). Default console.error. */
   log?: (line: string) => void;
   /** Let tests make a worker exit on request (`crashWorkerForTest`). Default false. */
   allowCrashForTests?: boolean;
-  /**
-   * Group jobs given one by one to `generate` that wait here and share steps, scheduler and size into the same
-   * UNet calls, up to this many images per run. Default 1: one job at a time. Does not limit `generateBatch`,
-   * whose caller chose the group.
-   */
-  maxBatchImages?: number;
 }
 
 /** Thrown to a caller whose job was running in a worker that died. */
@@ -66,7 +55,6 @@ interface Slot {
   ready: boolean;
   /** The run in the worker: its jobs, until the worker has said it is done with each (even after the caller was answered). */
   jobs: Job[];
-  timer?: NodeJS.Timeout;
   onIdle?: () => void;
 }
 
@@ -90,8 +78,6 @@ export class WorkerPool implements ImageEngine {
   private readonly slots: Slot[] = [];
   private readonly queue: Job[] = [];
   private readonly log: (line: string) => void;
-  private readonly timeoutMs: number;
-  private readonly maxBatchImages: number;
   private readonly runCounts = new Map<number, number>();
   private nextId = 1;
   private closed = false;
@@ -104,13 +90,7 @@ export class WorkerPool implements ImageEngine {
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`Expected \`workers\` to be an integer from 1 to 64, got \`${workers}\``);
     }
-    this.timeoutMs = options.jobTimeoutMs ?? 600_000;
-    if (!(this.timeoutMs > 0)) throw new RangeError(`Expected \`jobTimeoutMs\` to be a positive number, got \`${this.timeoutMs}\``);
     this.log = options.log ?? ((line) => console.error(line));
-    this.maxBatchImages = options.maxBatchImages ?? 1;
-    if (!Number.isInteger(this.maxBatchImages) || this.maxBatchImages < 1) {
-      throw new RangeError(`Expected \`maxBatchImages\` to be a positive integer, got \`${this.maxBatchImages}\``);
-    }
     const starts: Promise<void>[] = [];
     for (let i = 0; i < workers; i++) starts.push(this.spawn(i));
     this.readyPromise = Promise.all(starts).then(() => undefined);
@@ -204,7 +184,6 @@ export class WorkerPool implements ImageEngine {
           }
           await idle;
         }
-        clearTimeout(slot.timer);
         await slot.worker.terminate();
       }),
     );
@@ -268,7 +247,6 @@ export class WorkerPool implements ImageEngine {
       });
       worker.on('exit', (code) => {
         const jobs = slot.jobs;
-        clearTimeout(slot.timer);
         slot.jobs = [];
         slot.onIdle?.();
         if (this.slots[index] !== slot || this.closed || this.loadError) return;
@@ -327,8 +305,6 @@ export class WorkerPool implements ImageEngine {
   private release(slot: Slot, job: Job): void {
     slot.jobs = slot.jobs.filter((j) => j !== job);
     if (slot.jobs.length > 0) return;
-    clearTimeout(slot.timer);
-    slot.timer = undefined;
     slot.onIdle?.();
     slot.onIdle = undefined;
     if (this.slots[slot.index] !== slot) {
@@ -345,10 +321,9 @@ export class WorkerPool implements ImageEngine {
       if (!slot || !slot.ready || slot.jobs.length > 0) continue;
       const first = this.queue.shift();
       if (!first) return;
-      const jobs = [first, ...(first.group ? this.groupmates(first) : this.companions(first))];
+      const jobs = [first, ...this.groupmates(first)];
       slot.jobs = jobs;
       this.runCounts.set(jobs.length, (this.runCounts.get(jobs.length) ?? 0) + 1);
-      slot.timer = setTimeout(() => this.timeOut(slot, jobs), this.timeoutMs);
       slot.worker.postMessage({
         type: 'generate',
         jobs: jobs.map((job) => ({
@@ -374,49 +349,12 @@ export class WorkerPool implements ImageEngine {
 
   /** The rest of `first`'s generateBatch group that can share its UNet calls, taken out of the queue. */
   private groupmates(first: Job): Job[] {
+    if (!first.group) return [];
     const head = this.keyOf(first);
     if (!head) return [];
     const chosen = this.queue.filter((job) => job.group === first.group && this.keyOf(job)?.key === head.key);
     for (const job of chosen) this.queue.splice(this.queue.indexOf(job), 1);
     return chosen;
-  }
-
-  /** Waiting jobs that can share `first`'s UNet calls (same steps, scheduler and size), within maxBatchImages. */
-  private companions(first: Job): Job[] {
-    if (this.maxBatchImages <= 1 || !this.modelInfo) return [];
-    const head = this.keyOf(first);
-    if (!head) return [];
-    let images = head.images;
-    const chosen: Job[] = [];
-    for (const job of [...this.queue]) {
-      if (job.group) continue; // grouped by its caller: it runs with its own group
-      const k = this.keyOf(job);
-      if (!k || k.key !== head.key || images + k.images > this.maxBatchImages) continue;
-      images += k.images;
-      chosen.push(job);
-      this.queue.splice(this.queue.indexOf(job), 1);
-    }
-    return chosen;
-  }
-
-  /**
-   * Answer the callers now and stop the run at its next step. The worker stays busy until it confirms, since it
-   * cannot be terminated safely inside a model call; if one call hangs past the grace period, a fresh worker takes
-   * its place and the stuck one is ended when it returns.
-   */
-  private timeOut(slot: Slot, jobs: Job[]): void {
-    if (slot.jobs.length === 0 || !jobs.some((job) => slot.jobs.includes(job))) return;
-    for (const job of slot.jobs) {
-      this.settle(job, new UserError(Identifiers.Timeout, `The picture took longer than ${Math.round(this.timeoutMs / 1000)} s and was stopped`));
-      slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
-    }
-    const graceMs = Math.max(30_000, this.timeoutMs);
-    slot.timer = setTimeout(() => {
-      if (slot.jobs.length === 0 || this.closed || this.slots[slot.index] !== slot) return;
-      this.log(`imagine: image worker ${slot.index} is stuck in one model call after ${Math.round(graceMs / 1000)} s; starting a replacement`);
-      slot.worker.unref();
-      this.restart(slot.index);
-    }, graceMs);
   }
 
   private abort(job: Job): void {
