@@ -90,10 +90,10 @@ describe('WorkerPool', () => {
     const queuedAbort = new AbortController();
     const queuedProgress: number[] = [];
     const queued = p.generate(base, { signal: queuedAbort.signal, onProgress: (s) => queuedProgress.push(s.step) });
-    expect(p.pending).toBe(1);
+    expect(p.stats().waiting).toBe(1);
     queuedAbort.abort();
     await expect(queued).rejects.toMatchObject({ identifier: 'cancelled' });
-    expect(p.pending).toBe(0);
+    expect(p.stats().waiting).toBe(0);
     runningAbort.abort();
     await expect(running).rejects.toMatchObject({ identifier: 'cancelled' });
     expect(queuedProgress).toEqual([]);
@@ -159,13 +159,13 @@ console.log(JSON.stringify({ bytes: result.images[0].byteLength, png: Buffer.fro
     const events: string[] = [];
     const jobs: GenerateParams[] = [1, 2, 3].map((seed) => ({ ...base, prompt: `job ${seed}`, seed }));
     const running = Promise.all(jobs.map((params, j) => p.generate(params, { onProgress: (s) => events.push(`${j}:${s.step}`) })));
-    expect(p.pending).toBe(3);
+    expect(p.stats().waiting).toBe(3);
     firstAbort.abort();
     const results = await running;
     expect(await first).toMatchObject({ identifier: 'cancelled' });
     expect(events).toEqual(['0:1', '0:2', '0:3', '1:1', '1:2', '1:3', '2:1', '2:2', '2:3']);
     expect(results.map((r) => r.seed)).toEqual([1, 2, 3]);
-    expect([...p.runSizes]).toEqual([[1, 4]]);
+    expect([...p.stats().runSizes]).toEqual([[1, 4]]);
   });
 
   it('GIVEN two workers THEN two jobs run side by side and close() rejects what waits', async () => {

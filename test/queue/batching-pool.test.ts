@@ -46,7 +46,7 @@ describe('FairQueue batching over the real worker pool (pixel-tiny)', () => {
     for (const [userId, params] of Object.entries(jobs)) queue.submit({ guildId: 'g', channelId: 'c', userId, params });
     await queue.onIdle();
 
-    expect([...pool.runSizes]).toEqual([[4, 1]]);
+    expect([...pool.stats().runSizes]).toEqual([[4, 1]]);
     expect([...results.keys()].sort()).toEqual(Object.keys(jobs));
     const model = await loadModel(PIXEL_TINY);
     try {

@@ -1,88 +1,94 @@
 /**
- * The engine the bot uses: N worker threads (worker.ts), each holding the model, behind the small `ImageEngine`
- * handle. Messages are matched by id; progress is relayed; an abort is forwarded; a worker that crashes rejects
- * the caller's promise with a clear error, and the worker is replaced. The job timeout is the queue's (it aborts
- * the job's signal and says what the member sees), and so is the grouping of jobs into shared runs.
+ * The engine the bot uses: N worker threads, each holding the model (worker-handle.ts), behind the small
+ * `ImageEngine` handle. This module decides what runs where: a waiting job goes to the first free worker, the jobs
+ * of one `generateBatch` call share a run, an abort is answered at once and forwarded, `close()` is bounded.
  *
- * `generateBatch` runs the jobs the caller grouped (the fair queue picks them) in the same UNet calls. An aborted
- * job is answered at once; its rows in a shared run are computed to the end (the pipeline cannot drop them
- * mid-run) but never delivered, and the others are not disturbed.
+ * Policies owned elsewhere, so not here: the job timeout is the queue's (it aborts the job's signal, and says
+ * what the member sees), and so is the grouping of jobs into shared runs (the queue's batch plan).
+ *
+ * What the pool does own is its capacity: a worker stuck in one model call after its jobs were aborted is
+ * replaced (stuck-watchdog.ts decides when).
  */
-import { createRequire } from 'node:module';
-import { dirname, extname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
-import { Identifiers, UserError, type Identifier } from '../../errors.js';
+import { Identifiers, UserError } from '../../errors.js';
 import type { LoadModelOptions } from '../model.js';
 import { batchKey, checkInputs } from '../check-inputs.js';
-import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ModelInfo, ImageEngine } from '../types.js';
-import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
+import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ImageEngine, ModelInfo } from '../types.js';
+import { StuckWatchdog } from './stuck-watchdog.js';
+import { WorkerHandle } from './worker-handle.js';
+
+export { WorkerCrashError } from './worker-handle.js';
 
 export interface WorkerPoolOptions {
   /** The model folder each worker loads. */
   modelDir: string;
   /** Worker threads, each with its own copy of the model. Default 1. */
   workers?: number;
+  /**
+   * After every job of a run was aborted (the queue's timeout, a cancel), how long the worker may take to stop
+   * before it counts as stuck in one model call and a fresh worker takes its place; the stuck one is ended when
+   * that call returns (stuck-watchdog.ts). Default 30 000 (30 s: one UNet call of a large picture on a CPU can
+   * take seconds).
+   */
+  stuckAfterMs?: number;
   /** Passed to each worker's loadModel (execution providers, threads). Default cpu. */
   loadOptions?: Omit<LoadModelOptions, 'log'>;
-  /** Where worker log lines go (provider in use, restarts). Default console.error. */
+  /** Where worker log lines go (provider in use, restarts, stuck workers). Default console.error. */
   log?: (line: string) => void;
   /** Let tests make a worker exit on request (`crashWorkerForTest`). Default false. */
   allowCrashForTests?: boolean;
 }
 
-/** Thrown to a caller whose job was running in a worker that died. */
-export class WorkerCrashError extends Error {
-  override readonly name = 'WorkerCrashError';
+export interface WorkerPoolStats {
+  /** Thread ids of the workers that take jobs, by slot. */
+  threadIds: number[];
+  /** Thread ids of workers replaced (or shut down) while inside a model call; each ends when its call returns. */
+  stuckThreadIds: number[];
+  /** Jobs waiting for a free worker (not counting running ones). */
+  waiting: number;
+  /** Runs handed to workers so far, by the number of jobs that shared each (1: a job alone). */
+  runSizes: ReadonlyMap<number, number>;
 }
 
 interface Job {
   id: number;
-  /** The caller's promise is settled (done, timed out, shut down); late messages only free the worker. */
+  /** The caller's promise is settled (done, aborted, shut down); the worker's later answer is dropped. */
   settled: boolean;
   params: GenerateParams;
   options: GenerateOptions;
   resolve: (result: GenerateResult) => void;
   reject: (error: Error) => void;
   onAbort?: () => void;
-  /** The jobs handed over together by one `generateBatch` call (they run together, with nothing else). */
+  /** The jobs handed over together by one `generateBatch` call. */
   group?: Job[];
-}
-
-interface Slot {
-  index: number;
-  worker: Worker;
-  ready: boolean;
-  /** The run in the worker: its jobs, until the worker has said it is done with each (even after the caller was answered). */
-  jobs: Job[];
-  onIdle?: () => void;
-}
-
-// worker.ts under tsx and vitest, worker.js if the sources are ever compiled.
-const WORKER_URL = new URL(`./worker${extname(fileURLToPath(import.meta.url))}`, import.meta.url);
-
-/** tsx's ESM API (its package exports map `tsx/esm/api` → dist/esm/api/index.mjs for import; the .cjs twin fails in workers). */
-function tsxApiUrl(): string {
-  const packageJson = createRequire(import.meta.url).resolve('tsx/package.json');
-  return pathToFileURL(join(dirname(packageJson), 'dist', 'esm', 'api', 'index.mjs')).href;
 }
 
 /** Create a pool and wait until every worker has loaded the model (rejects with the loader's message if not). */
 export async function createWorkerPool(options: WorkerPoolOptions): Promise<WorkerPool> {
   const pool = new WorkerPool(options);
-  await pool.ready();
+  try {
+    await pool.ready();
+  } catch (error) {
+    await pool.close({ timeoutMs: 0 });
+    throw error;
+  }
   return pool;
 }
 
+const shuttingDown = () => new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down');
+const cancelled = () => new UserError(Identifiers.Cancelled, 'The job was cancelled');
+
 export class WorkerPool implements ImageEngine {
-  private readonly slots: Slot[] = [];
-  private readonly queue: Job[] = [];
-  private readonly log: (line: string) => void;
+  private slots: WorkerHandle[] = [];
+  private readonly waiting: Job[] = [];
+  /** The jobs of each worker's run that it has not answered yet. */
+  private readonly runs = new Map<WorkerHandle, Job[]>();
+  private readonly watchdog: StuckWatchdog;
   private readonly runCounts = new Map<number, number>();
+  private readonly log: (line: string) => void;
+  private readonly readyPromise: Promise<void>;
   private nextId = 1;
-  private closed = false;
+  private closing?: Promise<void>;
   private modelInfo?: ModelInfo;
-  private readyPromise: Promise<void>;
   private loadError?: Error;
 
   constructor(private readonly options: WorkerPoolOptions) {
@@ -90,10 +96,32 @@ export class WorkerPool implements ImageEngine {
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) {
       throw new RangeError(`Expected \`workers\` to be an integer from 1 to 64, got \`${workers}\``);
     }
+    const stuckAfterMs = options.stuckAfterMs ?? 30_000;
+    if (!(stuckAfterMs > 0)) throw new RangeError(`Expected \`stuckAfterMs\` to be a positive number, got \`${stuckAfterMs}\``);
     this.log = options.log ?? ((line) => console.error(line));
-    const starts: Promise<void>[] = [];
-    for (let i = 0; i < workers; i++) starts.push(this.spawn(i));
-    this.readyPromise = Promise.all(starts).then(() => undefined);
+    this.watchdog = new StuckWatchdog({
+      stuckAfterMs,
+      slots: workers,
+      log: this.log,
+      slotOf: (handle) => this.slots.indexOf(handle),
+      replace: (slot) => {
+        this.slots[slot] = this.newHandle(slot);
+        this.slots[slot].start().catch((error: Error) => this.fail(error));
+      },
+    });
+    const starts: Promise<ModelInfo>[] = [];
+    for (let index = 0; index < workers; index++) {
+      const handle = this.newHandle(index);
+      this.slots.push(handle);
+      starts.push(handle.start());
+    }
+    this.readyPromise = Promise.all(starts).then(
+      ([info]) => void (this.modelInfo ??= info),
+      (error: Error) => {
+        this.fail(error);
+        throw error;
+      },
+    );
     // Callers await ready(); this keeps an unawaited failure from being reported as unhandled.
     this.readyPromise.catch(() => undefined);
   }
@@ -109,34 +137,23 @@ export class WorkerPool implements ImageEngine {
   }
 
   generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GenerateResult> {
-    if (this.closed) return Promise.reject(new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down'));
-    if (this.loadError) return Promise.reject(this.loadError);
-    if (options.signal?.aborted) return Promise.reject(new UserError(Identifiers.Cancelled, 'The job was cancelled'));
-    return new Promise<GenerateResult>((resolve, reject) => {
-      const job: Job = { id: this.nextId++, settled: false, params, options, resolve, reject };
-      if (options.signal) {
-        job.onAbort = () => this.abort(job);
-        options.signal.addEventListener('abort', job.onAbort, { once: true });
-      }
-      this.queue.push(job);
-      this.dispatch();
-    });
+    return this.generateBatch([{ params, options }])[0];
   }
 
   /**
-   * Run these jobs in the same UNet calls on the next free worker; one promise per item, each settling on its
-   * own. Items whose steps, scheduler or size differ from the first's run in a run of their own, after it.
+   * Run these jobs, chosen by the caller, in the same UNet calls on the next free worker; one promise per item,
+   * each settling on its own. An item whose steps, scheduler or size differ from the first's (which the caller
+   * should not send) runs in a run of its own, after it.
    */
   generateBatch(items: readonly BatchItem[]): Promise<GenerateResult>[] {
-    const refusal = this.closed
-      ? new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down')
-      : this.loadError;
+    const refusal = this.closing ? shuttingDown() : this.loadError;
     if (refusal) return items.map(() => Promise.reject(refusal));
     const group: Job[] = [];
     const promises = items.map(({ params, options = {} }) => {
-      if (options.signal?.aborted) return Promise.reject(new UserError(Identifiers.Cancelled, 'The job was cancelled'));
+      if (options.signal?.aborted) return Promise.reject(cancelled());
       return new Promise<GenerateResult>((resolve, reject) => {
-        const job: Job = { id: this.nextId++, settled: false, params, options, resolve, reject, group };
+        const job: Job = { id: this.nextId++, settled: false, params, options, resolve, reject };
+        if (items.length > 1) job.group = group;
         if (options.signal) {
           job.onAbort = () => this.abort(job);
           options.signal.addEventListener('abort', job.onAbort, { once: true });
@@ -144,232 +161,141 @@ export class WorkerPool implements ImageEngine {
         group.push(job);
       });
     });
-    this.queue.push(...group);
+    this.waiting.push(...group);
     this.dispatch();
     return promises;
   }
 
-  /** Runs handed to workers so far, by the number of jobs that shared each (1: a job alone). */
-  get runSizes(): ReadonlyMap<number, number> {
-    return this.runCounts;
-  }
-
-  /** Jobs waiting for a free worker (not counting running ones). */
-  get pending(): number {
-    return this.queue.length;
+  stats(): WorkerPoolStats {
+    return {
+      threadIds: this.slots.map((handle) => handle.threadId),
+      stuckThreadIds: [...this.watchdog.stuck].map((handle) => handle.threadId),
+      waiting: this.waiting.length,
+      runSizes: this.runCounts,
+    };
   }
 
   /** Make a worker exit as if it crashed (only with `allowCrashForTests`). */
   crashWorkerForTest(index = 0): void {
     if (!this.options.allowCrashForTests) throw new Error('crashWorkerForTest needs allowCrashForTests');
-    this.slots[index]?.worker.postMessage({ type: 'crash' } satisfies ToWorker);
+    this.slots[index]?.crashForTest();
   }
 
   /**
-   * Reject what waits, stop running jobs at their next step and end the workers. A worker is never terminated
-   * inside a model call: onnxruntime's native code may still be using the thread's memory.
+   * Refuse new jobs, reject what waits and abort what runs; wait until the workers have ended, at most `timeoutMs`
+   * (default 10 000), then resolve. A worker still inside a model call then no longer keeps the process alive and
+   * ends when the call returns: terminating it inside the call would abort the process (see worker-handle.ts).
    */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    const error = new UserError(Identifiers.ShuttingDown, 'The image engine is shutting down');
-    for (const job of this.queue.splice(0)) this.settle(job, error);
-    await Promise.all(
-      this.slots.map(async (slot) => {
-        if (slot.jobs.length > 0) {
-          const idle = new Promise<void>((resolve) => (slot.onIdle = resolve));
-          for (const job of slot.jobs) {
-            this.settle(job, error);
-            slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
-          }
-          await idle;
-        }
-        await slot.worker.terminate();
-      }),
-    );
+  close(options: { timeoutMs?: number } = {}): Promise<void> {
+    this.closing ??= this.shutDown(options.timeoutMs ?? 10_000);
+    return this.closing;
   }
 
-  private spawn(index: number): Promise<void> {
-    const data: WorkerData = {
+  private async shutDown(timeoutMs: number): Promise<void> {
+    for (const job of this.waiting.splice(0)) this.settle(job, shuttingDown());
+    this.watchdog.stop();
+    const handles = [...this.slots, ...this.watchdog.stuck];
+    this.slots = [];
+    for (const handle of handles) {
+      for (const job of this.runs.get(handle) ?? []) {
+        this.settle(job, shuttingDown());
+        handle.abort(job.id);
+      }
+      this.watchdog.retire(handle);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+    await Promise.race([Promise.all(handles.map((handle) => handle.ended)), bound]);
+    clearTimeout(timer);
+    const { size } = this.watchdog.stuck;
+    if (size > 0) this.log(`imagine: ${size} image worker(s) still inside a model call after ${timeoutMs} ms; each ends when its call returns`);
+  }
+
+  private newHandle(index: number): WorkerHandle {
+    const handle: WorkerHandle = new WorkerHandle({
+      index,
       modelDir: this.options.modelDir,
       loadOptions: this.options.loadOptions ?? {},
-      allowCrash: this.options.allowCrashForTests,
-    };
-    const worker = WORKER_URL.pathname.endsWith('.ts')
-      ? // A .ts entry needs tsx in the worker too: vitest does not transform worker files, and on Node 20 a worker
-        // given `--import tsx` still loads its entry before the hooks apply. tsx's tsImport loads it reliably.
-        new Worker(
-          `import(${JSON.stringify(tsxApiUrl())}).then((m) => (m.tsImport ?? m.default.tsImport)(${JSON.stringify(WORKER_URL.href)}, ${JSON.stringify(import.meta.url)}))`,
-          { eval: true, workerData: data },
-        )
-      : new Worker(WORKER_URL, { workerData: data });
-    const slot: Slot = { index, worker, ready: false, jobs: [] };
-    this.slots[index] = slot;
-    return new Promise<void>((resolve, reject) => {
-      /** The start promise is settled. */
-      let started = false;
-      /** The model loaded: a later exit is a crash to recover from, an earlier one is a failed start. */
-      let loaded = false;
-      let lastError: Error | undefined;
-      worker.on('message', (message: FromWorker) => {
-        switch (message.type) {
-          case 'ready':
-            this.modelInfo = message.info;
-            slot.ready = true;
-            started = true;
-            loaded = true;
-            resolve();
-            this.dispatch();
-            break;
-          case 'load-error': {
-            const error = deserializeError(message.error);
-            started = true;
-            this.loadError = error;
-            reject(error);
-            for (const job of this.queue.splice(0)) this.settle(job, error);
-            void worker.terminate();
-            break;
-          }
-          case 'log':
-            this.log(message.line);
-            break;
-          default:
-            this.onJobMessage(slot, message);
-        }
-      });
-      worker.on('error', (error) => {
-        lastError = error;
-        this.log(`imagine: image worker ${index} failed: ${error.message}`);
-        if (!started) {
-          started = true;
-          reject(error);
-        }
-      });
-      worker.on('exit', (code) => {
-        const jobs = slot.jobs;
-        slot.jobs = [];
-        slot.onIdle?.();
-        if (this.slots[index] !== slot || this.closed || this.loadError) return;
-        const cause = lastError ? `: ${lastError.message}` : '';
-        for (const job of jobs) {
-          this.settle(job, new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}${cause}) while making this picture; it has been restarted, please try again`));
-        }
-        if (!loaded) {
-          // Never restart a worker that could not start: it would fail again, forever.
-          if (!started) {
-            started = true;
-            reject(new WorkerCrashError(`The image worker stopped (exit code ${code}${lastError ? `: ${lastError.message}` : ''}) before the model was loaded`));
-          }
-          return;
-        }
-        this.log(`imagine: image worker ${index} exited with code ${code}; restarting it`);
-        this.restart(index);
-      });
+      allowCrash: this.options.allowCrashForTests ?? false,
+      log: this.log,
+      onFree: () => {
+        this.modelInfo ??= handle.info;
+        this.dispatch();
+      },
+      onRestartFailed: (error) => this.fail(error),
     });
+    void handle.ended.then(() => this.runs.delete(handle));
+    return handle;
   }
 
-  private restart(index: number): void {
-    const start = this.spawn(index);
-    start.catch((error: Error) => {
-      // The model loaded before; failing now is an outage: fail what waits rather than loop.
-      this.loadError = error;
-      for (const job of this.queue.splice(0)) this.settle(job, error);
-    });
-  }
-
-  private onJobMessage(slot: Slot, message: FromWorker): void {
-    if (!('id' in message)) return;
-    const job = slot.jobs.find((j) => j.id === message.id);
-    if (!job) return;
-    switch (message.type) {
-      case 'progress':
-        if (job.settled) break;
-        try {
-          job.options.onProgress?.(message.progress);
-        } catch (error) {
-          this.log(`imagine: a progress callback threw: ${(error as Error).message}`);
-        }
-        break;
-      case 'result':
-        this.settle(job, undefined, message.result);
-        this.release(slot, job);
-        break;
-      case 'error':
-        this.settle(job, deserializeError(message.error));
-        this.release(slot, job);
-        break;
-    }
-  }
-
-  /** The worker is done with `job`; when its whole run is done, the worker takes the next. */
-  private release(slot: Slot, job: Job): void {
-    slot.jobs = slot.jobs.filter((j) => j !== job);
-    if (slot.jobs.length > 0) return;
-    slot.onIdle?.();
-    slot.onIdle = undefined;
-    if (this.slots[slot.index] !== slot) {
-      // A worker replaced after it got stuck has finally come back: now it can be ended safely.
-      void slot.worker.terminate();
-      return;
-    }
-    this.dispatch();
+  /** The model loaded before and now cannot: an outage. Fail what waits rather than loop. */
+  private fail(error: Error): void {
+    this.loadError ??= error;
+    for (const job of this.waiting.splice(0)) this.settle(job, error);
   }
 
   private dispatch(): void {
-    if (this.closed) return;
-    for (const slot of this.slots) {
-      if (!slot || !slot.ready || slot.jobs.length > 0) continue;
-      const first = this.queue.shift();
+    if (this.closing) return;
+    for (const handle of this.slots) {
+      if (!handle.free) continue;
+      const first = this.waiting.shift();
       if (!first) return;
       const jobs = [first, ...this.groupmates(first)];
-      slot.jobs = jobs;
       this.runCounts.set(jobs.length, (this.runCounts.get(jobs.length) ?? 0) + 1);
-      slot.worker.postMessage({
-        type: 'generate',
-        jobs: jobs.map((job) => ({
+      this.runs.set(handle, jobs);
+      handle.run(
+        jobs.map((job) => ({
           id: job.id,
           params: job.params,
           previewEvery: job.options.previewEvery,
-          wantProgress: job.options.onProgress !== undefined,
+          onProgress: job.options.onProgress && ((progress) => {
+            if (!job.settled) job.options.onProgress?.(progress);
+          }),
+          onDone: (error, result) => this.done(handle, job, error, result),
         })),
-      } satisfies ToWorker);
+      );
     }
   }
 
-  /** The batch key and image count of a job; undefined for a job that fails validation. */
-  private keyOf(job: Job): { key: string; images: number } | undefined {
-    if (!this.modelInfo) return undefined;
-    try {
-      const checked = checkInputs(job.params, this.modelInfo);
-      return { key: batchKey(checked), images: checked.count };
-    } catch {
-      return undefined; // the worker will say what is wrong with it, alone
-    }
-  }
-
-  /** The rest of `first`'s generateBatch group that can share its UNet calls, taken out of the queue. */
+  /** The rest of `first`'s generateBatch group that can share its UNet calls, taken out of the waiting list. */
   private groupmates(first: Job): Job[] {
-    if (!first.group) return [];
-    const head = this.keyOf(first);
-    if (!head) return [];
-    const chosen = this.queue.filter((job) => job.group === first.group && this.keyOf(job)?.key === head.key);
-    for (const job of chosen) this.queue.splice(this.queue.indexOf(job), 1);
+    if (!first.group || !this.modelInfo) return [];
+    const key = (job: Job) => {
+      try {
+        return batchKey(checkInputs(job.params, this.modelInfo!));
+      } catch {
+        return undefined; // the worker will say what is wrong with it, alone
+      }
+    };
+    const head = key(first);
+    if (head === undefined) return [];
+    const chosen = this.waiting.filter((job) => job.group === first.group && key(job) === head);
+    for (const job of chosen) this.waiting.splice(this.waiting.indexOf(job), 1);
     return chosen;
   }
 
-  private abort(job: Job): void {
-    const queued = this.queue.indexOf(job);
-    if (queued >= 0) {
-      this.queue.splice(queued, 1);
-      this.settle(job, new UserError(Identifiers.Cancelled, 'The job was cancelled'));
+  /** The worker has answered for `job` (or died). */
+  private done(handle: WorkerHandle, job: Job, error?: Error, result?: GenerateResult): void {
+    this.settle(job, error, result);
+    const left = (this.runs.get(handle) ?? []).filter((j) => j !== job);
+    if (left.length > 0) {
+      this.runs.set(handle, left);
       return;
     }
-    // Running: answer now rather than when its run ends (in a shared run, that is when the others finish). The
-    // worker stops at its next step, or keeps computing its rows for the others; the slot stays busy until then.
-    const slot = this.slots.find((s) => s?.jobs.includes(job));
-    if (!slot) return;
-    this.settle(job, new UserError(Identifiers.Cancelled, 'The job was cancelled'));
-    slot.worker.postMessage({ type: 'abort', id: job.id } satisfies ToWorker);
+    this.runs.delete(handle);
+    this.watchdog.forget(handle);
+  }
+
+  private abort(job: Job): void {
+    const waitingAt = this.waiting.indexOf(job);
+    if (waitingAt >= 0) this.waiting.splice(waitingAt, 1);
+    this.settle(job, cancelled());
+    const [handle, run] = [...this.runs].find(([, jobs]) => jobs.includes(job)) ?? [];
+    if (!handle || !run) return;
+    // Running: answered now rather than when its run ends (in a shared run, when the others finish). The worker
+    // stops at its next step, or keeps computing its rows for the others.
+    handle.abort(job.id);
+    if (run.every((j) => j.settled)) this.watchdog.watch(handle);
   }
 
   private settle(job: Job, error?: Error, result?: GenerateResult): void {
@@ -379,11 +305,4 @@ export class WorkerPool implements ImageEngine {
     if (error) job.reject(error);
     else job.resolve(result!);
   }
-}
-
-function deserializeError(error: SerializedError): Error {
-  if (error.identifier) return new UserError(error.identifier as Identifier, error.message, error.context ?? {});
-  const result = new Error(error.message);
-  if (error.name && error.name !== 'Error') Object.defineProperty(result, 'name', { value: error.name });
-  return result;
 }
