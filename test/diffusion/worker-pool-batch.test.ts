@@ -5,7 +5,7 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/worker-pool.js';
+import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import type { GenerateParams, GenerateResult } from '../../src/diffusion/types.js';
 
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');

@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { loadModel } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/worker-pool.js';
+import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import type { GenerateParams, StepProgress } from '../../src/diffusion/types.js';
 
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
@@ -90,10 +90,10 @@ describe('WorkerPool', () => {
     const queuedAbort = new AbortController();
     const queuedProgress: number[] = [];
     const queued = p.generate(base, { signal: queuedAbort.signal, onProgress: (s) => queuedProgress.push(s.step) });
-    expect(p.pending).toBe(1);
+    expect(p.stats().waiting).toBe(1);
     queuedAbort.abort();
     await expect(queued).rejects.toMatchObject({ identifier: 'cancelled' });
-    expect(p.pending).toBe(0);
+    expect(p.stats().waiting).toBe(0);
     runningAbort.abort();
     await expect(running).rejects.toMatchObject({ identifier: 'cancelled' });
     expect(queuedProgress).toEqual([]);
@@ -123,15 +123,6 @@ describe('WorkerPool', () => {
     expect(logs.some((l) => /restarting/.test(l))).toBe(false);
   });
 
-  it('GIVEN a job past its timeout THEN the caller gets a `timeout` UserError at once and the worker, stopped at its next step, serves the next job', async () => {
-    const { pool: p, logs } = await pool({ jobTimeoutMs: 3000 });
-    const error = await p.generate(long).catch((e: unknown) => e);
-    expect(isUserError(error) && error.identifier).toBe('timeout');
-    const next = await p.generate({ ...base, steps: 1 });
-    expect(next.images).toHaveLength(1);
-    expect(logs.filter((l) => /restart/.test(l))).toEqual([]);
-  });
-
   it('GIVEN a model that does not fit THEN creating the pool fails with the loader message', async () => {
     const dir = join(temp, 'misfit');
     cpSync(SD_TINY, dir, { recursive: true });
@@ -141,7 +132,7 @@ describe('WorkerPool', () => {
 
   it('GIVEN a plain node process with tsx (as npm scripts run) THEN the .ts worker starts and makes a picture', async () => {
     const script = join(temp, 'pool-under-tsx.mts'); // .mts: ESM (top-level await) outside the package
-    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'diffusion', 'worker-pool.ts')).href;
+    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'diffusion', 'engine', 'worker-pool.ts')).href;
     writeFileSync(
       script,
       `import { createWorkerPool } from ${JSON.stringify(poolUrl)};
@@ -158,47 +149,23 @@ console.log(JSON.stringify({ bytes: result.images[0].byteLength, png: Buffer.fro
     expect(out.bytes).toBeGreaterThan(100);
   });
 
-  it.each([
-    [8, 'share UNet calls (steps interleave)', true],
-    [1, 'run one at a time by default', false],
-  ] as const)('GIVEN waiting jobs of one size and maxBatchImages %i THEN they %s, each with its solo pictures', async (maxBatchImages, _, batched) => {
-    const { pool: p } = await pool({ maxBatchImages });
+  it('GIVEN waiting jobs of one size given one by one THEN each runs alone, in order: grouping is the queue\'s (generateBatch)', async () => {
+    const { pool: p } = await pool();
     // A long job holds the worker while the others queue up; cancelling it frees the worker for them.
     const { onProgress, started } = firstProgress();
     const firstAbort = new AbortController();
     const first = p.generate(long, { onProgress, signal: firstAbort.signal }).catch((e: unknown) => e);
     await started;
     const events: string[] = [];
-    const jobs: GenerateParams[] = [
-      { ...base, prompt: 'one', seed: 1 },
-      { ...base, prompt: 'two', seed: 2, guidanceScale: 1, count: 2 },
-      { ...base, prompt: 'three', seed: 3 },
-      { ...base, prompt: 'other size', seed: 4, width: 128 },
-    ];
+    const jobs: GenerateParams[] = [1, 2, 3].map((seed) => ({ ...base, prompt: `job ${seed}`, seed }));
     const running = Promise.all(jobs.map((params, j) => p.generate(params, { onProgress: (s) => events.push(`${j}:${s.step}`) })));
-    expect(p.pending).toBe(4);
+    expect(p.stats().waiting).toBe(3);
     firstAbort.abort();
     const results = await running;
     expect(await first).toMatchObject({ identifier: 'cancelled' });
-    // Jobs 0-2 share steps, scheduler and size; job 3 does not and always runs on its own, after them.
-    const order = events.filter((e) => !e.startsWith('3:'));
-    expect(order.slice(0, 3)).toEqual(batched ? ['0:1', '1:1', '2:1'] : ['0:1', '0:2', '0:3']);
-    expect(events.slice(-3)).toEqual(['3:1', '3:2', '3:3']);
-    const model = await loadModel(SD_TINY);
-    try {
-      for (let j = 0; j < jobs.length; j++) {
-        const alone = await generate(model, jobs[j]);
-        expect(results[j].images).toHaveLength(alone.images.length);
-        for (let i = 0; i < alone.images.length; i++) {
-          const [a, b] = await Promise.all([sharp(results[j].images[i]).raw().toBuffer(), sharp(alone.images[i]).raw().toBuffer()]);
-          let max = 0;
-          for (let k = 0; k < a.length; k++) max = Math.max(max, Math.abs(a[k] - b[k]));
-          expect(max).toBeLessThanOrEqual(1);
-        }
-      }
-    } finally {
-      await model.release();
-    }
+    expect(events).toEqual(['0:1', '0:2', '0:3', '1:1', '1:2', '1:3', '2:1', '2:2', '2:3']);
+    expect(results.map((r) => r.seed)).toEqual([1, 2, 3]);
+    expect([...p.stats().runSizes]).toEqual([[1, 4]]);
   });
 
   it('GIVEN two workers THEN two jobs run side by side and close() rejects what waits', async () => {

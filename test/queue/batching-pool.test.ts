@@ -4,7 +4,7 @@ import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, type WorkerPool } from '../../src/diffusion/worker-pool.js';
+import { createWorkerPool, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import { FairQueue } from '../../src/queue/fair-queue.js';
 import type { DeliverFn } from '../../src/queue/types.js';
 import type { GenerateParams, GenerateResult } from '../../src/diffusion/types.js';
@@ -46,7 +46,7 @@ describe('FairQueue batching over the real worker pool (pixel-tiny)', () => {
     for (const [userId, params] of Object.entries(jobs)) queue.submit({ guildId: 'g', channelId: 'c', userId, params });
     await queue.onIdle();
 
-    expect([...pool.runSizes]).toEqual([[4, 1]]);
+    expect([...pool.stats().runSizes]).toEqual([[4, 1]]);
     expect([...results.keys()].sort()).toEqual(Object.keys(jobs));
     const model = await loadModel(PIXEL_TINY);
     try {

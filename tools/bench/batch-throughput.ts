@@ -142,7 +142,7 @@ export async function measureBatchThroughput(input: BatchThroughputInput): Promi
 }
 
 async function main(argv: string[]): Promise<void> {
-  const { createWorkerPool } = await import('../../src/diffusion/worker-pool.js');
+  const { createWorkerPool } = await import('../../src/diffusion/engine/worker-pool.js');
   const options: Record<string, number> = { jobs: 4, steps: 20, rounds: 3, guidanceScale: 7.5 };
   const dirs: string[] = [];
   for (let i = 0; i < argv.length; i++) {

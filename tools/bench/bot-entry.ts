@@ -9,7 +9,7 @@ import { startApp } from '../../src/app.js';
 import { createLogger } from '../../src/log.js';
 import { resolveModelDir } from '../../src/diffusion/model-path.js';
 import type { LoadModelOptions } from '../../src/diffusion/model.js';
-import { createWorkerPool } from '../../src/diffusion/worker-pool.js';
+import { createWorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 
 async function main(): Promise<void> {
   const extra = JSON.parse(process.argv[2] ?? '{}') as Omit<LoadModelOptions, 'log'>;
@@ -18,7 +18,6 @@ async function main(): Promise<void> {
   const pool = await createWorkerPool({
     modelDir: resolveModelDir(config.modelDir),
     workers: config.engineWorkers,
-    jobTimeoutMs: config.jobTimeoutMs,
     loadOptions: { executionProviders: config.executionProviders, ...extra },
     log: (line) => logger.info(line),
   });

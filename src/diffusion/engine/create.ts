@@ -12,12 +12,11 @@ export async function createEngine(config: Config, logger: Logger): Promise<Imag
     const { StandInEngine } = await import('./stand-in.js');
     return new StandInEngine({ msPerStep: config.standInStepMs, width: 64, height: 64 });
   }
-  const { createWorkerPool } = await import('../worker-pool.js');
+  const { createWorkerPool } = await import('./worker-pool.js');
   const modelDir = resolveModelDir(config.modelDir);
   return createWorkerPool({
     modelDir,
     workers: config.engineWorkers,
-    jobTimeoutMs: config.jobTimeoutMs,
     loadOptions: { executionProviders: config.executionProviders },
     log: (line) => logger.info(line),
   });

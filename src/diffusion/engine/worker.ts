@@ -1,13 +1,14 @@
 /**
  * Worker-thread entry: load the model once, then run jobs one at a time and post progress and PNG bytes back.
  * onnxruntime-node's run() blocks its thread for a whole UNet call, so this keeps the bot's event loop free.
- * The messages are the plain data described in worker-pool.ts; images and previews travel as transferred buffers.
+ * The messages below are plain data (worker-handle.ts posts and reads them); images and previews travel as
+ * transferred buffers.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { isUserError } from '../errors.js';
-import { loadModel, type DiffusionModel, type LoadModelOptions } from './model.js';
-import { generateBatch } from './pipeline.js';
-import type { GenerateParams } from './types.js';
+import { isUserError } from '../../errors.js';
+import { loadModel, type DiffusionModel, type LoadModelOptions } from '../model.js';
+import { generateBatch } from '../pipeline.js';
+import type { GenerateParams, GenerateResult, StepProgress } from '../types.js';
 
 export interface WorkerData {
   modelDir: string;
@@ -40,8 +41,8 @@ export type FromWorker =
   | { type: 'ready'; info: DiffusionModel['info']; executionProvider: string }
   | { type: 'load-error'; error: SerializedError }
   | { type: 'log'; line: string }
-  | { type: 'progress'; id: number; progress: import('./types.js').StepProgress }
-  | { type: 'result'; id: number; result: import('./types.js').GenerateResult }
+  | { type: 'progress'; id: number; progress: StepProgress }
+  | { type: 'result'; id: number; result: GenerateResult }
   | { type: 'error'; id: number; error: SerializedError };
 
 export function serializeError(error: unknown): SerializedError {
@@ -67,7 +68,7 @@ async function main(): Promise<void> {
   post({ type: 'ready', info: model.info, executionProvider: model.executionProvider });
 
   const controllers = new Map<number, AbortController>();
-  // Runs go one after another; the pool sends one at a time, this chain only guards against overlap.
+  // Runs go one after another; the handle sends one at a time, this chain only guards against overlap.
   let chain = Promise.resolve();
 
   port.on('message', (message: ToWorker) => {
