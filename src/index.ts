@@ -1,7 +1,7 @@
 /**
  * `npm start`: read the config (a bad one is one line and exit 1, before anything starts), start the bot, and
- * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start; exit 1 if the
- * stop takes longer than lifecycle.ts's bound). An uncaught exception exits 1 after closing the journal.
+ * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start; past lifecycle.ts's
+ * bound the journal is closed and the process ends itself with SIGKILL). An uncaught exception exits 1 after closing the journal.
  */
 import { ConfigError, loadConfig, type Config } from './config.js';
 

@@ -10,9 +10,11 @@ export const SHUTDOWN_TIMEOUT_MS = 20_000;
 
 /** The parts of `process` this module uses (tests pass a stand-in). */
 export interface ProcessLike {
+  readonly pid: number;
   once(event: 'SIGTERM' | 'SIGINT', listener: (signal: NodeJS.Signals) => void): unknown;
   on(event: 'uncaughtException' | 'unhandledRejection', listener: (error: unknown) => void): unknown;
   exit(code: number): void;
+  kill(pid: number, signal: NodeJS.Signals): unknown;
 }
 
 export interface LifecycleOptions {
@@ -67,11 +69,16 @@ export function guardProcess(options: LifecycleOptions): { started(): void } {
     if (stopping) return;
     stopping = true;
     const clean = await stopWithin(options.stop, timeoutMs, logger);
-    if (!clean) {
-      logger.error('shutdown took too long; exiting with the running job left for the next start', { timeoutMs });
-      options.closeNow();
+    if (clean) {
+      proc.exit(0);
+      return;
     }
-    proc.exit(clean ? 0 : 1);
+    logger.error('shutdown took too long; exiting with the running job left for the next start', { timeoutMs });
+    options.closeNow();
+    // Node's exit waits for a worker thread's native model call to return (and terminating that thread mid-call
+    // aborts the process once the call returns): a stuck call would hold the exit for as long as it runs. The
+    // journal is closed, so the only bounded way out is the kernel's.
+    proc.kill(proc.pid, 'SIGKILL');
   };
   const onSignal = (signal: NodeJS.Signals) => {
     if (signalled) return;

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadModel } from '../../src/diffusion/model.js';
-import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
-import type { GenerateParams, GenerateResult } from '../../src/diffusion/types.js';
+import { loadModel } from '../../../src/diffusion/model.js';
+import { generate } from '../../../src/diffusion/pipeline.js';
+import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../../src/diffusion/engine/worker-pool.js';
+import type { GenerateParams, GenerateResult } from '../../../src/diffusion/types.js';
 
-const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
+const MODELS = join(import.meta.dirname, '..', '..', 'fixtures', 'models');
 const SD_TINY = join(MODELS, 'sd-tiny');
 const PIXEL_TINY = join(MODELS, 'pixel-tiny');
 

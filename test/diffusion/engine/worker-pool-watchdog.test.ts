@@ -6,15 +6,15 @@ import { cpSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { parseConfig } from '../../src/config.js';
-import { silentLogger } from '../../src/log.js';
-import { createEngine } from '../../src/diffusion/engine/create.js';
-import { StuckWatchdog } from '../../src/diffusion/engine/stuck-watchdog.js';
-import type { WorkerHandle } from '../../src/diffusion/engine/worker-handle.js';
-import { createWorkerPool, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
-import type { GenerateParams, ImageEngine, StepProgress } from '../../src/diffusion/types.js';
+import { parseConfig } from '../../../src/config.js';
+import { silentLogger } from '../../../src/log.js';
+import { createEngine } from '../../../src/diffusion/engine/create.js';
+import { StuckWatchdog } from '../../../src/diffusion/engine/stuck-watchdog.js';
+import type { WorkerHandle } from '../../../src/diffusion/engine/worker-handle.js';
+import { createWorkerPool, type WorkerPool } from '../../../src/diffusion/engine/worker-pool.js';
+import type { GenerateParams, ImageEngine, StepProgress } from '../../../src/diffusion/types.js';
 
-const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
+const MODELS = join(import.meta.dirname, '..', '..', 'fixtures', 'models');
 const temp = mkdtempSync(join(tmpdir(), 'imagine-pool-watchdog-'));
 // sd-tiny with the slow UNet: 64 px steps take milliseconds, one 256 px UNet call takes seconds.
 const SLOW = join(temp, 'slow');

@@ -7,13 +7,13 @@ import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
-import { isUserError } from '../../src/errors.js';
-import { loadModel } from '../../src/diffusion/model.js';
-import { generate } from '../../src/diffusion/pipeline.js';
-import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
-import type { GenerateParams, StepProgress } from '../../src/diffusion/types.js';
+import { isUserError } from '../../../src/errors.js';
+import { loadModel } from '../../../src/diffusion/model.js';
+import { generate } from '../../../src/diffusion/pipeline.js';
+import { createWorkerPool, WorkerCrashError, type WorkerPool } from '../../../src/diffusion/engine/worker-pool.js';
+import type { GenerateParams, StepProgress } from '../../../src/diffusion/types.js';
 
-const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
+const MODELS = join(import.meta.dirname, '..', '..', 'fixtures', 'models');
 const SD_TINY = join(MODELS, 'sd-tiny');
 const base: GenerateParams = { prompt: 'a green triangle', steps: 3, seed: 7, guidanceScale: 7.5, scheduler: 'euler' };
 // A job long enough to still be running when the test acts on it, even on a fast machine (512 px, 8 images with
@@ -132,7 +132,7 @@ describe('WorkerPool', () => {
 
   it('GIVEN a plain node process with tsx (as npm scripts run) THEN the .ts worker starts and makes a picture', async () => {
     const script = join(temp, 'pool-under-tsx.mts'); // .mts: ESM (top-level await) outside the package
-    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', 'src', 'diffusion', 'engine', 'worker-pool.ts')).href;
+    const poolUrl = pathToFileURL(join(import.meta.dirname, '..', '..', '..', 'src', 'diffusion', 'engine', 'worker-pool.ts')).href;
     writeFileSync(
       script,
       `import { createWorkerPool } from ${JSON.stringify(poolUrl)};
