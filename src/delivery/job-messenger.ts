@@ -16,6 +16,7 @@ import { createLogger, type Logger } from '../log.js';
 import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
 import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
+import { ReactionLanes } from './reaction-lanes.js';
 import { DEFAULT_ATTACHMENT_LIMIT, enlargeSmall, fitImage, previewPng } from './images.js';
 import { renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
 
@@ -27,11 +28,6 @@ const TOKEN_SAFETY_MARGIN_MS = 30_000;
 export const REROLL_EMOJI = '🔁';
 export const CANCEL_EMOJI = '❌';
 
-/**
- * Discord limits reaction changes to about one per 250 ms (shared by add and remove, which discord.js buckets
- * apart, so it cannot pace them itself); reaction calls go one at a time with this gap.
- */
-const REACTION_GAP_MS = 300;
 
 /** Webhook answers that mean "this token or message is gone": fall back to a channel message. */
 const DEAD_WEBHOOK_CODES = new Set([10008, 10015, 10062, 50027]);
@@ -43,6 +39,8 @@ export interface JobMessengerOptions {
   editIntervalMs?: number;
   /** Progress edits per channel per minute, shared by every job in the channel; 0: no limit. Default 30. */
   channelEditsPerMinute?: number;
+  /** Pause after each reaction call, per channel (Discord allows about one per 250 ms). Default 300. */
+  reactionGapMs?: number;
   /** Side of the preview image in pixels. Default 256. */
   previewSide?: number;
   logger?: Logger;
@@ -84,11 +82,13 @@ class JobMessage {
   /** A channel message this bot posted for the job (a reroll's message, or the fallback past the token). */
   channelMessageId: string | undefined;
   webhookDead = false;
-  /** Messages on which this bot added ❌, to take it back at the end. */
-  cancelReactionOn = new Set<string>();
+  /** Messages on which this run offered ❌ (the call may still wait its turn in the channel's line). */
+  cancelOffered = new Set<string>();
+  /** Of those, the ones where the ❌ was really added. */
+  cancelAdded = new Set<string>();
+  /** The job has ended: an ❌ still waiting for its turn is no longer worth adding. */
+  ended = false;
   attachmentLimit = DEFAULT_ATTACHMENT_LIMIT;
-  /** The ❌ being added, so taking it back waits for it. */
-  pendingReactions: Promise<void> = Promise.resolve();
   pacer: EditPacer<PendingStage>;
 
   constructor(job: JobRecord, acknowledged: Promise<boolean>, pacer: (message: JobMessage) => EditPacer<PendingStage>) {
@@ -111,7 +111,7 @@ export class JobMessenger {
   /** Interactions whose defer is under way, by token: their reply cannot be edited before it exists. */
   private readonly holds = new Map<string, { promise: Promise<boolean>; attachmentLimit?: number }>();
   private readonly unsubscribe: Array<() => void> = [];
-  private reactionLane: Promise<unknown> = Promise.resolve();
+  private readonly reactions: ReactionLanes;
   private readonly channelBudget: ChannelBudget;
 
   constructor(options: JobMessengerOptions) {
@@ -122,6 +122,7 @@ export class JobMessenger {
     this.logger = options.logger ?? createLogger();
     this.now = options.now ?? Date.now;
     this.channelBudget = new ChannelBudget(options.channelEditsPerMinute ?? 30);
+    this.reactions = new ReactionLanes(options.reactionGapMs);
 
     const events = this.queue.events;
     this.unsubscribe.push(
@@ -149,8 +150,9 @@ export class JobMessenger {
     const receipt: DeliveryReceipt = editedId
       ? { messageId: editedId }
       : await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
-    await this.react(job.channelId, receipt.messageId, REROLL_EMOJI);
-    await this.takeBackCancelReactions(message);
+    // The picture is posted: the journal may say so now. The reactions follow in the channel's line.
+    void this.react(job.channelId, receipt.messageId, REROLL_EMOJI);
+    this.takeBackCancelReactions(message);
     this.messages.delete(job.id);
     return receipt;
   };
@@ -222,7 +224,7 @@ export class JobMessenger {
     const message = this.messageFor(job);
     try {
       await message.pacer.finish(stage);
-      await this.takeBackCancelReactions(message);
+      this.takeBackCancelReactions(message);
     } catch (error) {
       this.logger.warn('could not show the end of a job', { jobId: job.id, stage: stage.kind, error: error });
     } finally {
@@ -371,7 +373,7 @@ export class JobMessenger {
     message.channelMessageId = undefined;
     const id = await this.upsertChannelMessage(message, body, job.deliveryKey);
     if (progressId) {
-      message.cancelReactionOn.delete(progressId);
+      message.cancelOffered.delete(progressId);
       await this.rest.delete(Routes.channelMessage(job.channelId, progressId)).catch((error: unknown) => {
         this.logger.warn('could not remove the progress message', { jobId: job.id, error: error });
       });
@@ -390,47 +392,49 @@ export class JobMessenger {
 
   // ---- reactions ----
 
-  /** Adds ❌ once per message, without holding up the progress edit that called it. */
+  /** Offers ❌ once per message, without holding up the progress edit that called it. */
   private offerCancel(message: JobMessage, messageId: string): void {
-    if (message.cancelReactionOn.has(messageId)) return;
-    message.cancelReactionOn.add(messageId);
-    message.pendingReactions = this.react(message.job.channelId, messageId, CANCEL_EMOJI);
+    if (message.cancelOffered.has(messageId)) return;
+    message.cancelOffered.add(messageId);
+    void this.reactions
+      .run(message.job.channelId, () => {
+        if (message.ended) return undefined;
+        return this.rest.put(this.ownReaction(message.job.channelId, messageId, CANCEL_EMOJI)).then(() => {
+          message.cancelAdded.add(messageId);
+        });
+      })
+      .catch((error: unknown) => this.logger.warn(`could not add ${CANCEL_EMOJI}`, { jobId: message.job.id, messageId, error }));
   }
 
-  private async takeBackCancelReactions(message: JobMessage): Promise<void> {
-    await message.pendingReactions;
-    // After a restart the set is empty, but the job's message may still carry the ❌ of the previous run.
-    const messageId = this.messageIdOf(message);
-    if (messageId) message.cancelReactionOn.add(messageId);
-    for (const messageId of message.cancelReactionOn) {
-      try {
-        await this.reactionCall(() =>
-          this.rest.delete(Routes.channelMessageOwnReaction(message.job.channelId, messageId, encodeURIComponent(CANCEL_EMOJI))),
-        );
-      } catch (error) {
-        this.logger.warn('could not remove ❌', { jobId: message.job.id, error: error });
-      }
+  /**
+   * Takes back this bot's ❌ once the job has ended. The removals wait in the channel's line behind the adds,
+   * so each knows whether its add happened; an ❌ never added costs no call.
+   */
+  private takeBackCancelReactions(message: JobMessage): void {
+    message.ended = true;
+    const targets = new Set(message.cancelOffered);
+    // After a restart nothing was offered in this run, but the job's message may carry the previous run's ❌.
+    const own = this.messageIdOf(message);
+    if (own) targets.add(own);
+    for (const messageId of targets) {
+      const offered = message.cancelOffered.has(messageId);
+      void this.reactions
+        .run(message.job.channelId, () => {
+          if (offered && !message.cancelAdded.has(messageId)) return undefined;
+          return this.rest.delete(this.ownReaction(message.job.channelId, messageId, CANCEL_EMOJI));
+        })
+        .catch((error: unknown) => this.logger.warn(`could not remove ${CANCEL_EMOJI}`, { jobId: message.job.id, error }));
     }
-    message.cancelReactionOn.clear();
   }
 
-  /** Runs reaction calls one at a time, REACTION_GAP_MS apart. */
-  private reactionCall(call: () => Promise<unknown>): Promise<void> {
-    const run = this.reactionLane.then(async () => {
-      try {
-        await call();
-      } finally {
-        await new Promise((resolve) => setTimeout(resolve, REACTION_GAP_MS));
-      }
-    });
-    this.reactionLane = run.catch(() => {});
-    return run;
+  private ownReaction(channelId: string, messageId: string, emoji: string) {
+    return Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji));
   }
 
   /** Reactions are a courtesy: a missing Add Reactions permission must not fail a delivery. */
   private async react(channelId: string, messageId: string, emoji: string): Promise<void> {
     try {
-      await this.reactionCall(() => this.rest.put(Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji))));
+      await this.reactions.run(channelId, () => this.rest.put(this.ownReaction(channelId, messageId, emoji)));
     } catch (error) {
       this.logger.warn(`could not add ${emoji}`, { channelId, messageId, error: error });
     }

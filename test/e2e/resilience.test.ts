@@ -80,6 +80,21 @@ describe('delivery under Discord’s rules and faults', () => {
     await eventually(() => h.app.queue.get(job.id)!.state === 'cancelled', 15_000, 'the job cancelled from the channel message');
   });
 
+  it('GIVEN reaction calls held up by a 429 THEN the picture is posted and the job is done without waiting for them', async () => {
+    const { emulator } = h;
+    // The next reaction call is told to wait 20 s, holding up the channel's line: pictures must not queue behind it.
+    emulator.injectRateLimit((call) => call.route.includes('/reactions/'), { count: 1, retryAfter: 20 });
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'no waiting on emoji', steps: 2 } });
+    await handle.waitForResponse();
+    const started = Date.now();
+    await finishedOriginal(handle);
+    const job = h.app.queue.findByMessageId(handle.original()!.message.id)!;
+    await eventually(() => h.app.queue.get(job.id)!.state === 'done', 15_000, 'the job done while its reactions wait');
+    expect(Date.now() - started).toBeLessThan(15_000);
+    // The 🔁 still arrives once the channel's line is through the 429s.
+    await eventually(() => handle.original()!.reactions.get('🔁')?.has(emulator.defaults.botUserId), 60_000, 'the bot’s 🔁 in the end');
+  });
+
   it('GIVEN the emulator clock passes 15 minutes while queued THEN delivery falls back the same way', async () => {
     const { emulator } = h;
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'clock', steps: 8 } });
