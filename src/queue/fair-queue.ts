@@ -1,16 +1,12 @@
-import PQueue from 'p-queue';
 import { createLogger, type Logger } from '../log.js';
-import { Identifiers, UserError, isUserError, type Identifier } from '../errors.js';
-import type { GenerateResult, ModelInfo, StepProgress } from '../diffusion/types.js';
-import { readMeta, writeMeta } from '../store/database.js';
+import { Identifiers, UserError } from '../errors.js';
 import { JobStore } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
-import { planBatch, type CostModel, type PlanJob } from './batch-plan.js';
 import { DeliveryRunner } from './delivery-runner.js';
-import { settleGeneration, startGeneration, type GenerationOutcome } from './engine-run.js';
-import { costModel, loadStepCosts, measureRun, planJob, positions, saveStepCosts, type StepCosts } from './eta.js';
+import { positions } from './eta.js';
 import { FairScheduler } from './fair-scheduler.js';
 import { JobIdFactory } from './ids.js';
+import { cancelledMessage, JobRunner } from './job-runner.js';
 import { JournalOutage } from './journal-outage.js';
 import { checkParams, resolveSettings, type FairQueueOptions, type QueueSettings } from './options.js';
 import { TypedEmitter } from './typed-emitter.js';
@@ -31,43 +27,12 @@ import type {
 export type { Logger } from '../log.js';
 export type { FairQueueOptions } from './options.js';
 
-type AbortKind = 'cancel' | 'timeout' | 'shutdown';
-
-interface RunningEntry {
-  job: JobRecord;
-  /** The engine run it shares with the other jobs of its batch. */
-  run: Run;
-  controller: AbortController;
-  abort?: { kind: AbortKind; by?: string };
-  progress?: StepProgress;
-  /** Resolves `done`. */
-  finish: () => void;
-  /** Resolves when the job's outcome is recorded (its run may go on for the others of its batch). */
-  done: Promise<void>;
-}
-
-/** One engine run: a job alone, or a batch sharing its UNet calls. It holds a lane until every job of it is done. */
-interface Run {
-  entries: RunningEntry[];
-  plan: PlanJob[];
-}
-
-const META_MS_PER_STEP = 'queue.msPerStep';
-const META_RUN_MS_PER_STEP = 'queue.runMsPerStepByImages';
-
 /**
- * The embedded JobQueue: one process, p-queue for the concurrency limit, `FairScheduler` to pick which waiting job
- * a free slot takes, and the SQLite journal for every state change. Places and ETAs are computed by eta.ts, the
- * posting of finished images (with its retries) is delivery-runner.ts.
- *
- * p-queue holds one "slot" task per submitted job; a slot that starts asks the scheduler for the fairest job at
- * that moment (not the one it was added for), so fairness is decided as late as possible. A cancelled job leaves
- * its slot behind; that slot finds nothing or runs another job whose own slot later finds nothing.
- *
- * With `maxBatchImages` > 1 a slot takes a run: the fairest job and the waiting jobs that can share its UNet
- * calls, chosen by batch-plan.ts in fair order, all marked running in one transaction and handed to the
- * engine's `generateBatch`. Each job keeps its own timer, cancel, outcome and journal row; the slot (a lane)
- * is held until every job of the run is done. Riders' own slots later find nothing, as after a cancel.
+ * The embedded JobQueue: one process, `FairScheduler` for the order of the waiting jobs, and the SQLite journal
+ * for every state change. This class admits jobs (caps, refusals), cancels them, answers where they stand, and
+ * resumes and shuts down; starting and running them (lanes, batches, the job timeout, outcomes) is
+ * job-runner.ts, places and ETAs are computed by eta.ts, the posting of finished images (with its retries) is
+ * delivery-runner.ts.
  *
  * A job leaves the scheduler only once the journal says it runs: if that write fails (disk full), the job keeps
  * its place and journal-outage.ts decides what happens meanwhile (submit refused, one retry with a backoff).
@@ -80,9 +45,8 @@ export class FairQueue implements JobQueue {
   /** What happens while the journal cannot be written (refusals, parked slots, retries). */
   private readonly outage: JournalOutage;
   private readonly scheduler = new FairScheduler<JobRecord>();
-  private readonly slots: PQueue;
-  private readonly running = new Map<string, RunningEntry>();
-  private readonly runs = new Set<Run>();
+  /** Starts and runs the waiting jobs, and records what came of them. */
+  private readonly runner: JobRunner;
   private readonly lastPlaces = new Map<string, number>();
   private readonly idleWaiters: (() => void)[] = [];
   private readonly ids: JobIdFactory;
@@ -90,15 +54,10 @@ export class FairQueue implements JobQueue {
   private readonly now: () => number;
   private readonly options: QueueSettings;
   private readonly memberCap: (guildId: string) => number;
-  /** The learned step costs (kept in the journal's meta table). */
-  private costs: StepCosts;
-  private readonly cost: CostModel = costModel(() => this.costs);
-  /** The model's facts, once known, when batching is on (batch keys fill in its default size and scheduler). */
-  private batchInfo?: ModelInfo;
   private resumed = false;
   private closing = false;
 
-  constructor(private readonly config: FairQueueOptions) {
+  constructor(config: FairQueueOptions) {
     this.options = resolveSettings(config);
     const cap = config.memberCap ?? 2;
     this.memberCap = typeof cap === 'number' ? () => cap : cap;
@@ -106,17 +65,12 @@ export class FairQueue implements JobQueue {
     this.now = config.now ?? Date.now;
     this.ids = new JobIdFactory(this.now);
     this.jobs = new JobStore(config.db);
-    this.costs = loadStepCosts(
-      { msPerStep: readMeta(config.db, META_MS_PER_STEP), runMsPerStep: readMeta(config.db, META_RUN_MS_PER_STEP) },
-      this.options.initialMsPerStep,
-    );
-    this.slots = new PQueue({ concurrency: this.options.concurrency });
     this.events = new TypedEmitter<QueueEventMap>((error, event) =>
       this.logger.error(`A queue "${String(event)}" listener threw`, { error }),
     );
     this.outage = new JournalOutage({
       retryDelayMs: this.options.journalRetryDelayMs,
-      retry: () => this.addSlot(),
+      retry: () => this.runner.addSlot(),
       logger: this.logger,
     });
     this.delivery = new DeliveryRunner({
@@ -127,8 +81,28 @@ export class FairQueue implements JobQueue {
       retryDelayMs: this.options.deliveryRetryDelayMs,
       keepResults: this.options.keepResults,
       events: this.events,
-      fail: (job, message, identifier) => this.fail(job, message, identifier),
+      fail: (job, message, identifier) => this.runner.fail(job, message, identifier),
       onSettled: () => this.checkIdle(),
+      logger: this.logger,
+      now: this.now,
+    });
+    this.runner = new JobRunner({
+      db: config.db,
+      jobs: this.jobs,
+      engine: config.engine,
+      settings: this.options,
+      waiting: {
+        peek: () => this.scheduler.peek(),
+        order: () => this.scheduler.order(),
+        take: (jobs) => this.takeWaiting(jobs),
+      },
+      delivery: this.delivery,
+      outage: this.outage,
+      events: this.events,
+      onRunsChanged: () => {
+        this.publishPositions();
+        this.checkIdle();
+      },
       logger: this.logger,
       now: this.now,
     });
@@ -137,24 +111,14 @@ export class FairQueue implements JobQueue {
   async resume(): Promise<ResumeReport> {
     if (this.resumed) throw new Error('resume() was already called');
     this.resumed = true;
-    if (this.options.maxBatchImages > 1) {
-      if (this.config.engine.generateBatch === undefined) {
-        this.logger.warn('maxBatchImages is set but the engine cannot run batches; jobs run one at a time');
-      } else {
-        try {
-          this.batchInfo = await this.config.engine.info();
-        } catch (error) {
-          this.logger.warn('Could not read the model facts that batching needs; jobs run one at a time', { error });
-        }
-      }
-    }
+    await this.runner.prepareBatching();
     const report: ResumeReport = { queued: 0, rerun: 0, failed: 0, redelivering: 0 };
     const unfinished = this.jobs.listByState('queued', 'running', 'delivering');
 
     // Interrupted runs go first: they were at the front of the queue when the process died.
     for (const job of unfinished.filter((j) => j.state === 'running')) {
       if (job.attempts >= this.options.maxAttempts) {
-        this.fail(
+        this.runner.fail(
           job,
           `The bot restarted while making this image ${job.attempts} times, so it was stopped to keep the queue moving.`,
           Identifiers.Timeout,
@@ -179,7 +143,7 @@ export class FairQueue implements JobQueue {
 
     // Count first: a slot may start (and take a job) inside addSlot.
     const waiting = this.scheduler.size;
-    for (let i = 0; i < waiting; i++) this.addSlot();
+    for (let i = 0; i < waiting; i++) this.runner.addSlot();
     this.publishPositions();
     this.checkIdle();
     return report;
@@ -247,7 +211,7 @@ export class FairQueue implements JobQueue {
     }
     this.outage.wrote();
     this.scheduler.add(job);
-    this.addSlot();
+    this.runner.addSlot();
     const position = this.positions().get(job.id)!;
     this.lastPlaces.set(job.id, position.place);
     this.events.emit('queued', { job, position });
@@ -258,9 +222,8 @@ export class FairQueue implements JobQueue {
   cancel(jobId: string, by?: string): CancelOutcome {
     const waiting = this.scheduler.get(jobId);
     if (waiting !== undefined) {
-      const message = by === undefined || by === waiting.userId ? 'Cancelled.' : `Cancelled by <@${by}>.`;
       // The journal first: if it cannot be written, this throws and the job keeps its place.
-      this.jobs.markCancelled(jobId, message, by, this.now());
+      this.jobs.markCancelled(jobId, cancelledMessage(waiting, by), by, this.now());
       this.scheduler.remove(jobId);
       this.lastPlaces.delete(jobId);
       const job = this.jobs.get(jobId)!;
@@ -269,17 +232,13 @@ export class FairQueue implements JobQueue {
       this.checkIdle();
       return 'cancelled';
     }
-    const entry = this.running.get(jobId);
-    if (entry !== undefined) {
-      if (entry.abort === undefined) this.abortRunning(entry, { kind: 'cancel', by });
-      return 'stopping';
-    }
+    if (this.runner.cancel(jobId, by)) return 'stopping';
     return this.jobs.get(jobId) === undefined ? 'not-found' : 'finished';
   }
 
   setMessageId(jobId: string, messageId: string): void {
     if (!this.jobs.setMessageId(jobId, messageId)) throw new Error(`No job ${jobId} in the journal`);
-    for (const job of [this.scheduler.get(jobId), this.running.get(jobId)?.job, this.delivery.get(jobId)]) {
+    for (const job of [this.scheduler.get(jobId), this.runner.get(jobId), this.delivery.get(jobId)]) {
       if (job !== undefined) job.messageId = messageId;
     }
   }
@@ -302,7 +261,8 @@ export class FairQueue implements JobQueue {
 
   snapshot(): QueueSnapshot {
     const positions = this.positions();
-    const running: JobView[] = [...this.running.values()]
+    const running: JobView[] = this.runner
+      .jobs()
       .sort((a, b) => (a.job.startedAt ?? 0) - (b.job.startedAt ?? 0))
       .map((entry) => {
         const view: JobView = { job: entry.job, position: positions.get(entry.job.id)! };
@@ -314,13 +274,13 @@ export class FairQueue implements JobQueue {
       .map((job) => ({ job, position: positions.get(job.id)! }))
       .sort((a, b) => a.position.place - b.position.place);
     const members = new Set(this.scheduler.memberKeys());
-    for (const entry of this.running.values()) members.add(`${entry.job.guildId}:${entry.job.userId}`);
+    for (const entry of this.runner.jobs()) members.add(`${entry.job.guildId}:${entry.job.userId}`);
     return {
       running,
       waiting,
       delivering: this.delivery.jobs(),
       totals: { waiting: waiting.length, running: running.length, delivering: this.delivery.size, members: members.size },
-      msPerStep: this.costs.msPerStep,
+      msPerStep: this.runner.msPerStep,
     };
   }
 
@@ -334,214 +294,31 @@ export class FairQueue implements JobQueue {
   async shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
     this.closing = true;
     this.outage.stop();
-    this.slots.pause();
-    const stopping = [...this.running.values()];
-    for (const entry of stopping) if (entry.abort === undefined) this.abortRunning(entry, { kind: 'shutdown' });
-    await Promise.all(stopping.map((entry) => entry.done));
+    const requeued = await this.runner.stop();
     await this.delivery.drain(options.deliveryGraceMs ?? 10_000);
     const waiting = this.jobs.listByState('queued');
     this.events.emit('shutdown', { waiting });
-    return { waiting, requeued: stopping.filter((entry) => entry.abort?.kind === 'shutdown').length };
-  }
-
-  // --- running -------------------------------------------------------------------------------------------
-
-  private addSlot(): void {
-    this.slots.add(() => this.runNext()).catch((error: unknown) => this.logger.error('A queue slot failed', { error }));
-  }
-
-  private async runNext(): Promise<void> {
-    // p-queue calls this synchronously inside add(): yield once so submit() returns, and `queued` is seen,
-    // before the job can start.
-    await Promise.resolve();
-    if (this.closing || !this.outage.mayStart()) return;
-    const next = this.nextRun();
-    if (next.length === 0) {
-      this.outage.nothingToStart();
-      return;
-    }
-    const startedAt = this.now();
-    let started: JobRecord[];
-    try {
-      // One transaction: after a crash, the journal shows the whole batch running, or none of it.
-      started = this.config.db.transaction(() =>
-        next.filter((job) => {
-          if (this.jobs.markRunning(job.id, startedAt)) return true;
-          this.logger.warn('A waiting job was no longer queued in the journal; skipped', { jobId: job.id });
-          return false;
-        }),
-      )();
-    } catch (error) {
-      // Nothing was taken from the scheduler: the jobs keep their places until a retry can journal the start.
-      this.outage.startFailed(error);
-      return;
-    }
-    this.outage.wrote();
-    if (this.batchInfo === undefined) this.scheduler.take();
-    else this.scheduler.takeBatch((order) => next.map((job) => order.indexOf(job)));
-    const run: Run = { entries: [], plan: [] };
-    for (const waiting of started) {
-      const job: JobRecord = { ...waiting, state: 'running', startedAt, attempts: waiting.attempts + 1 };
-      let finish!: () => void;
-      run.entries.push({
-        job,
-        run,
-        controller: new AbortController(),
-        finish: () => finish(),
-        done: new Promise((resolve) => (finish = resolve)),
-      });
-      run.plan.push(this.planJob(job));
-    }
-    if (run.entries.length === 0) return;
-    this.runs.add(run);
-    for (const entry of run.entries) {
-      this.running.set(entry.job.id, entry);
-      this.lastPlaces.delete(entry.job.id);
-      this.events.emit('started', { job: entry.job });
-    }
-    this.publishPositions();
-    const generations = startGeneration(
-      this.config.engine,
-      run.entries.map((entry) => ({
-        params: entry.job.params,
-        options: {
-          signal: entry.controller.signal,
-          onProgress: (progress) => {
-            entry.progress = progress;
-            this.events.emit('progress', { job: entry.job, progress });
-          },
-        },
-      })),
-    );
-    const outcomes = await Promise.all(
-      run.entries.map(async (entry, k) => {
-        try {
-          return await this.run(entry, generations[k]);
-        } catch (error) {
-          this.logger.error('The queue failed to record a job outcome', { jobId: entry.job.id, error });
-          return undefined;
-        } finally {
-          this.running.delete(entry.job.id);
-          entry.finish();
-        }
-      }),
-    );
-    this.runs.delete(run);
-    this.measure(run, outcomes);
-    this.publishPositions();
-    this.checkIdle();
-  }
-
-  /** The jobs the next run takes (the head of the fair order and its companions), still waiting. */
-  private nextRun(): JobRecord[] {
-    if (this.batchInfo === undefined) {
-      const head = this.scheduler.peek();
-      return head === undefined ? [] : [head];
-    }
-    const order = this.scheduler.order();
-    const picked = planBatch(
-      order.map((job) => this.planJob(job)),
-      this.options.maxBatchImages,
-      this.cost,
-    );
-    return picked.map((index) => order[index]);
-  }
-
-  /** Wait for one job's generation and record what came of it; returns the result when it was made. */
-  private async run(entry: RunningEntry, generation: Promise<GenerateResult>): Promise<GenerateResult | undefined> {
-    const { job } = entry;
-    // The job timeout: the queue is its one owner (the engine enforces none); its message is `timeoutMessage`.
-    const timer = setTimeout(() => this.abortRunning(entry, { kind: 'timeout' }), this.options.jobTimeoutMs);
-    let outcome: GenerationOutcome;
-    try {
-      outcome = await settleGeneration(generation, entry.controller.signal, this.options.abortGraceMs);
-    } finally {
-      clearTimeout(timer);
-    }
-
-    // No longer running: a cancel from here on answers 'finished', and the outcome events below see that.
-    this.running.delete(job.id);
-    if ('abandoned' in outcome) {
-      this.logger.error(`The engine did not stop within ${this.options.abortGraceMs} ms of an abort; slot released`, {
-        jobId: job.id,
-      });
-    }
-    if (entry.abort !== undefined) {
-      const { kind, by } = entry.abort;
-      if (kind === 'shutdown') {
-        // Not the job's fault: its attempt does not count, and it keeps its place for the next start.
-        this.jobs.markQueued(job.id, job.attempts - 1);
-        this.events.emit('requeued', { job: { ...job, state: 'queued', attempts: job.attempts - 1 }, reason: 'shutdown' });
-      } else if (kind === 'cancel') {
-        const message = by === undefined || by === job.userId ? 'Cancelled.' : `Cancelled by <@${by}>.`;
-        this.jobs.markCancelled(job.id, message, by, this.now());
-        this.events.emit('cancelled', { job: this.jobs.get(job.id)!, by });
-      } else {
-        this.fail(job, timeoutMessage(this.options.jobTimeoutMs), Identifiers.Timeout);
-      }
-      return undefined;
-    }
-    if ('error' in outcome) {
-      const { error } = outcome;
-      if (isUserError(error)) {
-        this.fail(job, error.message, error.identifier);
-      } else {
-        this.logger.error('Generation failed', { jobId: job.id, error });
-        this.fail(job, 'Sorry, something went wrong while making this image.', undefined);
-      }
-      return undefined;
-    }
-    if (!('result' in outcome)) return undefined;
-    return (await this.delivery.handOff(job, outcome.result)) ? outcome.result : undefined;
-  }
-
-  private abortRunning(entry: RunningEntry, abort: { kind: AbortKind; by?: string }): void {
-    if (entry.abort !== undefined) return;
-    entry.abort = abort;
-    entry.controller.abort(new Error(`job ${abort.kind}`));
+    return { waiting, requeued };
   }
 
   // --- bookkeeping ---------------------------------------------------------------------------------------
 
-  private fail(job: JobRecord, message: string, identifier: Identifier | undefined): void {
-    this.jobs.markFailed(job.id, message, identifier, this.now());
-    const failed: JobRecord = { ...job, state: 'failed', error: message };
-    if (identifier !== undefined) failed.errorCode = identifier;
-    this.events.emit('failed', { job: failed, error: message, identifier });
-  }
-
-  private planJob(job: JobRecord): PlanJob {
-    return planJob(job.params, this.batchInfo, this.options.referencePixels);
-  }
-
-  /** Learn the step cost from a finished run (see eta.ts `measureRun`) and keep it in the journal. */
-  private measure(run: Run, results: (GenerateResult | undefined)[]): void {
-    const made = results.filter((result) => result !== undefined);
-    if (made.length === 0) return;
-    const measured = measureRun(this.costs, run.plan, Math.max(...made.map((result) => result.timings.totalMs)));
-    if (measured === this.costs) return;
-    this.costs = measured;
-    const saved = saveStepCosts(measured);
-    try {
-      writeMeta(this.config.db, META_MS_PER_STEP, saved.msPerStep);
-      writeMeta(this.config.db, META_RUN_MS_PER_STEP, saved.runMsPerStep);
-    } catch (error) {
-      this.logger.warn('Could not store the measured ms per step', { error });
-    }
+  /** The runner journaled these jobs as running (the head of the fair order first): they stop waiting. */
+  private takeWaiting(jobs: readonly JobRecord[]): void {
+    // A lone job is the head, which is what `take` returns; a batch names its companions out of turn.
+    if (jobs.length === 1) this.scheduler.take();
+    else this.scheduler.takeBatch((order) => jobs.map((job) => order.indexOf(job)));
+    for (const job of jobs) this.lastPlaces.delete(job.id);
   }
 
   /** Place and ETA of every running and waiting job (see eta.ts `positions`). */
   private positions(): Map<string, JobPosition> {
     return positions({
-      runs: [...this.runs].map((run) => ({
-        plan: run.plan,
-        progress: run.entries.map((entry) => entry.progress),
-        running: run.entries.filter((entry) => this.running.get(entry.job.id) === entry).map((entry) => entry.job.id),
-      })),
-      waiting: this.scheduler.order().map((job) => ({ id: job.id, plan: this.planJob(job) })),
+      runs: this.runner.inProgress(),
+      waiting: this.scheduler.order().map((job) => ({ id: job.id, plan: this.runner.planJob(job) })),
       lanes: this.options.concurrency,
       maxBatchImages: this.options.maxBatchImages,
-      cost: this.cost,
+      cost: this.runner.cost,
     });
   }
 
@@ -557,15 +334,7 @@ export class FairQueue implements JobQueue {
   }
 
   private checkIdle(): void {
-    // `runs`: a job of a batch can be past running (saving its PNGs) while the rest of its run is not done.
-    if (this.scheduler.size > 0 || this.running.size > 0 || this.runs.size > 0 || this.delivery.size > 0) return;
+    if (this.scheduler.size > 0 || !this.runner.idle || this.delivery.size > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
-}
-
-/** What the member is told when their job ran past `jobTimeoutMs`. */
-function timeoutMessage(jobTimeoutMs: number): string {
-  const minutes = jobTimeoutMs / 60_000;
-  const limit = minutes >= 1 ? `${Number(minutes.toFixed(1))}-minute` : `${jobTimeoutMs} ms`;
-  return `This image took longer than the ${limit} limit and was stopped.`;
 }
