@@ -88,6 +88,9 @@ const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src',
   },
   stdio: ['ignore', 'ignore', 'pipe'],
 });
+// The bot dies with the soak, whatever ends it (an error, Ctrl-C, a timeout's SIGTERM).
+process.on('exit', () => child.kill('SIGKILL'));
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 let output = '';
 child.stderr!.setEncoding('utf8');
 child.stderr!.on('data', (chunk: string) => (output = (output + chunk).slice(-50_000)));
