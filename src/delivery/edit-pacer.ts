@@ -1,9 +1,11 @@
 /**
- * Paces the edits of one message. Discord allows about five edits per few seconds per message (unpublished;
+ * Paces the edits of one message. Discord allows about five edits per five seconds per message (unpublished;
  * see the reference notes), and a progress bar that edits per step would hit 429 at once on a fast engine.
- * So: at most one edit in flight, at least `intervalMs` from the end of one edit (a 429 waited out included)
- * to the start of the next, the latest state wins
- * (intermediate ones are dropped, never queued), and a state that renders the same as the last one is skipped.
+ * So: at most one edit in flight; progress edits at least `intervalMs` apart (from the end of one, a 429 waited
+ * out included, to the start of the next), the latest state winning (intermediate ones are dropped, never
+ * queued), and a state that renders the same as the last one skipped. The last edit (the picture) does not wait
+ * out that smoothing interval: it goes as soon as the edit in flight is done, unless the message has used its
+ * burst (`burst` edits in `windowMs`), so a picture made in 0.2 s is shown in about that.
  */
 
 export interface EditPacerOptions<T> {
@@ -20,6 +22,10 @@ export interface EditPacerOptions<T> {
    * pacer finishes or is disposed, so the last edit never waits behind it. Default: none.
    */
   beforeSend?: (signal: AbortSignal) => Promise<void>;
+  /** Edits one message may take within `windowMs` (Discord: about 5 per 5 s). Default 5. */
+  burst?: number;
+  /** The sliding window for `burst`, in milliseconds. Default 5000. */
+  windowMs?: number;
 }
 
 export class EditPacer<T> {
@@ -35,6 +41,10 @@ export class EditPacer<T> {
   private lastEndedAt = Number.NEGATIVE_INFINITY;
   private lastKey: string | undefined;
   private closed = false;
+  private readonly burst: number;
+  private readonly windowMs: number;
+  /** Start times of the edits within the last window. */
+  private readonly starts: number[] = [];
   /** Edits actually sent (progress and final). */
   sent = 0;
 
@@ -44,6 +54,8 @@ export class EditPacer<T> {
     this.intervalMs = options.intervalMs ?? 1500;
     this.onError = options.onError ?? (() => {});
     this.beforeSend = options.beforeSend;
+    this.burst = options.burst ?? 5;
+    this.windowMs = options.windowMs ?? 5000;
   }
 
   /** Offers a progress state; it replaces any state not yet sent. Ignored after `finish` or `dispose`. */
@@ -65,7 +77,8 @@ export class EditPacer<T> {
 
   /**
    * For a last edit the caller makes itself (the final picture): drops pending progress, waits for the edit in
-   * flight and for the interval, and counts the caller's edit as started now.
+   * flight and, only if the message has used its burst, for room in the window; counts the caller's edit as
+   * started now.
    */
   async reserveLast(): Promise<void> {
     this.closed = true;
@@ -73,9 +86,22 @@ export class EditPacer<T> {
     this.pending = undefined;
     this.clearTimer();
     await this.settle();
-    const wait = this.lastEndedAt + this.intervalMs - Date.now();
+    const wait = this.burstWait();
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    this.noteStart();
     this.sent += 1;
+  }
+
+  /** Milliseconds until one more edit fits in the burst window (0: now). */
+  private burstWait(): number {
+    const now = Date.now();
+    while (this.starts.length > 0 && this.starts[0]! <= now - this.windowMs) this.starts.shift();
+    if (this.starts.length < this.burst) return 0;
+    return this.starts[this.starts.length - this.burst]! + this.windowMs - now + 1;
+  }
+
+  private noteStart(): void {
+    this.starts.push(Date.now());
   }
 
   /** Resolves when no edit is in flight (progress edits still pending are not waited for). */
@@ -98,7 +124,7 @@ export class EditPacer<T> {
 
   private schedule(): void {
     if (this.inFlight || this.timer || this.pending === undefined) return;
-    const wait = this.lastEndedAt + this.intervalMs - Date.now();
+    const wait = Math.max(this.lastEndedAt + this.intervalMs - Date.now(), this.burstWait());
     if (wait <= 0) this.run();
     else this.timer = setTimeout(() => this.run(), wait);
   }
@@ -126,6 +152,7 @@ export class EditPacer<T> {
     if (key === this.lastKey) return;
     this.lastKey = key;
     this.sent += 1;
+    this.noteStart();
     await this.send(state);
   }
 }

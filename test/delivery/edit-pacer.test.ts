@@ -75,7 +75,7 @@ describe('EditPacer', () => {
     expect(maxConcurrent()).toBe(1);
   });
 
-  it('GIVEN finish THEN pending progress is dropped and the final edit still keeps the interval', async () => {
+  it('GIVEN finish THEN pending progress is dropped and the final edit goes once the edit in flight is done', async () => {
     const { pacer, sent } = makePacer();
     pacer.push('step 1');
     await vi.advanceTimersByTimeAsync(200);
@@ -85,7 +85,32 @@ describe('EditPacer', () => {
     await vi.advanceTimersByTimeAsync(5000);
     await done;
     expect(sent.map((s) => s.state)).toEqual(['step 1', 'final']);
-    expect(sent[1]!.at).toBeGreaterThanOrEqual(1500);
+    // The message has used 1 edit of its 5 per 5 s: the picture does not wait out the 1.5 s smoothing.
+    expect(sent[1]!.at).toBeLessThan(300);
+  });
+
+  it('GIVEN the message used its burst (5 edits in 5 s) THEN the final edit waits for room in the window', async () => {
+    const sent: Sent[] = [];
+    const pacer = new EditPacer<string>({
+      intervalMs: 0,
+      keyOf: (state) => state,
+      send: async (state) => {
+        sent.push({ state, at: Date.now() });
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      },
+    });
+    for (let i = 1; i <= 5; i++) {
+      pacer.push(`step ${i}`);
+      await vi.advanceTimersByTimeAsync(100);
+    }
+    expect(sent).toHaveLength(5);
+    const done = pacer.finish('final');
+    await vi.advanceTimersByTimeAsync(6000);
+    await done;
+    const final = sent.at(-1)!;
+    expect(final.state).toBe('final');
+    // Never more than 5 edits in any 5 s.
+    for (let i = 5; i < sent.length; i++) expect(sent[i]!.at - sent[i - 5]!.at).toBeGreaterThanOrEqual(5000);
   });
 
   it('GIVEN a failing progress edit THEN it is reported and later edits go on; a failing final rejects', async () => {

@@ -25,6 +25,8 @@ export interface BotInput {
   singleJobs?: number;
   /** Jobs sent at once for the "4 waiting" rate. Default 4. */
   queuedJobs?: number;
+  /** bot-process only: single /imagine commands timed to the picture, queue idle. Default 20. */
+  idlePictures?: number;
   /** Extra environment for the bot's config (e.g. EXECUTION_PROVIDERS). */
   env?: Record<string, string>;
   /**
@@ -232,6 +234,12 @@ export interface BotProcessResult {
   rssHighWaterMb: number;
   /** Defer latency with the bot in its own process (the emulator's work no longer on the bot's event loop). */
   defer: { p50Ms: number; p99Ms: number; maxMs: number; samples: number; failed: number };
+  /**
+   * `/imagine` → the picture on the member's screen with the queue idle: from the interaction's creation to the
+   * edit that carries the picture, one command at a time; and edits of one message that Discord would refuse
+   * (429 from the emulator's 5-per-5-s rule).
+   */
+  pictureIdle: { p50Ms: number; p99Ms: number; samples: number; rateLimited: number };
   imagesDelivered: number;
 }
 
@@ -303,6 +311,29 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
 
     const imagine = (userIndex: number, prompt: string) =>
       emulator.sendCommand({ name: 'imagine', options: { prompt }, userId: users[userIndex].id });
+
+    // One member at a time, the queue idle: how long until the picture is shown.
+    const pictureMs: number[] = [];
+    const limitedBefore = emulator.stats.rateLimited;
+    for (let i = 0; i < (input.idlePictures ?? 20); i++) {
+      const handle = imagine(i % members, `a blue square ${i}`);
+      const createdAt = handle.state.createdAt;
+      for (const deadline = performance.now() + 30_000; performance.now() < deadline; await sleep(5)) {
+        const shown = handle.original()?.message.attachments.some((a) => a.filename.startsWith('imagine-'));
+        if (shown) {
+          pictureMs.push(Date.now() - createdAt);
+          break;
+        }
+      }
+      await sleep(300); // the bot's reactions and the job's end, before the next member
+    }
+    const pictureIdle = {
+      p50Ms: pictureMs.length ? percentile(pictureMs, 50) : NaN,
+      p99Ms: pictureMs.length ? percentile(pictureMs, 99) : NaN,
+      samples: pictureMs.length,
+      rateLimited: emulator.stats.rateLimited - limitedBefore,
+    };
+    log(`bot process, idle queue: picture p50 ${Math.round(pictureIdle.p50Ms)} ms, p99 ${Math.round(pictureIdle.p99Ms)} ms`);
     const deferMs: number[] = [];
     let failed = 0;
     const all: InteractionHandle[] = [];
@@ -341,6 +372,7 @@ export async function measureBotProcess(input: BotInput, log: (line: string) => 
         samples: answered.length,
         failed,
       },
+      pictureIdle,
       imagesDelivered,
     };
   } finally {

@@ -121,6 +121,9 @@ export function judgeTargets(results: Omit<BenchResults, 'targets'>): Target[] {
   if (bot && !isSkipped(bot.process)) {
     atMost('defer p99, 30 members, bot in its own process', '≤ 50 ms', bot.process.defer.p99Ms, 50, ' ms');
     atMost(`bot process peak RSS (${bot.model})`, '< 300 MiB', bot.process.rssHighWaterMb, 300, ' MiB');
+    atMost('/imagine → picture, queue idle, p50', '≤ 0.5 s', bot.process.pictureIdle.p50Ms, 500, ' ms');
+    atMost('/imagine → picture, queue idle, p99', '≤ 1 s', bot.process.pictureIdle.p99Ms, 1000, ' ms');
+    atMost('edits refused by the per-message limit while timing pictures', '0', bot.process.pictureIdle.rateLimited, 0, '');
   }
   return targets;
 }
@@ -210,6 +213,7 @@ export function formatReport(results: BenchResults): string {
       }
       rows.push([`defer, ${p.defer.samples} commands, p50 / p99 (bot in its own process, ${name})`, `${fmt(p.defer.p50Ms)} / ${fmt(p.defer.p99Ms)} ms${p.defer.failed ? `, ${p.defer.failed} unanswered` : ''}`]);
       rows.push([`bot process RSS: idle / busy / high-water (${name})`, `${fmt(p.rssIdleMb)} / ${fmt(p.rssBusyMb)} / ${fmt(p.rssHighWaterMb)} MiB`]);
+      rows.push([`/imagine → picture, queue idle, ${p.pictureIdle.samples} commands, p50 / p99 (${name})`, `${fmt(p.pictureIdle.p50Ms)} / ${fmt(p.pictureIdle.p99Ms)} ms, ${p.pictureIdle.rateLimited} edits refused`]);
     }
     out.push(table(['measure', 'value'], rows));
   }
