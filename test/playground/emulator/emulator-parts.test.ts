@@ -1,12 +1,12 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from '../../../tools/discord-emulator/api-error.js';
-import { COMMAND_LIMITS, validateCommands } from '../../../tools/discord-emulator/command-limits.js';
-import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from '../../../tools/discord-emulator/message-limits.js';
-import { pngSize } from '../../../tools/discord-emulator/message-store.js';
-import { parseBody } from '../../../tools/discord-emulator/multipart.js';
-import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from '../../../tools/discord-emulator/rate-limits.js';
-import { DiscordEmulator } from '../../../tools/discord-emulator/index.js';
+import { ApiError } from '../../../src/playground/emulator/api-error.js';
+import { COMMAND_LIMITS, validateCommands } from '../../../src/playground/emulator/command-limits.js';
+import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from '../../../src/playground/emulator/message-limits.js';
+import { pngSize } from '../../../src/playground/emulator/message-store.js';
+import { parseBody } from '../../../src/playground/emulator/multipart.js';
+import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from '../../../src/playground/emulator/rate-limits.js';
+import { DiscordEmulator } from '../../../src/playground/emulator/index.js';
 
 /** The ApiError a call throws, or undefined. */
 function thrown(fn: () => unknown): ApiError | undefined {

@@ -3,8 +3,10 @@
  *
  * A protocol-level stand-in for Discord on 127.0.0.1 (ephemeral port): REST v10 over HTTP and the
  * gateway over WebSocket, payloads typed by discord-api-types. The real discord.js client connects
- * to it unchanged; it enforces the rules a bot must live with (3 s first response, 15 min token,
- * one initial response, rate limits with headers and 429s, message/embed/upload limits).
+ * to it unchanged: the end-to-end tests run the bot against it, and so does the local playground
+ * (`npm start` with no token, ../index.ts). It imports nothing of the bot's. It enforces the rules
+ * a bot must live with (3 s first response, 15 min token, one initial response, rate limits with
+ * headers and 429s, message/embed/upload limits).
  *
  * ## Start and connect
  * ```ts
