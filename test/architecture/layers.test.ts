@@ -39,7 +39,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   commands: ['src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   // The composition roots and command-line entries wire everything, but never tests or tools.
-  'src:app': ['src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
+  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src:index': ['src:app', 'src:lifecycle'],
   'src:lifecycle': [],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
