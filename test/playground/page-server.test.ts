@@ -20,6 +20,8 @@ describe('the playground API', () => {
   const logs: string[] = [];
   /** Every `message` event heard on one stream, latest view per id. */
   const views = new Map<string, MessageView>();
+  /** Every `message` event, in order. */
+  const heard: MessageView[] = [];
   const notices: unknown[] = [];
   let snapshot: MessageView[] | undefined;
   const stream = new AbortController();
@@ -47,7 +49,11 @@ describe('the playground API', () => {
             const data = /^data: (.+)$/m.exec(frame)?.[1];
             if (!event || !data) continue;
             if (event === 'snapshot') snapshot = JSON.parse(data).messages;
-            if (event === 'message') views.set(JSON.parse(data).id, JSON.parse(data));
+            if (event === 'message') {
+              const view = JSON.parse(data) as MessageView;
+              views.set(view.id, view);
+              heard.push(view);
+            }
             if (event === 'notice') notices.push(JSON.parse(data));
           }
         }
@@ -124,6 +130,9 @@ describe('the playground API', () => {
       'the picture',
     );
     expect(done).toMatchObject({ visibleTo: null, ephemeral: false, loading: false, command: { line: '/imagine' } });
+    const before = heard.filter((v) => v.id === done.id).map((v) => (v.loading ? 'thinking' : v.content));
+    expect(before[0]).toBe('thinking');
+    expect(before.some((content) => /Step \d\/5/.test(content))).toBe(true);
     // The picture is shown by the embed, not a second time as an attachment.
     expect(done.attachments).toEqual([]);
     expect((await fetch(done.embeds[0]!.image!.url)).headers.get('content-type')).toBe('image/png');
@@ -140,6 +149,27 @@ describe('the playground API', () => {
     expect(ephemeral).toMatchObject({ ephemeral: true, visibleTo: member('Bob') });
     const refused = await post('reaction', { userId: member('Bob'), messageId: ephemeral.id, emoji: '🔁' });
     expect(refused.status).toBe(400);
+  });
+
+  it('GIVEN a button on a bot message WHEN clicked THEN the bot gets the click; unanswered, the member is told after 3 s', async () => {
+    const { emulator } = app.playground;
+    const posted = await fetch(`${emulator.apiUrl}/v10/channels/${emulator.defaults.channelId}/messages`, {
+      method: 'POST',
+      headers: { authorization: `Bot ${emulator.token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ content: 'buttons', components: [{ type: 1, components: [{ type: 2, style: 1, label: 'Again', custom_id: 'again' }] }] }),
+    });
+    const message = (await posted.json()) as { id: string };
+    const view = await eventually(() => views.get(message.id), 10_000, 'the message with a button');
+    expect(view.components).toEqual([{ type: 1, components: [{ type: 2, style: 1, label: 'Again', custom_id: 'again' }] }]);
+
+    const clicked = await post('button', { userId: member('Alice'), messageId: message.id, customId: 'again' });
+    expect(clicked.status).toBe(200);
+    const { interactionId } = (await clicked.json()) as { interactionId: string };
+    expect(emulator.interaction(interactionId)).toMatchObject({ type: 3, userId: member('Alice') });
+    // The bot has no buttons of its own yet and leaves this one unanswered, as Discord then says.
+    await eventually(() => notices.length > 0, 10_000, 'the notice');
+    expect(notices).toEqual([{ userId: member('Alice'), text: 'The application did not respond.', at: expect.any(String) }]);
+    notices.length = 0;
   });
 
   it('GIVEN a member’s refusal THEN it is marked for that member only', async () => {

@@ -200,7 +200,7 @@ function fakeToken(botUserId: string): string {
   return `${Buffer.from(botUserId).toString('base64').replace(/=+$/, '')}.GEmUla.emulator-token-for-tests-only-00000000000`;
 }
 
-/** A Discord API and gateway on 127.0.0.1 for tests; see the file header for the whole API. */
+/** A Discord API and gateway on 127.0.0.1 for the tests and the playground; see the file header for the whole API. */
 export class DiscordEmulator {
   readonly token: string;
   readonly clock = new EmulatorClock();
