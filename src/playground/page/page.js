@@ -112,7 +112,10 @@ function renderComponents(rows) {
       .filter((c) => c.type === 2)
       .map((b) => {
         const label = `${b.emoji?.name ? esc(b.emoji.name) + ' ' : ''}${esc(b.label ?? '')}`;
-        if (b.style === 5) return `<a class="component-button" data-style="5" href="${esc(b.url)}" target="_blank" rel="noopener">${label}</a>`;
+        if (b.style === 5) {
+          const url = /^https?:\/\//.test(b.url ?? '') ? esc(b.url) : '#';
+          return `<a class="component-button" data-style="5" href="${url}" target="_blank" rel="noopener noreferrer">${label}</a>`;
+        }
         return `<button type="button" class="component-button" data-style="${b.style}" data-custom-id="${esc(b.custom_id)}"${b.disabled ? ' disabled' : ''}>${label}</button>`;
       })
       .join('')}</div>`)
@@ -410,6 +413,7 @@ $('composer').addEventListener('submit', async (event) => {
     $('suggestions').hidden = true;
     scrollToBottom();
   } catch (error) {
+    $('suggestions').hidden = true;
     showError(error.message);
   }
 });
