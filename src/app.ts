@@ -1,7 +1,9 @@
 /**
  * The bot as one object: journal, settings, engine, fair queue, delivery and the Discord client, started in
- * that order and stopped in reverse. src/index.ts runs it as a process; end-to-end tests run it in-process.
+ * that order and stopped in reverse. src/index.ts runs it as a process; end-to-end tests run it in-process;
+ * startPlaygroundApp (below) runs it against the local playground when there is no token.
  */
+import { rmSync } from 'node:fs';
 import path from 'node:path';
 import type { Client, ClientOptions } from 'discord.js';
 import type { Config } from './config.js';
@@ -17,6 +19,7 @@ import { createClient, inviteUrl } from './discord/client.js';
 import { COMMANDS } from '../commands/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createEngine } from './diffusion/engine/create.js';
+import { startPlayground, type Playground } from './playground/start.js';
 
 /** Stable Diffusion's usual guidance, for models that do not say theirs. */
 const SD_GUIDANCE = 7.5;
@@ -48,6 +51,8 @@ export interface App {
 }
 
 export async function startApp(config: Config, overrides: AppOverrides = {}): Promise<App> {
+  const token = config.discordToken;
+  if (token === undefined) throw new Error('startApp needs DISCORD_TOKEN; with none, start the playground (startPlaygroundApp)');
   const logger = overrides.logger ?? createLogger({ level: config.logLevel });
   const db = openDatabase({ dataDir: config.dataDir });
   const stopSweeps = startJournalSweeps(db, {
@@ -73,7 +78,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
 
   const client = createClient({ apiUrl: config.discordApiUrl, extra: overrides.clientOptions });
   // Deliveries of jobs from before a restart may start before the gateway is up: REST needs the token now.
-  client.rest.setToken(config.discordToken);
+  client.rest.setToken(token);
 
   let messenger: JobMessenger | undefined;
   const queue = new FairQueue({
@@ -111,7 +116,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   });
   // The journal first: a command that arrives the moment the gateway is up must find the queue already open.
   const resumed = await queue.resume();
-  await client.login(config.discordToken);
+  await client.login(token);
   logger.info('ready', { ...resumed });
 
   let stopping: Promise<ShutdownReport> | undefined;
@@ -129,4 +134,48 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     })());
 
   return { config, client, queue, messenger, settings, db, engine, model, resumed, stop };
+}
+
+// ---- The local playground (issue 15) ---------------------------------------------------------------------------
+
+export interface PlaygroundApp extends App {
+  readonly playground: Playground;
+}
+
+/**
+ * The same bot against the built-in Discord emulator: the emulator and its page start on 127.0.0.1
+ * (`PLAYGROUND_PORT`), the commands are registered in it, and startApp runs with its token and URL. The journal
+ * is `DATA_DIR/playground`, emptied at each start because the emulated server is new each time. `stop()` stops
+ * the bot, then the playground.
+ */
+export async function startPlaygroundApp(config: Config, overrides: AppOverrides = {}): Promise<PlaygroundApp> {
+  const logger = overrides.logger ?? createLogger({ level: config.logLevel });
+  const playground = await startPlayground({
+    port: config.playgroundPort,
+    commands: [...COMMANDS.values()].map((command) => command.data),
+    logger,
+  });
+  let app: App | undefined;
+  try {
+    const dataDir = path.join(config.dataDir, 'playground');
+    rmSync(dataDir, { recursive: true, force: true });
+    const local = Object.freeze({ ...config, discordToken: playground.token, discordApiUrl: playground.apiUrl, dataDir });
+    app = await startApp(local, { ...overrides, logger });
+    await playground.waitForBot();
+  } catch (error) {
+    await app?.stop();
+    await playground.close();
+    throw error;
+  }
+  const started = app;
+  logger.info('local playground ready', { url: playground.url, note: playground.notice });
+  return {
+    ...started,
+    playground,
+    async stop() {
+      const report = await started.stop();
+      await playground.close();
+      return report;
+    },
+  };
 }

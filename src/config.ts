@@ -58,14 +58,19 @@ function optionalString() {
 }
 
 const schema = z.object({
+  // Unset or empty: no Discord, the local playground (src/index.ts says so in the log).
   DISCORD_TOKEN: z
-    .string({ error: 'DISCORD_TOKEN is missing: put your bot token in .env (see .env.example)' })
-    .transform((raw) => raw.trim().replace(/^Bot\s+/i, ''))
-    .refine((token) => token.length > 0, 'DISCORD_TOKEN is empty: put your bot token in .env (see .env.example)')
+    .string()
+    .optional()
+    .transform((raw) => {
+      const token = (raw ?? '').trim().replace(/^Bot\s+/i, '');
+      return token.length > 0 ? token : undefined;
+    })
     .refine(
-      (token) => token.length === 0 || TOKEN_PATTERN.test(token),
+      (token) => token === undefined || TOKEN_PATTERN.test(token),
       'DISCORD_TOKEN does not look like a bot token (three dot-separated parts, from the Developer Portal → Bot → Reset Token)',
     ),
+  PLAYGROUND_PORT: intKey('PLAYGROUND_PORT', 0, 65_535, 3210),
   DISCORD_API_URL: optionalString().superRefine((raw, ctx) => {
     if (raw === undefined) return;
     let url: URL | undefined;
@@ -150,8 +155,10 @@ const schema = z.object({
 });
 
 export interface Config {
-  /** Bot token, without a leading "Bot ". */
-  readonly discordToken: string;
+  /** Bot token, without a leading "Bot ". Undefined (unset or empty): the bot runs in the local playground. */
+  readonly discordToken: string | undefined;
+  /** The local playground's port on 127.0.0.1 (0: any free port). Default 3210. */
+  readonly playgroundPort: number;
   /** REST base such as `http://127.0.0.1:8080/api`; undefined: discord.com. Gateway discovery goes through it. */
   readonly discordApiUrl: string | undefined;
   /** Model folder; undefined: the embedded model (models/imagine-shapes) or the test model. */
@@ -217,6 +224,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   }
   return Object.freeze({
     discordToken: v.DISCORD_TOKEN,
+    playgroundPort: v.PLAYGROUND_PORT,
     discordApiUrl: v.DISCORD_API_URL,
     modelDir: v.MODEL_DIR,
     dataDir: v.DATA_DIR,

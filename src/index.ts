@@ -2,6 +2,7 @@
  * `npm start`: read the config (a bad one is one line and exit 1, before anything starts), start the bot, and
  * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start; past lifecycle.ts's
  * bound the journal is closed and the process ends itself with SIGKILL). An uncaught exception exits 1 after closing the journal.
+ * With no DISCORD_TOKEN (or `npm run playground`, `--playground`) the same bot runs in the local playground.
  */
 import { ConfigError, loadConfig, type Config } from './config.js';
 
@@ -20,7 +21,7 @@ function readConfigOrExit(): Config {
 async function main(): Promise<void> {
   const config = readConfigOrExit();
   // Loaded after the config check, so a bad .env fails in milliseconds, before discord.js or onnxruntime load.
-  const [{ createLogger }, { startApp }, { guardProcess }] = await Promise.all([
+  const [{ createLogger }, { startApp, startPlaygroundApp }, { guardProcess }] = await Promise.all([
     import('./log.js'),
     import('./app.js'),
     import('./lifecycle.js'),
@@ -38,11 +39,27 @@ async function main(): Promise<void> {
       }
     },
   });
-  app = await startApp(config, { logger });
+  // ---- playground (issue 15): no token, or --playground ----
+  const playground = config.discordToken === undefined || process.argv.includes('--playground');
+  if (playground) {
+    logger.info(
+      config.discordToken === undefined
+        ? 'no DISCORD_TOKEN: starting the local playground instead of connecting to Discord'
+        : '--playground: starting the local playground; DISCORD_TOKEN is not used',
+    );
+    const started = await startPlaygroundApp(config, { logger });
+    app = started;
+    process.stdout.write(`\nimagine playground: ${started.playground.url}\n${started.playground.notice}\n\n`);
+  } else {
+    app = await startApp(config, { logger });
+  }
+  // ---- end playground ----
   guard.started();
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`imagine: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  // A ConfigError (a taken playground port) is the owner's to fix: one line, no stack.
+  const text = error instanceof ConfigError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+  process.stderr.write(`imagine: ${text}\n`);
   process.exit(1);
 });

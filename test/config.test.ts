@@ -34,20 +34,29 @@ describe('parseConfig', () => {
       guidanceDefault: undefined,
       editIntervalMs: 1500,
       editsPerChannelPerMinute: 30,
+      playgroundPort: 3210,
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.executionProviders)).toBe(true);
   });
 
-  it('GIVEN no token THEN one line says it is missing', () => {
-    const message = errorOf({});
-    expect(message).toMatch(/DISCORD_TOKEN is missing/);
-    expect(message).not.toContain('\n');
+  it.each([
+    ['unset', undefined],
+    ['empty (as .env.example leaves it)', ''],
+    ['blank', '   '],
+  ])('GIVEN an %s token THEN the config is valid with no token: the bot runs in the local playground', (_label, token) => {
+    const config = parseConfig(token === undefined ? {} : { DISCORD_TOKEN: token });
+    expect(config.discordToken).toBeUndefined();
+    expect(config.playgroundPort).toBe(3210);
+  });
+
+  it('GIVEN PLAYGROUND_PORT THEN 0 (any free port) to 65535 is accepted, anything else refused in one line', () => {
+    expect(parseConfig({ PLAYGROUND_PORT: '0' }).playgroundPort).toBe(0);
+    expect(parseConfig({ PLAYGROUND_PORT: '8080' }).playgroundPort).toBe(8080);
+    expect(errorOf({ PLAYGROUND_PORT: '70000' })).toMatch(/Expected `PLAYGROUND_PORT` to be an integer from 0 to 65535/);
   });
 
   it.each([
-    ['empty', '', /empty/],
-    ['blank', '   ', /empty/],
     ['not three parts', 'hello', /does not look like a bot token/],
     ['spaces inside', 'abc def.ghij.klmnopqrstuvwxyz0123456789', /does not look like a bot token/],
   ])('GIVEN a %s token THEN it is refused with one line', (_label, token, pattern) => {

@@ -27,6 +27,9 @@ export function parseDeployArgs(argv: readonly string[]): { guildId?: string } {
 async function main(): Promise<void> {
   const { guildId } = parseDeployArgs(process.argv.slice(2));
   const config = loadConfig();
+  if (config.discordToken === undefined) {
+    throw new ConfigError('DISCORD_TOKEN is missing: put your bot token in .env (see .env.example). The playground (`npm start` with no token) registers its commands itself');
+  }
   const rest = new REST(config.discordApiUrl ? { api: config.discordApiUrl } : {}).setToken(config.discordToken);
   const application = (await rest.get(Routes.currentApplication())) as RESTGetAPIOAuth2CurrentApplicationResult;
   const body = [...COMMANDS.values()].map((command) => command.data);

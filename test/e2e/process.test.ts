@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { DiscordEmulator, type InteractionHandle } from '../../tools/discord-emulator/index.js';
+import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { deployCommands, eventually } from '../../tools/discord-emulator/harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -59,7 +59,6 @@ function tempDir(): string {
 
 describe('configuration errors', () => {
   it.each([
-    ['no token', {}, /^imagine: DISCORD_TOKEN is missing/],
     ['a malformed token', { DISCORD_TOKEN: 'not-a-token' }, /^imagine: DISCORD_TOKEN does not look like a bot token/],
     ['a bad number', { DISCORD_TOKEN: 'MTAwMDAwMDAwMDAwMDAwMDAw.GEmUla.tor-token-for-tests-only-0000000000000', SAMPLER_WORKERS: 'two' }, /^imagine: Expected `SAMPLER_WORKERS`/],
   ])('GIVEN %s THEN one clear line and exit code 1', async (_label, env, pattern) => {
@@ -69,6 +68,36 @@ describe('configuration errors', () => {
     const lines = bot.output().trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(pattern);
+  });
+});
+
+describe('no token: the local playground', () => {
+  it('GIVEN no DISCORD_TOKEN THEN the log says so, the page URL is printed and served, and SIGTERM ends it with 0', async () => {
+    const bot = spawnBot({ PLAYGROUND_PORT: '0', SAMPLER: 'stand-in' }, tempDir());
+    running.push(bot);
+    await waitForOutput(bot, /imagine playground: http:\/\/127\.0\.0\.1:\d+\//);
+    expect(bot.output()).toMatch(/no DISCORD_TOKEN: starting the local playground/);
+    expect(bot.output()).toMatch(/To run the bot on Discord, put your bot token in \.env as DISCORD_TOKEN/);
+    const url = /imagine playground: (http:\S+)/.exec(bot.output())![1]!;
+    expect((await fetch(url)).headers.get('content-type')).toContain('text/html');
+    bot.child.kill('SIGTERM');
+    expect((await bot.exited).code).toBe(0);
+  });
+
+  it('GIVEN the playground port is taken THEN one clear line and exit code 1', async () => {
+    const emulator = await DiscordEmulator.start();
+    cleanups.push(() => emulator.close());
+    const bot = spawnBot({ PLAYGROUND_PORT: String(emulator.port), SAMPLER: 'stand-in' }, tempDir());
+    running.push(bot);
+    expect((await bot.exited).code).toBe(1);
+    expect(bot.output()).toMatch(new RegExp(`^imagine: Port ${emulator.port} on 127\\.0\\.0\\.1 is taken .*PLAYGROUND_PORT`, 'm'));
+    expect(bot.output()).not.toMatch(/\n\s+at /);
+  });
+
+  it('GIVEN deploy-commands with no token THEN one clear line and exit code 1', async () => {
+    const deploy = spawnBot({}, tempDir(), DEPLOY);
+    expect((await deploy.exited).code).toBe(1);
+    expect(deploy.output().trim()).toMatch(/^deploy-commands: DISCORD_TOKEN is missing/);
   });
 });
 

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StoredMessage } from '../../tools/discord-emulator/index.js';
+import type { StoredMessage } from '../../src/playground/emulator/index.js';
 import { eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 
 /** Waits for the interaction's reply to carry the final picture. */

@@ -1,6 +1,6 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { StoredMessage } from '../../tools/discord-emulator/index.js';
+import type { StoredMessage } from '../../src/playground/emulator/index.js';
 import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
 import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 

@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
-import { DiscordEmulator, type InteractionHandle } from '../discord-emulator/index.js';
+import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { deployCommands, startHarness, type Harness } from '../discord-emulator/harness.js';
 import { percentile, peakRssMb, rssMb } from './stats.js';
 

@@ -17,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
-import { DiscordEmulator, type InteractionHandle } from '../discord-emulator/index.js';
+import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { deployCommands } from '../discord-emulator/harness.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

@@ -11,7 +11,7 @@ import type { ImageEngine } from '../../src/diffusion/types.js';
 import { serializeValue, type Logger } from '../../src/log.js';
 import { startApp, type App } from '../../src/app.js';
 import { COMMANDS } from '../../commands/index.js';
-import { DiscordEmulator, type EmulatorOptions, type RecordedCall } from './index.js';
+import { DiscordEmulator, type EmulatorOptions, type RecordedCall } from '../../src/playground/emulator/index.js';
 
 export interface HarnessOptions {
   /** Environment for parseConfig on top of the emulator's token/URL and a temp DATA_DIR. */

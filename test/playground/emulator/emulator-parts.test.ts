@@ -1,12 +1,12 @@
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiError } from '../../../tools/discord-emulator/api-error.js';
-import { COMMAND_LIMITS, validateCommands } from '../../../tools/discord-emulator/command-limits.js';
-import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from '../../../tools/discord-emulator/message-limits.js';
-import { pngSize } from '../../../tools/discord-emulator/message-store.js';
-import { parseBody } from '../../../tools/discord-emulator/multipart.js';
-import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from '../../../tools/discord-emulator/rate-limits.js';
-import { DiscordEmulator } from '../../../tools/discord-emulator/index.js';
+import { ApiError } from '../../../src/playground/emulator/api-error.js';
+import { COMMAND_LIMITS, validateCommands } from '../../../src/playground/emulator/command-limits.js';
+import { MESSAGE_LIMITS, validateFiles, validateMessageBody } from '../../../src/playground/emulator/message-limits.js';
+import { pngSize } from '../../../src/playground/emulator/message-store.js';
+import { parseBody } from '../../../src/playground/emulator/multipart.js';
+import { channelWebhookEditRule, matches, RateLimiter, type RouteRequest } from '../../../src/playground/emulator/rate-limits.js';
+import { DiscordEmulator } from '../../../src/playground/emulator/index.js';
 
 /** The ApiError a call throws, or undefined. */
 function thrown(fn: () => unknown): ApiError | undefined {
@@ -273,5 +273,64 @@ describe('REST edges over HTTP', () => {
     expect(emulator.message(seeded.message.id)!.reactions.get('🔁')).toEqual(new Set([emulator.defaults.botUserId]));
     const file = await fetch(seeded.message.attachments[0].url);
     expect([...new Uint8Array(await file.arrayBuffer())]).toEqual([1, 2, 3]);
+  });
+});
+
+describe('what the playground builds on', () => {
+  it('GIVEN a fixed port and names THEN the emulator listens there, and a second one on that port fails with EADDRINUSE', async () => {
+    const first = await DiscordEmulator.start({ botUsername: 'imagine', guildName: 'Playground' });
+    try {
+      const port = first.port;
+      await first.close();
+      const fixed = await DiscordEmulator.start({ port, botUsername: 'imagine', guildName: 'Playground' });
+      try {
+        expect(fixed.baseUrl).toBe(`http://127.0.0.1:${port}`);
+        expect(fixed.world.user(fixed.defaults.botUserId).username).toBe('imagine');
+        expect(fixed.world.guild(fixed.defaults.guildId).name).toBe('Playground');
+        await expect(DiscordEmulator.start({ port })).rejects.toMatchObject({ code: 'EADDRINUSE' });
+      } finally {
+        await fixed.close();
+      }
+    } finally {
+      await first.close();
+    }
+  });
+
+  it('GIVEN a page handler THEN it answers paths outside /api/ and /attachments/, and the API is untouched', async () => {
+    const emulator = await DiscordEmulator.start();
+    try {
+      emulator.servePages((_req, res, url) => {
+        if (url.pathname !== '/hello') return false;
+        res.end('page');
+        return true;
+      });
+      expect(await (await fetch(`${emulator.baseUrl}/hello`)).text()).toBe('page');
+      expect((await fetch(`${emulator.baseUrl}/elsewhere`)).status).toBe(404);
+      const me = await fetch(`${emulator.apiUrl}/v10/users/@me`, { headers: { authorization: `Bot ${emulator.token}` } });
+      expect(me.status).toBe(200);
+    } finally {
+      await emulator.close();
+    }
+  });
+
+  it('GIVEN a store listener THEN it hears creates, edits, reaction changes and deletes, in order', async () => {
+    const emulator = await DiscordEmulator.start();
+    try {
+      const heard: string[] = [];
+      const stop = emulator.store.subscribe((stored) =>
+        heard.push(`${stored.message.content}:${stored.reactions.size}:${stored.deleted}`),
+      );
+      const auth = { authorization: `Bot ${emulator.token}`, 'content-type': 'application/json' };
+      const base = `${emulator.apiUrl}/v10/channels/${emulator.defaults.channelId}/messages`;
+      const created = await (await fetch(base, { method: 'POST', headers: auth, body: JSON.stringify({ content: 'a' }) })).json();
+      await fetch(`${base}/${created.id}`, { method: 'PATCH', headers: auth, body: JSON.stringify({ content: 'b' }) });
+      emulator.addReaction({ userId: emulator.defaults.users.alice.id, messageId: created.id, emoji: '🔁' });
+      await fetch(`${base}/${created.id}`, { method: 'DELETE', headers: auth });
+      stop();
+      emulator.seedMessage({ content: 'unheard' });
+      expect(heard).toEqual(['a:0:false', 'b:0:false', 'b:1:false', 'b:1:true']);
+    } finally {
+      await emulator.close();
+    }
   });
 });

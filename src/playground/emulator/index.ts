@@ -3,8 +3,10 @@
  *
  * A protocol-level stand-in for Discord on 127.0.0.1 (ephemeral port): REST v10 over HTTP and the
  * gateway over WebSocket, payloads typed by discord-api-types. The real discord.js client connects
- * to it unchanged; it enforces the rules a bot must live with (3 s first response, 15 min token,
- * one initial response, rate limits with headers and 429s, message/embed/upload limits).
+ * to it unchanged: the end-to-end tests run the bot against it, and so does the local playground
+ * (`npm start` with no token, ../index.ts). It imports nothing of the bot's. It enforces the rules
+ * a bot must live with (3 s first response, 15 min token, one initial response, rate limits with
+ * headers and 429s, message/embed/upload limits).
  *
  * ## Start and connect
  * ```ts
@@ -83,6 +85,10 @@
  *   resumes (and those on `resume_gateway_url`), heartbeats, replayed events;
  *   `gateway.current.sent`: every dispatch of the session. Attachment URLs serve the bytes.
  * - Unknown routes answer 404 like Discord and print one `[discord-emulator] no route` warning.
+ *
+ * ## For the playground
+ * `port`, `botUsername` and `guildName` options; `servePages(handler)` answers other paths on the same
+ * port; `store.subscribe(listener)` hears every create, edit, delete and reaction change as it happens.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -155,7 +161,19 @@ export interface EmulatorOptions {
    * MessageContent). Default none: identifying with one closes the gateway with 4014, as Discord does.
    */
   privilegedIntents?: number;
+  /** Port on 127.0.0.1. Default 0: an ephemeral port. A port in use rejects `start()` with EADDRINUSE. */
+  port?: number;
+  /** The bot user's name. Default `imagine-test-bot`. */
+  botUsername?: string;
+  /** The default guild's name. Default `Emulated Guild`. */
+  guildName?: string;
 }
+
+/**
+ * Answers an HTTP request outside `/api/`, `/attachments/` and the gateway (the playground's page); resolves
+ * false to leave it to the emulator (404).
+ */
+export type PageHandler = (req: IncomingMessage, res: ServerResponse, url: URL) => boolean | Promise<boolean>;
 
 /** Ids of the world every emulator starts with. */
 export interface EmulatorDefaults {
@@ -182,7 +200,7 @@ function fakeToken(botUserId: string): string {
   return `${Buffer.from(botUserId).toString('base64').replace(/=+$/, '')}.GEmUla.emulator-token-for-tests-only-00000000000`;
 }
 
-/** A Discord API and gateway on 127.0.0.1 for tests; see the file header for the whole API. */
+/** A Discord API and gateway on 127.0.0.1 for the tests and the playground; see the file header for the whole API. */
 export class DiscordEmulator {
   readonly token: string;
   readonly clock = new EmulatorClock();
@@ -207,6 +225,8 @@ export class DiscordEmulator {
   #closed = false;
   readonly #warned = new Set<string>();
   readonly #polls = new Set<{ timer: NodeJS.Timeout; reject: (error: Error) => void }>();
+  readonly #listenPort: number;
+  #pages: PageHandler | undefined;
 
   private constructor(options: EmulatorOptions) {
     this.settings = {
@@ -223,7 +243,8 @@ export class DiscordEmulator {
       options.resolveAttachmentUrls ?? false,
     );
     this.rateLimiter = new RateLimiter(options.rateLimits ?? defaultRateLimitRules());
-    this.defaults = this.#createDefaultWorld();
+    this.#listenPort = options.port ?? 0;
+    this.defaults = this.#createDefaultWorld(options.botUsername ?? 'imagine-test-bot', options.guildName ?? 'Emulated Guild');
     this.token = options.token ?? fakeToken(this.defaults.botUserId);
     this.gateway = new Gateway({
       token: this.token,
@@ -298,15 +319,20 @@ export class DiscordEmulator {
 
   readonly #core: EmulatorCore;
 
-  /** Starts an emulator on 127.0.0.1 with an ephemeral port. */
+  /** Starts an emulator on 127.0.0.1, on an ephemeral port unless `options.port` names one. */
   static async start(options: EmulatorOptions = {}): Promise<DiscordEmulator> {
     const emulator = new DiscordEmulator(options);
     await new Promise<void>((resolve, reject) => {
       emulator.#server.once('error', reject);
-      emulator.#server.listen(0, '127.0.0.1', () => resolve());
+      emulator.#server.listen(emulator.#listenPort, '127.0.0.1', () => resolve());
     });
     emulator.#port = (emulator.#server.address() as AddressInfo).port;
     return emulator;
+  }
+
+  /** Serves other paths on the same port (one handler; a second call replaces it). */
+  servePages(handler: PageHandler): void {
+    this.#pages = handler;
   }
 
   get port(): number {
@@ -576,15 +602,15 @@ export class DiscordEmulator {
 
   // Internals ------------------------------------------------------------------------------------
 
-  #createDefaultWorld(): EmulatorDefaults {
-    const botUser = this.world.createUser({ username: 'imagine-test-bot', bot: true });
+  #createDefaultWorld(botUsername: string, guildName: string): EmulatorDefaults {
+    const botUser = this.world.createUser({ username: botUsername, bot: true });
     const applicationId = botUser.id; // Discord gives a bot's application the same id as its user.
     const owner = this.world.createUser({ username: 'owner' });
     const alice = this.world.createUser({ username: 'alice', globalName: 'Alice' });
     const bob = this.world.createUser({ username: 'bob', globalName: 'Bob' });
     const moderator = this.world.createUser({ username: 'moderator', globalName: 'Mod' });
     const otherBot = this.world.createUser({ username: 'other-bot', bot: true });
-    const guild = this.world.createGuild({ name: 'Emulated Guild', ownerId: owner.id });
+    const guild = this.world.createGuild({ name: guildName, ownerId: owner.id });
     const moderatorRole = this.world.createRole(guild.id, {
       name: 'Moderator',
       permissions: PermissionFlagsBits.ManageMessages | PermissionFlagsBits.KickMembers,
@@ -674,6 +700,16 @@ export class DiscordEmulator {
     const url = new URL(req.url ?? '/', this.baseUrl);
     const method = (req.method ?? 'GET').toUpperCase();
     if (method === 'GET' && url.pathname.startsWith('/attachments/')) return this.#serveAttachment(url, res);
+    if (this.#pages && !url.pathname.startsWith('/api/')) {
+      try {
+        if (await this.#pages(req, res, url)) return;
+      } catch (error) {
+        console.error('[discord-emulator] page handler crashed', method, url.pathname, error);
+        if (!res.headersSent) res.statusCode = 500;
+        res.end();
+        return;
+      }
+    }
 
     let raw: Buffer;
     try {

@@ -13,7 +13,7 @@ import {
 } from 'discord.js';
 import sharp from 'sharp';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { DiscordEmulator } from '../../../tools/discord-emulator/index.js';
+import { DiscordEmulator } from '../../../src/playground/emulator/index.js';
 
 /** A real discord.js client pointed at the emulator, as the bot will be. */
 function makeClient(emulator: DiscordEmulator): Client {

@@ -505,6 +505,7 @@ function syncReactions(core: EmulatorCore, stored: StoredMessage): void {
   });
   if (reactions.length > 0) stored.message.reactions = reactions;
   else delete stored.message.reactions;
+  core.store.changed(stored);
 }
 
 function announceCreate(core: EmulatorCore, stored: StoredMessage): void {

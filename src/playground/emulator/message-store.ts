@@ -49,15 +49,36 @@ export function pngSize(bytes: Buffer): { width: number; height: number } | unde
   return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
 }
 
+/** Called after a message was created, edited, deleted or had its reactions changed. */
+export type MessageListener = (stored: StoredMessage) => void;
+
 /** Messages by id and channel, with Discord's rules for creating and editing them. */
 export class MessageStore {
   readonly #byId = new Map<string, StoredMessage>();
+  readonly #listeners = new Set<MessageListener>();
 
   constructor(
     private readonly ids: SnowflakeFactory,
     private readonly attachmentUrl: (channelId: string, attachmentId: string, filename: string) => string,
     private readonly resolveAttachmentUrls = false,
   ) {}
+
+  /** Hears of every change to a message (the playground's live page); returns the way to stop listening. */
+  subscribe(listener: MessageListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Tells listeners that `stored` changed; a listener that throws cannot fail the request that changed it. */
+  changed(stored: StoredMessage): void {
+    for (const listener of this.#listeners) {
+      try {
+        listener(stored);
+      } catch (error) {
+        console.error('[discord-emulator] message listener failed', error);
+      }
+    }
+  }
 
   get(messageId: string): StoredMessage | undefined {
     const stored = this.#byId.get(messageId);
@@ -122,6 +143,7 @@ export class MessageStore {
     this.#resolveEmbedAttachments(stored);
     this.#applyMentions(stored);
     this.#byId.set(id, stored);
+    this.changed(stored);
     return stored;
   }
 
@@ -142,6 +164,7 @@ export class MessageStore {
     this.#resolveEmbedAttachments(stored);
     message.edited_timestamp = new Date().toISOString();
     this.#applyMentions(stored);
+    this.changed(stored);
     return stored;
   }
 
@@ -149,17 +172,20 @@ export class MessageStore {
   resolveLoading(stored: StoredMessage): void {
     if ((stored.message.flags ?? 0) & MessageFlags.Loading) {
       stored.message.flags = ((stored.message.flags ?? 0) & ~MessageFlags.Loading) as MessageFlags;
+      this.changed(stored);
     }
   }
 
   delete(stored: StoredMessage): void {
     stored.deleted = true;
+    this.changed(stored);
   }
 
   /** Puts a message in the store without any request, e.g. one posted before the bot started. */
   seed(message: APIMessage, files: Map<string, { bytes: Buffer; contentType: string }> = new Map()): StoredMessage {
     const stored: StoredMessage = { message, files, reactions: new Map(), allowedMentions: undefined, history: [], deleted: false };
     this.#byId.set(message.id, stored);
+    this.changed(stored);
     return stored;
   }
 
