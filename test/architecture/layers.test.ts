@@ -31,7 +31,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src/store': ['src/jobs', 'src/diffusion'],
   'src/moderation': ['src/store', 'src/jobs', 'src/diffusion'],
   'src/queue': ['src/store', 'src/jobs', 'src/diffusion', 'src/moderation', 'src/image'],
-  'src/delivery': ['src/queue', 'src/jobs', 'src/diffusion', 'src/image', 'src/store'],
+  // Delivery asks the safety rules (moderation/safety-rules.ts, pure) whether a picture may be posted.
+  'src/delivery': ['src/queue', 'src/jobs', 'src/diffusion', 'src/image', 'src/store', 'src/moderation'],
   'src/eval': ['src/diffusion', 'src/image'],
   commands: ['src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
