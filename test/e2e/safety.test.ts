@@ -3,8 +3,15 @@
  * pictures; the prompt picks the colour), the whole bot against the emulator, a normal channel, an age-restricted
  * one and a thread of it. Then the same rules for a model without a checker (the stand-in), and ❌ by a moderator.
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { ApplicationCommandOptionType as T } from 'discord-api-types/v10';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openDatabase } from '../../src/store/database.js';
+import { JobStore } from '../../src/store/jobs.js';
+import { ResultFiles } from '../../src/store/results.js';
 import { DiscordEmulator, type InteractionHandle, type StoredMessage } from '../../tools/discord-emulator/index.js';
 import { deployCommands, eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 import { checkedModelDir, GREEN_PROMPT, RED_PROMPT } from '../fixtures/checked-model.js';
@@ -199,5 +206,53 @@ describe('a model without a safety checker, the default negative prompt, and ❌
     const audit = await settings(h, owner.id, sub('audit'));
     expect(audit).toMatch(new RegExp(`<@${owner.id}> ❌ deleted <@${alice.id}>’s picture in <#${h.emulator.defaults.channelId}>: “take me down”`));
     expect(h.app.queue.findByMessageId(messageId)).toMatchObject({ state: 'done' });
+  });
+});
+
+describe('after a restart', () => {
+  it('GIVEN flagged pictures saved but not posted when the bot stopped THEN the channel’s age restriction from the journal still decides', async () => {
+    const emulator = await DiscordEmulator.start({ rateLimits: [] });
+    const adult = emulator.createTextChannel({ name: 'adult', nsfw: true }).id;
+    await deployCommands(emulator);
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-e2e-safety-'));
+    // The journal as a stopped bot left it: two 🔁 jobs made and saved (flagged by the checker), not yet posted.
+    const db = openDatabase({ dataDir });
+    const jobs = new JobStore(db);
+    const results = new ResultFiles(path.join(dataDir, 'results'));
+    const png = new Uint8Array(await sharp({ create: { width: 32, height: 32, channels: 3, background: { r: 230, g: 20, b: 20 } } }).png().toBuffer());
+    const { alice } = emulator.defaults.users;
+    for (const [id, channelId, channelNsfw] of [['JOBADULT000000000001', adult, true], ['JOBGENERAL0000000001', emulator.defaults.channelId, false]] as const) {
+      jobs.insert({
+        id, deliveryKey: id, guildId: emulator.defaults.guildId, channelId, channelNsfw, userId: alice.id, kind: 'reroll',
+        params: { prompt: `saved in ${channelNsfw ? 'adult' : 'general'}`, steps: 2, seed: 9, guidanceScale: 0 },
+        state: 'queued', attempts: 0, deliveryAttempts: 0, createdAt: Date.now(),
+      });
+      jobs.markRunning(id, Date.now());
+      await results.save(id, [png]);
+      jobs.markDelivering(id, {
+        width: 32, height: 32, seed: 9, steps: 2, guidanceScale: 0, scheduler: 'euler', model: 'checked', truncated: false,
+        flagged: [true], timings: { totalMs: 1, runtimeMs: 1, unetMs: 1 }, imageCount: 1,
+      });
+    }
+    db.close();
+
+    const h = await startHarness({ existingEmulator: emulator, dataDir, env: { EDIT_INTERVAL_MS: '0' } });
+    try {
+      expect(h.app.resumed.redelivering).toBe(2);
+      const posted = await eventually(() => emulator.messages(adult).find((m) => m.message.attachments.length > 0), 30_000, 'the adult channel’s picture');
+      expect(posted.message.attachments.map((a) => a.filename)).toEqual(['imagine-9.png']);
+      const held = await eventually(
+        () => emulator.messages(emulator.defaults.channelId).find((m) => String(m.message.content).startsWith('🛡️')),
+        30_000,
+        'the general channel’s notice',
+      );
+      expect(held.message.attachments).toEqual([]);
+      expect(h.app.queue.get('JOBGENERAL0000000001')).toMatchObject({ state: 'failed', errorCode: 'safetyBlocked' });
+      expect(h.app.queue.get('JOBADULT000000000001')).toMatchObject({ state: 'done' });
+    } finally {
+      await h.close({ keepData: true });
+      await emulator.close();
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

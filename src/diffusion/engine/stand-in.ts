@@ -24,11 +24,6 @@ export interface StandInEngineOptions {
   failWith?: (params: GenerateParams) => Error | undefined;
   /** Return an error to make a whole run fail after its first step, every job of it (a worker that died). */
   failRun?: (params: GenerateParams[]) => Error | undefined;
-  /**
-   * A stand-in safety checker: whether image `index` of a job is flagged. Given, the engine reports a checker
-   * (`info().safetyChecker`) and every result carries `flagged`; absent, pictures are unchecked.
-   */
-  flag?: (params: GenerateParams, index: number) => boolean;
 }
 
 interface Live {
@@ -72,7 +67,6 @@ export class StandInEngine implements ImageEngine {
       latentFactor: 1,
       defaultScheduler: 'euler',
       maxTokens: 77,
-      safetyChecker: this.options.flag !== undefined,
     };
   }
 
@@ -179,7 +173,6 @@ export class StandInEngine implements ImageEngine {
           scheduler: params.scheduler ?? 'euler',
           model: this.options.model ?? 'stand-in',
           truncated: false,
-          ...(this.options.flag ? { flagged: Array.from({ length: count }, (_, i) => this.options.flag!(params, i)) } : {}),
           timings: { totalMs: performance.now() - started, runtimeMs: 0, unetMs: 0 },
         },
       });
