@@ -14,6 +14,7 @@ export default {
       'The message shows your place in the queue, then the picture being made.',
       'React ❌ while it waits or runs to cancel it; react 🔁 on a finished picture to make another with a new seed.',
       '**/queue** shows your pictures in the queue. **/settings show** lists this server’s rules; moderators change them with `/settings`.',
+      'Pictures the model’s safety checker flags follow this server’s safety rule (see /settings show); moderators may delete any finished picture with ❌.',
     ].join('\n');
     await interaction.reply({ content, flags: MessageFlags.Ephemeral });
   },

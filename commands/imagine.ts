@@ -4,6 +4,7 @@ import { Identifiers, UserError } from '../src/errors.js';
 import type { Command } from './index.js';
 import { ASPECTS, GUIDANCE_MAX, GUIDANCE_MIN, PROMPT_MAX_LENGTH, SEED_MAX } from '../src/jobs/generate-params.js';
 import { paramsUnderGuildRules } from '../src/moderation/request-rules.js';
+import { assertRequestAllowed } from '../src/moderation/safety-rules.js';
 
 const data = new SlashCommandBuilder()
   .setName('imagine')
@@ -47,7 +48,7 @@ export default {
     const settings = bot.settings.get(interaction.guildId);
     const { options } = interaction;
     // Checked before anything is queued or acknowledged, so refusals can be ephemeral.
-    const params = paramsUnderGuildRules(
+    const request = paramsUnderGuildRules(
       {
         prompt: options.getString('prompt'),
         negative: options.getString('negative'),
@@ -60,6 +61,14 @@ export default {
       settings,
       { model: bot.model, guidanceDefault: bot.guidanceDefault },
     );
+    // Recorded on the job, so delivery applies the safety rule of this channel even after a restart.
+    const channelNsfw = await bot.channelAgeRestricted(interaction.channelId);
+    assertRequestAllowed({
+      mode: settings.safetyMode,
+      refuseUnchecked: settings.refuseUnchecked,
+      channelNsfw,
+      modelChecked: bot.model.safetyChecker === true,
+    });
 
     // Submitting is a synchronous SQLite write (milliseconds), so a full queue is still refused ephemerally;
     // the reply is edited only once the defer below has landed.
@@ -72,7 +81,9 @@ export default {
         guildId: interaction.guildId,
         channelId: interaction.channelId,
         userId: interaction.user.id,
-        params,
+        params: request.params,
+        ...(request.guildNegative !== undefined ? { guildNegative: request.guildNegative } : {}),
+        ...(channelNsfw !== undefined ? { channelNsfw } : {}),
         kind: 'imagine',
         interaction: {
           applicationId: interaction.applicationId,

@@ -13,6 +13,7 @@ import type { ModelInfo } from '../src/diffusion/types.js';
 import type { JobMessenger } from '../src/delivery/job-messenger.js';
 import type { Logger } from '../src/log.js';
 import type { JobQueue } from '../src/queue/types.js';
+import type { ModerationLog } from '../src/store/moderation-log.js';
 import type { SettingsStore } from '../src/store/settings.js';
 
 /** The bot's parts a handler may use. */
@@ -26,6 +27,10 @@ export interface BotContext {
   /** Guidance used when /imagine gives none. */
   guidanceDefault: number;
   logger: Logger;
+  /** Blocked and deleted pictures, for /settings audit (safety). */
+  moderationLog: ModerationLog;
+  /** Whether a channel is age-restricted (a thread: its parent); undefined when it could not be found (safety). */
+  channelAgeRestricted: (channelId: string) => Promise<boolean | undefined>;
 }
 
 export interface Command {

@@ -2,10 +2,12 @@ import { MessageFlags, SlashCommandBuilder, type ChatInputCommandInteraction } f
 import type { Command } from './index.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import { NO_MENTIONS } from '../src/delivery/render.js';
-import { fitLines, fitList } from '../src/delivery/text.js';
-import { changeSettings, type SettingsChange } from '../src/moderation/settings-rules.js';
+import { echoSnippet, fitLines, fitList } from '../src/delivery/text.js';
+import { changeSettings, NEGATIVE_DEFAULT_MAX, type SettingsChange } from '../src/moderation/settings-rules.js';
 import { assertCanManage, type MemberAuthority } from '../src/moderation/permissions.js';
-import type { GuildSettings } from '../src/store/settings.js';
+import type { ModelInfo } from '../src/diffusion/types.js';
+import type { ModerationEvent } from '../src/store/moderation-log.js';
+import type { AuditEntry, GuildSettings, SafetyMode } from '../src/store/settings.js';
 
 const data = new SlashCommandBuilder()
   .setName('settings')
@@ -65,7 +67,30 @@ const data = new SlashCommandBuilder()
         sub.setName('remove').setDescription('Stop a role being moderators (moderators)').addRoleOption((o) => o.setName('role').setDescription('Role').setRequired(true)),
       ),
   )
-  .addSubcommand((sub) => sub.setName('audit').setDescription('Recent settings changes (moderators)'));
+  .addSubcommand((sub) =>
+    sub
+      .setName('safety')
+      .setDescription('What happens to pictures the model’s safety checker flags (moderators)')
+      .addStringOption((o) =>
+        o
+          .setName('mode')
+          .setDescription('Outside age-restricted channels: strict and off hold them back, spoiler posts them as spoilers')
+          .addChoices({ name: 'strict', value: 'strict' }, { name: 'spoiler', value: 'spoiler' }, { name: 'off', value: 'off' }),
+      )
+      .addStringOption((o) =>
+        o
+          .setName('unchecked')
+          .setDescription('In strict mode: pictures of a model without a checker, outside age-restricted channels')
+          .addChoices({ name: 'allow', value: 'allow' }, { name: 'refuse', value: 'refuse' }),
+      ),
+  )
+  .addSubcommand((sub) =>
+    sub
+      .setName('negative')
+      .setDescription('A negative prompt added to every picture (moderators); leave empty to remove it')
+      .addStringOption((o) => o.setName('default').setDescription('e.g. nsfw, nude, gore').setMaxLength(NEGATIVE_DEFAULT_MAX)),
+  )
+  .addSubcommand((sub) => sub.setName('audit').setDescription('Recent settings changes, held-back and deleted pictures (moderators)'));
 
 /** The member as the interaction reports them: permissions computed by Discord, and role ids. */
 function authorityOf(interaction: ChatInputCommandInteraction<'cached' | 'raw'>): MemberAuthority {
@@ -77,19 +102,64 @@ function authorityOf(interaction: ChatInputCommandInteraction<'cached' | 'raw'>)
   };
 }
 
-function describeSettings(settings: GuildSettings): string {
+const SAFETY_MODE_TEXT: Record<SafetyMode, string> = {
+  strict: 'flagged pictures are held back outside age-restricted channels',
+  spoiler: 'flagged pictures are posted behind a spoiler, with a warning, outside age-restricted channels',
+  off: 'age-restricted channels are unfiltered; elsewhere flagged pictures are still held back',
+};
+
+/** Room for the default negative prompt in /settings show (escaped Markdown may double it). */
+const NEGATIVE_SHOWN_MAX = 200;
+
+function describeSettings(settings: GuildSettings, model: Pick<ModelInfo, 'name' | 'safetyChecker'>): string {
   const roles = settings.moderatorRoleIds.map((id) => `<@&${id}>`).join(', ') || 'none (Manage Server only)';
+  const unchecked = settings.refuseUnchecked ? 'refused' : 'allowed';
+  const checker = model.safetyChecker
+    ? `yes (${echoSnippet(model.name, 80)}): every picture is checked`
+    : `none (${echoSnippet(model.name, 80)} has no safety_checker/): pictures are not checked` +
+      (settings.safetyMode === 'strict' ? `, and are ${unchecked} outside age-restricted channels` : '');
   return [
     `**Steps:** ${settings.stepsDefault} by default, at most ${settings.stepsMax}`,
     `**Waiting pictures per member:** ${settings.perMemberCap}`,
     `**Who may 🔁:** ${settings.rerollWho === 'anyone' ? 'anyone' : 'the requester and moderators'}`,
     `**Moderator roles:** ${roles}`,
     `**Banned words:** ${settings.bannedWords.length}`,
+    `**Safety:** ${settings.safetyMode}: ${SAFETY_MODE_TEXT[settings.safetyMode]}`,
+    `**Model’s safety checker:** ${checker}`,
+    `**Unchecked models in strict mode:** ${unchecked} outside age-restricted channels`,
+    `**Default negative prompt:** ${settings.negativeDefault ? `“${echoSnippet(settings.negativeDefault, NEGATIVE_SHOWN_MAX)}”` : 'none'}`,
   ].join('\n');
 }
 
 function formatValue(value: unknown): string {
-  return value === undefined ? '(default)' : String(value);
+  if (value === undefined) return '(default)';
+  // Strings a moderator typed (the default negative prompt) are shown as text, not Markdown.
+  if (typeof value === 'string') return value === '' ? '(none)' : echoSnippet(value, 80);
+  return String(value);
+}
+
+/** Longest prompt quoted in a line of /settings audit. */
+const AUDIT_PROMPT_MAX = 80;
+
+/** One moderation event as an audit line: who, whose picture, where, which rule, the prompt (never the picture). */
+function formatModeration(event: ModerationEvent): string {
+  const where = `<@${event.userId}>’s picture in <#${event.channelId}>`;
+  const prompt = `“${echoSnippet(event.prompt, AUDIT_PROMPT_MAX)}”`;
+  return event.kind === 'picture-blocked'
+    ? `🛡️ held back ${where} (rule: ${event.rule ?? 'unknown'}): ${prompt}`
+    : `<@${event.actorId ?? 'unknown'}> ❌ deleted ${where}: ${prompt}`;
+}
+
+/** Settings changes and moderation events, newest first, as lines. */
+function auditLines(entries: readonly AuditEntry[], events: readonly ModerationEvent[], limit: number): string[] {
+  const lines = [
+    ...entries.map((entry) => ({ at: entry.at, text: `<@${entry.actorId}> ${formatChange(entry.key, entry.oldValue, entry.newValue)}` })),
+    ...events.map((event) => ({ at: event.at, text: formatModeration(event) })),
+  ];
+  return lines
+    .sort((a, b) => b.at - a.at)
+    .slice(0, limit)
+    .map((line) => `<t:${Math.floor(line.at / 1000)}:f> ${line.text}`);
 }
 
 /** Room one list-valued change may take in a reply: several changes and the settings must still fit. */
@@ -134,7 +204,7 @@ export default {
       interaction.reply({ content, flags: MessageFlags.Ephemeral, allowedMentions: NO_MENTIONS });
 
     if (!group && sub === 'show') {
-      await reply(describeSettings(bot.settings.get(guildId)));
+      await reply(describeSettings(bot.settings.get(guildId), bot.model));
       return;
     }
     if (group === 'banned-words' && sub === 'list') {
@@ -150,11 +220,8 @@ export default {
     }
     if (!group && sub === 'audit') {
       assertCanManage(member, bot.settings.get(guildId));
-      const entries = bot.settings.audit(guildId, { limit: 20 });
-      const lines = entries.map(
-        (entry) => `<t:${Math.floor(entry.at / 1000)}:f> <@${entry.actorId}> ${formatChange(entry.key, entry.oldValue, entry.newValue)}`,
-      );
-      await reply(lines.length === 0 ? 'No settings changes yet.' : fitLines(lines));
+      const lines = auditLines(bot.settings.audit(guildId, { limit: 20 }), bot.moderationLog.list(guildId, { limit: 20 }), 20);
+      await reply(lines.length === 0 ? 'No settings changes yet, and no picture held back or deleted.' : fitLines(lines));
       return;
     }
 
@@ -171,6 +238,16 @@ export default {
       change = { kind: 'banned-words', action: sub, words: splitWords(interaction.options.getString('words', true)) };
     } else if (!group && sub === 'reroll') {
       change = { kind: 'reroll', who: interaction.options.getString('who', true) as 'requester' | 'anyone' };
+    } else if (!group && sub === 'safety') {
+      const mode = interaction.options.getString('mode');
+      const unchecked = interaction.options.getString('unchecked');
+      change = {
+        kind: 'safety',
+        ...(mode !== null ? { mode: mode as SafetyMode } : {}),
+        ...(unchecked !== null ? { refuseUnchecked: unchecked === 'refuse' } : {}),
+      };
+    } else if (!group && sub === 'negative') {
+      change = { kind: 'negative', text: interaction.options.getString('default') ?? '' };
     } else if (group === 'moderator-role' && (sub === 'add' || sub === 'remove')) {
       // The raw id: it needs no resolved role object, which not every client or proxy sends.
       change = { kind: 'moderator-roles', action: sub, roleId: String(interaction.options.get('role', true).value) };
@@ -183,6 +260,6 @@ export default {
       update.changes.length === 0
         ? ['Nothing changed: the settings already say that.']
         : update.changes.map((entry) => formatChange(entry.key, entry.oldValue, entry.newValue));
-    await reply(fitLines(lines, { footer: `\n${describeSettings(update.after)}` }));
+    await reply(fitLines(lines, { footer: `\n${describeSettings(update.after, bot.model)}` }));
   },
 } satisfies Command;

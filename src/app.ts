@@ -14,7 +14,9 @@ import type { ResumeReport, ShutdownReport } from './queue/types.js';
 import { openDatabase, type Db } from './store/database.js';
 import { startJournalSweeps } from './store/housekeeping.js';
 import { SettingsStore } from './store/settings.js';
+import { ModerationLog } from './store/moderation-log.js';
 import { attachHandlers } from './discord/bot.js';
+import { channelAgeRestricted } from './discord/channel-age.js';
 import { createClient, inviteUrl } from './discord/client.js';
 import { COMMANDS } from '../commands/index.js';
 import { createLogger, type Logger } from './log.js';
@@ -94,9 +96,14 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     jobTimeoutMs: config.jobTimeoutMs,
     logger,
   });
+  // Safety (issue 14): the server's rules at delivery, the log of held-back and deleted pictures.
+  const moderationLog = new ModerationLog(db);
   messenger = new JobMessenger({
     rest: client.rest,
     queue,
+    settings,
+    moderationLog,
+    modelChecked: model.safetyChecker === true,
     editIntervalMs: config.editIntervalMs,
     channelEditsPerMinute: config.editsPerChannelPerMinute,
     logger,
@@ -109,6 +116,8 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     model,
     guidanceDefault: config.guidanceDefault ?? model.defaultGuidance ?? SD_GUIDANCE,
     logger,
+    moderationLog,
+    channelAgeRestricted: (channelId) => channelAgeRestricted(client, channelId),
   });
 
   client.once('clientReady', (ready) => {

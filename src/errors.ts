@@ -19,6 +19,8 @@ export const Identifiers = {
   ModelMismatch: 'modelMismatch',
   Cancelled: 'cancelled',
   Timeout: 'timeout',
+  /** The server's safety rules hold the picture back (moderation/safety-rules.ts). */
+  SafetyBlocked: 'safetyBlocked',
 } as const;
 export type Identifier = (typeof Identifiers)[keyof typeof Identifiers];
 

@@ -15,7 +15,7 @@ import { isUserError } from '../errors.js';
 import { EXECUTION_PROVIDERS, loadModel, ModelLoadError, type ExecutionProviderName } from '../diffusion/model.js';
 import { resolveModelDir } from '../diffusion/model-path.js';
 import { checkInputs, generate } from '../diffusion/pipeline.js';
-import { SCHEDULER_NAMES, type GenerateParams, type SchedulerName, type StepProgress } from '../diffusion/types.js';
+import { SCHEDULER_NAMES, type GenerateParams, type GenerateResult, type SchedulerName, type StepProgress } from '../diffusion/types.js';
 
 const USAGE =
   'usage: npm run imagine -- "<prompt>" [--negative TEXT] [--steps N] [--seed N] [--guidance X] [--scheduler NAME] ' +
@@ -178,12 +178,21 @@ export async function main(argv: string[]): Promise<number> {
     const notes = result.truncated ? ' (prompt truncated to the text encoder length)' : '';
     process.stderr.write(
       `${files.join(', ')}: ${result.width}×${result.height}, ${result.model}, ${result.scheduler}, ${result.steps} steps, ` +
-        `guidance ${result.guidanceScale}, seed ${result.seed}, ${(result.timings.totalMs / 1000).toFixed(2)} s${notes}\n`,
+        `guidance ${result.guidanceScale}, seed ${result.seed}, ${(result.timings.totalMs / 1000).toFixed(2)} s${notes}\n` +
+        `${safetyLine(result)}\n`,
     );
     return 0;
   } finally {
     await model.release();
   }
+}
+
+/** What the model's safety checker said, or that the model has none (the pictures were not checked). */
+export function safetyLine(result: Pick<GenerateResult, 'flagged' | 'timings'>): string {
+  if (result.flagged === undefined) return 'safety checker: none in this model folder (no safety_checker/); the pictures were not checked';
+  const flagged = result.flagged.filter(Boolean).length;
+  const ms = ((result.timings.safetyMs ?? 0) / result.flagged.length).toFixed(1);
+  return `safety checker: ${flagged} of ${result.flagged.length} flagged (${ms} ms per picture)`;
 }
 
 const invokedDirectly = process.argv[1] !== undefined && /imagine\.[cm]?[jt]s$/.test(process.argv[1]);

@@ -9,16 +9,20 @@
  *   replies to the original and edits that one from then on;
  * - a 🔁 reroll has no interaction: it posts a channel message replying to the image it rerolls.
  */
-import { DiscordAPIError, Routes, type REST, type RawFile } from 'discord.js';
+import { DiscordAPIError, MessageFlags, Routes, type REST, type RawFile } from 'discord.js';
 import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
 import type { GenerateResult, Preview, StepProgress } from '../diffusion/types.js';
+import { Identifiers, UserError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
+import { blockedNotice, blockReason, previewsAllowed, safetyDecision, SPOILER_WARNING, type SafetyDecision } from '../moderation/safety-rules.js';
+import type { ModerationLog } from '../store/moderation-log.js';
+import type { GuildSettings } from '../store/settings.js';
 import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
 import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
 import { ReactionLanes } from './reaction-lanes.js';
 import { DEFAULT_ATTACHMENT_LIMIT, enlargeSmall, fitImage, previewPng } from './images.js';
-import { renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
+import { NO_MENTIONS, renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
 
 /** Interaction tokens live 15 minutes (Discord docs, "Receiving and Responding"). */
 export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60 * 1000;
@@ -35,6 +39,12 @@ const DEAD_WEBHOOK_CODES = new Set([10008, 10015, 10062, 50027]);
 export interface JobMessengerOptions {
   rest: REST;
   queue: JobQueue;
+  /** The guild's safety rules, read when a picture is about to be posted (the rules of that moment apply). */
+  settings: { get(guildId: string): Pick<GuildSettings, 'safetyMode' | 'refuseUnchecked'> };
+  /** Where pictures held back by those rules are recorded, for /settings audit. */
+  moderationLog: Pick<ModerationLog, 'record'>;
+  /** Whether the model has a safety checker: then live previews are shown only in age-restricted channels. Default false. */
+  modelChecked?: boolean;
   /** Minimum milliseconds between two edits of one message. Default 1500. */
   editIntervalMs?: number;
   /** Progress edits per channel per minute, shared by every job in the channel; 0: no limit. Default 30. */
@@ -103,6 +113,9 @@ class JobMessage {
 export class JobMessenger {
   private readonly rest: REST;
   private readonly queue: JobQueue;
+  private readonly settings: JobMessengerOptions['settings'];
+  private readonly moderationLog: JobMessengerOptions['moderationLog'];
+  private readonly modelChecked: boolean;
   private readonly editIntervalMs: number;
   private readonly previewSide: number;
   private readonly logger: Logger;
@@ -117,6 +130,9 @@ export class JobMessenger {
   constructor(options: JobMessengerOptions) {
     this.rest = options.rest;
     this.queue = options.queue;
+    this.settings = options.settings;
+    this.moderationLog = options.moderationLog;
+    this.modelChecked = options.modelChecked ?? false;
     this.editIntervalMs = options.editIntervalMs ?? 1500;
     this.previewSide = options.previewSide ?? 256;
     this.logger = options.logger ?? createLogger();
@@ -134,15 +150,35 @@ export class JobMessenger {
         const position = this.queue.position(job.id);
         if (position) this.showQueued(job, position);
       }),
-      events.on('failed', ({ job, error }) => void this.end(job, { kind: 'failed', reason: error })),
+      events.on('failed', ({ job, error, identifier }) =>
+        void (identifier === Identifiers.SafetyBlocked ? this.endBlocked(job, error) : this.end(job, { kind: 'failed', reason: error })),
+      ),
       events.on('cancelled', ({ job }) => void this.end(job, { kind: 'cancelled' })),
     );
   }
 
-  /** The delivery callback for the queue: posts the finished picture, resolves with the message that carries it. */
+  /**
+   * The delivery callback for the queue: posts the finished picture, resolves with the message that carries it.
+   * A picture the server's safety rules hold back is not posted: it is logged and the delivery refused with a
+   * UserError (`SafetyBlocked`), so the job ends failed and its message says why (see `endBlocked`).
+   */
   readonly deliver: DeliverFn = async (job, result, context) => {
+    const decision = this.safetyFor(job, result);
+    if (decision.action === 'block') {
+      this.moderationLog.record({
+        guildId: job.guildId,
+        kind: 'picture-blocked',
+        userId: job.userId,
+        jobId: job.id,
+        channelId: job.channelId,
+        prompt: job.params.prompt,
+        rule: decision.rule,
+        at: this.now(),
+      });
+      throw new UserError(Identifiers.SafetyBlocked, blockReason(decision.rule), { rule: decision.rule });
+    }
     const message = this.messageFor(job);
-    const final = await this.finalBody(message, result);
+    const final = await this.finalBody(message, result, decision.action === 'spoiler');
     if (!(await message.acknowledged)) message.webhookDead = true;
     await message.pacer.reserveLast();
     this.channelBudget.note(job.channelId);
@@ -206,14 +242,42 @@ export class JobMessenger {
   private showProgress(job: JobRecord, progress: StepProgress): void {
     const perStep = progress.step > 0 ? progress.elapsedMs / progress.step : 0;
     const etaMs = perStep > 0 ? perStep * (progress.totalSteps - progress.step) : undefined;
+    // A preview is the picture before the safety checker has seen it.
+    const preview = previewsAllowed({ channelNsfw: job.channelNsfw, modelChecked: this.modelChecked }) ? progress.preview : undefined;
     this.show(job, {
       kind: 'running',
       step: progress.step,
       totalSteps: progress.totalSteps,
       elapsedMs: progress.elapsedMs,
       etaMs,
-      raw: progress.preview,
+      raw: preview,
     });
+  }
+
+  /** The server's safety rule for this job's picture, with the guild's settings of now. */
+  private safetyFor(job: JobRecord, result: GenerateResult): SafetyDecision {
+    const settings = this.settings.get(job.guildId);
+    // Only the first picture is posted (finalBody): it alone decides.
+    const flagged = result.flagged === undefined ? undefined : result.flagged.slice(0, 1);
+    return safetyDecision({ mode: settings.safetyMode, refuseUnchecked: settings.refuseUnchecked, channelNsfw: job.channelNsfw, flagged });
+  }
+
+  /**
+   * A picture held back: the job's message says so (in place of the progress, without the picture), and the member
+   * is told why in a message only they see, while the interaction's token allows one.
+   */
+  private async endBlocked(job: JobRecord, reason: string): Promise<void> {
+    await this.end(job, { kind: 'blocked', reason });
+    const interaction = job.interaction;
+    if (!interaction || this.now() >= interaction.createdAt + INTERACTION_TOKEN_LIFETIME_MS - TOKEN_SAFETY_MARGIN_MS) return;
+    try {
+      await this.rest.post(Routes.webhook(interaction.applicationId, interaction.token), {
+        body: { content: blockedNotice(reason), flags: MessageFlags.Ephemeral, allowed_mentions: NO_MENTIONS },
+        auth: false,
+      });
+    } catch (error) {
+      this.logger.warn('could not tell a member privately why their picture was held back', { jobId: job.id, error });
+    }
   }
 
   private show(job: JobRecord, stage: PendingStage): void {
@@ -381,13 +445,15 @@ export class JobMessenger {
     return { messageId: id };
   }
 
-  private async finalBody(message: JobMessage, result: GenerateResult): Promise<MessageBody> {
+  private async finalBody(message: JobMessage, result: GenerateResult, spoiler: boolean): Promise<MessageBody> {
     const { job } = message;
     const png = result.images[0];
     if (!png) throw new Error(`Job ${job.id} produced no image`);
-    const image = await fitImage(await enlargeSmall(png), `imagine-${result.seed}`, message.attachmentLimit);
+    // Discord hides an attachment whose name starts with SPOILER_ until it is clicked.
+    const baseName = `${spoiler ? 'SPOILER_' : ''}imagine-${result.seed}`;
+    const image = await fitImage(await enlargeSmall(png), baseName, message.attachmentLimit);
     const headline = job.kind === 'reroll' ? `🔁 Rerolled for <@${job.userId}>` : undefined;
-    return renderFinal({ params: job.params, result, image, jobId: job.id, headline });
+    return renderFinal({ params: job.params, result, image, jobId: job.id, headline, ...(spoiler ? { spoilerWarning: SPOILER_WARNING } : {}) });
   }
 
   // ---- reactions ----

@@ -29,7 +29,9 @@ export type JobStage =
   | { kind: 'running'; step: number; totalSteps: number; elapsedMs: number; etaMs?: number; preview?: OutgoingFile }
   | { kind: 'restarting'; place?: number }
   | { kind: 'cancelled' }
-  | { kind: 'failed'; reason: string };
+  | { kind: 'failed'; reason: string }
+  /** The picture was made and held back by the server's safety rules; `reason` says which rule. */
+  | { kind: 'blocked'; reason: string };
 
 /** Nobody is pinged by text the bot echoes: not @everyone, not roles, not users named in a prompt. */
 export const NO_MENTIONS: APIAllowedMentions = Object.freeze({ parse: [], replied_user: false }) as APIAllowedMentions;
@@ -91,6 +93,8 @@ export function renderStage(stage: JobStage, params: Pick<GenerateParams, 'promp
       return body(`🚫 Cancelled.\n${quote(params.prompt)}`);
     case 'failed':
       return body(`⚠️ This picture could not be made: ${stage.reason}\n${quote(params.prompt)}`);
+    case 'blocked':
+      return body(`🛡️ This picture was not posted: ${stage.reason}.\n${quote(params.prompt)}`);
   }
 }
 
@@ -114,6 +118,11 @@ export interface FinalDetails {
   jobId: string;
   /** A line above the embed, e.g. who asked, or "reroll of …". Echoed with mentions disabled. */
   headline?: string;
+  /**
+   * Posted behind a spoiler (the safety rules' `spoiler`): this warning goes above, and the picture stays out of
+   * the embed, which would show it uncovered; `image` must then be named `SPOILER_…`.
+   */
+  spoilerWarning?: string;
 }
 
 /** The finished message: the picture and an embed with every parameter needed to make it again. */
@@ -133,8 +142,9 @@ export function renderFinal(details: FinalDetails): MessageBody {
   const embed: APIEmbed = {
     description: echoWithin(params.prompt, DESCRIPTION_MAX) + (result.truncated ? '\n*(the prompt was longer than the model reads; the end was cut)*' : ''),
     fields,
-    image: { url: `attachment://${image.name}` },
+    ...(details.spoilerWarning === undefined ? { image: { url: `attachment://${image.name}` } } : {}),
     footer: { text: `React 🔁 to roll again with a new seed · job ${details.jobId}` },
   };
-  return body(details.headline ?? '', [image], [embed]);
+  const content = [details.headline, details.spoilerWarning].filter((line) => line !== undefined && line.length > 0).join('\n');
+  return body(content, [image], [embed]);
 }

@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import { basename, dirname, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { schedulerNameFromClass } from './schedulers/index.js';
+import { readClipPreprocessing, type ClipPreprocessing } from './safety-checker.js';
 import { DEFAULT_SESSION_OPTIONS } from './session-options.js';
 import type { SchedulerConfig } from './schedulers/types.js';
 import { loadTokenizer, type PromptTokenizer } from './tokenizer.js';
@@ -63,6 +64,18 @@ export interface VaeDecoderPart {
   sample: TensorSpec;
 }
 
+/** The model's safety checker (diffusers' ONNX `StableDiffusionSafetyChecker`) and the CLIP preprocessing it expects. */
+export interface SafetyCheckerPart {
+  session: ort.InferenceSession;
+  /** safety_checker/model.onnx, for messages. */
+  file: string;
+  clipInput: TensorSpec;
+  images: TensorSpec;
+  hasNsfwConcepts: TensorSpec;
+  /** From feature_extractor/preprocessor_config.json. */
+  preprocessing: ClipPreprocessing;
+}
+
 /** A loaded model folder: sessions, their tensor specs, tokenizer and scheduler config. */
 export interface DiffusionModel {
   dir: string;
@@ -71,6 +84,8 @@ export interface DiffusionModel {
   unet: UnetPart;
   /** Absent for a pixel-space model: the UNet's sample is the image itself, in [-1, 1]. */
   vaeDecoder?: VaeDecoderPart;
+  /** Present when the folder has safety_checker/model.onnx: every picture is checked after decoding. */
+  safetyChecker?: SafetyCheckerPart;
   /** Latent (or image) channels the UNet denoises. */
   channels: number;
   /** vae_decoder/config.json `scaling_factor` (default 0.18215, as diffusers). 1 for pixel-space models. */
@@ -93,8 +108,9 @@ const DEFAULT_SCALING_FACTOR = 0.18215; // diffusers' AutoencoderKL default (SD 
 
 /**
  * Load a model folder in the diffusers/Optimum ONNX layout. Reads input and output names, dtypes and shapes from
- * the sessions' metadata and refuses, naming the file, a model that does not fit. Parts imagine does not use
- * (safety_checker, feature_extractor, vae_encoder, unknown config keys) are ignored.
+ * the sessions' metadata and refuses, naming the file, a model that does not fit. A `safety_checker/model.onnx` is
+ * loaded with its `feature_extractor/preprocessor_config.json` (see safety-checker.ts); parts imagine does not use
+ * (vae_encoder, unknown config keys, a safety_checker/ folder without its model) are ignored.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<DiffusionModel> {
   dir = resolve(dir);
@@ -147,6 +163,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       const vae = await open('vae_decoder');
       vaeDecoder = checkVaeDecoder(vae.session, vae.file);
     }
+
+    const safetyChecker = await openSafetyChecker(dir, open, log);
 
     const channels = dim(unet.sample.shape[1]) ?? dim(vaeDecoder?.latentSample.shape[1]) ?? (pixelSpace ? 3 : 4);
     if (pixelSpace && channels !== 3) {
@@ -219,10 +237,12 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         maxTokens: tokenizer.maxLength,
         ...(fixedH !== undefined || fixedW !== undefined ? { fixedSize: true } : {}),
         ...(typeof defaultGuidance === 'number' ? { defaultGuidance } : {}),
+        safetyChecker: safetyChecker !== undefined,
       },
       textEncoder,
       unet,
       vaeDecoder,
+      safetyChecker,
       channels,
       scalingFactor,
       timestepCondDim,
@@ -379,6 +399,54 @@ function checkUnet(session: ort.InferenceSession, file: string): UnetPart {
     throw misfit(file, `an output with the ${inChannels} channels of \`sample\` (a noise prediction)`, output);
   }
   return { session, sample, timestep, encoderHiddenStates, timestepCond, output };
+}
+
+/**
+ * safety_checker/model.onnx with its CLIP preprocessing, or undefined when the folder has none (a
+ * `safety_checker/` holding only a config, as some exports leave it, counts as none, with one log line).
+ */
+async function openSafetyChecker(
+  dir: string,
+  open: (part: string) => Promise<{ session: ort.InferenceSession; file: string }>,
+  log: (line: string) => void,
+): Promise<SafetyCheckerPart | undefined> {
+  if (!existsSync(join(dir, 'safety_checker', 'model.onnx'))) {
+    if (existsSync(join(dir, 'safety_checker'))) log(`imagine: ${join(dir, 'safety_checker')} has no model.onnx; pictures are not checked`);
+    return undefined;
+  }
+  const configPath = join(dir, 'feature_extractor', 'preprocessor_config.json');
+  if (!existsSync(configPath)) {
+    throw new ModelLoadError(`${configPath}: expected the safety checker's CLIP preprocessing config beside safety_checker/model.onnx`);
+  }
+  let preprocessing: ClipPreprocessing;
+  try {
+    preprocessing = readClipPreprocessing(readJson(configPath));
+  } catch (error) {
+    if (error instanceof ModelLoadError) throw error;
+    throw new ModelLoadError(`${configPath}: ${(error as Error).message}`);
+  }
+  const { session, file } = await open('safety_checker');
+  const inputs = specsOf(session, 'input');
+  const outputs = specsOf(session, 'output');
+  const clipInput = inputs.find((s) => s.name === 'clip_input');
+  if (!clipInput || !FLOAT_TYPES.includes(clipInput.type) || clipInput.shape.length !== 4 || (dim(clipInput.shape[1]) ?? 3) !== 3) {
+    throw misfit(file, 'an input `clip_input` of float32 or float16 [batch, 3, height, width]', clipInput ?? inputs);
+  }
+  const images = inputs.find((s) => s.name === 'images');
+  if (!images || !FLOAT_TYPES.includes(images.type) || images.shape.length !== 4 || (dim(images.shape[3]) ?? 3) !== 3) {
+    throw misfit(file, 'an input `images` of float32 or float16 [batch, height, width, 3]', images ?? inputs);
+  }
+  const hasNsfwConcepts = outputs.find((s) => s.name === 'has_nsfw_concepts');
+  if (!hasNsfwConcepts || hasNsfwConcepts.type !== 'bool') {
+    throw misfit(file, 'an output `has_nsfw_concepts` of bool [batch]', hasNsfwConcepts ?? outputs);
+  }
+  // A fixed CLIP size must be what the preprocessing makes (a square crop, as every CLIP config has).
+  const [fixedH, fixedW] = [dim(clipInput.shape[2]), dim(clipInput.shape[3])];
+  const crop = preprocessing.crop;
+  if (crop && ((fixedH !== undefined && fixedH !== crop.height) || (fixedW !== undefined && fixedW !== crop.width))) {
+    throw new ModelLoadError(`${configPath}: expected a crop of ${fixedH ?? crop.height}×${fixedW ?? crop.width} for \`clip_input\` of ${file}, got ${crop.height}×${crop.width}`);
+  }
+  return { session, file, clipInput, images, hasNsfwConcepts, preprocessing };
 }
 
 function checkVaeDecoder(session: ort.InferenceSession, file: string): VaeDecoderPart {

@@ -1,7 +1,7 @@
 /**
  * txt2img, laid out as diffusers' StableDiffusionPipeline.__call__ (pipelines/stable_diffusion/
  * pipeline_onnx_stable_diffusion.py): check inputs, plan the batch, encode prompts, timesteps, prepare latents, the
- * denoising loop written out step by step, decode, postprocess. Latent diffusion (Rombach et al. 2022) with
+ * denoising loop written out step by step, decode, postprocess, and the model's safety checker when it has one. Latent diffusion (Rombach et al. 2022) with
  * classifier-free guidance (Ho & Salimans 2022); pixel-space models run the same loop on the image itself. Several
  * jobs can share one run: their images are rows of the same UNet calls.
  */
@@ -25,6 +25,7 @@ import {
   type RowPlan,
 } from './pipeline-steps.js';
 import { previewOf } from './preview.js';
+import { checkerImage, runSafetyChecker, type CheckerPicture } from './safety-checker.js';
 import { createScheduler, type Scheduler } from './schedulers/index.js';
 import { fromHalf, guideInto, scaleInto, toHalf } from './tensor.js';
 import type { GenerateOptions, GenerateParams, GenerateResult, SchedulerName } from './types.js';
@@ -103,10 +104,16 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
     cancelAborted(members);
     const finishing = members.filter((m) => !m.error);
     if (finishing.length > 0) {
-      // 8. Decode and postprocess to PNGs.
+      // 8. Decode and postprocess to RGB bytes.
       const pixels = await decodeLatents(model, denoised, plan.images, shape, clock);
-      const pngs = await toPngs(finishing, pixels, shape);
-      for (const [k, m] of finishing.entries()) outcomes[m.index] = { ok: true, result: resultOf(model, m, pngs[k], clock, started) };
+      const rgb = toRgb(finishing, pixels, shape);
+      // 9. The model's safety checker, when it has one: a flag per picture (what to do with it is the bot's rule).
+      const safety = model.safetyChecker ? await checkPictures(model, finishing, pixels, rgb, shape, clock) : undefined;
+      // 10. PNGs.
+      const pngs = await toPngs(rgb, shape);
+      for (const [k, m] of finishing.entries()) {
+        outcomes[m.index] = { ok: true, result: resultOf(model, m, pngs[k], clock, started, safety && { flagged: safety.flags[k], ms: safety.ms }) };
+      }
     }
   } catch (error) {
     // A failure of the shared work (runtime, decoder) is every remaining job's failure.
@@ -344,18 +351,55 @@ function reportProgress({ members, shape, steps, started }: LoopContext, reporte
   return reported;
 }
 
-/**
- * diffusers' postprocess, clip(x / 2 + 0.5, 0, 1) × 255, to PNG: each finishing job's images. All at once: sharp
- * encodes on libuv's thread pool, so several images share the cores instead of waiting in turn.
- */
-function toPngs(finishing: readonly Member[], pixels: Float32Array, { width, height }: ImageShape): Promise<Uint8Array[][]> {
+/** diffusers' postprocess, clip(x / 2 + 0.5, 0, 1) × 255: each finishing job's images as RGB bytes. */
+function toRgb(finishing: readonly Member[], pixels: Float32Array, { width, height }: ImageShape): Uint8Array[][] {
   const plane = width * height;
-  const png = (image: number) => encodePng(planarToRgb(pixels, image * 3 * plane, width, height), width, height);
-  return Promise.all(finishing.map((m) => Promise.all(Array.from({ length: m.checked.count }, (_, i) => png(m.firstImage + i)))));
+  return finishing.map((m) => Array.from({ length: m.checked.count }, (_, i) => planarToRgb(pixels, (m.firstImage + i) * 3 * plane, width, height)));
 }
 
-function resultOf(model: DiffusionModel, m: Member, images: Uint8Array[], clock: RunClock, started: number): GenerateResult {
+/**
+ * Step 9: every finishing picture through the model's safety checker (see safety-checker.ts). Returns each job's
+ * flags and the time the checker took per picture (CLIP preprocessing included).
+ */
+async function checkPictures(
+  model: DiffusionModel,
+  finishing: readonly Member[],
+  pixels: Float32Array,
+  rgb: Uint8Array[][],
+  { width, height }: ImageShape,
+  clock: RunClock,
+): Promise<{ flags: boolean[][]; ms: number }> {
+  const t0 = performance.now();
+  const plane = width * height;
+  const pictures: CheckerPicture[] = finishing.flatMap((m, k) =>
+    rgb[k].map((bytes, i) => ({ rgb: bytes, nhwc: checkerImage(pixels, (m.firstImage + i) * 3 * plane, width, height), width, height })),
+  );
+  const all = await runSafetyChecker(model.safetyChecker!, pictures, clock);
+  let next = 0;
+  const flags = finishing.map((m) => all.slice(next, (next += m.checked.count)));
+  return { flags, ms: (performance.now() - t0) / Math.max(1, pictures.length) };
+}
+
+/** PNGs of every job's images, all at once: sharp encodes on libuv's thread pool, so several images share the cores. */
+function toPngs(rgb: Uint8Array[][], { width, height }: ImageShape): Promise<Uint8Array[][]> {
+  return Promise.all(rgb.map((images) => Promise.all(images.map((bytes) => encodePng(bytes, width, height)))));
+}
+
+function resultOf(
+  model: DiffusionModel,
+  m: Member,
+  images: Uint8Array[],
+  clock: RunClock,
+  started: number,
+  safety?: { flagged: boolean[]; ms: number },
+): GenerateResult {
   const { width, height, seed, steps, guidanceScale, scheduler } = m.checked;
-  const timings = { totalMs: performance.now() - started, runtimeMs: clock.runtimeMs, unetMs: clock.unetMs };
-  return { images, width, height, seed, steps, guidanceScale, scheduler, model: model.info.name, truncated: m.truncated, timings };
+  const timings: GenerateResult['timings'] = { totalMs: performance.now() - started, runtimeMs: clock.runtimeMs, unetMs: clock.unetMs };
+  const result: GenerateResult = { images, width, height, seed, steps, guidanceScale, scheduler, model: model.info.name, truncated: m.truncated, timings };
+  if (safety) {
+    result.flagged = safety.flagged;
+    // The batch's checker time, per picture, times this job's pictures.
+    timings.safetyMs = safety.ms * safety.flagged.length;
+  }
+  return result;
 }

@@ -57,11 +57,18 @@ export interface GenerateResult {
   model: string;
   /** True when the prompt (or negative prompt) was cut to the text encoder's length. */
   truncated: boolean;
+  /**
+   * The model's safety checker's verdict, one per image (true: flagged). Absent when the model has no checker:
+   * the pictures were not checked. What a flag means for posting is the bot's rule, not the engine's.
+   */
+  flagged?: boolean[];
   timings: {
     totalMs: number;
-    /** Sum of the runtime's `run()` calls (text encoder, UNet, VAE). */
+    /** Sum of the runtime's `run()` calls (text encoder, UNet, VAE, safety checker). */
     runtimeMs: number;
     unetMs: number;
+    /** The safety checker's share of `totalMs` (CLIP preprocessing and its calls), when it ran. */
+    safetyMs?: number;
   };
 }
 
@@ -111,4 +118,9 @@ export interface ModelInfo {
    * absent when the folder has none (SD exports), then the caller's default applies.
    */
   defaultGuidance?: number;
+  /**
+   * True when the model has a safety checker (`safety_checker/model.onnx`), so every result carries `flagged`;
+   * false or absent: its pictures are not checked.
+   */
+  safetyChecker?: boolean;
 }

@@ -1,13 +1,16 @@
 /**
  * 🔁 and ❌ on the bot's messages. Jobs are found through the journal by message id, so this works on messages
- * the client never cached and after a restart; parameters are never read back from the message text.
+ * the client never cached and after a restart; parameters are never read back from the message text. ❌ cancels
+ * a waiting or running job (its requester or a moderator) and, from a moderator, deletes a finished picture.
  */
-import { Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
+import { DiscordAPIError, Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
 import { isUserError } from '../errors.js';
 import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/job-messenger.js';
 import { rerollParams } from '../moderation/request-rules.js';
-import { canCancel, canReroll, type MemberAuthority } from '../moderation/permissions.js';
+import { assertRequestAllowed } from '../moderation/safety-rules.js';
+import { canCancel, canDeletePicture, canReroll, type MemberAuthority } from '../moderation/permissions.js';
 import type { BotContext } from '../../commands/index.js';
+import type { JobRecord } from '../jobs/types.js';
 import type { NoticeThrottle } from './notice-throttle.js';
 
 async function authorityOf(client: Client, guildId: string, userId: string): Promise<MemberAuthority> {
@@ -41,6 +44,11 @@ export async function handleReaction(
   const member = await authorityOf(client, guildId, user.id);
 
   if (emoji === CANCEL_EMOJI) {
+    if (job.state === 'done' && job.resultMessageId === messageId) {
+      // A finished picture: a moderator's ❌ takes it down; anyone else's does nothing.
+      if (canDeletePicture(member, settings)) await deletePicture(job, messageId, channelId, user.id, bot, client);
+      return;
+    }
     if (!canCancel(job, member, settings)) return;
     const outcome = bot.queue.cancel(job.id, user.id);
     bot.logger.info('❌ by reaction', { jobId: job.id, by: user.id, outcome });
@@ -54,12 +62,21 @@ export async function handleReaction(
   if (!canReroll(job, member, settings)) return;
   try {
     // The guild's rules may have changed since the original: check again, never fix silently.
-    const params = rerollParams(job.params, settings, { model: bot.model });
+    const request = rerollParams(job, settings, { model: bot.model });
+    const channelNsfw = await bot.channelAgeRestricted(channelId);
+    assertRequestAllowed({
+      mode: settings.safetyMode,
+      refuseUnchecked: settings.refuseUnchecked,
+      channelNsfw,
+      modelChecked: bot.model.safetyChecker === true,
+    });
     const { job: reroll } = bot.queue.submit({
       guildId,
       channelId,
       userId: user.id,
-      params,
+      params: request.params,
+      ...(request.guildNegative !== undefined ? { guildNegative: request.guildNegative } : {}),
+      ...(channelNsfw !== undefined ? { channelNsfw } : {}),
       kind: 'reroll',
       parentJobId: job.id,
       replyToMessageId: messageId,
@@ -80,4 +97,33 @@ export async function handleReaction(
       },
     });
   }
+}
+
+/** Deletes a posted picture at a moderator's ❌, and logs who did it for /settings audit. */
+async function deletePicture(
+  job: JobRecord,
+  messageId: string,
+  channelId: string,
+  moderatorId: string,
+  bot: BotContext,
+  client: Client,
+): Promise<void> {
+  try {
+    await client.rest.delete(Routes.channelMessage(channelId, messageId));
+  } catch (error) {
+    // Someone deleted it first: nothing left to do or to log.
+    if (error instanceof DiscordAPIError && error.status === 404) return;
+    throw error;
+  }
+  bot.moderationLog.record({
+    guildId: job.guildId,
+    kind: 'picture-deleted',
+    actorId: moderatorId,
+    userId: job.userId,
+    jobId: job.id,
+    channelId,
+    prompt: job.params.prompt,
+    at: Date.now(),
+  });
+  bot.logger.info('❌ by a moderator: picture deleted', { jobId: job.id, messageId, by: moderatorId });
 }

@@ -31,6 +31,16 @@ export interface JobRecord {
   /** The job a reroll was made from. */
   parentJobId?: string;
   params: GenerateParams;
+  /**
+   * Whether the channel was age-restricted (Discord's `nsfw` flag; a thread takes its parent's) when the job was
+   * submitted. Absent: not known (jobs journaled before it was recorded), which the safety rules treat as not.
+   */
+  channelNsfw?: boolean;
+  /**
+   * The server's default negative prompt as it was added to `params.negativePrompt` (see
+   * moderation/request-rules.ts), so a 🔁 can tell it from the member's own and apply today's default instead.
+   */
+  guildNegative?: string;
   state: JobState;
   /** Absent for jobs that have no interaction (a 🔁 reaction): those are delivered as channel messages. */
   interaction?: InteractionRef;

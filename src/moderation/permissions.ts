@@ -54,3 +54,8 @@ export function canReroll(job: Pick<JobRecord, 'userId'>, member: MemberAuthorit
   if (settings.rerollWho === 'anyone') return true;
   return job.userId === member.userId || canManage(member.permissions, member.roleIds, settings);
 }
+
+/** ❌ on a finished picture deletes it: moderators only (a member's ❌ on anyone's picture does nothing). */
+export function canDeletePicture(member: MemberAuthority, settings: Pick<GuildSettings, 'moderatorRoleIds'>): boolean {
+  return canManage(member.permissions, member.roleIds, settings);
+}

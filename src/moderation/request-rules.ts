@@ -1,7 +1,7 @@
 /**
- * A guild's rules applied to one picture request: its step default and maximum and its banned words, over the
- * model's size. /imagine and 🔁 both go through here, so a reroll is checked against today's rules exactly as a
- * new request is.
+ * A guild's rules applied to one picture request: its step default and maximum, its banned words (in the prompt and
+ * the member's negative prompt), and its default negative prompt, over the model's size. /imagine and 🔁 both go
+ * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
 import type { GenerateParams, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
@@ -17,12 +17,37 @@ export interface RequestContext {
   randomSeed?: () => number;
 }
 
+/** What to queue: the parameters, and the server's default negative prompt they include (for the job's record). */
+export interface GuildRequest {
+  params: GenerateParams;
+  /** Absent when the server has none. */
+  guildNegative?: string;
+}
+
 /**
- * Checks a request against the guild's settings and returns what to queue.
+ * The negative prompt the engine gets: the server's default first, then the member's own. First, because the
+ * text encoder reads a limited number of tokens (77 for SD) and a long negative of the member's must not push the
+ * server's out.
+ */
+export function combineNegative(guildNegative: string | undefined, memberNegative: string | undefined): string | undefined {
+  const parts = [guildNegative, memberNegative].filter((part): part is string => part !== undefined && part.length > 0);
+  return parts.length === 0 ? undefined : parts.join(', ');
+}
+
+/** The member's own part of a combined negative prompt (the inverse of {@link combineNegative}). */
+export function memberNegativeOf(negativePrompt: string | undefined, guildNegative: string | undefined): string | undefined {
+  if (negativePrompt === undefined || !guildNegative) return negativePrompt;
+  if (negativePrompt === guildNegative) return undefined;
+  return negativePrompt.startsWith(`${guildNegative}, `) ? negativePrompt.slice(guildNegative.length + 2) : negativePrompt;
+}
+
+/**
+ * Checks a request against the guild's settings and returns what to queue. Banned words are looked for in the
+ * member's text only: a server's default negative may well name what it bans ("nude" is banned, and a negative).
  * @throws UserError for the first rule the request breaks (see buildGenerateParams).
  */
-export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettings, context: RequestContext): GenerateParams {
-  return buildGenerateParams(input, {
+export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettings, context: RequestContext): GuildRequest {
+  const params = buildGenerateParams(input, {
     stepsDefault: settings.stepsDefault,
     stepsMax: settings.stepsMax,
     guidanceDefault: context.guidanceDefault,
@@ -30,26 +55,37 @@ export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettin
     findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
     randomSeed: context.randomSeed ?? randomSeed,
   });
+  const guildNegative = settings.negativeDefault.length > 0 ? settings.negativeDefault : undefined;
+  const negativePrompt = combineNegative(guildNegative, params.negativePrompt);
+  if (negativePrompt !== undefined) params.negativePrompt = negativePrompt;
+  return guildNegative === undefined ? { params } : { params, guildNegative };
 }
 
 /**
- * The parameters for a 🔁 of `original`: same prompt, steps, guidance, scheduler and size, a new seed, checked
- * again under the guild's rules of today (never fixed silently).
+ * The parameters for a 🔁 of `original`: same prompt, member's negative prompt, steps, guidance, scheduler and size,
+ * a new seed, checked again under the guild's rules of today (never fixed silently), today's default negative
+ * prompt in place of the one the original got.
  */
-export function rerollParams(original: GenerateParams, settings: GuildSettings, context: Omit<RequestContext, 'guidanceDefault'>): GenerateParams {
-  const params = paramsUnderGuildRules(
+export function rerollParams(
+  original: { params: GenerateParams; guildNegative?: string },
+  settings: GuildSettings,
+  context: Omit<RequestContext, 'guidanceDefault'>,
+): GuildRequest {
+  const { params: originalParams } = original;
+  const request = paramsUnderGuildRules(
     {
-      prompt: original.prompt,
-      negative: original.negativePrompt ?? null,
-      steps: original.steps,
-      guidance: original.guidanceScale,
-      scheduler: original.scheduler ?? null,
+      prompt: originalParams.prompt,
+      negative: memberNegativeOf(originalParams.negativePrompt, original.guildNegative) ?? null,
+      steps: originalParams.steps,
+      guidance: originalParams.guidanceScale,
+      scheduler: originalParams.scheduler ?? null,
     },
     settings,
-    { ...context, guidanceDefault: original.guidanceScale },
+    { ...context, guidanceDefault: originalParams.guidanceScale },
   );
-  if (original.width !== undefined) params.width = original.width;
-  if (original.height !== undefined) params.height = original.height;
-  if (original.count !== undefined) params.count = original.count;
-  return params;
+  const { params } = request;
+  if (originalParams.width !== undefined) params.width = originalParams.width;
+  if (originalParams.height !== undefined) params.height = originalParams.height;
+  if (originalParams.count !== undefined) params.count = originalParams.count;
+  return request;
 }

@@ -1,5 +1,5 @@
 import { Identifiers, UserError } from '../errors.js';
-import type { GuildSettings, RerollWho, SettingsStore, SettingsUpdate } from '../store/settings.js';
+import { SAFETY_MODES, type GuildSettings, type RerollWho, type SafetyMode, type SettingsStore, type SettingsUpdate } from '../store/settings.js';
 import { BANNED_WORDS_MAX, normalizeBannedWord } from './banned-words.js';
 import { assertCanManage, type MemberAuthority } from './permissions.js';
 
@@ -18,7 +18,13 @@ export type SettingsChange =
   | { kind: 'limits'; perMember: number }
   | { kind: 'banned-words'; action: 'add' | 'remove'; words: readonly string[] }
   | { kind: 'reroll'; who: RerollWho }
-  | { kind: 'moderator-roles'; action: 'add' | 'remove'; roleId: string };
+  | { kind: 'moderator-roles'; action: 'add' | 'remove'; roleId: string }
+  | { kind: 'safety'; mode?: SafetyMode; refuseUnchecked?: boolean }
+  /** Absent or empty `text` clears the default. */
+  | { kind: 'negative'; text?: string };
+
+/** Longest default negative prompt a server may set (a member's own may add up to PROMPT_MAX_LENGTH). */
+export const NEGATIVE_DEFAULT_MAX = 500;
 
 function invalid(message: string, context: Record<string, unknown> = {}): UserError {
   return new UserError(Identifiers.InvalidInput, `${message} Nothing was changed.`, context);
@@ -113,6 +119,27 @@ export function applySettingsChange(
       } else {
         next.moderatorRoleIds = current.moderatorRoleIds.filter((role) => role !== change.roleId);
       }
+      return next;
+    }
+    case 'safety': {
+      if (change.mode === undefined && change.refuseUnchecked === undefined) throw invalid('Give `mode`, `unchecked` or both.');
+      if (change.mode !== undefined) {
+        if (!(SAFETY_MODES as readonly string[]).includes(change.mode)) {
+          throw invalid(`Expected \`mode\` to be one of ${SAFETY_MODES.join(', ')}, got \`${String(change.mode)}\`.`);
+        }
+        next.safetyMode = change.mode;
+      }
+      if (change.refuseUnchecked !== undefined) next.refuseUnchecked = change.refuseUnchecked;
+      return next;
+    }
+    case 'negative': {
+      const text = (change.text ?? '').trim();
+      if (text.length > NEGATIVE_DEFAULT_MAX) {
+        throw invalid(`Expected the default negative prompt to be at most ${NEGATIVE_DEFAULT_MAX} characters, got ${text.length}.`);
+      }
+      // One line of plain text, as /imagine requires of a member's prompt: it is echoed in every picture's embed.
+      if (/[\p{Cc}\p{Zl}\p{Zp}]/u.test(text)) throw invalid('Expected the default negative prompt to be one line of plain text.');
+      next.negativeDefault = text;
       return next;
     }
     default: {

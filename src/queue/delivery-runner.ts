@@ -155,7 +155,9 @@ export class DeliveryRunner {
         // Shutting down: the job stays `delivering` and the next start tries again from the saved PNGs.
         if (controller.signal.aborted) return;
         if (isUserError(error) || attempt >= this.options.tries) {
-          logger.error('Delivery failed', { jobId: job.id, attempt, error });
+          // A UserError is a refusal by the bot's own rules (e.g. the safety rules held the picture back), not a fault.
+          if (isUserError(error)) logger.info('Delivery refused', { jobId: job.id, attempt, identifier: error.identifier });
+          else logger.error('Delivery failed', { jobId: job.id, attempt, error });
           this.options.fail(
             job,
             isUserError(error) ? error.message : 'Sorry, the image was made but could not be posted.',

@@ -199,6 +199,8 @@ export class FairQueue implements JobQueue {
       createdAt: this.now(),
     };
     if (input.parentJobId !== undefined) fresh.parentJobId = input.parentJobId;
+    if (input.channelNsfw !== undefined) fresh.channelNsfw = input.channelNsfw;
+    if (input.guildNegative !== undefined) fresh.guildNegative = input.guildNegative;
     if (input.interaction !== undefined) fresh.interaction = { ...input.interaction };
     if (input.messageId !== undefined) fresh.messageId = input.messageId;
     if (input.replyToMessageId !== undefined) fresh.replyToMessageId = input.replyToMessageId;

@@ -16,6 +16,10 @@ export interface SubmitInput {
   userId: string;
   /** Fully resolved: steps, seed, size and guidance filled in by the command (the queue does not pick defaults). */
   params: GenerateParams;
+  /** Whether the channel is age-restricted (threads: their parent); recorded so delivery knows it after a restart. */
+  channelNsfw?: boolean;
+  /** The server's default negative prompt included in `params.negativePrompt`, if any. */
+  guildNegative?: string;
   /** Default 'imagine'. */
   kind?: JobKind;
   parentJobId?: string;

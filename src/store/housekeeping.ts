@@ -1,7 +1,8 @@
 /**
  * What the journal keeps, and for how long. An interaction token is a credential for 15 minutes (Discord docs,
  * "Receiving and Responding"): past that it is blanked, since delivery no longer uses it. Finished jobs stay
- * `retentionDays` (🔁 on an old picture needs its parameters, found by message id), then go.
+ * `retentionDays` (🔁 on an old picture needs its parameters, found by message id), then go, and so do the
+ * moderation log's events, which quote prompts.
  */
 import type { Db } from './database.js';
 
@@ -19,9 +20,11 @@ export interface SweepOptions {
 export interface SweepReport {
   tokensDropped: number;
   jobsPruned: number;
+  /** Moderation-log events (blocked or deleted pictures, with their prompts) past retention. */
+  moderationPruned: number;
 }
 
-/** Blanks dead interaction tokens and deletes finished jobs past retention, in one transaction. */
+/** Blanks dead interaction tokens and deletes finished jobs and moderation events past retention, in one transaction. */
 export function sweepJournal(db: Db, options: SweepOptions): SweepReport {
   const now = options.now ?? Date.now();
   return db.transaction(() => {
@@ -38,7 +41,8 @@ export function sweepJournal(db: Db, options: SweepOptions): SweepReport {
            AND COALESCE(finished_at, created_at) < ?`,
       )
       .run(now - options.retentionDays * DAY_MS);
-    return { tokensDropped: tokens.changes, jobsPruned: pruned.changes };
+    const moderation = db.prepare('DELETE FROM moderation_log WHERE at < ?').run(now - options.retentionDays * DAY_MS);
+    return { tokensDropped: tokens.changes, jobsPruned: pruned.changes, moderationPruned: moderation.changes };
   })();
 }
 
@@ -53,7 +57,7 @@ export function startJournalSweeps(
   const sweep = () => {
     try {
       const report = sweepJournal(db, { retentionDays: options.retentionDays });
-      if (report.tokensDropped + report.jobsPruned > 0) options.onSweep?.(report);
+      if (report.tokensDropped + report.jobsPruned + report.moderationPruned > 0) options.onSweep?.(report);
     } catch (error) {
       options.onError?.(error);
     }

@@ -15,6 +15,8 @@ interface JobRow {
   kind: JobRecord['kind'];
   parent_job_id: string | null;
   params: string;
+  channel_nsfw: number | null;
+  guild_negative: string | null;
   state: JobState;
   interaction: string | null;
   message_id: string | null;
@@ -46,11 +48,11 @@ export class JobStore {
   constructor(private readonly db: Db) {
     this.statements = {
       insert: db.prepare(`INSERT INTO jobs (
-          id, guild_id, channel_id, user_id, kind, parent_job_id, params, state, interaction, message_id,
-          reply_to_message_id, attempts, delivery_attempts, delivery_key, created_at
+          id, guild_id, channel_id, user_id, kind, parent_job_id, params, channel_nsfw, guild_negative, state,
+          interaction, message_id, reply_to_message_id, attempts, delivery_attempts, delivery_key, created_at
         ) VALUES (
-          @id, @guild_id, @channel_id, @user_id, @kind, @parent_job_id, @params, @state, @interaction, @message_id,
-          @reply_to_message_id, @attempts, @delivery_attempts, @delivery_key, @created_at
+          @id, @guild_id, @channel_id, @user_id, @kind, @parent_job_id, @params, @channel_nsfw, @guild_negative, @state,
+          @interaction, @message_id, @reply_to_message_id, @attempts, @delivery_attempts, @delivery_key, @created_at
         )`),
       get: db.prepare('SELECT * FROM jobs WHERE id = ?'),
       byMessage: db.prepare(
@@ -99,6 +101,8 @@ export class JobStore {
       kind: job.kind,
       parent_job_id: job.parentJobId ?? null,
       params: JSON.stringify(job.params),
+      channel_nsfw: job.channelNsfw === undefined ? null : Number(job.channelNsfw),
+      guild_negative: job.guildNegative ?? null,
       state: job.state,
       interaction: job.interaction === undefined ? null : JSON.stringify(job.interaction),
       message_id: job.messageId ?? null,
@@ -204,6 +208,8 @@ function toRecord(row: JobRow): JobRecord {
   };
   // Optional fields are left out rather than set to undefined, so records compare equal after a round trip.
   if (row.parent_job_id !== null) job.parentJobId = row.parent_job_id;
+  if (row.channel_nsfw !== null) job.channelNsfw = row.channel_nsfw === 1;
+  if (row.guild_negative !== null) job.guildNegative = row.guild_negative;
   if (row.interaction !== null) job.interaction = JSON.parse(row.interaction);
   if (row.message_id !== null) job.messageId = row.message_id;
   if (row.reply_to_message_id !== null) job.replyToMessageId = row.reply_to_message_id;

@@ -81,4 +81,28 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX job_messages_by_job ON job_messages (job_id);
     `,
   },
+  {
+    version: 3,
+    name: 'safety: whether a job’s channel is age-restricted, the server’s default negative prompt it got, the moderation log',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN channel_nsfw INTEGER;
+      ALTER TABLE jobs ADD COLUMN guild_negative TEXT;
+
+      CREATE TABLE moderation_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        guild_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('picture-blocked', 'picture-deleted')),
+        actor_id TEXT,
+        user_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        prompt TEXT NOT NULL,
+        rule TEXT,
+        at INTEGER NOT NULL,
+        UNIQUE (kind, job_id)
+      );
+      CREATE INDEX moderation_log_by_guild ON moderation_log (guild_id, id);
+      CREATE INDEX moderation_log_by_time ON moderation_log (at);
+    `,
+  },
 ];

@@ -2,6 +2,14 @@ import type { Db } from './database.js';
 
 export type RerollWho = 'requester' | 'anyone';
 
+/**
+ * What happens to a picture the model's safety checker flags, outside age-restricted channels (the rule itself is
+ * moderation/safety-rules.ts): `strict` holds it back, `spoiler` posts it behind a spoiler with a warning, `off`
+ * leaves age-restricted channels unfiltered and still holds flagged pictures back everywhere else.
+ */
+export const SAFETY_MODES = ['strict', 'spoiler', 'off'] as const;
+export type SafetyMode = (typeof SAFETY_MODES)[number];
+
 /** One guild's rules. Read them through `SettingsStore.get` only. */
 export interface GuildSettings {
   /** Steps used when /imagine omits them. */
@@ -16,7 +24,21 @@ export interface GuildSettings {
   rerollWho: RerollWho;
   /** Roles whose members may change settings and cancel any job, besides Manage Server / Administrator. */
   moderatorRoleIds: string[];
+  /** The safety rule for flagged pictures outside age-restricted channels. Default `strict`. */
+  safetyMode: SafetyMode;
+  /** In `strict` mode: refuse requests outside age-restricted channels when the model has no safety checker. Default false. */
+  refuseUnchecked: boolean;
+  /** Added to every request's negative prompt ('' for none). Default ''. */
+  negativeDefault: string;
 }
+
+/** The safety settings of a guild that changed nothing; SettingsStoreOptions.defaults may leave them out. */
+export const SAFETY_DEFAULTS = Object.freeze({
+  safetyMode: 'strict',
+  refuseUnchecked: false,
+  negativeDefault: '',
+} as const satisfies Pick<GuildSettings, 'safetyMode' | 'refuseUnchecked' | 'negativeDefault'>);
+type SafetyKey = keyof typeof SAFETY_DEFAULTS;
 
 export const SETTING_KEYS = [
   'stepsDefault',
@@ -25,12 +47,15 @@ export const SETTING_KEYS = [
   'bannedWords',
   'rerollWho',
   'moderatorRoleIds',
+  'safetyMode',
+  'refuseUnchecked',
+  'negativeDefault',
 ] as const satisfies readonly (keyof GuildSettings)[];
 export type SettingKey = (typeof SETTING_KEYS)[number];
 
 export interface SettingsStoreOptions {
-  /** What a guild that changed nothing gets (the owner's .env values). */
-  defaults: GuildSettings;
+  /** What a guild that changed nothing gets (the owner's .env values); safety keys left out get SAFETY_DEFAULTS. */
+  defaults: Omit<GuildSettings, SafetyKey> & Partial<Pick<GuildSettings, SafetyKey>>;
   /** The owner's ceiling on steps. A stored max above it (the owner lowered it later) reads as the cap. */
   hardStepsCap: number;
 }
@@ -90,7 +115,7 @@ export class SettingsStore {
 
   /** The one way to read a guild's settings. */
   get(guildId: string): GuildSettings {
-    const settings: GuildSettings = structuredClone(this.options.defaults);
+    const settings: GuildSettings = structuredClone({ ...SAFETY_DEFAULTS, ...this.options.defaults });
     for (const row of this.selectAll.all(guildId) as { key: string; value: string }[]) {
       if ((SETTING_KEYS as readonly string[]).includes(row.key)) {
         (settings as unknown as Record<string, unknown>)[row.key] = JSON.parse(row.value);

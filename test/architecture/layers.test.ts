@@ -31,7 +31,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src/store': ['src/jobs', 'src/diffusion'],
   'src/moderation': ['src/store', 'src/jobs', 'src/diffusion'],
   'src/queue': ['src/store', 'src/jobs', 'src/diffusion', 'src/moderation', 'src/image'],
-  'src/delivery': ['src/queue', 'src/jobs', 'src/diffusion', 'src/image', 'src/store'],
+  // Delivery asks the safety rules (moderation/safety-rules.ts, pure) whether a picture may be posted.
+  'src/delivery': ['src/queue', 'src/jobs', 'src/diffusion', 'src/image', 'src/store', 'src/moderation'],
   'src/eval': ['src/diffusion', 'src/image'],
   // The local playground (a Discord-compatible server and its page) speaks Discord's protocol, not the bot's APIs:
   // it imports only itself and the base, so the bot has no second code path for it.

@@ -20,7 +20,7 @@ describe('loadModel', () => {
   it('GIVEN sd-tiny THEN it reads an SD-1-like model from its metadata and configs', async () => {
     const model = await loadModel(join(MODELS, 'sd-tiny'));
     try {
-      expect(model.info).toEqual({ name: 'sd-tiny', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'pndm', maxTokens: 77 });
+      expect(model.info).toEqual({ name: 'sd-tiny', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'pndm', maxTokens: 77, safetyChecker: false });
       expect(model.info.fixedSize).toBeUndefined();
       expect(model.channels).toBe(4);
       expect(model.scalingFactor).toBe(0.18215);

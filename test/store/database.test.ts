@@ -57,7 +57,7 @@ describe('openDatabase', () => {
     const db = openDatabase({ dataDir });
     migrate(db, [...MIGRATIONS, { version: 7, name: 'future', sql: 'SELECT 1' }]);
     db.close();
-    expect(() => openDatabase({ dataDir })).toThrow(/schema version 7 but this build knows up to 2/);
+    expect(() => openDatabase({ dataDir })).toThrow(/schema version 7 but this build knows up to 3/);
   });
 
   it('keeps meta values across reopen', () => {
@@ -111,6 +111,32 @@ describe('JobStore', () => {
     expect(jobs.listByState('queued', 'running')).toEqual([]);
     expect(jobs.prune(4001)).toBe(1);
     expect(jobs.get(job.id)).toBeUndefined();
+    db.close();
+  });
+
+  it('GIVEN a job from an age-restricted channel with the server’s default negative THEN both round-trip; a job from before version 3 has neither', () => {
+    const dataDir = tempDir();
+    const old = openDatabase({ dataDir, migrations: MIGRATIONS.filter((m) => m.version <= 2) });
+    old
+      .prepare(`INSERT INTO jobs (id, guild_id, channel_id, user_id, kind, params, state, delivery_key, created_at)
+        VALUES ('old', 'g', 'c', 'u', 'imagine', '{"prompt":"p","steps":1,"seed":1,"guidanceScale":0}', 'done', 'old', 1)`)
+      .run();
+    old.close();
+    const db = openDatabase({ dataDir });
+    const jobs = new JobStore(db);
+    const old3 = jobs.get('old')!;
+    expect(old3.channelNsfw).toBeUndefined();
+    expect(old3.guildNegative).toBeUndefined();
+    const base = {
+      guildId: 'g', channelId: 'c', userId: 'u', kind: 'imagine' as const, state: 'queued' as const, attempts: 0,
+      deliveryAttempts: 0, createdAt: 1,
+      params: { prompt: 'p', negativePrompt: 'blurry, red', steps: 1, seed: 1, guidanceScale: 0 },
+    };
+    const nsfw = jobs.insert({ ...base, id: 'a', deliveryKey: 'a', channelNsfw: true, guildNegative: 'blurry' });
+    const plain = jobs.insert({ ...base, id: 'b', deliveryKey: 'b', channelNsfw: false });
+    expect(jobs.get('a')).toEqual(nsfw);
+    expect(jobs.get('b')).toEqual(plain);
+    expect(jobs.get('b')!.channelNsfw).toBe(false);
     db.close();
   });
 });

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase, type Db } from '../../src/store/database.js';
 import { sweepJournal } from '../../src/store/housekeeping.js';
+import { ModerationLog } from '../../src/store/moderation-log.js';
 import { ResultFiles } from '../../src/store/results.js';
 
 const dirs: string[] = [];
@@ -63,7 +64,7 @@ describe('the journal at rest', () => {
     expect(mode(path.join(dataDir, 'imagine.db'))).toBe(0o600);
   });
 
-  it('GIVEN tokens past their 15 minutes and jobs past retention THEN tokens are dropped and old finished jobs pruned', () => {
+  it('GIVEN tokens past their 15 minutes and jobs past retention THEN tokens are dropped, old finished jobs and old moderation events pruned', () => {
     const db = openDatabase({ dataDir: tempDir() });
     dbs.push(db);
     const now = 100 * DAY;
@@ -74,8 +75,14 @@ describe('the journal at rest', () => {
     insertJob(db, 'old-failed', { state: 'failed', createdAt: now - 45 * DAY, finishedAt: now - 45 * DAY });
     insertJob(db, 'recent-done', { state: 'done', createdAt: now - 29 * DAY, finishedAt: now - 29 * DAY });
 
+    const log = new ModerationLog(db);
+    const event = { guildId: 'g', kind: 'picture-blocked' as const, userId: 'u', channelId: 'c', prompt: 'a red square', rule: 'flagged' };
+    log.record({ ...event, jobId: 'old-done', at: now - 31 * DAY });
+    log.record({ ...event, jobId: 'recent-done', at: now - 29 * DAY });
+
     const report = sweepJournal(db, { now, retentionDays: 30 });
-    expect(report).toEqual({ tokensDropped: 2, jobsPruned: 2 });
+    expect(report).toEqual({ tokensDropped: 2, jobsPruned: 2, moderationPruned: 1 });
+    expect(log.list('g').map((e) => e.jobId)).toEqual(['recent-done']);
     const rows = db.prepare('SELECT id, interaction FROM jobs ORDER BY id').all() as { id: string; interaction: string | null }[];
     expect(rows.map((r) => r.id)).toEqual(['fresh', 'recent-done', 'stale', 'waiting-long']);
     const tokenOf = (id: string) => {
@@ -88,6 +95,6 @@ describe('the journal at rest', () => {
     // Nothing left in the file's free pages either.
     db.pragma('wal_checkpoint(TRUNCATE)');
     expect(fs.readFileSync(db.name).includes('dead-token')).toBe(false);
-    expect(sweepJournal(db, { now, retentionDays: 30 })).toEqual({ tokensDropped: 0, jobsPruned: 0 });
+    expect(sweepJournal(db, { now, retentionDays: 30 })).toEqual({ tokensDropped: 0, jobsPruned: 0, moderationPruned: 0 });
   });
 });

@@ -6,7 +6,7 @@ import { isUserError, type UserError } from '../../src/errors.js';
 import { MANAGE_GUILD } from '../../src/moderation/permissions.js';
 import { applySettingsChange, changeSettings, type SettingsChange } from '../../src/moderation/settings-rules.js';
 import { openDatabase, type Db } from '../../src/store/database.js';
-import { SettingsStore, type GuildSettings } from '../../src/store/settings.js';
+import { SAFETY_DEFAULTS, SettingsStore, type GuildSettings } from '../../src/store/settings.js';
 
 const defaults: GuildSettings = {
   stepsDefault: 20,
@@ -15,6 +15,7 @@ const defaults: GuildSettings = {
   bannedWords: [],
   rerollWho: 'requester',
   moderatorRoleIds: [],
+  ...SAFETY_DEFAULTS,
 };
 const limits = { hardStepsCap: 150 };
 const GUILD = '900000000000000001';

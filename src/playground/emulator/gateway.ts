@@ -34,6 +34,7 @@ const EVENT_INTENTS: Partial<Record<string, number>> = {
   [GatewayDispatchEvents.GuildRoleCreate]: GatewayIntentBits.Guilds,
   [GatewayDispatchEvents.GuildRoleUpdate]: GatewayIntentBits.Guilds,
   [GatewayDispatchEvents.ChannelCreate]: GatewayIntentBits.Guilds,
+  [GatewayDispatchEvents.ThreadCreate]: GatewayIntentBits.Guilds,
   [GatewayDispatchEvents.MessageCreate]: GatewayIntentBits.GuildMessages,
   [GatewayDispatchEvents.MessageUpdate]: GatewayIntentBits.GuildMessages,
   [GatewayDispatchEvents.MessageDelete]: GatewayIntentBits.GuildMessages,

@@ -28,7 +28,8 @@
  * `emulator.defaults` holds ids: `guildId`, `channelId`, `applicationId`, `botUserId`, users
  * `owner`, `alice`, `bob` (plain members), `moderator` (role with Manage Messages), `otherBot`
  * (a bot user), and roles `everyone`, `moderator`, `bot`. Add more with `createUser`,
- * `createRole`, `addMember`, `createTextChannel` (before login, or they are not in GUILD_CREATE).
+ * `createRole`, `addMember`, `createTextChannel` (`nsfw: true` for an age-restricted one) and `createThread`
+ * (before login they are in GUILD_CREATE; after, CHANNEL_CREATE / THREAD_CREATE tell the client).
  *
  * ## Driving the bot
  * - `sendCommand({ name, options?, userId?, guildId?, channelId?, roles?, permissions?, attachmentSizeLimit? })`
@@ -101,6 +102,7 @@ import {
   type APIEmbed,
   type APIRole,
   type APITextChannel,
+  type APIThreadChannel,
   type APIUser,
 } from 'discord-api-types/v10';
 import { ApiError, errors } from './api-error.js';
@@ -419,11 +421,20 @@ export class DiscordEmulator {
     return role;
   }
 
-  /** Adds a text channel; after login the client hears of it through CHANNEL_CREATE. */
-  createTextChannel(options: { name: string; guildId?: string }): APITextChannel {
+  /** Adds a text channel (`nsfw`: age-restricted); after login the client hears of it through CHANNEL_CREATE. */
+  createTextChannel(options: { name: string; guildId?: string; nsfw?: boolean }): APITextChannel {
     const channel = this.world.createTextChannel(options.guildId ?? this.defaults.guildId, options);
     if (this.gateway.current) this.gateway.dispatch({ t: GatewayDispatchEvents.ChannelCreate, d: { ...channel, guild_id: channel.guild_id! } });
     return channel;
+  }
+
+  /** Adds a public thread of a text channel (as age-restricted as its parent); after login, THREAD_CREATE. */
+  createThread(options: { parentId: string; name: string; guildId?: string }): APIThreadChannel {
+    const thread = this.world.createThread(options.guildId ?? this.defaults.guildId, options);
+    if (this.gateway.current) {
+      this.gateway.dispatch({ t: GatewayDispatchEvents.ThreadCreate, d: { ...structuredClone(thread), guild_id: thread.guild_id!, newly_created: true } });
+    }
+    return thread;
   }
 
   /**

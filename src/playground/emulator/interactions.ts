@@ -13,6 +13,8 @@ import {
   type APIApplicationCommandOption,
   type APIChatInputApplicationCommandGuildInteraction,
   type APIMessageComponentGuildInteraction,
+  type APITextChannel,
+  type APIThreadChannel,
 } from 'discord-api-types/v10';
 import type { CallLog, RecordedCall } from './call-log.js';
 import type { EmulatorClock } from './clock.js';
@@ -229,7 +231,7 @@ export function baseGuildInteraction(world: World, options: {
     version: 1 as const,
     guild_id: options.guildId,
     guild: { id: options.guildId, features: [], locale: Locale.EnglishUS },
-    channel: { id: found.channel.id, type: ChannelType.GuildText as const, guild_id: options.guildId, name: found.channel.name },
+    channel: interactionChannel(found.channel),
     channel_id: found.channel.id,
     member: { ...member, permissions: permissions.toString() },
     app_permissions: appPermissions.toString(),
@@ -275,3 +277,19 @@ export function allowedResponseTypes(type: InteractionType): InteractionResponse
     : [InteractionResponseType.ChannelMessageWithSource, InteractionResponseType.DeferredChannelMessageWithSource, InteractionResponseType.Modal];
 }
 
+/**
+ * The partial channel an interaction carries: a text channel's `nsfw`, a thread's `parent_id` (a thread has no
+ * age restriction of its own), as Discord sends them.
+ */
+function interactionChannel(channel: APITextChannel | APIThreadChannel) {
+  if (channel.type === ChannelType.GuildText) {
+    return { id: channel.id, type: ChannelType.GuildText as const, guild_id: channel.guild_id, name: channel.name, nsfw: channel.nsfw ?? false };
+  }
+  return {
+    id: channel.id,
+    type: ChannelType.PublicThread as const,
+    guild_id: channel.guild_id,
+    name: channel.name,
+    ...(channel.parent_id ? { parent_id: channel.parent_id } : {}),
+  };
+}

@@ -9,10 +9,12 @@ import {
   GuildSystemChannelFlags,
   GuildVerificationLevel,
   PermissionFlagsBits,
+  ThreadAutoArchiveDuration,
   type APIGuild,
   type APIGuildMember,
   type APIRole,
   type APITextChannel,
+  type APIThreadChannel,
   type APIUser,
   type ChannelFlags,
   type GuildMemberFlags,
@@ -37,6 +39,8 @@ export interface EmulatedGuild {
   ownerId: string;
   roles: APIRole[];
   channels: APITextChannel[];
+  /** Active threads of its text channels (GUILD_CREATE's `threads`). */
+  threads: APIThreadChannel[];
   members: Map<string, EmulatedMember>;
 }
 
@@ -87,7 +91,7 @@ export class World {
 
   createGuild(options: { id?: string; name: string; ownerId: string }): EmulatedGuild {
     const id = options.id ?? this.ids.next();
-    const guild: EmulatedGuild = { id, name: options.name, ownerId: options.ownerId, roles: [], channels: [], members: new Map() };
+    const guild: EmulatedGuild = { id, name: options.name, ownerId: options.ownerId, roles: [], channels: [], threads: [], members: new Map() };
     // The @everyone role has the guild's id (discord.com/developers/docs/topics/permissions#role-object).
     guild.roles.push(role(id, '@everyone', EVERYONE_PERMISSIONS, 0));
     this.guilds.set(id, guild);
@@ -102,7 +106,8 @@ export class World {
     return created;
   }
 
-  createTextChannel(guildId: string, options: { name: string; id?: string }): APITextChannel {
+  /** A text channel; `nsfw` makes it age-restricted (Discord's channel flag). */
+  createTextChannel(guildId: string, options: { name: string; id?: string; nsfw?: boolean }): APITextChannel {
     const guild = this.guild(guildId);
     const channel: APITextChannel = {
       id: options.id ?? this.ids.next(),
@@ -111,7 +116,7 @@ export class World {
       name: options.name,
       position: guild.channels.length,
       permission_overwrites: [],
-      nsfw: false,
+      nsfw: options.nsfw ?? false,
       topic: null,
       last_message_id: null,
       parent_id: null,
@@ -120,6 +125,36 @@ export class World {
     };
     guild.channels.push(channel);
     return channel;
+  }
+
+  /** A public thread of a text channel. Threads carry no `nsfw` of their own: they are as age-restricted as their parent. */
+  createThread(guildId: string, options: { parentId: string; name: string; id?: string; ownerId?: string }): APIThreadChannel {
+    const guild = this.guild(guildId);
+    if (!guild.channels.some((c) => c.id === options.parentId)) {
+      throw new Error(`Expected a text channel of guild \`${guildId}\` as the thread's parent, got \`${options.parentId}\``);
+    }
+    const thread: APIThreadChannel = {
+      id: options.id ?? this.ids.next(),
+      type: ChannelType.PublicThread,
+      guild_id: guild.id,
+      name: options.name,
+      parent_id: options.parentId,
+      owner_id: options.ownerId ?? guild.ownerId,
+      last_message_id: null,
+      rate_limit_per_user: 0,
+      message_count: 0,
+      member_count: 1,
+      total_message_sent: 0,
+      thread_metadata: {
+        archived: false,
+        auto_archive_duration: ThreadAutoArchiveDuration.OneDay,
+        archive_timestamp: new Date().toISOString(),
+        locked: false,
+      },
+      flags: 0 as ChannelFlags,
+    };
+    guild.threads.push(thread);
+    return thread;
   }
 
   addMember(guildId: string, userId: string, roles: string[] = []): EmulatedMember {
@@ -142,10 +177,10 @@ export class World {
     return user;
   }
 
-  /** The text channel with this id in any guild, with its guild. */
-  findChannel(channelId: string): { guild: EmulatedGuild; channel: APITextChannel } | undefined {
+  /** The text channel or thread with this id in any guild, with its guild. */
+  findChannel(channelId: string): { guild: EmulatedGuild; channel: APITextChannel | APIThreadChannel } | undefined {
     for (const guild of this.guilds.values()) {
-      const channel = guild.channels.find((c) => c.id === channelId);
+      const channel = guild.channels.find((c) => c.id === channelId) ?? guild.threads.find((t) => t.id === channelId);
       if (channel) return { guild, channel };
     }
     return undefined;
@@ -195,7 +230,7 @@ export class World {
       voice_states: [],
       members: [...guild.members.keys()].map((userId) => this.apiMember(guildId, userId)),
       channels: guild.channels.map((c) => ({ ...c })),
-      threads: [],
+      threads: guild.threads.map((t) => structuredClone(t)),
       presences: [],
       stage_instances: [],
       guild_scheduled_events: [],

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { isUserError } from '../../src/errors.js';
+import { combineNegative, memberNegativeOf, paramsUnderGuildRules, rerollParams } from '../../src/moderation/request-rules.js';
+import { SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+
+const settings: GuildSettings = {
+  stepsDefault: 20,
+  stepsMax: 50,
+  perMemberCap: 2,
+  bannedWords: ['nude'],
+  rerollWho: 'requester',
+  moderatorRoleIds: [],
+  ...SAFETY_DEFAULTS,
+};
+const context = { model: { name: 'm', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'euler' as const, maxTokens: 77 }, guidanceDefault: 7.5, randomSeed: () => 5 };
+
+describe('the server’s default negative prompt', () => {
+  it('GIVEN a default THEN it comes first in every request’s negative, the member’s own after it, and the job records it', () => {
+    const withDefault = { ...settings, negativeDefault: 'nude, gore' };
+    expect(paramsUnderGuildRules({ prompt: 'a cat' }, withDefault, context)).toEqual({
+      params: expect.objectContaining({ negativePrompt: 'nude, gore' }),
+      guildNegative: 'nude, gore',
+    });
+    const request = paramsUnderGuildRules({ prompt: 'a cat', negative: 'blurry' }, withDefault, context);
+    expect(request.params.negativePrompt).toBe('nude, gore, blurry');
+    expect(paramsUnderGuildRules({ prompt: 'a cat', negative: 'blurry' }, settings, context)).toEqual({
+      params: expect.objectContaining({ negativePrompt: 'blurry' }),
+    });
+  });
+
+  it('GIVEN a banned word in the member’s negative prompt, also disguised THEN it is refused; in the server’s default it is not', () => {
+    for (const negative of ['nude', 'n.u.d.e', 'NÜDE', 'ｎｕｄｅ']) {
+      let error: unknown;
+      try {
+        paramsUnderGuildRules({ prompt: 'a cat', negative }, settings, context);
+      } catch (caught) {
+        error = caught;
+      }
+      expect(isUserError(error) && error.identifier, negative).toBe('bannedWord');
+      expect((error as Error).message).toMatch(/Your negative prompt contains a word this server does not allow/);
+    }
+    expect(() => paramsUnderGuildRules({ prompt: 'a cat' }, { ...settings, negativeDefault: 'nude' }, context)).not.toThrow();
+  });
+
+  it('GIVEN a 🔁 after the default changed THEN the member’s own negative is kept and today’s default replaces the old one', () => {
+    const original = paramsUnderGuildRules({ prompt: 'a cat', negative: 'blurry' }, { ...settings, negativeDefault: 'gore' }, context);
+    const reroll = rerollParams({ params: original.params, guildNegative: original.guildNegative }, { ...settings, negativeDefault: 'gore, blood' }, context);
+    expect(reroll.params.negativePrompt).toBe('gore, blood, blurry');
+    expect(reroll.guildNegative).toBe('gore, blood');
+    const cleared = rerollParams(reroll, settings, context);
+    expect(cleared.params.negativePrompt).toBe('blurry');
+    expect(cleared.guildNegative).toBeUndefined();
+    // A job from before the default existed: its negative is all the member's.
+    expect(rerollParams({ params: { ...original.params, negativePrompt: 'gore, blurry' } }, settings, context).params.negativePrompt).toBe('gore, blurry');
+  });
+
+  it('GIVEN combine and split THEN they are inverse', () => {
+    expect(combineNegative(undefined, undefined)).toBeUndefined();
+    expect(combineNegative('a', undefined)).toBe('a');
+    expect(combineNegative(undefined, 'b')).toBe('b');
+    expect(memberNegativeOf(combineNegative('a, b', 'c'), 'a, b')).toBe('c');
+    expect(memberNegativeOf(combineNegative('a', undefined), 'a')).toBeUndefined();
+    expect(memberNegativeOf('x', undefined)).toBe('x');
+  });
+});
