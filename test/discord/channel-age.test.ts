@@ -1,7 +1,7 @@
 import { Client, Events, GatewayIntentBits, Partials } from 'discord.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { channelAgeRestricted } from '../../src/discord/channel-age.js';
-import { DiscordEmulator } from '../../tools/discord-emulator/index.js';
+import { DiscordEmulator } from '../../src/playground/emulator/index.js';
 
 describe('channelAgeRestricted against the emulator (a real discord.js client)', () => {
   let emulator: DiscordEmulator;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/store/database.js';
 import { JobStore } from '../../src/store/jobs.js';
 import { ResultFiles } from '../../src/store/results.js';
-import { DiscordEmulator, type InteractionHandle, type StoredMessage } from '../../tools/discord-emulator/index.js';
+import { DiscordEmulator, type InteractionHandle, type StoredMessage } from '../../src/playground/emulator/index.js';
 import { deployCommands, eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 import { checkedModelDir, GREEN_PROMPT, RED_PROMPT } from '../fixtures/checked-model.js';
 
