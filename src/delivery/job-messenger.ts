@@ -9,9 +9,9 @@
  *   replies to the original and edits that one from then on;
  * - a 🔁 reroll has no interaction: it posts a channel message replying to the image it rerolls.
  */
-import { DiscordAPIError, MessageFlags, Routes, type REST, type RawFile } from 'discord.js';
+import { DiscordAPIError, MessageFlags, Routes, type REST } from 'discord.js';
 import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
-import type { GenerateResult, Preview, StepProgress } from '../diffusion/types.js';
+import type { GenerateResult, StepProgress } from '../diffusion/types.js';
 import { Identifiers, UserError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import { blockedNotice, blockReason, previewsAllowed, safetyDecision, SPOILER_WARNING, type SafetyDecision } from '../moderation/safety-rules.js';
@@ -20,21 +20,15 @@ import type { GuildSettings } from '../store/settings.js';
 import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } from '../queue/types.js';
 import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
-import { ReactionLanes } from './reaction-lanes.js';
-import { DEFAULT_ATTACHMENT_LIMIT, enlargeSmall, fitImage, previewPng } from './images.js';
-import { NO_MENTIONS, renderFinal, renderKey, renderStage, type JobStage, type MessageBody } from './render.js';
+import { BotReactions, REROLL_EMOJI } from './bot-reactions.js';
+import { enlargeSmall, fitImage, previewPng } from './images.js';
+import { isDeadWebhook, JobMessage, jsonOf, stageKey, toRawFiles, type PendingStage } from './job-message.js';
+import { NO_MENTIONS, renderFinal, renderStage, type MessageBody } from './render.js';
 
 /** Interaction tokens live 15 minutes (Discord docs, "Receiving and Responding"). */
 export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60 * 1000;
 /** Stop using a token this long before it dies: a paced final edit plus an upload must land in time. */
 const TOKEN_SAFETY_MARGIN_MS = 30_000;
-
-export const REROLL_EMOJI = '🔁';
-export const CANCEL_EMOJI = '❌';
-
-
-/** Webhook answers that mean "this token or message is gone": fall back to a channel message. */
-const DEAD_WEBHOOK_CODES = new Set([10008, 10015, 10062, 50027]);
 
 export interface JobMessengerOptions {
   rest: REST;
@@ -58,58 +52,6 @@ export interface JobMessengerOptions {
   now?: () => number;
 }
 
-/** A stage with the raw preview: it is encoded only for the edits actually sent. */
-type PendingStage = Exclude<JobStage, { kind: 'running' }> | (Extract<JobStage, { kind: 'running' }> & { raw?: Preview });
-
-function isDeadWebhook(error: unknown): boolean {
-  return (
-    error instanceof DiscordAPIError &&
-    (error.status === 401 || error.status === 404 || DEAD_WEBHOOK_CODES.has(Number(error.code)))
-  );
-}
-
-/** What the member would see, without encoding the preview (the pacer compares these for every state). */
-function stageKey(stage: PendingStage, params: JobRecord['params']): string {
-  if (stage.kind !== 'running') return renderKey(renderStage(stage, params));
-  const { raw, ...shown } = stage;
-  return renderKey(renderStage(shown, params)) + (raw ? '+preview' : '');
-}
-
-function toRawFiles(message: MessageBody): RawFile[] {
-  return message.files.map((file) => ({ name: file.name, data: file.data, contentType: file.contentType }));
-}
-
-function jsonOf(message: MessageBody) {
-  const { files: _files, ...json } = message;
-  return json;
-}
-
-/** The message of one job. */
-class JobMessage {
-  job: JobRecord;
-  /** Resolves once the interaction has been acknowledged (deferred); false: it never was. */
-  acknowledged: Promise<boolean>;
-  /** A channel message this bot posted for the job (a reroll's message, or the fallback past the token). */
-  channelMessageId: string | undefined;
-  webhookDead = false;
-  /** Messages on which this run offered ❌ (the call may still wait its turn in the channel's line). */
-  cancelOffered = new Set<string>();
-  /** Of those, the ones where the ❌ was really added. */
-  cancelAdded = new Set<string>();
-  /** The job has ended: an ❌ still waiting for its turn is no longer worth adding. */
-  ended = false;
-  attachmentLimit = DEFAULT_ATTACHMENT_LIMIT;
-  pacer: EditPacer<PendingStage>;
-
-  constructor(job: JobRecord, acknowledged: Promise<boolean>, pacer: (message: JobMessage) => EditPacer<PendingStage>) {
-    this.job = job;
-    this.acknowledged = acknowledged;
-    // A reroll's own message is its channel message.
-    this.channelMessageId = job.interaction ? undefined : job.messageId;
-    this.pacer = pacer(this);
-  }
-}
-
 export class JobMessenger {
   private readonly rest: REST;
   private readonly queue: JobQueue;
@@ -124,7 +66,7 @@ export class JobMessenger {
   /** Interactions whose defer is under way, by token: their reply cannot be edited before it exists. */
   private readonly holds = new Map<string, { promise: Promise<boolean>; attachmentLimit?: number }>();
   private readonly unsubscribe: Array<() => void> = [];
-  private readonly reactions: ReactionLanes;
+  private readonly reactions: BotReactions;
   private readonly channelBudget: ChannelBudget;
 
   constructor(options: JobMessengerOptions) {
@@ -138,7 +80,7 @@ export class JobMessenger {
     this.logger = options.logger ?? createLogger();
     this.now = options.now ?? Date.now;
     this.channelBudget = new ChannelBudget(options.channelEditsPerMinute ?? 30);
-    this.reactions = new ReactionLanes(options.reactionGapMs);
+    this.reactions = new BotReactions(this.rest, this.logger, options.reactionGapMs);
 
     const events = this.queue.events;
     this.unsubscribe.push(
@@ -187,8 +129,8 @@ export class JobMessenger {
       ? { messageId: editedId }
       : await this.postFinalToChannel(message, final, context.mayHaveBeenDelivered);
     // The picture is posted: the journal may say so now. The reactions follow in the channel's line.
-    void this.react(job.channelId, receipt.messageId, REROLL_EMOJI);
-    this.takeBackCancelReactions(message);
+    void this.reactions.react(job.channelId, receipt.messageId, REROLL_EMOJI);
+    this.reactions.takeBackCancel(message, this.messageIdOf(message));
     this.messages.delete(job.id);
     return receipt;
   };
@@ -288,7 +230,7 @@ export class JobMessenger {
     const message = this.messageFor(job);
     try {
       await message.pacer.finish(stage);
-      this.takeBackCancelReactions(message);
+      this.reactions.takeBackCancel(message, this.messageIdOf(message));
     } catch (error) {
       this.logger.warn('could not show the end of a job', { jobId: job.id, stage: stage.kind, error: error });
     } finally {
@@ -369,11 +311,11 @@ export class JobMessenger {
     if (editedId) {
       if (!this.messageIdOf(message)) this.queue.setMessageId(message.job.id, editedId);
       message.job = { ...message.job, messageId: editedId };
-      if (live) this.offerCancel(message, editedId);
+      if (live) this.reactions.offerCancel(message, editedId);
       return;
     }
     const id = await this.upsertChannelMessage(message, body);
-    if (live) this.offerCancel(message, id);
+    if (live) this.reactions.offerCancel(message, id);
   }
 
   /** Edits the job's channel message, or posts it (replying to the original) if there is none yet. */
@@ -454,55 +396,5 @@ export class JobMessenger {
     const image = await fitImage(await enlargeSmall(png), baseName, message.attachmentLimit);
     const headline = job.kind === 'reroll' ? `🔁 Rerolled for <@${job.userId}>` : undefined;
     return renderFinal({ params: job.params, result, image, jobId: job.id, headline, ...(spoiler ? { spoilerWarning: SPOILER_WARNING } : {}) });
-  }
-
-  // ---- reactions ----
-
-  /** Offers ❌ once per message, without holding up the progress edit that called it. */
-  private offerCancel(message: JobMessage, messageId: string): void {
-    if (message.cancelOffered.has(messageId)) return;
-    message.cancelOffered.add(messageId);
-    void this.reactions
-      .run(message.job.channelId, () => {
-        if (message.ended) return undefined;
-        return this.rest.put(this.ownReaction(message.job.channelId, messageId, CANCEL_EMOJI)).then(() => {
-          message.cancelAdded.add(messageId);
-        });
-      })
-      .catch((error: unknown) => this.logger.warn(`could not add ${CANCEL_EMOJI}`, { jobId: message.job.id, messageId, error }));
-  }
-
-  /**
-   * Takes back this bot's ❌ once the job has ended. The removals wait in the channel's line behind the adds,
-   * so each knows whether its add happened; an ❌ never added costs no call.
-   */
-  private takeBackCancelReactions(message: JobMessage): void {
-    message.ended = true;
-    const targets = new Set(message.cancelOffered);
-    // After a restart nothing was offered in this run, but the job's message may carry the previous run's ❌.
-    const own = this.messageIdOf(message);
-    if (own) targets.add(own);
-    for (const messageId of targets) {
-      const offered = message.cancelOffered.has(messageId);
-      void this.reactions
-        .run(message.job.channelId, () => {
-          if (offered && !message.cancelAdded.has(messageId)) return undefined;
-          return this.rest.delete(this.ownReaction(message.job.channelId, messageId, CANCEL_EMOJI));
-        })
-        .catch((error: unknown) => this.logger.warn(`could not remove ${CANCEL_EMOJI}`, { jobId: message.job.id, error }));
-    }
-  }
-
-  private ownReaction(channelId: string, messageId: string, emoji: string) {
-    return Routes.channelMessageOwnReaction(channelId, messageId, encodeURIComponent(emoji));
-  }
-
-  /** Reactions are a courtesy: a missing Add Reactions permission must not fail a delivery. */
-  private async react(channelId: string, messageId: string, emoji: string): Promise<void> {
-    try {
-      await this.reactions.run(channelId, () => this.rest.put(this.ownReaction(channelId, messageId, emoji)));
-    } catch (error) {
-      this.logger.warn(`could not add ${emoji}`, { channelId, messageId, error: error });
-    }
   }
 }

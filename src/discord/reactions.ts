@@ -5,7 +5,7 @@
  */
 import { DiscordAPIError, Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
 import { isUserError } from '../errors.js';
-import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/job-messenger.js';
+import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/bot-reactions.js';
 import { rerollParams } from '../moderation/request-rules.js';
 import { assertRequestAllowed } from '../moderation/safety-rules.js';
 import { canCancel, canDeletePicture, canReroll, type MemberAuthority } from '../moderation/permissions.js';
