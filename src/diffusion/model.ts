@@ -1,7 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { EXECUTION_PROVIDERS, pickProvider, type ExecutionProviderName } from './execution-providers.js';
+import { ModelLoadError } from './model-error.js';
 import { schedulerNameFromClass } from './schedulers/index.js';
 import { readClipPreprocessing, type ClipPreprocessing } from './safety-checker.js';
 import { DEFAULT_SESSION_OPTIONS } from './session-options.js';
@@ -9,9 +10,7 @@ import type { SchedulerConfig } from './schedulers/types.js';
 import { loadTokenizer, type PromptTokenizer } from './tokenizer.js';
 import type { ModelInfo, SchedulerName } from './types.js';
 
-/** Execution providers imagine knows how to ask onnxruntime-node for. */
-export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu'] as const;
-export type ExecutionProviderName = (typeof EXECUTION_PROVIDERS)[number];
+export { EXECUTION_PROVIDERS, ModelLoadError, type ExecutionProviderName };
 
 export interface LoadModelOptions {
   /**
@@ -99,10 +98,6 @@ export interface DiffusionModel {
   release(): Promise<void>;
 }
 
-/** Thrown when a folder is not a model imagine can run; the message names the file and what was expected. */
-export class ModelLoadError extends Error {
-  override readonly name = 'ModelLoadError';
-}
 
 const DEFAULT_SCALING_FACTOR = 0.18215; // diffusers' AutoencoderKL default (SD 1.x/2.x)
 
@@ -256,72 +251,6 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     throw error;
   }
 }
-
-/** Try the requested providers in order; always ends at cpu. */
-async function pickProvider(
-  requested: readonly ExecutionProviderName[],
-  log: (line: string) => void,
-): Promise<ExecutionProviderName> {
-  for (const name of requested) {
-    if (!(EXECUTION_PROVIDERS as readonly string[]).includes(name)) {
-      throw new ModelLoadError(`Expected execution providers from ${EXECUTION_PROVIDERS.join(', ')}, got \`${name}\``);
-    }
-  }
-  const supported = new Set(ort.listSupportedBackends().map((b) => b.name));
-  const skipped: string[] = [];
-  for (const name of requested) {
-    if (name === 'cpu') break;
-    if (!supported.has(name)) {
-      skipped.push(`${name} (not in this onnxruntime-node build)`);
-      continue;
-    }
-    if (name === 'cuda' && !cudaBinariesInstalled()) {
-      // The project's .npmrc skips onnxruntime-node's CUDA download; say how to add it.
-      skipped.push('cuda (its binaries are not installed: npm_config_onnxruntime_node_install=cuda12 npm rebuild onnxruntime-node)');
-      continue;
-    }
-    if (await providerWorks(name)) {
-      log(`imagine: running on ${name}`);
-      return name;
-    }
-    skipped.push(`${name} (not available on this machine)`);
-  }
-  if (skipped.length > 0 || requested.length !== 1) {
-    log(`imagine: running on cpu${skipped.length ? `; skipped ${skipped.join(', ')}` : ''}`);
-  }
-  return 'cpu';
-}
-
-/** Whether onnxruntime-node's CUDA provider library sits beside its binding (linux and windows builds). */
-function cudaBinariesInstalled(): boolean {
-  const file = process.platform === 'win32' ? 'onnxruntime_providers_cuda.dll' : 'libonnxruntime_providers_cuda.so';
-  try {
-    const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
-    return existsSync(join(dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch, file));
-  } catch {
-    return true; // unknown layout: let the trial session decide
-  }
-}
-
-/** A provider is listed by the build but may lack its driver or device: try a one-node model on it. */
-async function providerWorks(name: ExecutionProviderName): Promise<boolean> {
-  try {
-    const session = await ort.InferenceSession.create(IDENTITY_MODEL, { executionProviders: [name], logSeverityLevel: 4 });
-    await session.release();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-// An ONNX model with one Identity node (float [1] x → y, opset 13), as onnx.helper serializes it: enough to see a
-// provider start.
-const IDENTITY_MODEL = new Uint8Array([
-  0x08, 0x08, 0x3a, 0x37, 0x0a, 0x10, 0x0a, 0x01, 0x78, 0x12, 0x01, 0x79, 0x22, 0x08, 0x49, 0x64, 0x65, 0x6e, 0x74,
-  0x69, 0x74, 0x79, 0x12, 0x01, 0x67, 0x5a, 0x0f, 0x0a, 0x01, 0x78, 0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, 0x12, 0x04,
-  0x0a, 0x02, 0x08, 0x01, 0x62, 0x0f, 0x0a, 0x01, 0x79, 0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, 0x12, 0x04, 0x0a, 0x02,
-  0x08, 0x01, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x0d,
-]);
 
 function specsOf(session: ort.InferenceSession, which: 'input' | 'output'): TensorSpec[] {
   const metadata = which === 'input' ? session.inputMetadata : session.outputMetadata;
