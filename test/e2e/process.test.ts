@@ -1,22 +1,26 @@
 /**
- * The bot as a real process (`tsx src/index.ts`), against the emulator: config errors, SIGKILL mid-generation
- * (every job delivered exactly once after the restart), and SIGTERM (exit 0, the next start carries on).
+ * The bot as a real process, compiled, as `npm start` runs it (`node dist/src/index.js`, worker threads on
+ * dist/…/worker.js, no tsx), against the emulator: config errors, SIGKILL mid-generation (every job delivered
+ * exactly once after the restart), and SIGTERM (exit 0, the next start carries on).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DiscordEmulator, type InteractionHandle } from '../../tools/discord-emulator/index.js';
 import { deployCommands, eventually } from '../../tools/discord-emulator/harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-// The tsx CLI runs the script in a child process, so a SIGKILL to it would leave the bot running: load tsx's
-// loader into node itself, so the process we signal is the bot.
-const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-const ENTRY = path.join(ROOT, 'src', 'index.ts');
-const DEPLOY = path.join(ROOT, 'src', 'cli', 'deploy-commands.ts');
+// npm's own process would stand between a signal and the bot: run what `npm start` runs after its build step.
+const ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
+const DEPLOY = path.join(ROOT, 'dist', 'src', 'cli', 'deploy-commands.js');
+
+// `npm start`'s build step: compiles when dist/ is missing or older than the sources, else does nothing.
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs'), '--if-stale'], { cwd: ROOT, stdio: 'inherit' });
+}, 180_000);
 
 interface BotProcess {
   child: ChildProcess;
@@ -24,9 +28,9 @@ interface BotProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs the bot (`tsx src/index.ts`, as `npm start` does) from a temp working directory, so no developer .env is read. */
+/** Runs the compiled bot (as `npm start` does) from a temp working directory, so no developer .env is read. */
 function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args: string[] = []): BotProcess {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, script, ...args], {
+  const child = spawn(process.execPath, [script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
