@@ -3,6 +3,7 @@
  * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start; past lifecycle.ts's
  * bound the journal is closed and the process ends itself with SIGKILL). An uncaught exception exits 1 after closing the journal.
  */
+import './node-version.js'; // first: an older Node gets one line before any dependency loads
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 function readConfigOrExit(): Config {

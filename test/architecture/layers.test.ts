@@ -37,7 +37,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   // The composition roots and command-line entries wire everything, but never tests or tools.
   'src:app': ['src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
-  'src:index': ['src:app', 'src:lifecycle'],
+  'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
+  'src:node-version': [],
   'src:lifecycle': [],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval'],

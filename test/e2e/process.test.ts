@@ -76,6 +76,20 @@ describe('configuration errors', () => {
   });
 });
 
+describe('an older Node', () => {
+  it('GIVEN Node 18 THEN one line names the minimum, exit code 1, before the config or any dependency is read', async () => {
+    // Node 18 is not installed here: the bot is told it runs on one, before its first module runs.
+    const pretend = `data:text/javascript,Object.defineProperty(process.versions, 'node', { value: '18.19.0' })`;
+    const child = spawn(process.execPath, ['--import', pretend, ENTRY], { cwd: tempDir(), env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (chunk) => (output += chunk));
+    child.stderr!.on('data', (chunk) => (output += chunk));
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(output).toBe('imagine needs Node.js 20.9.0 or newer, and this is 18.19.0: install a current LTS release (https://nodejs.org)\n');
+  });
+});
+
 describe('deploy-commands', () => {
   it('GIVEN --guild ID THEN the four commands are registered in that server; without it, globally', async () => {
     const emulator = await DiscordEmulator.start();
