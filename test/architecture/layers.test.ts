@@ -33,10 +33,12 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src/queue': ['src/store', 'src/jobs', 'src/diffusion', 'src/moderation', 'src/image'],
   'src/delivery': ['src/queue', 'src/jobs', 'src/diffusion', 'src/image', 'src/store'],
   'src/eval': ['src/diffusion', 'src/image'],
+  // Metrics listen to the queue's events and read the engine's health: they watch, nothing calls into them.
+  'src/metrics': ['src/queue', 'src/jobs', 'src/diffusion'],
   commands: ['src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   // The composition roots and command-line entries wire everything, but never tests or tools.
-  'src:app': ['src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
+  'src:app': ['src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics'],
   'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
   'src:node-version': [],
   'src:lifecycle': [],

@@ -44,6 +44,15 @@ function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args
   return { child, output: () => output, exited };
 }
 
+/** Whether process `pid` (a /proc entry) has `parent` as its parent; false once it is gone. */
+function childOf(pid: string, parent: number): boolean {
+  try {
+    return Number(/^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) === parent;
+  } catch {
+    return false;
+  }
+}
+
 async function waitForOutput(bot: BotProcess, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
   await eventually(() => pattern.test(bot.output()), timeoutMs, () => `bot output ${pattern}; got:\n${bot.output().slice(-2000)}`);
 }
@@ -202,11 +211,20 @@ describe('the bot process against the emulator', () => {
     expect((await second.exited).code).toBe(0);
   });
 
-  it('GIVEN the default engine (ONNX worker pool) and the tiny model THEN npm start answers /imagine with a picture', async () => {
+  it('GIVEN the default engine (ONNX worker pool) and the tiny model THEN the compiled bot is healthy and answers /imagine with a picture', async () => {
     const { emulator, env, cwd } = await setup();
-    const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny') }, cwd);
+    const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny'), METRICS_PORT: '0' }, cwd);
     running.push(bot);
     await waitForOutput(bot, /"msg":"ready"/, 90_000);
+    // Compiled: the worker thread runs dist/…/worker.js with plain node, no transpiler process beside the bot.
+    if (process.platform === 'linux') {
+      const children = fs.readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && childOf(pid, bot.child.pid!));
+      expect(children).toEqual([]);
+    }
+    const healthUrl = /"health":"(http:\/\/127\.0\.0\.1:\d+\/healthz)"/.exec(bot.output())![1]!;
+    await eventually(() => bot.output().includes('"msg":"connected"'), 30_000, 'the gateway connected');
+    const health = await fetch(healthUrl);
+    expect({ status: health.status, body: await health.json() }).toEqual({ status: 200, body: { status: 'ok', gateway: true, journal: true, engine: true } });
     // The owner gets the invite link with exactly the permissions the bot needs (1024+2048+16384+32768+64+65536).
     await waitForOutput(bot, /"invite":"[^"]*scope=bot\+applications\.commands&permissions=117824".*"msg":"connected"/);
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'from the worker', steps: 10 } });
