@@ -1,7 +1,8 @@
 /**
  * Start-up time and resident memory of the bot as its owner starts it, against the Discord emulator with the
- * embedded model: how long from the command to the "ready" log line, and the memory of the whole process tree
- * (npm, a transpiler's own processes, the bot and its worker threads) once ready and after one picture.
+ * embedded model: how long from the command to the "ready" log line (wall time, and the CPU time the process
+ * tree used by then, which a busy machine disturbs less), and the memory of the whole process tree (npm, a
+ * transpiler's own processes, the bot and its worker threads) once ready and after one picture.
  *
  *   npx tsx tools/bench/startup.ts [--command "npm start"] [--cwd DIR] [--runs 5] [--workers 1,4] [--json]
  *
@@ -40,6 +41,17 @@ interface ProcessInfo {
   name: string;
   rssMb: number;
   threads: number;
+  /** CPU time used by the process and its children it has waited for (user + system), ms. */
+  cpuMs: number;
+}
+
+const TICK_MS = 10; // USER_HZ is 100 on Linux
+
+/** utime + stime + cutime + cstime from /proc/<pid>/stat (fields 14–17), ms. */
+function cpuMsOf(pid: string): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return fields.slice(11, 15).reduce((sum, f) => sum + Number(f), 0) * TICK_MS;
 }
 
 /** Every process on the machine with its parent, from /proc (Linux only). */
@@ -56,6 +68,7 @@ function processes(): ProcessInfo[] {
         name: field('Name'),
         rssMb: Number(field('VmRSS').replace(/ kB$/, '') || 0) / 1024,
         threads: Number(field('Threads') || 0),
+        cpuMs: cpuMsOf(entry),
       });
     } catch {
       // gone meanwhile
@@ -91,6 +104,8 @@ function sample(pid: number): Sample {
 
 interface RunResult {
   readyMs: number;
+  /** CPU time the whole tree had used when "ready" was printed: less sensitive to a busy machine than `readyMs`. */
+  readyCpuMs: number;
   idle: Sample;
   afterPicture: Sample;
   pictureMs: number;
@@ -126,6 +141,7 @@ async function once(workers: number): Promise<RunResult> {
       await sleep(10);
     }
     const readyMs = performance.now() - started;
+    const readyCpuMs = tree(child.pid!).reduce((sum, p) => sum + p.cpuMs, 0);
     await sleep(2000);
     const idle = sample(child.pid!);
     const pictureStart = performance.now();
@@ -137,7 +153,7 @@ async function once(workers: number): Promise<RunResult> {
     }
     const pictureMs = performance.now() - pictureStart;
     await sleep(2000);
-    return { readyMs, idle, afterPicture: sample(child.pid!), pictureMs };
+    return { readyMs, readyCpuMs, idle, afterPicture: sample(child.pid!), pictureMs };
   } finally {
     try {
       process.kill(-child.pid!, 'SIGTERM');
@@ -164,7 +180,7 @@ for (const workers of workerCounts) {
     results.push(result);
     if (!values.json) {
       console.error(
-        `workers=${workers} run ${i + 1}/${runs}: ready ${Math.round(result.readyMs)} ms, idle ${Math.round(result.idle.totalRssMb)} MiB ` +
+        `workers=${workers} run ${i + 1}/${runs}: ready ${Math.round(result.readyMs)} ms (CPU ${result.readyCpuMs} ms), idle ${Math.round(result.idle.totalRssMb)} MiB ` +
           `(bot ${Math.round(result.idle.botRssMb)}), after a picture ${Math.round(result.afterPicture.totalRssMb)} MiB; ${result.afterPicture.processes.join(' ')}`,
       );
     }
@@ -175,6 +191,7 @@ for (const workers of workerCounts) {
     workers,
     runs,
     readyMsMedian: Math.round(median(results.map((r) => r.readyMs))),
+    readyCpuMsMedian: median(results.map((r) => r.readyCpuMs)),
     idleTreeRssMbMedian: Math.round(median(results.map((r) => r.idle.totalRssMb))),
     idleBotRssMbMedian: Math.round(median(results.map((r) => r.idle.botRssMb))),
     pictureTreeRssMbMedian: Math.round(median(results.map((r) => r.afterPicture.totalRssMb))),
