@@ -126,7 +126,6 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
           checks: {
             gateway: () => gatewayConnected(client),
             journal: () => journalWritable(db),
-            engine: () => (engine.health?.().alive ?? 1) > 0,
           },
           logger,
         });

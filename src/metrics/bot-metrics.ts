@@ -8,8 +8,9 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { REST } from 'discord.js';
-import type { EngineHealth, ImageEngine } from '../diffusion/types.js';
+import type { ImageEngine } from '../diffusion/types.js';
 import type { JobQueue, QueueEventMap } from '../queue/types.js';
+import { engineHealthOf } from './health.js';
 
 export interface BotMetricsOptions {
   queue: Pick<JobQueue, 'events' | 'snapshot'>;
@@ -171,7 +172,7 @@ export function createBotMetrics(options: BotMetricsOptions): BotMetrics {
   for (const scope of ['user', 'global', 'shared']) rateLimited.inc({ scope }, 0);
   for (const reason of ['rate_limit', 'server_error']) retries.inc({ reason }, 0);
 
-  const engineHealth = (): EngineHealth => engine.health?.() ?? { alive: 1, restarts: 0 };
+  const engineHealth = () => engineHealthOf(engine);
   new Gauge({
     name: 'imagine_engines_alive',
     help: 'Image engines (worker threads) up with the model loaded',

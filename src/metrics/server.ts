@@ -8,13 +8,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from '../log.js';
 import { createBotMetrics, type BotMetricsOptions } from './bot-metrics.js';
-import { checkHealth, type HealthChecks } from './health.js';
+import { checkHealth, engineHealthOf, type HealthChecks } from './health.js';
 
 export interface MetricsServerOptions extends Omit<BotMetricsOptions, 'health'> {
   host: string;
   /** 0: any free port (see `url`). */
   port: number;
-  checks: HealthChecks;
+  /** The checks only the caller can make; the engine's comes from `engine`. */
+  checks: Omit<HealthChecks, 'engine'>;
   logger: Logger;
 }
 
@@ -25,7 +26,8 @@ export interface MetricsServer {
 }
 
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
-  const { checks, logger } = options;
+  const { logger } = options;
+  const checks: HealthChecks = { ...options.checks, engine: () => engineHealthOf(options.engine).alive > 0 };
   const metrics = createBotMetrics({ ...options, health: () => checkHealth(checks).checks });
   const server: Server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
