@@ -11,16 +11,17 @@ import type { ModelInfo, ImageEngine } from './diffusion/types.js';
 import { JobMessenger } from './delivery/job-messenger.js';
 import { FairQueue } from './queue/fair-queue.js';
 import type { ResumeReport, ShutdownReport } from './queue/types.js';
-import { openDatabase, type Db } from './store/database.js';
+import { journalWritable, openDatabase, type Db } from './store/database.js';
 import { startJournalSweeps } from './store/housekeeping.js';
 import { SettingsStore } from './store/settings.js';
 import { ModerationLog } from './store/moderation-log.js';
 import { attachHandlers } from './discord/bot.js';
 import { channelAgeRestricted } from './discord/channel-age.js';
-import { createClient, inviteUrl } from './discord/client.js';
+import { createClient, gatewayConnected, inviteUrl } from './discord/client.js';
 import { COMMANDS } from '../commands/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createEngine } from './diffusion/engine/create.js';
+import { startMetricsServer, type MetricsServer } from './metrics/server.js';
 import { startPlayground, type Playground } from './playground/start.js';
 
 /** Stable Diffusion's usual guidance, for models that do not say theirs. */
@@ -45,6 +46,8 @@ export interface App {
   readonly model: ModelInfo;
   /** What the journal held when the app started. */
   readonly resumed: ResumeReport;
+  /** The Prometheus metrics and /healthz endpoint, when `METRICS_PORT` is set. */
+  readonly metrics: MetricsServer | undefined;
   /**
    * Graceful stop: take no new jobs, stop the running one so it stays queued, tell waiting members their place
    * is kept, close the client, the engine (unless it was passed in) and the database.
@@ -123,6 +126,23 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   client.once('clientReady', (ready) => {
     logger.info('connected', { user: ready.user.tag, guilds: ready.guilds.cache.size, invite: inviteUrl(ready.application.id) });
   });
+  // Metrics (METRICS_PORT) listen before resume(), so the jobs it carries over are counted; /healthz says 503
+  // until the gateway is up.
+  const metrics =
+    config.metricsPort === undefined
+      ? undefined
+      : await startMetricsServer({
+          host: config.metricsHost,
+          port: config.metricsPort,
+          queue,
+          engine,
+          rest: client.rest,
+          checks: {
+            gateway: () => gatewayConnected(client),
+            journal: () => journalWritable(db),
+          },
+          logger,
+        });
   // The journal first: a command that arrives the moment the gateway is up must find the queue already open.
   const resumed = await queue.resume();
   await client.login(token);
@@ -131,6 +151,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
   let stopping: Promise<ShutdownReport> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
+      await metrics?.close();
       const report = await queue.shutdown();
       await messenger!.announceRestart(report.waiting);
       messenger!.close();
@@ -142,7 +163,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
       return report;
     })());
 
-  return { config, client, queue, messenger, settings, db, engine, model, resumed, stop };
+  return { config, client, queue, messenger, settings, db, engine, model, resumed, metrics, stop };
 }
 
 // ---- The local playground (issue 15) ---------------------------------------------------------------------------

@@ -141,6 +141,27 @@ const schema = z.object({
   EDIT_INTERVAL_MS: intKey('EDIT_INTERVAL_MS', 0, 60_000, 1500),
   JOB_RETENTION_DAYS: intKey('JOB_RETENTION_DAYS', 1, 3650, 30),
   EDITS_PER_CHANNEL_PER_MINUTE: intKey('EDITS_PER_CHANNEL_PER_MINUTE', 0, 10_000, 30),
+  METRICS_PORT: z
+    .string()
+    .optional()
+    .transform((raw, ctx) => {
+      if (raw === undefined || raw.trim() === '') return undefined;
+      const value = Number(raw.trim());
+      if (!Number.isInteger(value) || value < 0 || value > 65_535) {
+        ctx.addIssue({ code: 'custom', message: `Expected \`METRICS_PORT\` to be a port from 0 to 65535 (empty: off), got \`${raw}\`` });
+        return z.NEVER;
+      }
+      return value;
+    }),
+  METRICS_HOST: optionalString().transform((raw, ctx) => {
+    const value = raw ?? '127.0.0.1';
+    // An address or a host name to listen on, not a URL: `0.0.0.0`, `::`, `192.168.1.5`, `localhost`.
+    if (!/^(?:[A-Za-z0-9.-]+|[0-9A-Fa-f:.]+)$/.test(value)) {
+      ctx.addIssue({ code: 'custom', message: `Expected \`METRICS_HOST\` to be an address to listen on, such as 127.0.0.1 or 0.0.0.0, got \`${raw}\`` });
+      return z.NEVER;
+    }
+    return value;
+  }),
   LOG_LEVEL: z
     .string()
     .optional()
@@ -203,6 +224,13 @@ export interface Config {
   readonly jobRetentionDays: number;
   /** Lowest log level written (pino's levels). Default `info`. */
   readonly logLevel: LogLevel;
+  /**
+   * Port of the Prometheus metrics and `/healthz` endpoint; undefined (the default): no endpoint. 0: any free
+   * port (the address is logged).
+   */
+  readonly metricsPort: number | undefined;
+  /** Address the metrics endpoint listens on. Default `127.0.0.1` (this machine only). */
+  readonly metricsHost: string;
 }
 
 /**
@@ -244,6 +272,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     editsPerChannelPerMinute: v.EDITS_PER_CHANNEL_PER_MINUTE,
     jobRetentionDays: v.JOB_RETENTION_DAYS,
     logLevel: v.LOG_LEVEL,
+    metricsPort: v.METRICS_PORT,
+    metricsHost: v.METRICS_HOST,
   });
 }
 

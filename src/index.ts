@@ -4,6 +4,7 @@
  * bound the journal is closed and the process ends itself with SIGKILL). An uncaught exception exits 1 after closing the journal.
  * With no DISCORD_TOKEN (or `npm run playground`, `--playground`) the same bot runs in the local playground.
  */
+import './node-version.js'; // first: an older Node gets one line before any dependency loads
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 function readConfigOrExit(): Config {

@@ -35,6 +35,8 @@ describe('parseConfig', () => {
       editIntervalMs: 1500,
       editsPerChannelPerMinute: 30,
       playgroundPort: 3210,
+      metricsPort: undefined,
+      metricsHost: '127.0.0.1',
     });
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.executionProviders)).toBe(true);
@@ -129,6 +131,20 @@ describe('parseConfig', () => {
       expect(parseConfig({ DISCORD_TOKEN: TOKEN, DISCORD_API_URL: url }).discordApiUrl).toBe(url);
     },
   );
+
+  it('GIVEN METRICS_PORT THEN metrics are served on it, on this machine unless METRICS_HOST says otherwise', () => {
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN, METRICS_PORT: '9464' })).toMatchObject({ metricsPort: 9464, metricsHost: '127.0.0.1' });
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN, METRICS_PORT: '0', METRICS_HOST: '0.0.0.0' })).toMatchObject({ metricsPort: 0, metricsHost: '0.0.0.0' });
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN, METRICS_PORT: '', METRICS_HOST: '::' })).toMatchObject({ metricsPort: undefined, metricsHost: '::' });
+  });
+
+  it.each([
+    [{ METRICS_PORT: '65536' }, 'Expected `METRICS_PORT` to be a port from 0 to 65535 (empty: off), got `65536`'],
+    [{ METRICS_PORT: 'on' }, 'Expected `METRICS_PORT` to be a port from 0 to 65535 (empty: off), got `on`'],
+    [{ METRICS_HOST: 'http://0.0.0.0:9464' }, 'Expected `METRICS_HOST` to be an address to listen on, such as 127.0.0.1 or 0.0.0.0, got `http://0.0.0.0:9464`'],
+  ] as const)('GIVEN %o THEN the error names the metrics key and the value', (extra, expected) => {
+    expect(errorOf({ DISCORD_TOKEN: TOKEN, ...extra })).toBe(expected);
+  });
 
   it('GIVEN no JOB_RETENTION_DAYS THEN finished jobs are kept 30 days', () => {
     expect(parseConfig({ DISCORD_TOKEN: TOKEN }).jobRetentionDays).toBe(30);

@@ -1,9 +1,20 @@
 import { existsSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-/** The repository root (this file is src/diffusion/model-path.ts). */
-export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** The nearest folder at or above `start` that holds a package.json. */
+function packageRoot(start: string): string {
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json'))) return dir;
+    if (dirname(dir) === dir) return start;
+  }
+}
+
+/**
+ * The repository root: this file is src/diffusion/model-path.ts, or dist/src/diffusion/model-path.js once
+ * compiled, so it is found by its package.json rather than by counting folders.
+ */
+export const REPO_ROOT = packageRoot(resolve(fileURLToPath(new URL('.', import.meta.url))));
 
 /** The embedded model, trained by training/ and committed under models/. */
 export const EMBEDDED_MODEL_DIR = join(REPO_ROOT, 'models', 'imagine-shapes');

@@ -98,7 +98,17 @@ export interface ImageEngine {
   generateBatch?(items: readonly BatchItem[]): Promise<GenerateResult>[];
   /** Model facts the command layer needs (native size, scheduler list). */
   info(): Promise<ModelInfo>;
+  /** Optional: whether the engine can take jobs now (health checks, metrics). Without it, an in-process engine. */
+  health?(): EngineHealth;
   close(): Promise<void>;
+}
+
+/** What `ImageEngine.health` reports. */
+export interface EngineHealth {
+  /** Engines (worker threads) that have the model loaded and take jobs now. */
+  alive: number;
+  /** Engines replaced since the start: crashed and restarted, or stuck in a model call and replaced. */
+  restarts: number;
 }
 
 export interface ModelInfo {

@@ -2,7 +2,7 @@
  * The discord.js client with what the bot needs and nothing more: no privileged intent, partials so reactions
  * on messages it never cached (older ones, or from before a restart) still arrive, and mentions off by default.
  */
-import { Client, GatewayIntentBits, Partials, PermissionFlagsBits, type ClientOptions } from 'discord.js';
+import { Client, GatewayIntentBits, Partials, PermissionFlagsBits, Status, type ClientOptions } from 'discord.js';
 
 /** What the bot needs in a channel: see it, post, embed, attach the picture, react, and read replies' targets. */
 export const BOT_PERMISSIONS =
@@ -39,4 +39,10 @@ export function createClient(options: CreateClientOptions = {}): Client {
     ...extra,
     rest: { ...(options.apiUrl ? { api: options.apiUrl } : {}), ...extra.rest },
   });
+}
+
+/** Every gateway shard is connected and ready (false while connecting, resuming, or after destroy). */
+export function gatewayConnected(client: Client): boolean {
+  const { shards } = client.ws;
+  return shards.size > 0 && shards.every((shard) => shard.status === Status.Ready);
 }

@@ -109,3 +109,16 @@ export function writeMeta(db: Db, key: string, value: unknown): void {
     JSON.stringify(value),
   );
 }
+
+/**
+ * True when the journal takes a write now (`/healthz` asks): one row of the meta table is rewritten. False when
+ * the disk is full or read-only, the file is gone, or the database is closed; never throws.
+ */
+export function journalWritable(db: Db): boolean {
+  try {
+    writeMeta(db, 'health.checkedAt', Date.now());
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -37,11 +37,14 @@ const ALLOWED: Record<string, readonly string[]> = {
   // The local playground (a Discord-compatible server and its page) speaks Discord's protocol, not the bot's APIs:
   // it imports only itself and the base, so the bot has no second code path for it.
   'src/playground': [],
+  // Metrics listen to the queue's events and read the engine's health: they watch, nothing calls into them.
+  'src/metrics': ['src/queue', 'src/jobs', 'src/diffusion'],
   commands: ['src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   // The composition roots and command-line entries wire everything, but never tests or tools.
-  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
-  'src:index': ['src:app', 'src:lifecycle'],
+  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics'],
+  'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
+  'src:node-version': [],
   'src:lifecycle': [],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval'],

@@ -1,22 +1,26 @@
 /**
- * The bot as a real process (`tsx src/index.ts`), against the emulator: config errors, SIGKILL mid-generation
- * (every job delivered exactly once after the restart), and SIGTERM (exit 0, the next start carries on).
+ * The bot as a real process, compiled, as `npm start` runs it (`node dist/src/index.js`, worker threads on
+ * dist/…/worker.js, no tsx), against the emulator: config errors, SIGKILL mid-generation (every job delivered
+ * exactly once after the restart), and SIGTERM (exit 0, the next start carries on).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { afterEach, describe, expect, it } from 'vitest';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { deployCommands, eventually } from '../../tools/discord-emulator/harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-// The tsx CLI runs the script in a child process, so a SIGKILL to it would leave the bot running: load tsx's
-// loader into node itself, so the process we signal is the bot.
-const TSX_LOADER = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
-const ENTRY = path.join(ROOT, 'src', 'index.ts');
-const DEPLOY = path.join(ROOT, 'src', 'cli', 'deploy-commands.ts');
+// npm's own process would stand between a signal and the bot: run what `npm start` runs after its build step.
+const ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
+const DEPLOY = path.join(ROOT, 'dist', 'src', 'cli', 'deploy-commands.js');
+
+// `npm start`'s build step: compiles when dist/ is missing or older than the sources, else does nothing.
+beforeAll(() => {
+  execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs'), '--if-stale'], { cwd: ROOT, stdio: 'inherit' });
+}, 180_000);
 
 interface BotProcess {
   child: ChildProcess;
@@ -24,9 +28,9 @@ interface BotProcess {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs the bot (`tsx src/index.ts`, as `npm start` does) from a temp working directory, so no developer .env is read. */
+/** Runs the compiled bot (as `npm start` does) from a temp working directory, so no developer .env is read. */
 function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args: string[] = []): BotProcess {
-  const child = spawn(process.execPath, ['--import', TSX_LOADER, script, ...args], {
+  const child = spawn(process.execPath, [script, ...args], {
     cwd,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -38,6 +42,15 @@ function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args
     child.once('exit', (code, signal) => resolve({ code, signal })),
   );
   return { child, output: () => output, exited };
+}
+
+/** Whether process `pid` (a /proc entry) has `parent` as its parent; false once it is gone. */
+function childOf(pid: string, parent: number): boolean {
+  try {
+    return Number(/^PPid:\s+(\d+)$/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) === parent;
+  } catch {
+    return false;
+  }
 }
 
 async function waitForOutput(bot: BotProcess, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
@@ -98,6 +111,20 @@ describe('no token: the local playground', () => {
     const deploy = spawnBot({}, tempDir(), DEPLOY);
     expect((await deploy.exited).code).toBe(1);
     expect(deploy.output().trim()).toMatch(/^deploy-commands: DISCORD_TOKEN is missing/);
+  });
+});
+
+describe('an older Node', () => {
+  it('GIVEN Node 18 THEN one line names the minimum, exit code 1, before the config or any dependency is read', async () => {
+    // Node 18 is not installed here: the bot is told it runs on one, before its first module runs.
+    const pretend = `data:text/javascript,Object.defineProperty(process.versions, 'node', { value: '18.19.0' })`;
+    const child = spawn(process.execPath, ['--import', pretend, ENTRY], { cwd: tempDir(), env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout!.on('data', (chunk) => (output += chunk));
+    child.stderr!.on('data', (chunk) => (output += chunk));
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(code).toBe(1);
+    expect(output).toBe('imagine needs Node.js 20.9.0 or newer, and this is 18.19.0: install a current LTS release (https://nodejs.org)\n');
   });
 });
 
@@ -213,11 +240,20 @@ describe('the bot process against the emulator', () => {
     expect((await second.exited).code).toBe(0);
   });
 
-  it('GIVEN the default engine (ONNX worker pool) and the tiny model THEN npm start answers /imagine with a picture', async () => {
+  it('GIVEN the default engine (ONNX worker pool) and the tiny model THEN the compiled bot is healthy and answers /imagine with a picture', async () => {
     const { emulator, env, cwd } = await setup();
-    const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny') }, cwd);
+    const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny'), METRICS_PORT: '0' }, cwd);
     running.push(bot);
     await waitForOutput(bot, /"msg":"ready"/, 90_000);
+    // Compiled: the worker thread runs dist/…/worker.js with plain node, no transpiler process beside the bot.
+    if (process.platform === 'linux') {
+      const children = fs.readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && childOf(pid, bot.child.pid!));
+      expect(children).toEqual([]);
+    }
+    const healthUrl = /"health":"(http:\/\/127\.0\.0\.1:\d+\/healthz)"/.exec(bot.output())![1]!;
+    await eventually(() => bot.output().includes('"msg":"connected"'), 30_000, 'the gateway connected');
+    const health = await fetch(healthUrl);
+    expect({ status: health.status, body: await health.json() }).toEqual({ status: 200, body: { status: 'ok', gateway: true, journal: true, engine: true } });
     // The owner gets the invite link with exactly the permissions the bot needs (1024+2048+16384+32768+64+65536).
     await waitForOutput(bot, /"invite":"[^"]*scope=bot\+applications\.commands&permissions=117824".*"msg":"connected"/);
     const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'from the worker', steps: 10 } });

@@ -227,7 +227,7 @@ export async function measureBot(input: BotInput, log: (line: string) => void = 
 }
 
 export interface BotProcessResult {
-  /** VmRSS of `node --import tsx src/index.ts` (what `npm start` runs) once ready, idle, MiB. */
+  /** VmRSS of `node --import tsx src/index.ts` (`npm run dev`; `npm start` runs it compiled: startup.ts) once ready, idle, MiB. */
   rssIdleMb: number;
   /** VmRSS while jobs run, highest sampled, and the kernel's high-water mark (VmHWM) at the end, MiB. */
   rssBusyMb: number;

@@ -45,6 +45,8 @@ export interface WorkerHandleOptions {
   onFree: () => void;
   /** The model loaded once, but the restart after a crash failed: the handle has ended. */
   onRestartFailed: (error: Error) => void;
+  /** The thread crashed after loading the model and a new one is being started in its place. */
+  onRestart?: () => void;
 }
 
 // worker.ts under tsx and vitest, worker.js if the sources are ever compiled.
@@ -94,6 +96,11 @@ export class WorkerHandle {
 
   get info(): ModelInfo | undefined {
     return this.modelInfo;
+  }
+
+  /** The thread is up with the model loaded (running a job or not): false while it starts, restarts or has ended. */
+  get alive(): boolean {
+    return this.ready;
   }
 
   /** Loaded, not ending, no run in the worker. */
@@ -200,6 +207,7 @@ export class WorkerHandle {
           job.onDone(new WorkerCrashError(`The image worker stopped unexpectedly (exit code ${code}${cause}) while making this picture; it has been restarted, please try again`));
         }
         log(`imagine: image worker ${index} exited with code ${code}; restarting it`);
+        this.options.onRestart?.();
         this.spawn().catch((error: Error) => {
           this.resolveEnded();
           this.options.onRestartFailed(error);

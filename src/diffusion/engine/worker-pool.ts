@@ -12,7 +12,7 @@
 import { Identifiers, UserError } from '../../errors.js';
 import type { LoadModelOptions } from '../model.js';
 import { batchKey, checkInputs } from '../check-inputs.js';
-import type { BatchItem, GenerateOptions, GenerateParams, GenerateResult, ImageEngine, ModelInfo } from '../types.js';
+import type { BatchItem, EngineHealth, GenerateOptions, GenerateParams, GenerateResult, ImageEngine, ModelInfo } from '../types.js';
 import { StuckWatchdog } from './stuck-watchdog.js';
 import { WorkerHandle } from './worker-handle.js';
 
@@ -87,6 +87,8 @@ export class WorkerPool implements ImageEngine {
   private readonly log: (line: string) => void;
   private readonly readyPromise: Promise<void>;
   private nextId = 1;
+  /** Workers replaced so far: crashed and restarted, or stuck and replaced. */
+  private restarts = 0;
   private closing?: Promise<void>;
   private modelInfo?: ModelInfo;
   private loadError?: Error;
@@ -105,6 +107,7 @@ export class WorkerPool implements ImageEngine {
       log: this.log,
       slotOf: (handle) => this.slots.indexOf(handle),
       replace: (slot) => {
+        this.restarts++;
         this.slots[slot] = this.newHandle(slot);
         this.slots[slot].start().catch((error: Error) => this.fail(error));
       },
@@ -175,6 +178,11 @@ export class WorkerPool implements ImageEngine {
     };
   }
 
+  /** Workers up with the model loaded, and how many were replaced since the start. */
+  health(): EngineHealth {
+    return { alive: this.slots.filter((handle) => handle.alive).length, restarts: this.restarts };
+  }
+
   /** Make a worker exit as if it crashed (only with `allowCrashForTests`). */
   crashWorkerForTest(index = 0): void {
     if (!this.options.allowCrashForTests) throw new Error('crashWorkerForTest needs allowCrashForTests');
@@ -223,6 +231,7 @@ export class WorkerPool implements ImageEngine {
         this.dispatch();
       },
       onRestartFailed: (error) => this.fail(error),
+      onRestart: () => this.restarts++,
     });
     void handle.ended.then(() => this.runs.delete(handle));
     return handle;

@@ -62,6 +62,7 @@ describe('WorkerPool with a UNet call of seconds', () => {
     await vi.waitFor(() => expect(p.stats().stuckThreadIds).toEqual([stuck]), { timeout: 5_000, interval: 50 });
     const [fresh] = p.stats().threadIds;
     expect(fresh).not.toBe(stuck);
+    expect(p.health().restarts).toBe(1);
     const next = await p.generate(quick);
     expect(next.images).toHaveLength(1);
 

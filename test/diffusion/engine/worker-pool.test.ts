@@ -99,8 +99,9 @@ describe('WorkerPool', () => {
     expect(queuedProgress).toEqual([]);
   });
 
-  it('GIVEN the worker dies during a job THEN that caller gets a clear error, the worker restarts and the next job works', async () => {
+  it('GIVEN the worker dies during a job THEN that caller gets a clear error, the worker restarts (counted in health) and the next job works', async () => {
     const { pool: p, logs } = await pool({ allowCrashForTests: true });
+    expect(p.health()).toEqual({ alive: 1, restarts: 0 });
     const { onProgress, started } = firstProgress();
     const running = p.generate(long, { onProgress });
     await started;
@@ -111,6 +112,9 @@ describe('WorkerPool', () => {
     const next = await p.generate(base);
     expect(next.images).toHaveLength(1);
     expect(logs.some((l) => /exited with code 70; restarting/.test(l))).toBe(true);
+    expect(p.health()).toEqual({ alive: 1, restarts: 1 });
+    await p.close();
+    expect(p.health().alive).toBe(0);
   });
 
   it('GIVEN a UNet that throws inside the runtime THEN the job fails with its message and the worker keeps serving', async () => {
