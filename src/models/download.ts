@@ -4,8 +4,9 @@
  * is whole and checked.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, existsSync, statSync } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
+import { once } from 'node:events';
+import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { PlannedFile } from './file-plan.js';
 import { ModelsError } from './models-error.js';
@@ -81,18 +82,22 @@ export async function downloadToFile(file: PlannedFile, dest: string, options: D
       throw new ModelsError(`could not download ${file.repoPath}: ${await describeFailure(response)}`);
     }
     if (!response.body) throw new ModelsError(`could not download ${file.repoPath}: the answer had no body`);
-    const handle = await open(part, have > 0 ? 'a' : 'w');
+    // A write stream, waiting only when its buffer is full: writing chunk by chunk with an await each halves the
+    // speed on a fast link.
+    const out = createWriteStream(part, { flags: have > 0 ? 'a' : 'w' });
+    const failed = new Promise<never>((_, reject) => out.once('error', reject));
+    failed.catch(() => {});
     try {
       for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
-        await handle.write(chunk);
         hash?.update(chunk);
         fetched += chunk.length;
         have += chunk.length;
         options.onBytes?.(chunk.length);
+        if (!out.write(chunk)) await Promise.race([once(out, 'drain'), failed]);
         if (have > file.size) break;
       }
     } finally {
-      await handle.close();
+      await Promise.race([new Promise<void>((resolve) => out.end(resolve)), failed]);
     }
   }
 

@@ -70,9 +70,21 @@ function isLfs(path: string): boolean {
   return /\.(onnx|onnx_data|pb|safetensors|bin|ckpt|msgpack|h5)$/.test(path);
 }
 
-const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+/** Hashes of served content, computed once per buffer (so a timing measures the client, not the stand-in). */
+const hashes = new WeakMap<Buffer, { sha256?: string; git?: string }>();
+function sha256(data: Buffer): string {
+  const known = hashes.get(data) ?? {};
+  known.sha256 ??= createHash('sha256').update(data).digest('hex');
+  hashes.set(data, known);
+  return known.sha256;
+}
 /** Git's blob id, which the Hub lists as `oid` for files kept in git itself. */
-const gitOid = (data: Buffer) => createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+function gitOid(data: Buffer): string {
+  const known = hashes.get(data) ?? {};
+  known.git ??= createHash('sha1').update(`blob ${data.length}\0`).update(data).digest('hex');
+  hashes.set(data, known);
+  return known.git;
+}
 
 interface RepoState extends StandInRepo {
   commit: string;
