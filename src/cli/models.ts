@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig, type Config } from '../config.js';
 import { EMBEDDED_MODEL_DIR } from '../diffusion/model-path.js';
-import { findModel, listModels, listPartial, removeModel, type ModelEntry } from '../models/library.js';
+import { describeModel, findModel, listModels, listPartial, removeModel, type ModelEntry } from '../models/library.js';
 import { ModelsError } from '../models/models-error.js';
 import { formatBytes, progressReporter, type ProgressSink } from '../models/progress.js';
 import { pullModel } from '../models/pull.js';
@@ -84,6 +84,7 @@ function infoText(model: ModelEntry): string {
     `safety checker: ${model.safetyChecker ? 'yes (safety_checker/model.onnx)' : 'none: pictures are not checked'}`,
     `source:         ${sourceText(model)}`,
     ...(s ? [`  repo ${s.repo}, revision ${s.revision}, commit ${s.commit}${s.subfolder ? `, subfolder ${s.subfolder}` : ''}, pulled ${s.pulledAt}`] : []),
+    ...(model.unsupported ? [`note:           ${model.unsupported}`] : []),
     `use it:         npm run imagine -- "<prompt>" --model ${model.dir}   (the bot: MODEL_DIR=${model.dir})`,
   ].join('\n') + '\n';
 }
@@ -144,6 +145,8 @@ export async function runModels(argv: readonly string[], io: CliIo): Promise<num
             ` in ${result.seconds.toFixed(1)} s, ${formatBytes(speed)}/s\n` +
             `try it: npm run imagine -- "a lighthouse at dusk" --model ${result.dir}\n`,
         );
+        const unsupported = describeModel(result.dir, result.name).unsupported;
+        if (unsupported) io.stdout.write(`note: ${unsupported}\n`);
         return 0;
       } catch (error) {
         progress.done();

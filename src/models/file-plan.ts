@@ -13,6 +13,8 @@ export interface RepoFile {
   oid?: string;
   /** Files kept through LFS (weights): their sha256 and size. */
   lfs?: { oid: string; size: number };
+  /** Files kept in Xet storage; the Hub lists them with `lfs` too, which is what is checked. */
+  xetHash?: string;
 }
 
 export interface PlannedFile {
@@ -21,7 +23,7 @@ export interface PlannedFile {
   /** Path inside the model folder (the subfolder prefix removed). */
   localPath: string;
   size: number;
-  /** What the content must hash to. */
+  /** What the content must hash to; undefined (size only) for a Xet file listed without its sha256. */
   check: { algorithm: 'sha256'; hex: string } | { algorithm: 'git-sha1'; hex: string } | undefined;
 }
 
@@ -98,7 +100,7 @@ export function planFiles(repo: string, entries: readonly RepoFile[], subfolder 
       size: entry.lfs?.size ?? entry.size,
       check: entry.lfs
         ? { algorithm: 'sha256', hex: entry.lfs.oid }
-        : entry.oid
+        : entry.oid && !entry.xetHash
           ? { algorithm: 'git-sha1', hex: entry.oid }
           : undefined,
     });

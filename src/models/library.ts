@@ -43,6 +43,8 @@ export interface ModelEntry {
   source: ModelSource | undefined;
   /** safety_checker/model.onnx is there (every picture is checked). */
   safetyChecker: boolean;
+  /** Why the pipeline cannot run it yet, when it cannot. */
+  unsupported?: string;
 }
 
 function readJsonOr(path: string): Record<string, unknown> | undefined {
@@ -113,7 +115,7 @@ export function isModelFolder(dir: string): boolean {
 
 /** What the library knows of one model folder, without loading it. */
 export function describeModel(dir: string, name: string): ModelEntry {
-  return {
+  const entry: ModelEntry = {
     name,
     dir,
     kind: inferKind(dir, name),
@@ -122,6 +124,10 @@ export function describeModel(dir: string, name: string): ModelEntry {
     source: readSource(dir),
     safetyChecker: existsSync(join(dir, 'safety_checker', 'model.onnx')),
   };
+  if (entry.kind.startsWith('SDXL')) {
+    entry.unsupported = 'imagine cannot run SDXL yet (its pipeline has no second text encoder or size conditioning)';
+  }
+  return entry;
 }
 
 /** Every model in the library, by name; unfinished pulls (`.<name>.partial`) and other folders are skipped. */

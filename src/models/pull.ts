@@ -80,6 +80,9 @@ function hubError(error: unknown, repo: string, hubUrl: string, hasToken: boolea
     if (error.statusCode === 404 || (error.statusCode === 401 && !hasToken && !/restricted|gated/i.test(detail))) {
       return new ModelsError(`no model repo \`${repo}\` on the Hub (or it is private: set HF_TOKEN)`);
     }
+    if (error.statusCode === 401 && hasToken && /credentials|token/i.test(detail)) {
+      return new ModelsError('the Hub refused HF_TOKEN (invalid, expired or revoked): make a new one at https://huggingface.co/settings/tokens');
+    }
     if (error.statusCode === 401 || error.statusCode === 403) {
       return gatedError(repo, hubUrl, hasToken);
     }
@@ -142,9 +145,61 @@ export async function pullModel(options: PullOptions): Promise<PullResult> {
   // 2. What to fetch (refuses a repo without ONNX weights before any download).
   const files = planFiles(options.repo, entries, options.subfolder);
   entries = [];
-  const bytesTotal = files.reduce((sum, file) => sum + file.size, 0);
 
-  // 3. Into the .partial folder, resuming only a pull of the same commit.
+  // 3. Into the .partial folder, resuming only a pull of the same commit, one pull per name at a time.
+  await mkdir(modelsDir, { recursive: true });
+  const releaseLock = await lockName(modelsDir, name);
+  try {
+    return await download(options, { name, finalDir, partialDir, commit, files, hubUrl, token, credentials, now, started });
+  } finally {
+    await releaseLock();
+  }
+}
+
+/** Only one pull of a name at a time: `<MODELS_DIR>/.<name>.lock` holds the pulling process's id. */
+async function lockName(modelsDir: string, name: string): Promise<() => Promise<void>> {
+  const path = join(modelsDir, `.${name}.lock`);
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      await writeFile(path, String(process.pid), { flag: 'wx' });
+      return () => rm(path, { force: true });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      const pid = Number(readFileSync(path, 'utf8'));
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+        throw new ModelsError(`another pull of \`${name}\` is running (process ${pid}); wait for it, or stop it and run this again`);
+      }
+      await rm(path, { force: true }); // left by a process that is gone
+    }
+  }
+  throw new ModelsError(`could not take the lock ${path}`);
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+interface DownloadPlan {
+  name: string;
+  finalDir: string;
+  partialDir: string;
+  commit: string;
+  files: PlannedFile[];
+  hubUrl: string;
+  token: string | undefined;
+  credentials: { accessToken?: string };
+  now: () => number;
+  started: number;
+}
+
+async function download(options: PullOptions, plan: DownloadPlan): Promise<PullResult> {
+  const { name, finalDir, partialDir, commit, files, hubUrl, token, credentials, now, started } = plan;
+  const bytesTotal = files.reduce((sum, file) => sum + file.size, 0);
   const marker = { repo: options.repo, commit, subfolder: options.subfolder ?? '' };
   const markerPath = join(partialDir, PARTIAL_MARKER);
   if (existsSync(partialDir)) {

@@ -195,6 +195,17 @@ describe('model kind', () => {
     expect(inferKind(folder(name, files), name)).toBe(`${kind}`);
   });
 
+  it('GIVEN an SDXL folder THEN info says imagine cannot run it yet', async () => {
+    const dir = folder('sdxl-turbo', { 'model_index.json': {}, 'unet/config.json': { addition_embed_type: 'text_time' } });
+    for (const part of ['unet', 'text_encoder']) {
+      mkdirSync(join(dir, part), { recursive: true });
+      writeFileSync(join(dir, part, 'model.onnx'), '');
+    }
+    expect((await models(['info', 'sdxl-turbo'])).stdout).toContain(
+      'note:           imagine cannot run SDXL yet (its pipeline has no second text encoder or size conditioning)\n',
+    );
+  });
+
   it('GIVEN no vae_decoder THEN pixel', () => {
     const dir = join(modelsDir, 'px');
     mkdirSync(join(dir, 'unet'), { recursive: true });

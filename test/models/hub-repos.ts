@@ -19,6 +19,8 @@ export const PYTORCH_ONLY = 'imagine-test/pytorch-only';
 export const NESTED = 'imagine-test/nested';
 /** The token the stand-in has granted access to gated repos. */
 export const GRANTED_TOKEN = 'hf_standin';
+/** A token the stand-in treats as revoked. */
+export const REVOKED_TOKEN = 'hf_revoked';
 
 const FIXTURES = join(TEST_MODEL_DIR, '..');
 

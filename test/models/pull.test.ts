@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -9,7 +9,7 @@ import { listModels } from '../../src/models/library.js';
 import { ModelsError } from '../../src/models/models-error.js';
 import { pullModel, type PullOptions } from '../../src/models/pull.js';
 import { startHubStandIn, type HubStandIn } from '../../tools/hub-stand-in/server.js';
-import { BIG, BIG_BYTES, BIG_FILE, GATED, GRANTED_TOKEN, LCM_TINY, NESTED, PYTORCH_ONLY, SD_TINY, testRepos } from './hub-repos.js';
+import { BIG, BIG_BYTES, BIG_FILE, GATED, GRANTED_TOKEN, LCM_TINY, NESTED, PYTORCH_ONLY, REVOKED_TOKEN, SD_TINY, testRepos } from './hub-repos.js';
 
 // `pull` against the Hub stand-in on 127.0.0.1 (tools/hub-stand-in): the real @huggingface/hub client and the
 // real downloads, never the network.
@@ -18,7 +18,7 @@ let hub: HubStandIn;
 let modelsDir: string;
 
 beforeAll(async () => {
-  hub = await startHubStandIn({ repos: testRepos(), grantedTokens: [GRANTED_TOKEN] });
+  hub = await startHubStandIn({ repos: testRepos(), grantedTokens: [GRANTED_TOKEN], invalidTokens: [REVOKED_TOKEN] });
 });
 
 afterAll(async () => {
@@ -167,6 +167,26 @@ describe('pull from the Hub (stand-in)', () => {
     expect(resolves.every((line) => line.endsWith('[auth]'))).toBe(true);
     // The CDN a redirect points to gets a signed URL, never the token.
     expect(hub.requests.filter((line) => line.includes('/cdn/') && line.endsWith('[auth]'))).toEqual([]);
+  });
+
+  it('GIVEN a revoked HF_TOKEN THEN one line says the Hub refused it', async () => {
+    expect((await failure(pull(SD_TINY, { accessToken: REVOKED_TOKEN }))).message).toBe(
+      'the Hub refused HF_TOKEN (invalid, expired or revoked): make a new one at https://huggingface.co/settings/tokens',
+    );
+    expect(readdirSync(modelsDir)).toEqual([]);
+  });
+
+  it('GIVEN a pull of the same name already running THEN a second one is refused and leaves the first alone', async () => {
+    const lock = join(modelsDir, '.sd-tiny.lock');
+    writeFileSync(lock, String(process.ppid));
+    expect((await failure(pull(SD_TINY))).message).toBe(
+      `another pull of \`sd-tiny\` is running (process ${process.ppid}); wait for it, or stop it and run this again`,
+    );
+    expect(existsSync(lock)).toBe(true);
+    // A lock left by a process that is gone is taken over.
+    writeFileSync(lock, '999999999');
+    await pull(SD_TINY);
+    expect(readdirSync(modelsDir)).toEqual(['sd-tiny']);
   });
 
   it('GIVEN a repo keeping the export in a subfolder THEN --subfolder pulls it, and without it the error names the subfolder', async () => {

@@ -29,6 +29,8 @@ export interface HubStandInOptions {
   repos: Record<string, StandInRepo>;
   /** Tokens granted access to gated repos. Default `['hf_standin']`. */
   grantedTokens?: readonly string[];
+  /** Tokens the Hub no longer accepts (expired, revoked): 401 on every endpoint, as huggingface.co answers. */
+  invalidTokens?: readonly string[];
   /** LFS files answer `resolve` with a 302 to a CDN path, as huggingface.co does. Default true. */
   redirectLfs?: boolean;
   /** Tree listing entries per page (the Hub paginates with a `Link: <…>; rel="next"` header). Default 1000. */
@@ -92,6 +94,7 @@ interface RepoState extends StandInRepo {
 
 export async function startHubStandIn(options: HubStandInOptions): Promise<HubStandIn> {
   const granted = new Set(options.grantedTokens ?? ['hf_standin']);
+  const invalid = new Set(options.invalidTokens ?? []);
   const redirectLfs = options.redirectLfs ?? true;
   const pageSize = options.treePageSize ?? 1000;
   const repos = new Map<string, RepoState>();
@@ -174,6 +177,8 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
     const path = decodeURIComponent(url.pathname);
     requests.push(`${req.method} ${path}${req.headers.authorization ? ' [auth]' : ''}`);
     if (path.startsWith('/cdn/') !== (req.socket.localPort !== Number(new URL(base).port))) return json(res, 404, { error: 'Not found' });
+    const token = tokenOf(req);
+    if (token !== undefined && invalid.has(token)) return json(res, 401, { error: 'Invalid credentials in Authorization header' });
 
     let match = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path);
     if (match) {
