@@ -66,8 +66,17 @@ function networkReason(error: unknown): string {
   return cause?.code ?? cause?.message ?? (error as Error).message;
 }
 
-function isNetworkError(error: unknown): boolean {
-  return !(error instanceof ModelsError) && !(error instanceof HubApiError);
+/**
+ * Failures worth resuming from: the connection (cut, reset, refused), and the Hub or its CDN busy or failing for a
+ * moment (429, 5xx). Everything else (a refusal, a checksum mismatch) starts again from nothing.
+ */
+function isResumable(error: unknown): boolean {
+  if (error instanceof HubApiError) return error.statusCode === 429 || error.statusCode >= 500;
+  return !(error instanceof ModelsError);
+}
+
+function failureReason(error: unknown): string {
+  return error instanceof HubApiError ? `HTTP ${error.statusCode}` : networkReason(error);
 }
 
 /** The Hub's refusals, as one line each. */
@@ -253,10 +262,10 @@ async function download(options: PullOptions, plan: DownloadPlan): Promise<PullR
       report();
     }
   } catch (error) {
-    if (isNetworkError(error)) {
+    if (isResumable(error)) {
       const kept = bytesDone;
       throw new ModelsError(
-        `the download of ${current.repoPath} was cut (${networkReason(error)}); run the same command again to resume (${Math.round(kept / 1e6)} MB kept in ${partialDir})`,
+        `the download of ${current.repoPath} was cut (${failureReason(error)}); run the same command again to resume (${Math.round(kept / 1e6)} MB kept in ${partialDir})`,
       );
     }
     await rm(partialDir, { recursive: true, force: true });

@@ -114,6 +114,18 @@ describe('pull from the Hub (stand-in)', () => {
     expect(Math.max(...progress)).toBe(second.bytes);
   });
 
+  it('GIVEN the Hub failing for a moment (503) in the middle THEN the files so far are kept and the next run resumes', async () => {
+    hub.failNext(SD_TINY, 'unet/model.onnx', 503);
+    const error = await failure(pull(SD_TINY));
+    expect(error.message).toMatch(/^the download of unet\/model\.onnx was cut \(HTTP 503\); run the same command again to resume/);
+    expect(readdirSync(modelsDir)).toEqual(['.sd-tiny.partial']);
+    hub.bytesServed.clear();
+    await pull(SD_TINY);
+    // Files finished before the failure were not fetched again.
+    expect(hub.bytesServed.get(`${SD_TINY}/text_encoder/model.onnx`)).toBeUndefined();
+    expect(readdirSync(modelsDir)).toEqual(['sd-tiny']);
+  });
+
   it('GIVEN a file that arrives corrupted THEN it is refused by its sha256 and nothing is left in MODELS_DIR', async () => {
     const repair = hub.corrupt(LCM_TINY, 'unet/model.onnx');
     try {

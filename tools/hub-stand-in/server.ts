@@ -51,6 +51,8 @@ export interface HubStandIn {
    * the returned function is called.
    */
   corrupt(repo: string, path: string): () => void;
+  /** The next `resolve` of `path` in `repo` answers `status` (e.g. 503) with the Hub's JSON error body. */
+  failNext(repo: string, path: string, status: number): void;
   /** Sum of `bytesServed` for a repo. */
   servedFor(repo: string): number;
   close(): Promise<void>;
@@ -106,6 +108,7 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
   const requests: string[] = [];
   const cuts = new Map<string, number>();
   const corrupted = new Set<string>();
+  const failures = new Map<string, number>();
   let base = '';
   let cdnBase = '';
 
@@ -255,6 +258,11 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
       const repo = repos.get(id);
       if (!repo) return repoNotFound(req, res);
       if (!revisionOk(repo, rev)) return revisionNotFound(res, rev);
+      const failure = failures.get(`${id}/${file}`);
+      if (failure !== undefined) {
+        failures.delete(`${id}/${file}`);
+        return json(res, failure, { error: 'The server is temporarily unavailable' });
+      }
       if (repo.gated) {
         const token = tokenOf(req);
         if (!token) {
@@ -317,6 +325,7 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
     bytesServed,
     requests,
     cutAfter: (repo, path, bytes) => void cuts.set(`${repo}/${path}`, bytes),
+    failNext: (repo, path, status) => void failures.set(`${repo}/${path}`, status),
     corrupt: (repo, path) => {
       corrupted.add(`${repo}/${path}`);
       return () => void corrupted.delete(`${repo}/${path}`);
