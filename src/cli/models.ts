@@ -177,6 +177,12 @@ export async function runModels(argv: readonly string[], io: CliIo): Promise<num
 
 /** The process entry: one line on stderr for every expected problem, with its exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
+  // Ctrl-C during a pull: what was downloaded stays in the .partial folder; say how to go on.
+  const onInterrupt = () => {
+    process.stderr.write('\nmodels: stopped; run the same command again to resume the download\n');
+    process.exit(130);
+  };
+  if (argv.includes('pull')) process.once('SIGINT', onInterrupt);
   try {
     return await runModels(argv, { stdout: process.stdout, stderr: process.stderr });
   } catch (error) {
@@ -189,6 +195,8 @@ export async function main(argv: readonly string[]): Promise<number> {
       return 1;
     }
     throw error;
+  } finally {
+    process.off('SIGINT', onInterrupt);
   }
 }
 

@@ -13,11 +13,12 @@
  * A cut connection leaves the `.partial` folder for the next run to resume; anything else that fails (a checksum
  * mismatch, a refusal from the Hub) removes it.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { mkdir, rename, rm, statfs, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { fileDownloadInfo, HubApiError, listFiles, modelInfo } from '@huggingface/hub';
 import { downloadToFile } from './download.js';
+import { formatBytes } from './progress.js';
 import { planFiles, type PlannedFile, type RepoFile } from './file-plan.js';
 import { ModelsError } from './models-error.js';
 import type { PullProgress } from './progress.js';
@@ -41,6 +42,8 @@ export interface PullOptions {
   onProgress?: (progress: PullProgress) => void;
   /** For tests: the clock used for the speed. */
   now?: () => number;
+  /** For tests: bytes free for `dir` (default: the file system's, from statfs). */
+  freeBytes?: (dir: string) => Promise<number>;
 }
 
 export interface PullResult {
@@ -77,6 +80,22 @@ function isResumable(error: unknown): boolean {
 
 function failureReason(error: unknown): string {
   return error instanceof HubApiError ? `HTTP ${error.statusCode}` : networkReason(error);
+}
+
+async function statfsFree(dir: string): Promise<number> {
+  const stats = await statfs(dir);
+  return Number(stats.bavail) * Number(stats.bsize);
+}
+
+/** Bytes of the planned files already checked and in place, or in `.part` files, in an earlier run's folder. */
+function bytesAlreadyThere(partialDir: string, files: readonly PlannedFile[]): number {
+  let total = 0;
+  for (const file of files) {
+    const dest = join(partialDir, file.localPath);
+    if (existsSync(dest)) total += file.size;
+    else if (existsSync(`${dest}.part`)) total += Math.min(statSync(`${dest}.part`).size, file.size);
+  }
+  return total;
 }
 
 /** The Hub's refusals, as one line each. */
@@ -220,6 +239,11 @@ async function download(options: PullOptions, plan: DownloadPlan): Promise<PullR
     }
     if (!same) await rm(partialDir, { recursive: true, force: true });
   }
+  const needed = bytesTotal - bytesAlreadyThere(partialDir, files);
+  const free = await (options.freeBytes ?? statfsFree)(dirname(partialDir));
+  if (needed > free) {
+    throw new ModelsError(`\`${options.repo}\` needs ${formatBytes(needed)} more and ${options.modelsDir} has ${formatBytes(free)} free; make room and run this again`);
+  }
   await mkdir(partialDir, { recursive: true });
   await writeFile(markerPath, JSON.stringify(marker));
 
@@ -262,6 +286,11 @@ async function download(options: PullOptions, plan: DownloadPlan): Promise<PullR
       report();
     }
   } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOSPC') {
+      throw new ModelsError(
+        `the disk filled up while writing ${current.repoPath}: make room and run the same command again to resume (${Math.round(bytesDone / 1e6)} MB kept in ${partialDir})`,
+      );
+    }
     if (isResumable(error)) {
       const kept = bytesDone;
       throw new ModelsError(

@@ -114,6 +114,19 @@ describe('pull from the Hub (stand-in)', () => {
     expect(Math.max(...progress)).toBe(second.bytes);
   });
 
+  it('GIVEN a server that ignores the Range of a resume THEN the file starts again from its first byte and comes out whole', async () => {
+    hub.cutAfter(LCM_TINY, 'text_encoder/model.onnx', 50_000);
+    await failure(pull(LCM_TINY));
+    hub.ignoreResumeRanges(LCM_TINY, 'text_encoder/model.onnx');
+    hub.bytesServed.clear();
+    const result = await pull(LCM_TINY);
+    const size = readFileSync(join(result.dir, 'text_encoder', 'model.onnx')).length;
+    expect(hub.bytesServed.get(`${LCM_TINY}/text_encoder/model.onnx`)).toBe(size + 1); // the whole file, and the probe's byte
+    const model = await loadModel(result.dir, { intraOpNumThreads: 1, log: () => {} });
+    await model.release();
+    expect(readdirSync(modelsDir)).toEqual(['lcm-tiny']);
+  });
+
   it('GIVEN the Hub failing for a moment (503) in the middle THEN the files so far are kept and the next run resumes', async () => {
     hub.failNext(SD_TINY, 'unet/model.onnx', 503);
     const error = await failure(pull(SD_TINY));
@@ -124,6 +137,13 @@ describe('pull from the Hub (stand-in)', () => {
     // Files finished before the failure were not fetched again.
     expect(hub.bytesServed.get(`${SD_TINY}/text_encoder/model.onnx`)).toBeUndefined();
     expect(readdirSync(modelsDir)).toEqual(['sd-tiny']);
+  });
+
+  it('GIVEN too little disk space for what is left to fetch THEN it is refused before any download', async () => {
+    const error = await failure(pull(BIG, { freeBytes: async () => 1_000_000 }));
+    expect(error.message).toMatch(/^`imagine-test\/sd-tiny-big` needs 8\.\d\d MB more and .+ has 1\.00 MB free; make room and run this again$/);
+    expect(hub.requests.filter((line) => line.includes('/resolve/'))).toEqual([]);
+    expect(readdirSync(modelsDir)).toEqual([]);
   });
 
   it('GIVEN a file that arrives corrupted THEN it is refused by its sha256 and nothing is left in MODELS_DIR', async () => {

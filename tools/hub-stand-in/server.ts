@@ -51,6 +51,8 @@ export interface HubStandIn {
    * the returned function is called.
    */
   corrupt(repo: string, path: string): () => void;
+  /** Requests for `path` in `repo` that resume (a Range not starting at 0) get the whole file with 200, as some proxies do. */
+  ignoreResumeRanges(repo: string, path: string): void;
   /** The next `resolve` of `path` in `repo` answers `status` (e.g. 503) with the Hub's JSON error body. */
   failNext(repo: string, path: string, status: number): void;
   /** Sum of `bytesServed` for a repo. */
@@ -109,6 +111,7 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
   const cuts = new Map<string, number>();
   const corrupted = new Set<string>();
   const failures = new Map<string, number>();
+  const rangeless = new Set<string>();
   let base = '';
   let cdnBase = '';
 
@@ -145,7 +148,7 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
     let end = size - 1;
     let status = 200;
     const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
-    if (range) {
+    if (range && !(rangeless.has(key) && range[1] !== '0')) {
       start = Number(range[1]);
       end = range[2] ? Math.min(Number(range[2]), size - 1) : size - 1;
       if (start >= size || start > end) {
@@ -325,6 +328,7 @@ export async function startHubStandIn(options: HubStandInOptions): Promise<HubSt
     bytesServed,
     requests,
     cutAfter: (repo, path, bytes) => void cuts.set(`${repo}/${path}`, bytes),
+    ignoreResumeRanges: (repo, path) => void rangeless.add(`${repo}/${path}`),
     failNext: (repo, path, status) => void failures.set(`${repo}/${path}`, status),
     corrupt: (repo, path) => {
       corrupted.add(`${repo}/${path}`);
