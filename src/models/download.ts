@@ -75,8 +75,9 @@ export async function downloadToFile(file: PlannedFile, dest: string, options: D
       options.onBytes?.(-have);
       have = 0;
       hash = hasherFor(file);
-    } else if (response.status >= 500) {
+    } else if (response.status >= 500 || response.status === 429) {
       // The Hub or its CDN is having a bad moment: like a cut connection, worth resuming later.
+      await response.body?.cancel();
       throw new Error(`HTTP ${response.status}`);
     } else if (response.status !== 200 && response.status !== 206) {
       throw new ModelsError(`could not download ${file.repoPath}: ${await describeFailure(response)}`);
