@@ -92,6 +92,26 @@ const schema = z.object({
     }
   }),
   MODEL_DIR: optionalString(),
+  MODELS_DIR: optionalString().transform((raw) => raw ?? 'models/'),
+  // A Hub access token for gated or private repos (`npm run models -- pull`); the Hub's tokens start with hf_.
+  HF_TOKEN: optionalString().refine(
+    (token) => token === undefined || /^hf_[A-Za-z0-9]+$/.test(token),
+    'HF_TOKEN does not look like a Hugging Face token (hf_… from https://huggingface.co/settings/tokens)',
+  ),
+  HF_ENDPOINT: optionalString().transform((raw, ctx) => {
+    const value = (raw ?? 'https://huggingface.co').replace(/\/+$/, '');
+    let url: URL | undefined;
+    try {
+      url = new URL(value);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      ctx.addIssue({ code: 'custom', message: `Expected \`HF_ENDPOINT\` to be an http(s) URL, got \`${withoutCredentials(raw ?? '')}\`` });
+      return z.NEVER;
+    }
+    return value;
+  }),
   DATA_DIR: optionalString().transform((raw) => raw ?? './data'),
   EXECUTION_PROVIDERS: optionalString().transform((raw, ctx) => {
     const list = (raw ?? 'cpu')
@@ -184,6 +204,15 @@ export interface Config {
   readonly discordApiUrl: string | undefined;
   /** Model folder; undefined: the embedded model (models/imagine-shapes) or the test model. */
   readonly modelDir: string | undefined;
+  /**
+   * The model library: the folder `npm run models -- pull` writes into and `list` reads; every model folder in it
+   * is a model named after its folder. Default `models/`. (The bot's own model is still MODEL_DIR.)
+   */
+  readonly modelsDir: string;
+  /** Hugging Face access token for gated or private repos; undefined: anonymous. */
+  readonly hfToken: string | undefined;
+  /** The Hub's base URL, without a trailing slash (a mirror, or the test stand-in). Default `https://huggingface.co`. */
+  readonly hfEndpoint: string;
   /** Where the SQLite journal and saved results live. Default `./data`. */
   readonly dataDir: string;
   /** onnxruntime execution providers in order of preference. Default `['cpu']`. */
@@ -255,6 +284,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     playgroundPort: v.PLAYGROUND_PORT,
     discordApiUrl: v.DISCORD_API_URL,
     modelDir: v.MODEL_DIR,
+    modelsDir: v.MODELS_DIR,
+    hfToken: v.HF_TOKEN,
+    hfEndpoint: v.HF_ENDPOINT,
     dataDir: v.DATA_DIR,
     executionProviders: Object.freeze([...v.EXECUTION_PROVIDERS]),
     engine: v.SAMPLER,

@@ -67,6 +67,25 @@ describe('parseConfig', () => {
     expect(message).not.toContain('\n');
   });
 
+  it('GIVEN no model-library keys THEN MODELS_DIR is models/, the Hub is huggingface.co and there is no HF token', () => {
+    expect(parseConfig({})).toMatchObject({ modelsDir: 'models/', hfToken: undefined, hfEndpoint: 'https://huggingface.co' });
+  });
+
+  it('GIVEN MODELS_DIR, HF_TOKEN and HF_ENDPOINT THEN each is parsed (the endpoint without its trailing slash)', () => {
+    expect(parseConfig({ MODELS_DIR: '/srv/models', HF_TOKEN: ' hf_abc123 ', HF_ENDPOINT: 'http://127.0.0.1:9/' })).toMatchObject({
+      modelsDir: '/srv/models',
+      hfToken: 'hf_abc123',
+      hfEndpoint: 'http://127.0.0.1:9',
+    });
+  });
+
+  it('GIVEN a malformed HF_TOKEN or HF_ENDPOINT THEN one line names the key, never echoing the token', () => {
+    const message = errorOf({ HF_TOKEN: 'secret-value' });
+    expect(message).toMatch(/HF_TOKEN does not look like a Hugging Face token/);
+    expect(message).not.toContain('secret-value');
+    expect(errorOf({ HF_ENDPOINT: 'ftp://mirror' })).toBe('Expected `HF_ENDPOINT` to be an http(s) URL, got `ftp://mirror`');
+  });
+
   it('GIVEN a token written with a "Bot " prefix THEN the prefix is dropped', () => {
     expect(parseConfig({ DISCORD_TOKEN: `Bot ${TOKEN}` }).discordToken).toBe(TOKEN);
   });

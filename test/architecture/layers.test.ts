@@ -34,6 +34,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   // Delivery asks the safety rules (moderation/safety-rules.ts, pure) whether a picture may be posted.
   'src/delivery': ['src/queue', 'src/jobs', 'src/diffusion', 'src/image', 'src/store', 'src/moderation'],
   'src/eval': ['src/diffusion', 'src/image'],
+  // The model library (find, pull from the Hub, per-model defaults) reads model folders; it may use the loader.
+  'src/models': ['src/diffusion'],
   // The local playground (a Discord-compatible server and its page) speaks Discord's protocol, not the bot's APIs:
   // it imports only itself and the base, so the bot has no second code path for it.
   'src/playground': [],
@@ -47,7 +49,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src:node-version': [],
   'src:lifecycle': [],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
-  'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval'],
+  'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval', 'src/models'],
   'src:log': ['src:config'],
   'src:config': [],
   'src:errors': [],
