@@ -4,6 +4,7 @@
  */
 import sharp from 'sharp';
 import type { Preview } from '../diffusion/types.js';
+import { copyPngText } from '../image/png-text.js';
 import type { OutgoingFile } from './render.js';
 
 /** Discord's default per-file upload limit, used when the interaction does not say (10 MiB). */
@@ -30,6 +31,7 @@ export async function previewPng(preview: Preview, targetSide = 256): Promise<Ou
  * A picture whose longer side is under `minSide` pixels (the embedded model makes 32×32) would show as a speck in
  * Discord: enlarge it by a whole factor with nearest neighbour, so that every generated pixel becomes a square
  * block and no pixel is invented, to a longer side of about `targetSide`. Larger pictures come back unchanged.
+ * The enlarged PNG keeps the original's text chunks (its `parameters`).
  */
 export async function enlargeSmall(png: Uint8Array, minSide = 64, targetSide = 256): Promise<Uint8Array> {
   const input = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
@@ -37,12 +39,13 @@ export async function enlargeSmall(png: Uint8Array, minSide = 64, targetSide = 2
   const side = Math.max(width, height);
   if (side === 0 || side >= minSide) return png;
   const scale = Math.max(1, Math.floor(targetSide / side));
-  return sharp(input).resize(width * scale, height * scale, { kernel: 'nearest' }).png().toBuffer();
+  return copyPngText(png, await sharp(input).resize(width * scale, height * scale, { kernel: 'nearest' }).png().toBuffer());
 }
 
 /**
  * Returns the picture as a file no larger than `limit` bytes: the PNG itself when it fits, else the first of
- * a palette PNG, WebP at falling quality, then smaller sizes, that fits.
+ * a palette PNG, WebP at falling quality, then smaller sizes, that fits. A palette PNG keeps the original's text
+ * chunks; the WebP fallbacks (only for pictures over the limit, 10 MiB by default) carry none.
  * @throws Error when even the smallest encoding is over the limit.
  */
 export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAULT_ATTACHMENT_LIMIT): Promise<OutgoingFile> {
@@ -52,7 +55,7 @@ export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAUL
   const attempts: Array<() => Promise<OutgoingFile>> = [
     async () => ({
       name: `${baseName}.png`,
-      data: await sharp(input).png({ palette: true, compressionLevel: 9 }).toBuffer(),
+      data: copyPngText(png, await sharp(input).png({ palette: true, compressionLevel: 9 }).toBuffer()),
       contentType: 'image/png',
     }),
     ...[92, 80, 65].map((quality) => async () => ({
