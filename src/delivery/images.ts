@@ -4,6 +4,7 @@
  */
 import sharp from 'sharp';
 import type { Preview } from '../diffusion/types.js';
+import { gridPng } from '../image/grid.js';
 import { copyPngText } from '../image/png-text.js';
 import type { OutgoingFile } from './render.js';
 
@@ -77,4 +78,44 @@ export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAUL
     if (file.data.byteLength <= limit) return file;
   }
   throw new Error(`The picture does not fit the upload limit of ${limit} bytes even at a quarter of its size`);
+}
+
+/** A finished job's files: the one the embed shows, and every file of the message in order. */
+export interface PictureFiles {
+  /** The picture alone, or the grid of several (the first of `files`). */
+  shown: OutgoingFile;
+  /**
+   * The message's attachments: the picture alone; or the grid, then picture i at index i (1-based, full size,
+   * its own `parameters`), so a member can save the one they want and a later control can name picture i.
+   */
+  files: OutgoingFile[];
+}
+
+/**
+ * The files for a job's pictures: one picture as itself; several as their grid (see image/grid.ts, the first
+ * picture's `parameters` on it, as A1111 does) followed by each picture, named by its own seed (picture i:
+ * seed + i, the engine's rule). Small pictures are enlarged first (enlargeSmall); together the files fit `limit`
+ * (each gets an equal share), each re-encoded smaller by fitImage when its share is not enough.
+ * @param spoiler name every file SPOILER_… (Discord blurs them until clicked).
+ */
+export async function pictureFiles(
+  pngs: readonly Uint8Array[],
+  options: { seed: number; spoiler?: boolean; limit?: number },
+): Promise<PictureFiles> {
+  if (pngs.length === 0) throw new Error('Expected at least one picture, got none');
+  const prefix = options.spoiler ? 'SPOILER_' : '';
+  const seedOf = (i: number) => (options.seed + i) >>> 0;
+  const enlarged = await Promise.all(pngs.map((png) => enlargeSmall(png)));
+  const limit = options.limit ?? DEFAULT_ATTACHMENT_LIMIT;
+  if (enlarged.length === 1) {
+    const shown = await fitImage(enlarged[0], `${prefix}imagine-${seedOf(0)}`, limit);
+    return { shown, files: [shown] };
+  }
+  const share = Math.floor(limit / (enlarged.length + 1));
+  const grid = copyPngText(enlarged[0], await gridPng(enlarged));
+  const [shown, ...pictures] = await Promise.all([
+    fitImage(grid, `${prefix}imagine-${seedOf(0)}-grid`, share),
+    ...enlarged.map((png, i) => fitImage(png, `${prefix}imagine-${seedOf(i)}`, share)),
+  ]);
+  return { shown, files: [shown, ...pictures] };
 }
