@@ -118,6 +118,7 @@ describe('posted pictures (stand-in engine)', () => {
     const prompt = (value: string) => ({ name: 'prompt', type: T.String, value });
     const queued = await run(member.id, 'imagine', [prompt('four at once'), { name: 'count', type: T.Integer, value: 4 }]);
     expect(queued.type).toBe(5);
+    expect((await run(member.id, 'queue', [])).content).toMatch(/⏳ place 1 \(4 pictures\), starts in about \d+ s: four at once/);
     const before = jobCount();
     const refused = await run(member.id, 'imagine', [prompt('one more')]);
     expect(refused.type).toBe(4);
