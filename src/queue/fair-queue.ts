@@ -165,7 +165,7 @@ export class FairQueue implements JobQueue {
       throw new UserError(
         Identifiers.MemberQueueFull,
         images === 1
-          ? `${waiting}, the most this server allows (${cap}). Wait for one to start, or cancel one with ❌.`
+          ? `${waiting}, ${mine > cap ? 'more than' : 'the most'} this server allows (${cap}). Wait for one to start, or cancel one with ❌.`
           : `${waiting}; ${images} more would make ${mine + images}, over the ${cap} this server allows. ` +
               'Ask for fewer pictures, wait for one to start, or cancel one with ❌.',
         { cap, count: images },

@@ -123,7 +123,7 @@ describe('posted pictures (stand-in engine)', () => {
     const refused = await run(member.id, 'imagine', [prompt('one more')]);
     expect(refused.type).toBe(4);
     expect(refused.flags & 64).toBe(64);
-    expect(refused.content).toMatch(/You already have 4 images waiting, the most this server allows \(2\)/);
+    expect(refused.content).toMatch(/You already have 4 images waiting, more than this server allows \(2\)/);
     expect(jobCount()).toBe(before);
     for (const view of [...h.app.queue.snapshot().waiting, ...h.app.queue.snapshot().running]) h.app.queue.cancel(view.job.id);
   });
