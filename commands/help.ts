@@ -10,9 +10,10 @@ export default {
     const steps = settings ? ` (${settings.stepsDefault} steps by default, at most ${settings.stepsMax} here)` : '';
     const content = [
       `**/imagine prompt:** makes a picture with the model \`${bot.model.name}\`${steps}.`,
-      'Options: `negative` (what to leave out), `steps`, `seed` (same seed, same picture), `guidance`, `scheduler`, `aspect`.',
+      'Options: `negative` (what to leave out), `steps`, `seed` (same seed, same picture), `guidance`, `scheduler`, `aspect`, ' +
+        `\`count\` (several pictures at once, shown as a grid with each one attached${settings ? `; at most ${settings.countMax} here` : ''}).`,
       'The message shows your place in the queue, then the picture being made.',
-      'React ❌ while it waits or runs to cancel it; react 🔁 on a finished picture to make another with a new seed.',
+      'React ❌ while it waits or runs to cancel it; react 🔁 on a finished picture to make another with a new seed (as many as it had).',
       '**/queue** shows your pictures in the queue. **/settings show** lists this server’s rules; moderators change them with `/settings`.',
       'Pictures the model’s safety checker flags follow this server’s safety rule (see /settings show); moderators may delete any finished picture with ❌.',
     ].join('\n');

@@ -5,6 +5,7 @@ import type { Command } from './index.js';
 import { ASPECTS, GUIDANCE_MAX, GUIDANCE_MIN, PROMPT_MAX_LENGTH, SEED_MAX } from '../src/jobs/generate-params.js';
 import { paramsUnderGuildRules } from '../src/moderation/request-rules.js';
 import { assertRequestAllowed } from '../src/moderation/safety-rules.js';
+import { COUNT_HARD_CAP } from '../src/store/settings.js';
 
 const data = new SlashCommandBuilder()
   .setName('imagine')
@@ -36,6 +37,9 @@ const data = new SlashCommandBuilder()
       .setName('aspect')
       .setDescription('Shape of the picture (default: square)')
       .addChoices(...Object.entries(ASPECTS).map(([value, { label }]) => ({ name: label, value }))),
+  )
+  .addIntegerOption((option) =>
+    option.setName('count').setDescription('How many pictures, shown as a grid (the server sets a maximum)').setMinValue(1).setMaxValue(COUNT_HARD_CAP),
   );
 
 /** parse options → validate → enqueue → defer; the queue's events and delivery do the rest. */
@@ -57,6 +61,7 @@ export default {
         guidance: options.getNumber('guidance'),
         scheduler: options.getString('scheduler'),
         aspect: options.getString('aspect'),
+        count: options.getInteger('count'),
       },
       settings,
       { model: bot.model, guidanceDefault: bot.guidanceDefault },

@@ -17,11 +17,13 @@ export default {
       (view) => view.job.userId === interaction.user.id && view.job.guildId === interaction.guildId,
     );
     const lines = mine.map(({ job, position, progress }) => {
+      const count = job.params.count ?? 1;
+      const pictures = count > 1 ? `${count} pictures, ` : '';
       if (job.state === 'running') {
         const step = progress ? `step ${progress.step}/${progress.totalSteps}` : 'starting';
-        return `🎨 running (${step}), done in about ${formatDuration(position.doneInMs)}: ${echoSnippet(job.params.prompt, SNIPPET_MAX)}`;
+        return `🎨 running (${pictures}${step}), done in about ${formatDuration(position.doneInMs)}: ${echoSnippet(job.params.prompt, SNIPPET_MAX)}`;
       }
-      return `⏳ place ${position.place}, starts in about ${formatDuration(position.startsInMs)}: ${echoSnippet(job.params.prompt, SNIPPET_MAX)}`;
+      return `⏳ place ${position.place}${count > 1 ? ` (${count} pictures)` : ''}, starts in about ${formatDuration(position.startsInMs)}: ${echoSnippet(job.params.prompt, SNIPPET_MAX)}`;
     });
     const { totals } = snapshot;
     const summary = `Queue: ${totals.running} running, ${totals.waiting} waiting, from ${totals.members} member${totals.members === 1 ? '' : 's'}.`;

@@ -7,7 +7,7 @@ import { changeSettings, NEGATIVE_DEFAULT_MAX, type SettingsChange } from '../sr
 import { assertCanManage, type MemberAuthority } from '../src/moderation/permissions.js';
 import type { ModelInfo } from '../src/diffusion/types.js';
 import type { ModerationEvent } from '../src/store/moderation-log.js';
-import type { AuditEntry, GuildSettings, SafetyMode } from '../src/store/settings.js';
+import { COUNT_HARD_CAP, type AuditEntry, type GuildSettings, type SafetyMode } from '../src/store/settings.js';
 
 const data = new SlashCommandBuilder()
   .setName('settings')
@@ -19,6 +19,13 @@ const data = new SlashCommandBuilder()
       .setDescription('Default and maximum steps (moderators)')
       .addIntegerOption((o) => o.setName('default').setDescription('Steps when /imagine gives none').setMinValue(1))
       .addIntegerOption((o) => o.setName('max').setDescription('Most steps a member may ask for').setMinValue(1)),
+  )
+  .addSubcommand((sub) =>
+    sub
+      .setName('count')
+      .setDescription('Pictures per /imagine: default and maximum (moderators)')
+      .addIntegerOption((o) => o.setName('default').setDescription('Pictures when /imagine gives no count').setMinValue(1).setMaxValue(COUNT_HARD_CAP))
+      .addIntegerOption((o) => o.setName('max').setDescription('Most pictures one /imagine may ask for').setMinValue(1).setMaxValue(COUNT_HARD_CAP)),
   )
   .addSubcommand((sub) =>
     sub
@@ -120,6 +127,7 @@ function describeSettings(settings: GuildSettings, model: Pick<ModelInfo, 'name'
       (settings.safetyMode === 'strict' ? `, and are ${unchecked} outside age-restricted channels` : '');
   return [
     `**Steps:** ${settings.stepsDefault} by default, at most ${settings.stepsMax}`,
+    `**Pictures per /imagine:** ${settings.countDefault} by default, at most ${settings.countMax}`,
     `**Waiting pictures per member:** ${settings.perMemberCap}`,
     `**Who may 🔁:** ${settings.rerollWho === 'anyone' ? 'anyone' : 'the requester and moderators'}`,
     `**Moderator roles:** ${roles}`,
@@ -229,6 +237,12 @@ export default {
     if (!group && sub === 'steps') {
       change = {
         kind: 'steps',
+        default: interaction.options.getInteger('default') ?? undefined,
+        max: interaction.options.getInteger('max') ?? undefined,
+      };
+    } else if (!group && sub === 'count') {
+      change = {
+        kind: 'count',
         default: interaction.options.getInteger('default') ?? undefined,
         max: interaction.options.getInteger('max') ?? undefined,
       };

@@ -9,6 +9,7 @@ export const Identifiers = {
   PromptTooLong: 'promptTooLong',
   BannedWord: 'bannedWord',
   StepsTooHigh: 'stepsTooHigh',
+  CountTooHigh: 'countTooHigh',
   QueueFull: 'queueFull',
   MemberQueueFull: 'memberQueueFull',
   NotAllowed: 'notAllowed',

@@ -4,6 +4,8 @@
  */
 import sharp from 'sharp';
 import type { Preview } from '../diffusion/types.js';
+import { gridPng } from '../image/grid.js';
+import { copyPngText } from '../image/png-text.js';
 import type { OutgoingFile } from './render.js';
 
 /** Discord's default per-file upload limit, used when the interaction does not say (10 MiB). */
@@ -30,6 +32,7 @@ export async function previewPng(preview: Preview, targetSide = 256): Promise<Ou
  * A picture whose longer side is under `minSide` pixels (the embedded model makes 32×32) would show as a speck in
  * Discord: enlarge it by a whole factor with nearest neighbour, so that every generated pixel becomes a square
  * block and no pixel is invented, to a longer side of about `targetSide`. Larger pictures come back unchanged.
+ * The enlarged PNG keeps the original's text chunks (its `parameters`).
  */
 export async function enlargeSmall(png: Uint8Array, minSide = 64, targetSide = 256): Promise<Uint8Array> {
   const input = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
@@ -37,12 +40,13 @@ export async function enlargeSmall(png: Uint8Array, minSide = 64, targetSide = 2
   const side = Math.max(width, height);
   if (side === 0 || side >= minSide) return png;
   const scale = Math.max(1, Math.floor(targetSide / side));
-  return sharp(input).resize(width * scale, height * scale, { kernel: 'nearest' }).png().toBuffer();
+  return copyPngText(png, await sharp(input).resize(width * scale, height * scale, { kernel: 'nearest' }).png().toBuffer());
 }
 
 /**
  * Returns the picture as a file no larger than `limit` bytes: the PNG itself when it fits, else the first of
- * a palette PNG, WebP at falling quality, then smaller sizes, that fits.
+ * a palette PNG, WebP at falling quality, then smaller sizes, that fits. A palette PNG keeps the original's text
+ * chunks; the WebP fallbacks (only for pictures over the limit, 10 MiB by default) carry none.
  * @throws Error when even the smallest encoding is over the limit.
  */
 export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAULT_ATTACHMENT_LIMIT): Promise<OutgoingFile> {
@@ -52,7 +56,7 @@ export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAUL
   const attempts: Array<() => Promise<OutgoingFile>> = [
     async () => ({
       name: `${baseName}.png`,
-      data: await sharp(input).png({ palette: true, compressionLevel: 9 }).toBuffer(),
+      data: copyPngText(png, await sharp(input).png({ palette: true, compressionLevel: 9 }).toBuffer()),
       contentType: 'image/png',
     }),
     ...[92, 80, 65].map((quality) => async () => ({
@@ -74,4 +78,44 @@ export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAUL
     if (file.data.byteLength <= limit) return file;
   }
   throw new Error(`The picture does not fit the upload limit of ${limit} bytes even at a quarter of its size`);
+}
+
+/** A finished job's files: the one the embed shows, and every file of the message in order. */
+export interface PictureFiles {
+  /** The picture alone, or the grid of several (the first of `files`). */
+  shown: OutgoingFile;
+  /**
+   * The message's attachments: the picture alone; or the grid, then picture i at index i (1-based, full size,
+   * its own `parameters`), so a member can save the one they want and a later control can name picture i.
+   */
+  files: OutgoingFile[];
+}
+
+/**
+ * The files for a job's pictures: one picture as itself; several as their grid (see image/grid.ts, the first
+ * picture's `parameters` on it, as A1111 does) followed by each picture, named by its own seed (picture i:
+ * seed + i, the engine's rule). Small pictures are enlarged first (enlargeSmall); together the files fit `limit`
+ * (each gets an equal share), each re-encoded smaller by fitImage when its share is not enough.
+ * @param spoiler name every file SPOILER_… (Discord blurs them until clicked).
+ */
+export async function pictureFiles(
+  pngs: readonly Uint8Array[],
+  options: { seed: number; spoiler?: boolean; limit?: number },
+): Promise<PictureFiles> {
+  if (pngs.length === 0) throw new Error('Expected at least one picture, got none');
+  const prefix = options.spoiler ? 'SPOILER_' : '';
+  const seedOf = (i: number) => (options.seed + i) >>> 0;
+  const enlarged = await Promise.all(pngs.map((png) => enlargeSmall(png)));
+  const limit = options.limit ?? DEFAULT_ATTACHMENT_LIMIT;
+  if (enlarged.length === 1) {
+    const shown = await fitImage(enlarged[0], `${prefix}imagine-${seedOf(0)}`, limit);
+    return { shown, files: [shown] };
+  }
+  const share = Math.floor(limit / (enlarged.length + 1));
+  const grid = copyPngText(enlarged[0], await gridPng(enlarged));
+  const [shown, ...pictures] = await Promise.all([
+    fitImage(grid, `${prefix}imagine-${seedOf(0)}-grid`, share),
+    ...enlarged.map((png, i) => fitImage(png, `${prefix}imagine-${seedOf(i)}`, share)),
+  ]);
+  return { shown, files: [shown, ...pictures] };
 }

@@ -21,7 +21,7 @@ import type { DeliverFn, DeliveryReceipt, JobPosition, JobQueue, JobRecord } fro
 import { ChannelBudget } from './channel-budget.js';
 import { EditPacer } from './edit-pacer.js';
 import { BotReactions, REROLL_EMOJI } from './bot-reactions.js';
-import { enlargeSmall, fitImage, previewPng } from './images.js';
+import { pictureFiles, previewPng } from './images.js';
 import { isDeadWebhook, JobMessage, jsonOf, stageKey, toRawFiles, type PendingStage } from './job-message.js';
 import { NO_MENTIONS, renderFinal, renderStage, type MessageBody } from './render.js';
 
@@ -199,9 +199,8 @@ export class JobMessenger {
   /** The server's safety rule for this job's picture, with the guild's settings of now. */
   private safetyFor(job: JobRecord, result: GenerateResult): SafetyDecision {
     const settings = this.settings.get(job.guildId);
-    // Only the first picture is posted (finalBody): it alone decides.
-    const flagged = result.flagged === undefined ? undefined : result.flagged.slice(0, 1);
-    return safetyDecision({ mode: settings.safetyMode, refuseUnchecked: settings.refuseUnchecked, channelNsfw: job.channelNsfw, flagged });
+    // Every picture of the job is posted in one message (finalBody): one flagged picture decides for the message.
+    return safetyDecision({ mode: settings.safetyMode, refuseUnchecked: settings.refuseUnchecked, channelNsfw: job.channelNsfw, flagged: result.flagged });
   }
 
   /**
@@ -389,12 +388,18 @@ export class JobMessenger {
 
   private async finalBody(message: JobMessage, result: GenerateResult, spoiler: boolean): Promise<MessageBody> {
     const { job } = message;
-    const png = result.images[0];
-    if (!png) throw new Error(`Job ${job.id} produced no image`);
+    if (result.images.length === 0) throw new Error(`Job ${job.id} produced no image`);
     // Discord hides an attachment whose name starts with SPOILER_ until it is clicked.
-    const baseName = `${spoiler ? 'SPOILER_' : ''}imagine-${result.seed}`;
-    const image = await fitImage(await enlargeSmall(png), baseName, message.attachmentLimit);
+    const { shown, files } = await pictureFiles(result.images, { seed: result.seed, spoiler, limit: message.attachmentLimit });
     const headline = job.kind === 'reroll' ? `🔁 Rerolled for <@${job.userId}>` : undefined;
-    return renderFinal({ params: job.params, result, image, jobId: job.id, headline, ...(spoiler ? { spoilerWarning: SPOILER_WARNING } : {}) });
+    return renderFinal({
+      params: job.params,
+      result,
+      image: shown,
+      ...(files.length > 1 ? { files } : {}),
+      jobId: job.id,
+      headline,
+      ...(spoiler ? { spoilerWarning: SPOILER_WARNING } : {}),
+    });
   }
 }

@@ -114,7 +114,13 @@ const DESCRIPTION_MAX = 2500;
 export interface FinalDetails {
   params: GenerateParams;
   result: Pick<GenerateResult, 'width' | 'height' | 'seed' | 'steps' | 'guidanceScale' | 'scheduler' | 'model' | 'truncated' | 'timings'>;
+  /** What the embed shows: the picture, or the grid of several. */
   image: OutgoingFile;
+  /**
+   * Every file of the message when there are several pictures: `image` (the grid) first, then each picture (see
+   * delivery/images.ts, `pictureFiles`). Absent: `image` alone.
+   */
+  files?: OutgoingFile[];
   jobId: string;
   /** A line above the embed, e.g. who asked, or "reroll of …". Echoed with mentions disabled. */
   headline?: string;
@@ -128,10 +134,14 @@ export interface FinalDetails {
 /** The finished message: the picture and an embed with every parameter needed to make it again. */
 export function renderFinal(details: FinalDetails): MessageBody {
   const { params, result, image } = details;
+  const files = details.files ?? [image];
+  // Picture i's seed is seed + i (the engine's rule): each is named, so any one can be made again alone.
+  const pictures = Math.max(1, files.length - 1);
+  const seeds = Array.from({ length: pictures }, (_, i) => String((result.seed + i) >>> 0));
   const fields = [];
   if (params.negativePrompt) fields.push(field('Negative', echoWithin(params.negativePrompt, DISCORD_LIMITS.embedFieldValue), false));
   fields.push(
-    field('Seed', String(result.seed)),
+    field(pictures === 1 ? 'Seed' : 'Seeds', seeds.join(', ')),
     field('Steps', String(result.steps)),
     field('Guidance', String(result.guidanceScale)),
     field('Scheduler', result.scheduler),
@@ -143,8 +153,10 @@ export function renderFinal(details: FinalDetails): MessageBody {
     description: echoWithin(params.prompt, DESCRIPTION_MAX) + (result.truncated ? '\n*(the prompt was longer than the model reads; the end was cut)*' : ''),
     fields,
     ...(details.spoilerWarning === undefined ? { image: { url: `attachment://${image.name}` } } : {}),
-    footer: { text: `React 🔁 to roll again with a new seed · job ${details.jobId}` },
+    footer: {
+      text: `${pictures === 1 ? 'React 🔁 to roll again with a new seed' : `React 🔁 to roll all ${pictures} again with new seeds`} · job ${details.jobId}`,
+    },
   };
   const content = [details.headline, details.spoilerWarning].filter((line) => line !== undefined && line.length > 0).join('\n');
-  return body(content, [image], [embed]);
+  return body(content, files, [embed]);
 }

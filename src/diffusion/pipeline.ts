@@ -8,6 +8,8 @@
 import * as ort from 'onnxruntime-node';
 import { Identifiers, UserError } from '../errors.js';
 import { encodePng, planarToRgb } from '../image/encode.js';
+import { infotext, PARAMETERS_KEYWORD } from '../image/infotext.js';
+import { withPngText } from '../image/png-text.js';
 import { batchKey, checkInputs, invalid, show, type CheckedParams } from './check-inputs.js';
 import type { DiffusionModel, FloatType, UnetPart } from './model.js';
 import {
@@ -109,8 +111,8 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       const rgb = toRgb(finishing, pixels, shape);
       // 9. The model's safety checker, when it has one: a flag per picture (what to do with it is the bot's rule).
       const safety = model.safetyChecker ? await checkPictures(model, finishing, pixels, rgb, shape, clock) : undefined;
-      // 10. PNGs.
-      const pngs = await toPngs(rgb, shape);
+      // 10. PNGs, each with its parameters (A1111's `parameters` text chunk).
+      const pngs = await toPngs(model, finishing, rgb, shape);
       for (const [k, m] of finishing.entries()) {
         outcomes[m.index] = { ok: true, result: resultOf(model, m, pngs[k], clock, started, safety && { flagged: safety.flags[k], ms: safety.ms }) };
       }
@@ -380,9 +382,23 @@ async function checkPictures(
   return { flags, ms: (performance.now() - t0) / Math.max(1, pictures.length) };
 }
 
-/** PNGs of every job's images, all at once: sharp encodes on libuv's thread pool, so several images share the cores. */
-function toPngs(rgb: Uint8Array[][], { width, height }: ImageShape): Promise<Uint8Array[][]> {
-  return Promise.all(rgb.map((images) => Promise.all(images.map((bytes) => encodePng(bytes, width, height)))));
+/**
+ * PNGs of every job's images, all at once: sharp encodes on libuv's thread pool, so several images share the cores.
+ * Each carries what it was made with in a `parameters` text chunk, with its own seed (image i: seed + i).
+ */
+function toPngs(model: DiffusionModel, finishing: readonly Member[], rgb: Uint8Array[][], { width, height }: ImageShape): Promise<Uint8Array[][]> {
+  const karras = model.schedulerConfig.use_karras_sigmas === true;
+  return Promise.all(
+    rgb.map((images, k) =>
+      Promise.all(
+        images.map(async (bytes, i) => {
+          const { prompt, negativePrompt, steps, scheduler, guidanceScale, seed } = finishing[k].checked;
+          const text = infotext({ prompt, negativePrompt, steps, scheduler, karras, guidanceScale, seed: (seed + i) >>> 0, width, height, model: model.info.name });
+          return withPngText(await encodePng(bytes, width, height), { [PARAMETERS_KEYWORD]: text });
+        }),
+      ),
+    ),
+  );
 }
 
 function resultOf(

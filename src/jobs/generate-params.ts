@@ -30,12 +30,18 @@ export interface ImagineInput {
   guidance?: number | null;
   scheduler?: string | null;
   aspect?: string | null;
+  /** Pictures in this request. */
+  count?: number | null;
 }
 
 /** What the guild and the model allow. */
 export interface ImagineLimits {
   stepsDefault: number;
   stepsMax: number;
+  /** Pictures when the member gives no count. Default 1. */
+  countDefault?: number;
+  /** Most pictures one request may make. Default 1. */
+  countMax?: number;
   /** Default guidance when the member gives none. */
   guidanceDefault: number;
   model: Pick<ModelInfo, 'width' | 'height' | 'latentFactor' | 'fixedSize'>;
@@ -114,7 +120,7 @@ export function sizeForAspect(aspect: Aspect, model: ImagineLimits['model']): { 
 
 /**
  * Turns /imagine's options into GenerateParams, or throws the first problem as a UserError.
- * @throws UserError PromptEmpty, PromptTooLong, InvalidInput, BannedWord, StepsTooHigh.
+ * @throws UserError PromptEmpty, PromptTooLong, InvalidInput, BannedWord, StepsTooHigh, CountTooHigh.
  */
 export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits): GenerateParams {
   const rawPrompt = input.prompt ?? '';
@@ -185,7 +191,22 @@ export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits):
   }
   const { width, height } = sizeForAspect(aspect as Aspect, limits.model);
 
+  const countMax = limits.countMax ?? 1;
+  const count = input.count ?? limits.countDefault ?? 1;
+  if (!Number.isInteger(count) || count < 1) {
+    throw new UserError(Identifiers.InvalidInput, `Expected \`count\` to be an integer from 1 to ${countMax}, got \`${count}\`.`);
+  }
+  if (count > countMax) {
+    throw new UserError(
+      Identifiers.CountTooHigh,
+      `This server allows at most ${countMax} picture${countMax === 1 ? '' : 's'} per request; you asked for ${count}. Try \`count: ${countMax}\` or fewer.`,
+      { max: countMax, count },
+    );
+  }
+
   const params: GenerateParams = { prompt, steps, seed, guidanceScale, width, height };
+  // One picture is the engine's default: the params of a single picture stay as they always were.
+  if (count > 1) params.count = count;
   if (negativePrompt !== undefined && negativePrompt.length > 0) params.negativePrompt = negativePrompt;
   if (scheduler !== undefined) params.scheduler = scheduler;
   return params;

@@ -50,6 +50,8 @@ export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettin
   const params = buildGenerateParams(input, {
     stepsDefault: settings.stepsDefault,
     stepsMax: settings.stepsMax,
+    countDefault: settings.countDefault,
+    countMax: settings.countMax,
     guidanceDefault: context.guidanceDefault,
     model: context.model,
     findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
@@ -62,7 +64,7 @@ export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettin
 }
 
 /**
- * The parameters for a 🔁 of `original`: same prompt, member's negative prompt, steps, guidance, scheduler and size,
+ * The parameters for a 🔁 of `original`: same prompt, member's negative prompt, steps, guidance, scheduler, size and count,
  * a new seed, checked again under the guild's rules of today (never fixed silently), today's default negative
  * prompt in place of the one the original got.
  */
@@ -79,6 +81,8 @@ export function rerollParams(
       steps: originalParams.steps,
       guidance: originalParams.guidanceScale,
       scheduler: originalParams.scheduler ?? null,
+      // The same number of pictures, checked against today's maximum like the rest.
+      count: originalParams.count ?? 1,
     },
     settings,
     { ...context, guidanceDefault: originalParams.guidanceScale },
@@ -86,6 +90,5 @@ export function rerollParams(
   const { params } = request;
   if (originalParams.width !== undefined) params.width = originalParams.width;
   if (originalParams.height !== undefined) params.height = originalParams.height;
-  if (originalParams.count !== undefined) params.count = originalParams.count;
   return request;
 }

@@ -1,5 +1,5 @@
 import { Identifiers, UserError } from '../errors.js';
-import { SAFETY_MODES, type GuildSettings, type RerollWho, type SafetyMode, type SettingsStore, type SettingsUpdate } from '../store/settings.js';
+import { COUNT_HARD_CAP, SAFETY_MODES, type GuildSettings, type RerollWho, type SafetyMode, type SettingsStore, type SettingsUpdate } from '../store/settings.js';
 import { BANNED_WORDS_MAX, normalizeBannedWord } from './banned-words.js';
 import { assertCanManage, type MemberAuthority } from './permissions.js';
 
@@ -15,6 +15,8 @@ export interface SettingsLimits {
 /** One change a moderator asks for (one /settings subcommand). */
 export type SettingsChange =
   | { kind: 'steps'; default?: number; max?: number }
+  /** Pictures per /imagine: when the member gives none, and the most they may ask for (≤ COUNT_HARD_CAP). */
+  | { kind: 'count'; default?: number; max?: number }
   | { kind: 'limits'; perMember: number }
   | { kind: 'banned-words'; action: 'add' | 'remove'; words: readonly string[] }
   | { kind: 'reroll'; who: RerollWho }
@@ -62,6 +64,23 @@ export function applySettingsChange(
       }
       next.stepsDefault = stepsDefault;
       next.stepsMax = max;
+      return next;
+    }
+    case 'count': {
+      if (change.default === undefined && change.max === undefined) {
+        throw invalid('Give `default`, `max` or both.');
+      }
+      if (change.max !== undefined) checkInteger('max', change.max, 1, COUNT_HARD_CAP);
+      const max = change.max ?? current.countMax;
+      if (change.default !== undefined) checkInteger('default', change.default, 1, max);
+      const countDefault = change.default ?? current.countDefault;
+      if (countDefault > max) {
+        throw invalid(
+          `The default count (${countDefault}) cannot be above the maximum (${max}): set both, e.g. \`default:${max} max:${max}\`.`,
+        );
+      }
+      next.countDefault = countDefault;
+      next.countMax = max;
       return next;
     }
     case 'limits': {

@@ -110,6 +110,16 @@ export class FairScheduler<T extends SchedulableJob> {
     return this.lanes.get(guildId)?.jobs.get(userId)?.length ?? 0;
   }
 
+  /** Waiting jobs of one member in one guild, in their order. */
+  jobsFor(guildId: string, userId: string): readonly T[] {
+    return this.lanes.get(guildId)?.jobs.get(userId) ?? [];
+  }
+
+  /** Every waiting job, in no particular order. */
+  waiting(): IterableIterator<T> {
+    return this.byId.values();
+  }
+
   /** Distinct members (guild, user) with waiting jobs. */
   memberKeys(): string[] {
     const keys: string[] = [];

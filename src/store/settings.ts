@@ -30,7 +30,17 @@ export interface GuildSettings {
   refuseUnchecked: boolean;
   /** Added to every request's negative prompt ('' for none). Default ''. */
   negativeDefault: string;
+  /** Pictures per /imagine when the member gives no `count`. Default 1. */
+  countDefault: number;
+  /** Most pictures one /imagine may ask for (never above COUNT_HARD_CAP). Default 4. */
+  countMax: number;
 }
+
+/**
+ * Most pictures one request may make, whatever a server says: four pictures and their grid are five files of a
+ * message (Discord allows ten), and /imagine's `count` option offers 1 to 4.
+ */
+export const COUNT_HARD_CAP = 4;
 
 /** The safety settings of a guild that changed nothing; SettingsStoreOptions.defaults may leave them out. */
 export const SAFETY_DEFAULTS = Object.freeze({
@@ -39,6 +49,10 @@ export const SAFETY_DEFAULTS = Object.freeze({
   negativeDefault: '',
 } as const satisfies Pick<GuildSettings, 'safetyMode' | 'refuseUnchecked' | 'negativeDefault'>);
 type SafetyKey = keyof typeof SAFETY_DEFAULTS;
+
+/** Pictures per request for a guild that changed nothing; SettingsStoreOptions.defaults may leave them out. */
+export const COUNT_DEFAULTS = Object.freeze({ countDefault: 1, countMax: COUNT_HARD_CAP } as const satisfies Pick<GuildSettings, 'countDefault' | 'countMax'>);
+type DefaultedKey = SafetyKey | keyof typeof COUNT_DEFAULTS;
 
 export const SETTING_KEYS = [
   'stepsDefault',
@@ -50,12 +64,17 @@ export const SETTING_KEYS = [
   'safetyMode',
   'refuseUnchecked',
   'negativeDefault',
+  'countDefault',
+  'countMax',
 ] as const satisfies readonly (keyof GuildSettings)[];
 export type SettingKey = (typeof SETTING_KEYS)[number];
 
 export interface SettingsStoreOptions {
-  /** What a guild that changed nothing gets (the owner's .env values); safety keys left out get SAFETY_DEFAULTS. */
-  defaults: Omit<GuildSettings, SafetyKey> & Partial<Pick<GuildSettings, SafetyKey>>;
+  /**
+   * What a guild that changed nothing gets (the owner's .env values); safety keys left out get SAFETY_DEFAULTS,
+   * count keys COUNT_DEFAULTS.
+   */
+  defaults: Omit<GuildSettings, DefaultedKey> & Partial<Pick<GuildSettings, DefaultedKey>>;
   /** The owner's ceiling on steps. A stored max above it (the owner lowered it later) reads as the cap. */
   hardStepsCap: number;
 }
@@ -115,7 +134,7 @@ export class SettingsStore {
 
   /** The one way to read a guild's settings. */
   get(guildId: string): GuildSettings {
-    const settings: GuildSettings = structuredClone({ ...SAFETY_DEFAULTS, ...this.options.defaults });
+    const settings: GuildSettings = structuredClone({ ...SAFETY_DEFAULTS, ...COUNT_DEFAULTS, ...this.options.defaults });
     for (const row of this.selectAll.all(guildId) as { key: string; value: string }[]) {
       if ((SETTING_KEYS as readonly string[]).includes(row.key)) {
         (settings as unknown as Record<string, unknown>)[row.key] = JSON.parse(row.value);
@@ -124,6 +143,8 @@ export class SettingsStore {
     // The owner's cap wins over a value stored before it was lowered.
     settings.stepsMax = Math.min(settings.stepsMax, this.options.hardStepsCap);
     settings.stepsDefault = Math.min(settings.stepsDefault, settings.stepsMax);
+    settings.countMax = Math.min(settings.countMax, COUNT_HARD_CAP);
+    settings.countDefault = Math.min(settings.countDefault, settings.countMax);
     return settings;
   }
 

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, describe, expect, it } from 'vitest';
 import { outputPaths, parseCliArgs } from '../../src/cli/imagine.js';
+import { readPngText } from '../../src/image/png-text.js';
 import { EMBEDDED_MODEL_DIR, REPO_ROOT, resolveModelDir, TEST_MODEL_DIR } from '../../src/diffusion/model-path.js';
 
 const run = promisify(execFile);
@@ -54,6 +55,13 @@ describe('imagine CLI', () => {
     expect(readdirSync(join(temp, 'batch')).sort()).toEqual(['out-1.png', 'out-2.png']);
     const meta = await sharp(join(temp, 'batch', 'out-2.png')).metadata();
     expect([meta.width, meta.height]).toEqual([128, 64]);
+    // Each file carries its parameters, in AUTOMATIC1111's format, with its own seed (image i: seed + i).
+    const parameters = (file: string) => readPngText(readFileSync(join(temp, 'batch', file))).get('parameters');
+    expect(parameters('out-1.png')).toBe(
+      'two cats\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, CFG scale: 0, Seed: 9, Size: 128x64, Model: sd-tiny',
+    );
+    expect(parameters('out-2.png')).toMatch(/, Seed: 10, Size: 128x64, /);
+    expect(meta.comments?.map((c) => c.keyword)).toEqual(['parameters']);
   });
 
   const bad: [string, string[], RegExp][] = [

@@ -1,6 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { enlargeSmall } from '../../src/delivery/images.js';
+import { enlargeSmall, fitImage } from '../../src/delivery/images.js';
+import { readPngText, withPngText } from '../../src/image/png-text.js';
 
 /** A width × height PNG whose every pixel differs from its neighbours, so resampling would show. */
 async function checkerPng(width: number, height: number): Promise<{ png: Uint8Array; rgb: Uint8Array }> {
@@ -39,5 +40,20 @@ describe('enlargeSmall', () => {
   it('GIVEN a picture of 64 px or more THEN the same bytes come back', async () => {
     const { png } = await checkerPng(80, 56);
     expect(await enlargeSmall(png)).toBe(png);
+  });
+});
+
+describe('re-encoding keeps the PNG parameters', () => {
+  it('GIVEN a 32×32 picture with a `parameters` chunk THEN the enlarged one and a palette fit carry the same text', async () => {
+    const { png } = await checkerPng(32, 32);
+    const text = 'a square\nSteps: 20, Sampler: Euler, CFG scale: 7.5, Seed: 1, Size: 32x32, Model: imagine-shapes';
+    const enlarged = await enlargeSmall(withPngText(png, { parameters: text }));
+    expect((await sharp(enlarged).metadata()).width).toBe(256);
+    expect(readPngText(enlarged).get('parameters')).toBe(text);
+    // Over the limit: the palette PNG (the first fallback) keeps it too.
+    const big = withPngText((await checkerPng(300, 300)).png, { parameters: text });
+    const fitted = await fitImage(big, 'x', big.byteLength - 1);
+    expect(fitted.name).toBe('x.png');
+    expect(readPngText(fitted.data).get('parameters')).toBe(text);
   });
 });

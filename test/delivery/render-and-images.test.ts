@@ -1,6 +1,8 @@
+import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
-import { fitImage, previewPng } from '../../src/delivery/images.js';
+import { fitImage, pictureFiles, previewPng } from '../../src/delivery/images.js';
+import { readPngText, withPngText } from '../../src/image/png-text.js';
 import { formatDuration, progressBar, renderFinal, renderKey, renderStage } from '../../src/delivery/render.js';
 
 const params = { prompt: '@everyone a red circle', steps: 20, seed: 7, guidanceScale: 0 };
@@ -93,5 +95,48 @@ describe('images', () => {
     const meta = await sharp(smaller.data).metadata();
     expect(meta.width).toBeGreaterThan(0);
     await expect(fitImage(png, 'imagine-1', 100)).rejects.toThrow(/does not fit the upload limit of 100 bytes/);
+  });
+});
+
+describe('several pictures in one message', () => {
+  const png = (value: number, side = 40) => sharp({ create: { width: side, height: side, channels: 3, background: { r: value, g: value, b: value } } }).png().toBuffer();
+
+  it('GIVEN three small pictures THEN the grid first (enlarged cells, the first picture’s parameters), then each picture named by its seed', async () => {
+    const pictures = await Promise.all([10, 20, 30].map(async (v, i) => withPngText(await png(v, 32), { parameters: `p\nSteps: 1, Seed: ${9 + i}` })));
+    const { shown, files } = await pictureFiles(pictures, { seed: 9 });
+    expect(files.map((f) => f.name)).toEqual(['imagine-9-grid.png', 'imagine-9.png', 'imagine-10.png', 'imagine-11.png']);
+    expect(shown).toBe(files[0]);
+    expect(await sharp(files[0]!.data).metadata()).toMatchObject({ width: 512, height: 512 });
+    expect(await sharp(files[2]!.data).metadata()).toMatchObject({ width: 256, height: 256 });
+    expect(readPngText(files[0]!.data).get('parameters')).toMatch(/Seed: 9$/);
+    expect(readPngText(files[3]!.data).get('parameters')).toMatch(/Seed: 11$/);
+  });
+
+  it('GIVEN spoiler THEN every file is SPOILER_; a seed near 2^32 wraps as the engine’s does', async () => {
+    const { files } = await pictureFiles([await png(1), await png(2)], { seed: 0xffff_ffff, spoiler: true });
+    expect(files.map((f) => f.name)).toEqual(['SPOILER_imagine-4294967295-grid.png', 'SPOILER_imagine-4294967295.png', 'SPOILER_imagine-0.png']);
+  });
+
+  it('GIVEN a limit THEN the files share it: each fits its part', async () => {
+    const noisy = await sharp(randomBytes(300 * 300 * 3), { raw: { width: 300, height: 300, channels: 3 } }).png().toBuffer();
+    const limit = noisy.byteLength * 2;
+    const { files } = await pictureFiles([noisy, noisy, noisy, noisy], { seed: 1, limit });
+    for (const file of files) expect(file.data.byteLength).toBeLessThanOrEqual(Math.floor(limit / 5));
+  });
+
+  it('GIVEN renderFinal with the files THEN every file is attached in order, the embed shows the grid, the seeds are listed', () => {
+    const file = (name: string) => ({ name, data: new Uint8Array([1]) });
+    const files = [file('imagine-5-grid.png'), file('imagine-5.png'), file('imagine-6.png')];
+    const message = renderFinal({
+      params,
+      result: { width: 64, height: 64, seed: 5, steps: 20, guidanceScale: 0, scheduler: 'euler', model: 'm', truncated: false, timings: { totalMs: 1000, runtimeMs: 0, unetMs: 0 } },
+      image: files[0]!,
+      files,
+      jobId: 'J',
+    });
+    expect(message.attachments).toEqual(files.map((f, id) => ({ id, filename: f.name })));
+    expect(message.embeds[0]!.image).toEqual({ url: 'attachment://imagine-5-grid.png' });
+    expect(message.embeds[0]!.fields!.find((f) => f.name === 'Seeds')!.value).toBe('5, 6');
+    expect(message.embeds[0]!.footer!.text).toBe('React 🔁 to roll all 2 again with new seeds · job J');
   });
 });

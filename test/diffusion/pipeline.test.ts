@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { loadModel, type DiffusionModel } from '../../src/diffusion/model.js';
 import { batchKey, checkInputs, generate, generateBatch, guidanceScaleEmbedding } from '../../src/diffusion/pipeline.js';
+import { readPngText, withPngText } from '../../src/image/png-text.js';
 import { SCHEDULER_NAMES, type GenerateParams, type StepProgress } from '../../src/diffusion/types.js';
 
 const MODELS = join(import.meta.dirname, '..', 'fixtures', 'models');
@@ -25,7 +26,11 @@ async function decode(png: Uint8Array) {
   return { data, width: info.width, height: info.height, channels: info.channels };
 }
 
-const same = (a: Uint8Array, b: Uint8Array) => Buffer.compare(Buffer.from(a), Buffer.from(b)) === 0;
+/** The same picture, byte for byte, apart from its `parameters` text (which names the guidance, the negative prompt…). */
+const same = (a: Uint8Array, b: Uint8Array) => {
+  const blank = (png: Uint8Array) => Buffer.from(withPngText(png, { parameters: '' }));
+  return Buffer.compare(blank(a), blank(b)) === 0;
+};
 
 describe.each(NAMES)('generate on %s', (name) => {
   it('GIVEN a prompt THEN it returns a PNG of the native size with its timings', async () => {
@@ -117,6 +122,10 @@ describe('generate', () => {
     let maxDiff = 0;
     for (let i = 0; i < a.data.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a.data[i] - b.data[i]));
     expect(maxDiff).toBeLessThanOrEqual(1);
+    // Each PNG says what it was made with, in A1111's `parameters`, with its own seed.
+    expect(batch.images.map((png) => readPngText(png).get('parameters'))).toEqual(
+      [42, 43, 44].map((seed) => `${base.prompt}\nSteps: 4, Sampler: Euler, CFG scale: 7.5, Seed: ${seed}, Size: 64x64, Model: sd-tiny`),
+    );
   });
 
   it('GIVEN a negative prompt THEN it changes the image with guidance and not without', async () => {

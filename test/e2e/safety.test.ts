@@ -107,7 +107,12 @@ describe('the model’s safety checker through the real pipeline', () => {
       expect(reply.message.attachments.map((a) => a.filename)).toEqual(['imagine-2.png']);
       expect(reply.message.content).toBe('');
       expect(handle.calls().some((call) => call.files.some((file) => file.name === 'preview.png'))).toBe(true);
-      expect(h.app.queue.findByMessageId(reply.message.id)).toMatchObject({ state: 'done', channelNsfw: true });
+      // The journal says done once Discord has answered the post: a moment after the message exists.
+      const job = await eventually(() => {
+        const found = h.app.queue.findByMessageId(reply.message.id);
+        return found?.state === 'done' ? found : undefined;
+      }, 10_000, 'the job done');
+      expect(job).toMatchObject({ state: 'done', channelNsfw: true });
     }
   });
 

@@ -81,6 +81,29 @@ describe('buildGenerateParams', () => {
   });
 });
 
+describe('count', () => {
+  const counted: ImagineLimits = { ...limits, countDefault: 1, countMax: 3 };
+  it('GIVEN no count THEN the server default; 1 leaves params as a single picture; 2–max is carried', () => {
+    expect(buildGenerateParams({ prompt: 'p' }, counted).count).toBeUndefined();
+    expect(buildGenerateParams({ prompt: 'p' }, { ...counted, countDefault: 2 }).count).toBe(2);
+    expect(buildGenerateParams({ prompt: 'p', count: 3 }, counted).count).toBe(3);
+  });
+
+  it('GIVEN a count above the server max THEN the member is told the max and the count they asked for', () => {
+    const error = (() => {
+      try {
+        buildGenerateParams({ prompt: 'p', count: 4 }, counted);
+      } catch (e) {
+        return e as UserError;
+      }
+      throw new Error('expected a refusal');
+    })();
+    expect(error.identifier).toBe('countTooHigh');
+    expect(error.message).toBe('This server allows at most 3 pictures per request; you asked for 4. Try `count: 3` or fewer.');
+    expect(refusal({ prompt: 'p', count: 0 }).message).toMatch(/Expected `count` to be an integer from 1 to 1, got `0`/);
+  });
+});
+
 describe('a model exported at one size', () => {
   it('GIVEN a non-square aspect THEN the member is told the one size it makes', () => {
     const fixed = { ...limits, model: { width: 32, height: 32, latentFactor: 1, fixedSize: true } };

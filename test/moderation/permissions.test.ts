@@ -8,7 +8,7 @@ import {
   canManage,
   canReroll,
 } from '../../src/moderation/permissions.js';
-import { SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 const settings: GuildSettings = {
   stepsDefault: 20,
@@ -18,6 +18,7 @@ const settings: GuildSettings = {
   rerollWho: 'requester',
   moderatorRoleIds: ['111111111111111111'],
   ...SAFETY_DEFAULTS,
+  ...COUNT_DEFAULTS,
 };
 // Send Messages | View Channel | Add Reactions: what an ordinary member has.
 const ORDINARY = (1n << 11n) | (1n << 10n) | (1n << 6n);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { combineNegative, memberNegativeOf, paramsUnderGuildRules, rerollParams } from '../../src/moderation/request-rules.js';
-import { SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 const settings: GuildSettings = {
   stepsDefault: 20,
@@ -11,6 +11,7 @@ const settings: GuildSettings = {
   rerollWho: 'requester',
   moderatorRoleIds: [],
   ...SAFETY_DEFAULTS,
+  ...COUNT_DEFAULTS,
 };
 const context = { model: { name: 'm', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'euler' as const, maxTokens: 77 }, guidanceDefault: 7.5, randomSeed: () => 5 };
 
@@ -52,6 +53,21 @@ describe('the server’s default negative prompt', () => {
     expect(cleared.guildNegative).toBeUndefined();
     // A job from before the default existed: its negative is all the member's.
     expect(rerollParams({ params: { ...original.params, negativePrompt: 'gore, blurry' } }, settings, context).params.negativePrompt).toBe('gore, blurry');
+  });
+
+  it('GIVEN a 🔁 of a count-4 picture THEN the reroll asks for 4 again, checked against today’s max', () => {
+    const original = paramsUnderGuildRules({ prompt: 'cats', count: 4 }, settings, context);
+    expect(original.params.count).toBe(4);
+    expect(rerollParams(original, settings, context).params.count).toBe(4);
+    const error = (() => {
+      try {
+        rerollParams(original, { ...settings, countMax: 2 }, context);
+      } catch (e) {
+        return e as Error;
+      }
+      throw new Error('expected a refusal');
+    })();
+    expect(error.message).toMatch(/at most 2 pictures per request; you asked for 4/);
   });
 
   it('GIVEN combine and split THEN they are inverse', () => {

@@ -86,6 +86,24 @@ describe('planJob', () => {
 });
 
 describe('positions', () => {
+  it('GIVEN a /imagine of count 4 (no run sizes measured yet) THEN it weighs 4 pictures: the job behind it starts 4× later', () => {
+    const cost = costModel(() => costs(100));
+    const waitingBehind = (count: number) =>
+      positions({
+        runs: [],
+        waiting: [
+          { id: 'many', plan: planJob(params({ count }), MODEL, 32 * 32) },
+          { id: 'next', plan: planJob(params({ prompt: 'other' }), MODEL, 32 * 32) },
+        ],
+        lanes: 1,
+        maxBatchImages: 1,
+        cost,
+      });
+    expect(waitingBehind(1).get('next')).toMatchObject({ startsInMs: 1000, doneInMs: 2000 });
+    expect(waitingBehind(4).get('next')).toMatchObject({ startsInMs: 4000, doneInMs: 5000 });
+    expect(waitingBehind(4).get('many')).toMatchObject({ startsInMs: 0, doneInMs: 4000 });
+  });
+
   it('GIVEN one lane busy halfway through a run THEN waiting jobs start after its remaining half, one after another', () => {
     const result = positions({
       runs: [{ plan: [job({ steps: 10 })], progress: [{ step: 5, totalSteps: 10, elapsedMs: 0 }], running: ['r'] }],

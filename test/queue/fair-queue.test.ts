@@ -95,6 +95,36 @@ describe('FairQueue', () => {
     expect(h.queue.snapshot().totals).toMatchObject({ waiting: 3, running: 1 });
   });
 
+  it('GIVEN jobs of several pictures THEN each weighs its count against the member cap and the global cap', async () => {
+    const h = await harness({ memberCap: 4, globalCap: 6, engine: { msPerStep: 20 } });
+    const started = nextEvent(h.queue.events, 'started');
+    submit(h, 'x', 'blocker', { params: params('blocker', { steps: 10_000 }) });
+    await started;
+    // A member with nothing waiting may queue one request of any count; a count-4 job then weighs 4.
+    submit(h, 'a', 'a4', { params: params('a4', { count: 4 }) });
+    const before = jobCount(h);
+    const one = refusal(() => submit(h, 'a', 'a1'));
+    expect(one.identifier).toBe(Identifiers.MemberQueueFull);
+    expect(one.message).toMatch(/already have 4 images waiting, the most this server allows \(4\)/);
+    // Two waiting pictures and a request for three: named, refused.
+    submit(h, 'b', 'b2', { params: params('b2', { count: 2 }) });
+    const three = refusal(() => submit(h, 'b', 'b3', { params: params('b3', { count: 3 }) }));
+    expect(three.identifier).toBe(Identifiers.MemberQueueFull);
+    expect(three.message).toBe(
+      'You already have 2 images waiting; 3 more would make 5, over the 4 this server allows. Ask for fewer pictures, wait for one to start, or cancel one with ❌.',
+    );
+    // 6 pictures wait (4 + 2), the global cap: a newcomer's count 2 does not fit; the queue says how much would.
+    const full = refusal(() => submit(h, 'c', 'c2', { params: params('c2', { count: 2 }) }));
+    expect(full.identifier).toBe(Identifiers.QueueFull);
+    expect(full.message).toMatch(/queue is full \(6 images waiting\)/);
+    expect(jobCount(h)).toBe(before + 1);
+    h.queue.cancel(h.queue.snapshot().waiting.find((v) => v.job.params.prompt === 'b2')!.job.id);
+    const room = refusal(() => submit(h, 'c', 'c3', { params: params('c3', { count: 3 }) }));
+    expect(room.message).toBe('The queue has room for 2 more images, and you asked for 3. Ask for fewer, or try again in a few minutes.');
+    submit(h, 'c', 'c2', { params: params('c2', { count: 2 }) });
+    expect(h.queue.snapshot().totals).toMatchObject({ waiting: 2, running: 1 });
+  });
+
   it('GIVEN a job over the timeout THEN it is stopped, failed with a clear message, and the next job runs', async () => {
     const h = await harness({ jobTimeoutMs: 300, engine: { msPerStep: 5 } });
     const progress = record(h.queue.events, 'progress');

@@ -6,7 +6,7 @@ import { isUserError, type UserError } from '../../src/errors.js';
 import { MANAGE_GUILD } from '../../src/moderation/permissions.js';
 import { applySettingsChange, changeSettings, type SettingsChange } from '../../src/moderation/settings-rules.js';
 import { openDatabase, type Db } from '../../src/store/database.js';
-import { SAFETY_DEFAULTS, SettingsStore, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, SAFETY_DEFAULTS, SettingsStore, type GuildSettings } from '../../src/store/settings.js';
 
 const defaults: GuildSettings = {
   stepsDefault: 20,
@@ -16,6 +16,7 @@ const defaults: GuildSettings = {
   rerollWho: 'requester',
   moderatorRoleIds: [],
   ...SAFETY_DEFAULTS,
+  ...COUNT_DEFAULTS,
 };
 const limits = { hardStepsCap: 150 };
 const GUILD = '900000000000000001';
@@ -80,6 +81,9 @@ describe('guild settings', () => {
     ['max below the current default', { kind: 'steps', max: 10 }, /default steps \(20\) cannot be above the maximum \(10\)/],
     ['a fractional default', { kind: 'steps', default: 2.5 }, /integer/],
     ['nothing given', { kind: 'steps' }, /Give `default`, `max` or both/],
+    ['count max above 4', { kind: 'count', max: 5 }, /`max` to be an integer from 1 to 4, got `5`/],
+    ['count default above max', { kind: 'count', max: 2, default: 3 }, /`default` to be an integer from 1 to 2, got `3`/],
+    ['count with nothing given', { kind: 'count' }, /Give `default`, `max` or both/],
     ['per-member 0', { kind: 'limits', perMember: 0 }, /`per-member` to be an integer from 1 to 20, got `0`/],
     ['per-member 21', { kind: 'limits', perMember: 21 }, /from 1 to 20/],
     ['an empty banned word', { kind: 'banned-words', action: 'add', words: ['  '] }, /letters or digits/],
@@ -93,6 +97,21 @@ describe('guild settings', () => {
     expect(error.message).toMatch(/Nothing was changed/);
     expect(store.get(GUILD)).toEqual(defaults);
     expect(store.audit(GUILD)).toEqual([]);
+  });
+
+  it('GIVEN a moderator sets the count THEN default and max persist, are audited old → new, and a max below the default is refused', () => {
+    const { store } = open();
+    expect(store.get(GUILD)).toMatchObject({ countDefault: 1, countMax: 4 });
+    const update = changeSettings(store, GUILD, admin, { kind: 'count', default: 2, max: 3 }, limits);
+    expect(update.changes.map((c) => [c.key, c.oldValue, c.newValue, c.actorId])).toEqual([
+      ['countDefault', 1, 2, admin.userId],
+      ['countMax', 4, 3, admin.userId],
+    ]);
+    expect(store.get(GUILD)).toMatchObject({ countDefault: 2, countMax: 3 });
+    expect(store.audit(GUILD).map((entry) => entry.key)).toEqual(['countMax', 'countDefault']);
+    const error = userError(() => changeSettings(store, GUILD, admin, { kind: 'count', max: 1 }, limits));
+    expect(error.message).toMatch(/default count \(2\) cannot be above the maximum \(1\)/);
+    expect(store.get(GUILD)).toMatchObject({ countDefault: 2, countMax: 3 });
   });
 
   it('GIVEN a member without Manage Server THEN nothing changes and nothing is audited', () => {

@@ -3,6 +3,8 @@ import sharp from 'sharp';
 import { Identifiers, UserError } from '../../errors.js';
 import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, ImageEngine } from '../types.js';
 import { Rng } from '../rng.js';
+import { infotext, PARAMETERS_KEYWORD } from '../../image/infotext.js';
+import { withPngText } from '../../image/png-text.js';
 
 export interface StandInEngineOptions {
   /** Wall time of one step of a one-image run. Default 5. */
@@ -160,7 +162,18 @@ export class StandInEngine implements ImageEngine {
         const png = await sharp(Buffer.from(pixels(seed, width, height)), { raw: { width, height, channels: 3 } })
           .png()
           .toBuffer();
-        pngs.push(new Uint8Array(png.buffer, png.byteOffset, png.byteLength));
+        const text = infotext({
+          prompt: params.prompt,
+          negativePrompt: params.negativePrompt,
+          steps: params.steps,
+          scheduler: params.scheduler ?? 'euler',
+          guidanceScale: params.guidanceScale,
+          seed,
+          width,
+          height,
+          model: this.options.model ?? 'stand-in',
+        });
+        pngs.push(withPngText(new Uint8Array(png.buffer, png.byteOffset, png.byteLength), { [PARAMETERS_KEYWORD]: text }));
       }
       settle(job, {
         result: {
