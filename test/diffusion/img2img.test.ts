@@ -1,3 +1,5 @@
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -181,5 +183,22 @@ describe('img2img refusals', () => {
   it('GIVEN sd-tiny THEN its vae_encoder is loaded with its tensor specs; the embedded-style pixel model has none', () => {
     expect(models['sd-tiny'].vaeEncoder).toMatchObject({ sample: { name: 'sample', type: 'float32' }, latent: { name: 'latent_sample' }, latentKind: 'sample' });
     expect(models['pixel-tiny'].vaeEncoder).toBeUndefined();
+  });
+
+  it('GIVEN an Optimum-style encoder (`latent_parameters`: mean then log-variance) THEN its mean is the latent: the same pictures', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'imagine-vae-parameters-'));
+    const copy = join(dir, 'sd-tiny');
+    cpSync(join(MODELS, 'sd-tiny'), copy, { recursive: true });
+    cpSync(join(MODELS, 'vae-encoder-parameters', 'vae_encoder', 'model.onnx'), join(copy, 'vae_encoder', 'model.onnx'));
+    const model = await loadModel(copy, { log: () => {} });
+    try {
+      expect(model.vaeEncoder).toMatchObject({ latent: { name: 'latent_parameters', shape: ['batch', 8, 'latent_height', 'latent_width'] }, latentKind: 'parameters' });
+      const params = { ...base, initImage: await solid(10, 200, 90), strength: 0.7 };
+      const [ours, reference] = await Promise.all([generate(model, params), generate(models['sd-tiny'], params)]);
+      expect(Buffer.from(ours.images[0]).equals(Buffer.from(reference.images[0]))).toBe(true);
+    } finally {
+      await model.release();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
