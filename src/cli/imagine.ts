@@ -3,12 +3,14 @@
  *
  *   npm run imagine -- "<prompt>" [--negative TEXT] [--steps N] [--seed N] [--guidance X] [--scheduler NAME]
  *                      [--width W] [--height H] [--count N] [--model DIR] [--out FILE] [--provider LIST]
+ *                      [--image FILE [--strength X]]
  *
- * Writes PNG(s) (count > 1: out-1.png, out-2.png, ...), with a progress bar on stderr. Bad arguments: exit code 2,
+ * `--image`: img2img from a PNG, JPEG or WebP picture (latent models need vae_encoder/), `--strength` 0 < X ≤ 1
+ * (default 0.8). Writes PNG(s) (count > 1: out-1.png, out-2.png, ...), with a progress bar on stderr. Bad arguments: exit code 2,
  * one line on stderr, nothing written.
  */
 import { randomInt } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { basename, extname, join, dirname } from 'node:path';
 import { parseArgs } from 'node:util';
 import { isUserError } from '../errors.js';
@@ -19,7 +21,7 @@ import { SCHEDULER_NAMES, type GenerateParams, type GenerateResult, type Schedul
 
 const USAGE =
   'usage: npm run imagine -- "<prompt>" [--negative TEXT] [--steps N] [--seed N] [--guidance X] [--scheduler NAME] ' +
-  '[--width W] [--height H] [--count N] [--model DIR] [--out FILE] [--provider cpu,cuda,webgpu]';
+  '[--width W] [--height H] [--count N] [--model DIR] [--out FILE] [--provider cpu,cuda,webgpu] [--image FILE [--strength X]]';
 
 /** Default steps: few for consistency models, which are made for 1–8 steps; 20 for the rest. */
 const DEFAULT_STEPS = 20;
@@ -43,6 +45,9 @@ export interface CliArgs {
   count?: number;
   model?: string;
   out?: string;
+  /** img2img: the picture to start from, and how much of the schedule runs. */
+  image?: string;
+  strength?: number;
   providers: ExecutionProviderName[];
   help?: boolean;
 }
@@ -74,6 +79,8 @@ export function parseCliArgs(argv: string[]): CliArgs {
         model: { type: 'string' },
         out: { type: 'string' },
         provider: { type: 'string' },
+        image: { type: 'string' },
+        strength: { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -92,6 +99,14 @@ export function parseCliArgs(argv: string[]): CliArgs {
     if (values.guidance.trim() === '' || !Number.isFinite(guidance)) {
       throw new UsageError(`Expected \`--guidance\` to be a number, got \`${values.guidance}\``);
     }
+  }
+  let strength: number | undefined;
+  if (values.strength !== undefined) {
+    strength = Number(values.strength);
+    if (values.strength.trim() === '' || !Number.isFinite(strength)) {
+      throw new UsageError(`Expected \`--strength\` to be a number, got \`${values.strength}\``);
+    }
+    if (values.image === undefined) throw new UsageError('Expected `--strength` only with `--image` (img2img), got no `--image`');
   }
   const scheduler = values.scheduler;
   if (scheduler !== undefined && !(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) {
@@ -118,6 +133,8 @@ export function parseCliArgs(argv: string[]): CliArgs {
     count: integer('count', values.count),
     model: values.model,
     out: values.out,
+    image: values.image,
+    strength,
     providers: providers as ExecutionProviderName[],
   };
 }
@@ -143,6 +160,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return 0;
   }
+  const initImage = args.image === undefined ? undefined : readImage(args.image);
   const modelDir = resolveModelDir(args.model);
   const model = await loadModel(modelDir, { executionProviders: args.providers });
   try {
@@ -158,6 +176,7 @@ export async function main(argv: string[]): Promise<number> {
       width: args.width,
       height: args.height,
       count: args.count,
+      ...(initImage ? { initImage, strength: args.strength } : {}),
     };
     // Validate before any work, so a bad value is one line and nothing is written.
     const checked = checkInputs(params, model.info);
@@ -175,15 +194,26 @@ export async function main(argv: string[]): Promise<number> {
     });
     if (tty) process.stderr.write('\n');
     result.images.forEach((png, i) => writeFileSync(files[i], png));
+    const strength = result.strength !== undefined ? `, strength ${result.strength}` : '';
     const notes = result.truncated ? ' (prompt truncated to the text encoder length)' : '';
     process.stderr.write(
       `${files.join(', ')}: ${result.width}×${result.height}, ${result.model}, ${result.scheduler}, ${result.steps} steps, ` +
-        `guidance ${result.guidanceScale}, seed ${result.seed}, ${(result.timings.totalMs / 1000).toFixed(2)} s${notes}\n` +
+        `guidance ${result.guidanceScale}${strength}, seed ${result.seed}, ${(result.timings.totalMs / 1000).toFixed(2)} s${notes}\n` +
         `${safetyLine(result)}\n`,
     );
     return 0;
   } finally {
     await model.release();
+  }
+}
+
+/** `--image`'s bytes; whether they are a picture is the engine's check (sharp decodes them, whatever the name). */
+function readImage(path: string): Uint8Array {
+  try {
+    return new Uint8Array(readFileSync(path));
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new UsageError(`Expected \`--image\` to be a readable picture file, got \`${path}\` (${code})`);
   }
 }
 

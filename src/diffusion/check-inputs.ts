@@ -27,7 +27,13 @@ export interface CheckedParams {
   width: number;
   height: number;
   count: number;
+  /** img2img: the picture's bytes (not yet decoded) and the strength, default 0.8; both absent for txt2img. */
+  initImage?: Uint8Array;
+  strength?: number;
 }
+
+/** diffusers' img2img default `strength`. */
+export const DEFAULT_STRENGTH = 0.8;
 
 /** A UserError for a bad job parameter. */
 export function invalid(message: string): UserError {
@@ -87,7 +93,7 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
   if (!Number.isInteger(count) || count < 1 || count > LIMITS.maxCount) {
     throw invalid(`Expected \`count\` to be an integer from 1 to ${LIMITS.maxCount}, got \`${show(count)}\``);
   }
-  return {
+  const checked: CheckedParams = {
     prompt,
     negativePrompt: negativePrompt ?? '',
     steps,
@@ -98,13 +104,39 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
     height,
     count,
   };
+  return checkImg2img(params, checked);
+}
+
+/** img2img's two parameters (diffusers' `check_inputs` on `strength`, and `get_timesteps` leaving at least one step). */
+function checkImg2img(params: GenerateParams, checked: CheckedParams): CheckedParams {
+  const { initImage, strength } = params;
+  if (initImage === undefined) {
+    if (strength !== undefined) throw invalid(`Expected \`strength\` only with \`initImage\` (img2img), got \`${show(strength)}\` without a picture`);
+    return checked;
+  }
+  if (!(initImage instanceof Uint8Array) || initImage.length === 0) {
+    throw invalid(`Expected \`initImage\` to be the bytes of a PNG, JPEG or WebP picture, got \`${initImage instanceof Uint8Array ? 'no bytes' : show(initImage)}\``);
+  }
+  const value = strength ?? DEFAULT_STRENGTH;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 1) {
+    throw invalid(`Expected \`strength\` to be a number greater than 0 and at most 1, got \`${show(value)}\``);
+  }
+  if (Math.floor(checked.steps * value) < 1) {
+    throw invalid(`Expected \`steps\` × \`strength\` to be at least 1 (img2img runs floor(steps × strength) steps), got ${checked.steps} × ${value}`);
+  }
+  if (checked.scheduler === 'lcm') {
+    throw invalid('Expected a scheduler other than `lcm` for img2img (LCM sets its timesteps from the strength; not supported yet)');
+  }
+  return { ...checked, initImage, strength: value };
 }
 
 /**
  * Jobs with the same key can share UNet calls: same steps, scheduler and size (prompts, seeds, guidance and
  * counts may differ). Use on checked params.
  */
-export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height'>): string {
-  return `${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}`;
+export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height' | 'strength'>): string {
+  // img2img jobs start mid-schedule: only jobs of the same strength share the loop (txt2img keys are unchanged).
+  const img2img = checked.strength !== undefined ? `|strength ${checked.strength}` : '';
+  return `${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}${img2img}`;
 }
 

@@ -63,6 +63,21 @@ export interface VaeDecoderPart {
   sample: TensorSpec;
 }
 
+/**
+ * img2img's encoder, vae_encoder/model.onnx: `sample` [batch, 3, height, width] in [-1, 1] → either diffusers'
+ * `latent_sample` (the latent distribution already sampled, 4 channels) or Optimum's `latent_parameters` (mean and
+ * log-variance, 8 channels, of which the mean is taken: diffusers' `retrieve_latents(sample_mode="argmax")`).
+ */
+export interface VaeEncoderPart {
+  session: ort.InferenceSession;
+  /** vae_encoder/model.onnx, for messages. */
+  file: string;
+  sample: TensorSpec;
+  latent: TensorSpec;
+  /** `sample`: the output is the latent; `parameters`: its first half of channels (the mean) is. */
+  latentKind: 'sample' | 'parameters';
+}
+
 /** The model's safety checker (diffusers' ONNX `StableDiffusionSafetyChecker`) and the CLIP preprocessing it expects. */
 export interface SafetyCheckerPart {
   session: ort.InferenceSession;
@@ -83,6 +98,8 @@ export interface DiffusionModel {
   unet: UnetPart;
   /** Absent for a pixel-space model: the UNet's sample is the image itself, in [-1, 1]. */
   vaeDecoder?: VaeDecoderPart;
+  /** Present when a latent model's folder has vae_encoder/model.onnx: it can start from a picture (img2img). */
+  vaeEncoder?: VaeEncoderPart;
   /** Present when the folder has safety_checker/model.onnx: every picture is checked after decoding. */
   safetyChecker?: SafetyCheckerPart;
   /** Latent (or image) channels the UNet denoises. */
@@ -104,8 +121,9 @@ const DEFAULT_SCALING_FACTOR = 0.18215; // diffusers' AutoencoderKL default (SD 
 /**
  * Load a model folder in the diffusers/Optimum ONNX layout. Reads input and output names, dtypes and shapes from
  * the sessions' metadata and refuses, naming the file, a model that does not fit. A `safety_checker/model.onnx` is
- * loaded with its `feature_extractor/preprocessor_config.json` (see safety-checker.ts); parts imagine does not use
- * (vae_encoder, unknown config keys, a safety_checker/ folder without its model) are ignored.
+ * loaded with its `feature_extractor/preprocessor_config.json` (see safety-checker.ts), and a latent model's
+ * `vae_encoder/model.onnx` when present (img2img); parts imagine does not use (unknown config keys, a
+ * safety_checker/ folder without its model) are ignored.
  */
 export async function loadModel(dir: string, options: LoadModelOptions = {}): Promise<DiffusionModel> {
   dir = resolve(dir);
@@ -158,6 +176,11 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       const vae = await open('vae_decoder');
       vaeDecoder = checkVaeDecoder(vae.session, vae.file);
     }
+    let vaeEncoder: VaeEncoderPart | undefined;
+    if (!pixelSpace && existsSync(join(dir, 'vae_encoder', 'model.onnx'))) {
+      const enc = await open('vae_encoder');
+      vaeEncoder = checkVaeEncoder(enc.session, enc.file);
+    }
 
     const safetyChecker = await openSafetyChecker(dir, open, log);
 
@@ -168,6 +191,11 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     const latentChannels = dim(vaeDecoder?.latentSample.shape[1]);
     if (vaeDecoder && latentChannels !== undefined && latentChannels !== channels) {
       throw new ModelLoadError(`${join(vaeDir, 'model.onnx')}: expected ${channels} latent channels to match the UNet, got ${latentChannels}`);
+    }
+    const encoderChannels = dim(vaeEncoder?.latent.shape[1]);
+    const expectedEncoderChannels = vaeEncoder?.latentKind === 'parameters' ? 2 * channels : channels;
+    if (vaeEncoder && encoderChannels !== undefined && encoderChannels !== expectedEncoderChannels) {
+      throw new ModelLoadError(`${vaeEncoder.file}: expected \`${vaeEncoder.latent.name}\` of ${expectedEncoderChannels} channels to match the UNet, got ${encoderChannels}`);
     }
     const hidden = dim(textEncoder.lastHiddenState.shape[2]);
     const expectedHidden = dim(unet.encoderHiddenStates.shape[2]);
@@ -237,6 +265,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       textEncoder,
       unet,
       vaeDecoder,
+      vaeEncoder,
       safetyChecker,
       channels,
       scalingFactor,
@@ -390,6 +419,21 @@ function checkVaeDecoder(session: ort.InferenceSession, file: string): VaeDecode
     throw misfit(file, 'an output `sample` of float32 or float16 [batch, 3, height, width]', outputs);
   }
   return { session, latentSample, sample };
+}
+
+function checkVaeEncoder(session: ort.InferenceSession, file: string): VaeEncoderPart {
+  const inputs = specsOf(session, 'input');
+  const outputs = specsOf(session, 'output');
+  const sample = inputs.find((s) => s.name === 'sample') ?? (inputs.length === 1 ? inputs[0] : undefined);
+  if (!sample || !FLOAT_TYPES.includes(sample.type) || sample.shape.length !== 4 || (dim(sample.shape[1]) ?? 3) !== 3) {
+    throw misfit(file, 'an input `sample` of float32 or float16 [batch, 3, height, width]', sample ?? inputs);
+  }
+  const latentSample = outputs.find((s) => s.name === 'latent_sample');
+  const latent = latentSample ?? outputs.find((s) => s.name === 'latent_parameters');
+  if (!latent || !FLOAT_TYPES.includes(latent.type) || latent.shape.length !== 4) {
+    throw misfit(file, 'an output `latent_sample` or `latent_parameters` of float32 or float16 [batch, channels, height, width]', latent ?? outputs);
+  }
+  return { session, file, sample, latent, latentKind: latentSample ? 'sample' : 'parameters' };
 }
 
 /** Pixels per latent cell: from the VAE's config (2^(number of blocks − 1), as diffusers' vae_scale_factor), else from fixed shapes, else 8. */

@@ -1,7 +1,7 @@
 /**
  * The parts of pipeline.ts that know nothing of jobs: tensors in the model's dtype, the timestep as the UNet asks
  * for it, seeded noise for a batch, LCM's guidance embedding, the text encoder call, the denoising loop's buffers,
- * the VAE decode, and the clock that sums the runtime's time.
+ * the VAE decode (and img2img's encode), and the clock that sums the runtime's time.
  */
 import * as ort from 'onnxruntime-node';
 import type { DiffusionModel, FloatType, TensorSpec, UnetPart } from './model.js';
@@ -271,4 +271,37 @@ export async function decodeLatents(model: DiffusionModel, latents: Float32Array
     pixels.set(decoded, start * 3 * plane);
   }
   return pixels;
+}
+
+/**
+ * img2img's encode, diffusers' `vae.encode(image).latent_dist` × scaling_factor (the ONNX pipeline: `vae_encoder(
+ * sample=image)[0]` × scaling factor), in chunks of the encoder's fixed batch when it has one; a pixel-space model's
+ * "latent" is the image itself. `pixels`: planar [images, 3, height, width] in [-1, 1]. Returns [images, channels,
+ * latentH, latentW]. A latent model without vae_encoder/ refuses, naming the folder.
+ */
+export async function encodeImages(model: DiffusionModel, pixels: Float32Array, images: number, shape: ImageShape, clock: RunClock): Promise<Float32Array> {
+  if (!model.vaeDecoder) return pixels;
+  const vae = model.vaeEncoder;
+  if (!vae) throw new Error(`${model.dir}/vae_encoder/model.onnx: expected the vae_encoder ONNX model for img2img`);
+  const { width, height, latentH, latentW, perImage } = shape;
+  const plane = width * height;
+  const vaeBatch = batchOf(vae.sample) ?? images;
+  const latents = new Float32Array(images * perImage);
+  for (let start = 0; start < images; start += vaeBatch) {
+    const n = Math.min(vaeBatch, images - start);
+    const chunk = pixels.subarray(start * 3 * plane, (start + n) * 3 * plane);
+    const out = await clock.run(vae.session, { [vae.sample.name]: floatTensor(vae.sample.type as FloatType, chunk, [n, 3, height, width]) });
+    const encoded = readFloat(out[vae.latent.name]);
+    // latent_parameters: per image, the mean's channels first, then the log-variance's.
+    const outPerImage = vae.latentKind === 'parameters' ? 2 * perImage : perImage;
+    if (encoded.length !== n * outPerImage) {
+      throw new Error(`${vae.file}: expected ${n}×${outPerImage / (latentH * latentW)}×${latentH}×${latentW} values, got ${encoded.length}`);
+    }
+    for (let i = 0; i < n; i++) {
+      const from = encoded.subarray(i * outPerImage, i * outPerImage + perImage);
+      const to = latents.subarray((start + i) * perImage, (start + i + 1) * perImage);
+      for (let k = 0; k < perImage; k++) to[k] = from[k] * model.scalingFactor;
+    }
+  }
+  return latents;
 }

@@ -1,6 +1,6 @@
 /**
- * txt2img, laid out as diffusers' StableDiffusionPipeline.__call__ (pipelines/stable_diffusion/
- * pipeline_onnx_stable_diffusion.py): check inputs, plan the batch, encode prompts, timesteps, prepare latents, the
+ * txt2img and img2img, laid out as diffusers' StableDiffusionPipeline.__call__ (pipelines/stable_diffusion/
+ * pipeline_onnx_stable_diffusion.py; img2img as pipeline_onnx_stable_diffusion_img2img.py): check inputs, plan the batch, encode prompts, timesteps, prepare latents, the
  * denoising loop written out step by step, decode, postprocess, and the model's safety checker when it has one. Latent diffusion (Rombach et al. 2022) with
  * classifier-free guidance (Ho & Salimans 2022); pixel-space models run the same loop on the image itself. Several
  * jobs can share one run: their images are rows of the same UNet calls.
@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import { Identifiers, UserError } from '../errors.js';
 import { encodePng, planarToRgb } from '../image/encode.js';
 import { infotext, PARAMETERS_KEYWORD } from '../image/infotext.js';
+import { initImagePixels } from '../image/init-image.js';
 import { withPngText } from '../image/png-text.js';
 import { batchKey, checkInputs, invalid, show, type CheckedParams } from './check-inputs.js';
 import type { DiffusionModel, FloatType, UnetPart } from './model.js';
@@ -16,6 +17,7 @@ import {
   BatchNoise,
   batchOf,
   decodeLatents,
+  encodeImages,
   encodeText,
   floatTensor,
   guidanceScaleEmbedding,
@@ -82,9 +84,10 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
   const started = performance.now();
   const outcomes: (BatchOutcome | undefined)[] = new Array(jobs.length);
   // 1. Check inputs: every job first; those that fail are answered without running.
-  const members = checkMembers(model, jobs, outcomes);
+  // 1b. img2img: each job's picture decoded; one that is not a picture fails that job alone.
+  const { members, pictures } = await readPictures(checkMembers(model, jobs, outcomes), outcomes);
   if (members.length === 0) return outcomes as BatchOutcome[];
-  const { steps, width, height } = members[0].checked;
+  const { steps, width, height, strength } = members[0].checked;
   const clock = new RunClock();
   try {
     // 2. Call parameters: the scheduler, and whose rows are where, guidance on or off per job.
@@ -94,13 +97,17 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
     const promptEmbeds = await encodePrompts(model, members, plan, clock);
     // 4. Timesteps (before the latents: a sigma schedule's init_noise_sigma comes from them).
     scheduler.setTimesteps(steps);
-    // 5. Latents: seeded noise × init_noise_sigma.
+    //    img2img: diffusers' get_timesteps, the last floor(steps × strength) steps of the schedule.
+    const { timesteps, loopSteps } = strength === undefined ? { timesteps: scheduler.timesteps, loopSteps: steps } : startTimesteps(scheduler, steps, strength);
+    // 5. Latents: seeded noise × init_noise_sigma; img2img: the encoded pictures noised to the first timestep.
     const shape = imageShape(model, width, height);
-    const { latents, noise } = prepareLatents(members, shape, scheduler);
+    const { latents, noise } = pictures
+      ? await prepareImg2imgLatents(model, members, pictures, shape, scheduler, timesteps[0], clock)
+      : prepareLatents(members, shape, scheduler);
     // 6. LCM's guidance embedding, and the loop's buffers, made once for every step.
     const buffers = prepareBuffers(model.unet, plan, shape, promptEmbeds, guidanceCondition(model, members, plan));
     // 7. The denoising loop.
-    const context = { unet: model.unet, scheduler, members, shape, noise, buffers, clock, started, steps };
+    const context = { unet: model.unet, scheduler, timesteps, members, shape, noise, buffers, clock, started, steps: loopSteps };
     const denoised = await denoise(context, latents);
     // A signal that aborted during the last step still cancels: the job stopped wanting its pictures.
     cancelAborted(members);
@@ -139,6 +146,9 @@ function checkMembers(model: DiffusionModel, jobs: readonly BatchJob[], outcomes
     const options = jobs[index].options ?? {};
     try {
       const checked = checkInputs(jobs[index].params, model.info);
+      if (checked.initImage && model.vaeDecoder && !model.vaeEncoder) {
+        throw invalid(`This model cannot start from a picture: ${model.info.name} has no vae_encoder/ folder (img2img needs vae_encoder/model.onnx)`);
+      }
       const previewEvery = options.previewEvery ?? 1;
       if (!Number.isInteger(previewEvery) || previewEvery < 0) {
         throw invalid(`Expected \`previewEvery\` to be an integer of at least 0, got \`${show(previewEvery)}\``);
@@ -154,6 +164,47 @@ function checkMembers(model: DiffusionModel, jobs: readonly BatchJob[], outcomes
     throw new Error(`Expected jobs in one batch to share steps, scheduler and size, got ${keys.join(', ')}`);
   }
   return members;
+}
+
+/**
+ * Step 1b, diffusers' `image_processor.preprocess` for img2img jobs: each job's picture as planar [3, height,
+ * width] in [-1, 1] (see image/init-image.ts). A job whose picture cannot be read is answered in `outcomes` and
+ * left out. txt2img batches (no job has a picture) pass through with `pictures` undefined.
+ */
+async function readPictures(checked: Member[], outcomes: (BatchOutcome | undefined)[]): Promise<{ members: Member[]; pictures?: Float32Array[] }> {
+  if (checked.length === 0 || checked[0].checked.initImage === undefined) return { members: checked };
+  const read = await Promise.all(
+    checked.map((m) =>
+      initImagePixels(m.checked.initImage!, m.checked.width, m.checked.height).then(
+        (pixels) => ({ ok: true as const, pixels }),
+        (error: Error) => ({ ok: false as const, error }),
+      ),
+    ),
+  );
+  const members: Member[] = [];
+  const pictures: Float32Array[] = [];
+  read.forEach((r, k) => {
+    if (r.ok) {
+      members.push(checked[k]);
+      pictures.push(r.pixels);
+    } else {
+      outcomes[checked[k].index] = { ok: false, error: r.error };
+    }
+  });
+  return { members, pictures };
+}
+
+/**
+ * Step 4 for img2img, diffusers' `get_timesteps(num_inference_steps, strength)`: init_timestep = min(floor(steps ×
+ * strength), steps), t_start = steps − init_timestep, the schedule from t_start × order on. diffusers also calls
+ * `set_begin_index(t_start × order)`; here every scheduler finds its index by timestep lookup, which lands on the
+ * same index for each of our schedules (Heun's slice starts on the repeat of a timestep, the match lookup picks).
+ * `loopSteps`: the user-visible steps that run.
+ */
+function startTimesteps(scheduler: Scheduler, steps: number, strength: number): { timesteps: Float64Array; loopSteps: number } {
+  const initTimestep = Math.min(Math.floor(steps * strength), steps);
+  const tStart = Math.max(steps - initTimestep, 0);
+  return { timesteps: scheduler.timesteps.subarray(tStart * scheduler.order), loopSteps: initTimestep };
 }
 
 /** The scheduler from the model's scheduler_config.json; a bad name or config key is the caller's error. */
@@ -230,6 +281,38 @@ function prepareLatents(members: readonly Member[], shape: ImageShape, scheduler
 }
 
 /**
+ * Step 5 for img2img, OnnxStableDiffusionImg2ImgPipeline's: each job's picture encoded once (× scaling factor) and
+ * repeated for its images, then `scheduler.add_noise(init_latents, noise, timesteps[:1])` with image i's noise from
+ * its own generator (seed + i). As in the ONNX pipeline, the VAE's sampling is inside vae_encoder, so the
+ * generators' first draw is this noise; ancestral schedulers keep drawing from them in step().
+ */
+async function prepareImg2imgLatents(
+  model: DiffusionModel,
+  members: readonly Member[],
+  pictures: readonly Float32Array[],
+  shape: ImageShape,
+  scheduler: Scheduler,
+  firstTimestep: number,
+  clock: RunClock,
+): Promise<{ latents: Float32Array; noise: BatchNoise }> {
+  if (scheduler.addNoise === undefined) throw invalid('Expected a scheduler that can start mid-schedule (addNoise) for img2img');
+  const perPicture = 3 * shape.width * shape.height;
+  const all = new Float32Array(pictures.length * perPicture);
+  pictures.forEach((p, k) => all.set(p, k * perPicture));
+  const encoded = await encodeImages(model, all, pictures.length, shape, clock);
+  const seeds = members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0));
+  const initLatents = new Float32Array(seeds.length * shape.perImage);
+  members.forEach((m, k) => {
+    const latent = encoded.subarray(k * shape.perImage, (k + 1) * shape.perImage);
+    for (let i = 0; i < m.checked.count; i++) initLatents.set(latent, (m.firstImage + i) * shape.perImage);
+  });
+  const noise = new BatchNoise(seeds);
+  const drawn = new Float32Array(initLatents.length);
+  noise.fillNormal(drawn);
+  return { latents: scheduler.addNoise(initLatents, drawn, firstTimestep), noise };
+}
+
+/**
  * Step 6 for LCM-distilled UNets (diffusers' `timestep_cond`): each job's guidance embedding, w = guidance − 1, on
  * each of its rows. Other models take none.
  */
@@ -248,6 +331,8 @@ function guidanceCondition(model: DiffusionModel, members: readonly Member[], pl
 interface LoopContext {
   unet: UnetPart;
   scheduler: Scheduler;
+  /** The timesteps the loop visits: the scheduler's, or their end for img2img. */
+  timesteps: Float64Array;
   members: readonly Member[];
   shape: ImageShape;
   noise: BatchNoise;
@@ -255,7 +340,7 @@ interface LoopContext {
   clock: RunClock;
   /** performance.now() when the batch began (progress reports elapsed time from it). */
   started: number;
-  /** User-visible steps (a scheduler may run the UNet more often). */
+  /** User-visible steps that run (a scheduler may run the UNet more often); img2img: floor(steps × strength). */
   steps: number;
 }
 
@@ -264,8 +349,7 @@ interface LoopContext {
  * steps (its rows still run: the batch's shape is fixed); the loop ends when none is left. Returns the last latents.
  */
 async function denoise(context: LoopContext, initial: Float32Array): Promise<Float32Array> {
-  const { unet, scheduler, members, noise, buffers, clock, steps } = context;
-  const { timesteps } = scheduler;
+  const { unet, scheduler, timesteps, members, noise, buffers, clock, steps } = context;
   let latents = initial;
   let spare = buffers.spare;
   let reported = 0;
@@ -392,8 +476,8 @@ function toPngs(model: DiffusionModel, finishing: readonly Member[], rgb: Uint8A
     rgb.map((images, k) =>
       Promise.all(
         images.map(async (bytes, i) => {
-          const { prompt, negativePrompt, steps, scheduler, guidanceScale, seed } = finishing[k].checked;
-          const text = infotext({ prompt, negativePrompt, steps, scheduler, karras, guidanceScale, seed: (seed + i) >>> 0, width, height, model: model.info.name });
+          const { prompt, negativePrompt, steps, scheduler, guidanceScale, seed, strength } = finishing[k].checked;
+          const text = infotext({ prompt, negativePrompt, steps, scheduler, karras, guidanceScale, seed: (seed + i) >>> 0, width, height, model: model.info.name, strength });
           return withPngText(await encodePng(bytes, width, height), { [PARAMETERS_KEYWORD]: text });
         }),
       ),
@@ -412,6 +496,7 @@ function resultOf(
   const { width, height, seed, steps, guidanceScale, scheduler } = m.checked;
   const timings: GenerateResult['timings'] = { totalMs: performance.now() - started, runtimeMs: clock.runtimeMs, unetMs: clock.unetMs };
   const result: GenerateResult = { images, width, height, seed, steps, guidanceScale, scheduler, model: model.info.name, truncated: m.truncated, timings };
+  if (m.checked.strength !== undefined) result.strength = m.checked.strength;
   if (safety) {
     result.flagged = safety.flagged;
     // The batch's checker time, per picture, times this job's pictures.

@@ -25,6 +25,18 @@ export interface GenerateParams {
   height?: number;
   /** Images in this job (batch), 1..8. Image i uses seed (seed + i) mod 2^32. */
   count?: number;
+  // --- img2img (issue 13) ---
+  /**
+   * img2img: start from this picture (PNG, JPEG or WebP bytes; EXIF orientation applied), scaled to cover
+   * width × height and cropped at the centre. Latent models need `vae_encoder/model.onnx`. Omitted: txt2img.
+   */
+  initImage?: Uint8Array;
+  /**
+   * img2img only: how much of the schedule runs, 0 < strength ≤ 1 (diffusers' `strength`): 1 starts from pure
+   * noise, small values keep the picture. The loop runs floor(steps × strength) steps. Default 0.8 (diffusers').
+   */
+  strength?: number;
+  // --- end img2img ---
 }
 
 /** A cheap look at the current denoised estimate: raw RGB bytes, no VAE call. */
@@ -57,6 +69,8 @@ export interface GenerateResult {
   model: string;
   /** True when the prompt (or negative prompt) was cut to the text encoder's length. */
   truncated: boolean;
+  /** img2img: the strength it ran with (absent for txt2img). */
+  strength?: number;
   /**
    * The model's safety checker's verdict, one per image (true: flagged). Absent when the model has no checker:
    * the pictures were not checked. What a flag means for posting is the bot's rule, not the engine's.

@@ -53,6 +53,8 @@ export interface InfotextParams {
   height: number;
   /** The model's name. */
   model: string;
+  /** img2img: A1111's `Denoising strength`. Absent for txt2img. */
+  strength?: number;
 }
 
 /** A1111's `quote`: a value with a comma, a newline or a colon goes in JSON quotes, so the line still splits. */
@@ -70,6 +72,7 @@ export function infotext(p: InfotextParams): string {
     ['Size', `${p.width}x${p.height}`],
     ['Model', p.model],
   ];
+  if (p.strength !== undefined) fields.push(['Denoising strength', p.strength]);
   const line = fields.map(([key, value]) => `${key}: ${quote(String(value))}`).join(', ');
   const negative = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : '';
   return `${p.prompt}${negative}\n${line}`;

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,7 +64,32 @@ describe('imagine CLI', () => {
     expect(meta.comments?.map((c) => c.keyword)).toEqual(['parameters']);
   });
 
+  it('GIVEN --image and --strength THEN it writes a PNG from the picture, with the strength in its text and summary', async () => {
+    const picture = join(temp, 'in.png');
+    await sharp({ create: { width: 90, height: 60, channels: 3, background: { r: 200, g: 30, b: 30 } } }).png().toFile(picture);
+    const [a, b, c] = ['i2i-a.png', 'i2i-b.png', 'i2i-c.png'].map((f) => join(temp, f));
+    const common = ['a red barn', '--model', SD_TINY, '--steps', '10', '--seed', '3', '--image', picture];
+    const first = await imagine([...common, '--strength', '0.5', '--out', a]);
+    expect(first.code).toBe(0);
+    expect(first.stderr).toMatch(/5\/5/);
+    expect(first.stderr).toMatch(/64×64, sd-tiny, pndm, 10 steps, guidance 7.5, strength 0.5, seed 3/);
+    const meta = await sharp(a).metadata();
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+    expect(readPngText(readFileSync(a)).get('parameters')).toMatch(/, Denoising strength: 0\.5$/);
+    expect((await imagine([...common, '--strength', '0.5', '--out', b])).code).toBe(0);
+    expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
+    // No --strength: diffusers' 0.8.
+    expect((await imagine([...common, '--out', c])).stderr).toMatch(/strength 0.8, /);
+  });
+
+  const notAPicture = join(temp, 'notes.png');
+  writeFileSync(notAPicture, 'these are my notes, not a picture');
   const bad: [string, string[], RegExp][] = [
+    ['strength 0', ['x', '--image', notAPicture, '--strength', '0'], /^imagine: Expected `strength` to be a number greater than 0 and at most 1, got `0`$/],
+    ['strength not a number', ['x', '--image', notAPicture, '--strength', 'half'], /Expected `--strength` to be a number, got `half`/],
+    ['strength without an image', ['x', '--strength', '0.5'], /Expected `--strength` only with `--image`/],
+    ['a missing image file', ['x', '--image', join(temp, 'nowhere.png')], /^imagine: Expected `--image` to be a readable picture file, got `.*nowhere\.png` \(ENOENT\)$/],
+    ['an image file that is no picture', ['x', '--image', notAPicture], /^imagine: Expected `initImage` to be a PNG, JPEG or WebP picture, got bytes that are not a picture$/],
     ['steps out of range', ['x', '--steps', '0'], /Expected `steps` to be an integer from 1 to 1000, got `0`/],
     ['steps not a number', ['x', '--steps', 'ten'], /Expected `--steps` to be an integer, got `ten`/],
     ['no prompt', ['--seed', '1'], /Expected one prompt/],
@@ -74,13 +99,13 @@ describe('imagine CLI', () => {
     ['guidance not a number', ['x', '--guidance', 'high'], /Expected `--guidance` to be a number, got `high`/],
     ['a folder that is no model', ['x', '--model', temp], /model_index\.json: expected a diffusers model_index\.json/],
   ];
-  it.each(bad)('GIVEN %s THEN exit ≠ 0, one clear line, nothing written', async (_, args, message) => {
+  it.each(bad)('GIVEN %s THEN exit 2, one clear line, nothing written', async (_, args, message) => {
     const dir = mkdtempSync(join(temp, 'bad-'));
     const out = join(dir, 'out.png');
     // sd-tiny unless the case names a model, so the messages do not depend on which default model is present.
     const model = args.includes('--model') ? [] : ['--model', SD_TINY];
     const result = await imagine([...args, ...model, '--out', out]);
-    expect(result.code).not.toBe(0);
+    expect(result.code).toBe(2);
     const lines = result.stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('npm warn'));
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);

@@ -156,7 +156,7 @@ describe('session options', () => {
     const dir = mkdtempSync(join(temp, 'profile-'));
     const model = await loadModel(join(MODELS, 'sd-tiny'), { sessionOptions: { enableProfiling: true, profileFilePrefix: join(dir, 'session') } });
     await model.release();
-    // One profile per session: text encoder, UNet, VAE decoder.
-    expect(readdirSync(dir).filter((f) => f.startsWith('session') && f.endsWith('.json'))).toHaveLength(3);
+    // One profile per session: text encoder, UNet, VAE decoder, VAE encoder (img2img).
+    expect(readdirSync(dir).filter((f) => f.startsWith('session') && f.endsWith('.json'))).toHaveLength(4);
   });
 });
