@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -100,15 +100,20 @@ describe('pull from the Hub (stand-in)', () => {
     const key = `${BIG}/${BIG_FILE}`;
     const servedFirst = hub.bytesServed.get(key)!;
     expect(servedFirst).toBeLessThanOrEqual(cut + 1); // the 1-byte probe and the cut body
+    // What the client kept: a socket reset may drop the last bytes it had not read yet (a busy machine), so the
+    // resume is measured against the partial file on disk, not against the bytes the server wrote.
+    const kept = statSync(join(modelsDir, '.sd-tiny-big.partial', `${BIG_FILE}.part`)).size;
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThanOrEqual(cut);
 
     hub.bytesServed.clear();
     const progress: number[] = [];
     const second = await pull(BIG, { onProgress: (p) => progress.push(p.bytesDone) });
     const servedSecond = hub.bytesServed.get(key)!;
-    // Only the rest (and the probe's byte): the resumed part was not fetched again.
-    expect(servedSecond).toBeGreaterThanOrEqual(BIG_BYTES - cut);
-    expect(servedSecond).toBeLessThanOrEqual(BIG_BYTES - cut + 1);
-    expect(second.bytesFetched).toBeLessThan(second.bytes - cut + 1000);
+    // Only the rest (and the probe's byte): the part kept on disk was not fetched again.
+    expect(servedSecond).toBeGreaterThanOrEqual(BIG_BYTES - kept);
+    expect(servedSecond).toBeLessThanOrEqual(BIG_BYTES - kept + 1);
+    expect(second.bytesFetched).toBeLessThan(second.bytes - kept + 1000);
     expect(readFileSync(join(second.dir, BIG_FILE)).length).toBe(BIG_BYTES);
     expect(readdirSync(modelsDir)).toEqual(['sd-tiny-big']);
     expect(Math.max(...progress)).toBe(second.bytes);
