@@ -101,10 +101,10 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
 }
 
 /**
- * Jobs with the same key can share UNet calls: same steps, scheduler and size (prompts, seeds, guidance and
- * counts may differ). Use on checked params.
+ * Jobs with the same key can share UNet calls: same model, steps, scheduler and size (prompts, seeds, guidance and
+ * counts may differ). Use on checked params; `model` is the job's `GenerateParams.model` (undefined: the default).
  */
-export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height'>): string {
-  return `${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}`;
+export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height'>, model?: string): string {
+  return `${model ?? ''}|${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}`;
 }
 

@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import type { EngineModel } from '../diffusion/types.js';
 import { ModelsError } from './models-error.js';
 
 /** Folder names a model may have (a leading dot marks an unfinished pull). */
@@ -138,6 +139,16 @@ export function listModels(modelsDir: string): ModelEntry[] {
     .filter((entry) => entry.isDirectory() && MODEL_NAME.test(entry.name) && isModelFolder(join(root, entry.name)))
     .map((entry) => describeModel(join(root, entry.name), entry.name))
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * The library's models the engine can run (SDXL and other unsupported kinds left out), for `createEngine`.
+ * Unreadable or missing MODELS_DIR: none.
+ */
+export function engineModels(modelsDir: string): EngineModel[] {
+  return listModels(modelsDir)
+    .filter((model) => model.unsupported === undefined)
+    .map((model) => ({ name: model.name, dir: model.dir, bytes: model.bytes, kind: model.kind, defaults: { ...model.defaults } }));
 }
 
 /** Unfinished pulls in the library, by model name. */
