@@ -3,14 +3,22 @@
  * the member's negative prompt), and its default negative prompt, over the model's size. /imagine and 🔁 both go
  * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
-import type { GenerateParams, ModelInfo } from '../diffusion/types.js';
+import { Identifiers, UserError } from '../errors.js';
+import type { GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
 import { findBannedWord } from './banned-words.js';
 
 export interface RequestContext {
-  /** The loaded model (native size, whether it takes other sizes). */
-  model: ModelInfo;
+  /**
+   * The chosen model's facts (native size, whether it takes other sizes); undefined when no worker has loaded it
+   * yet: then only its native size (aspect square) can be asked for, and the engine fills it in.
+   */
+  model: ModelInfo | undefined;
+  /** The chosen model's name, for `params.model`; omitted: the engine's default model. */
+  modelName?: string;
+  /** The chosen model's own defaults (imagine.json, or inferred): they win over the server's when the member gives none. */
+  modelDefaults?: ModelDefaultsInfo;
   /** Guidance when the request gives none. */
   guidanceDefault: number;
   /** Draws a seed when the request gives none. Default: a random uint32. */
@@ -47,16 +55,32 @@ export function memberNegativeOf(negativePrompt: string | undefined, guildNegati
  * @throws UserError for the first rule the request breaks (see buildGenerateParams).
  */
 export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettings, context: RequestContext): GuildRequest {
+  const own = context.modelDefaults ?? {};
+  const stepsMax = Math.min(settings.stepsMax, own.stepsMax ?? Infinity);
+  const sizeUnknown = context.model === undefined;
+  if (sizeUnknown && input.aspect !== null && input.aspect !== undefined && input.aspect !== 'square') {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `The model \`${context.modelName ?? 'default'}\` has not made a picture yet, so its sizes are not known: leave \`aspect\` at square this time.`,
+    );
+  }
   const params = buildGenerateParams(input, {
-    stepsDefault: settings.stepsDefault,
-    stepsMax: settings.stepsMax,
+    stepsDefault: Math.min(own.steps ?? settings.stepsDefault, stepsMax),
+    stepsMax,
     countDefault: settings.countDefault,
     countMax: settings.countMax,
-    guidanceDefault: context.guidanceDefault,
-    model: context.model,
+    guidanceDefault: own.guidance ?? context.guidanceDefault,
+    // A stand-in size, removed below: the engine uses the model's native size.
+    model: context.model ?? { width: 64, height: 64, latentFactor: 1 },
     findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
     randomSeed: context.randomSeed ?? randomSeed,
   });
+  if (sizeUnknown) {
+    delete params.width;
+    delete params.height;
+  }
+  if (params.scheduler === undefined && own.scheduler !== undefined) params.scheduler = own.scheduler;
+  if (context.modelName !== undefined) params.model = context.modelName;
   const guildNegative = settings.negativeDefault.length > 0 ? settings.negativeDefault : undefined;
   const negativePrompt = combineNegative(guildNegative, params.negativePrompt);
   if (negativePrompt !== undefined) params.negativePrompt = negativePrompt;
