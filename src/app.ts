@@ -119,6 +119,8 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     settings,
     model,
     guidanceDefault: config.guidanceDefault ?? model.defaultGuidance ?? SD_GUIDANCE,
+    models: async () =>
+      engine.models ? engine.models() : [{ name: model.name, dir: '', bytes: 0, isDefault: true, estimatedBytes: 0, info: model }],
     logger,
     moderationLog,
     channelAgeRestricted: (channelId) => channelAgeRestricted(client, channelId),

@@ -150,6 +150,8 @@ export interface EngineModel {
   kind?: string;
   /** Its defaults from `imagine.json`, and inferred ones (the library's). */
   defaults?: ModelDefaultsInfo;
+  /** It has `safety_checker/model.onnx` (known before it is loaded). */
+  safetyChecker?: boolean;
 }
 
 /** A model's own defaults: what applies when the member gives none. */

@@ -174,7 +174,7 @@ export function modelDefaults(kind: string, own: ModelDefaults): ModelDefaultsIn
 export function engineModels(modelsDir: string): EngineModel[] {
   return listModels(modelsDir)
     .filter((model) => model.unsupported === undefined)
-    .map((model) => ({ name: model.name, dir: model.dir, bytes: model.bytes, kind: model.kind, defaults: modelDefaults(model.kind, model.defaults) }));
+    .map((model) => ({ name: model.name, dir: model.dir, bytes: model.bytes, kind: model.kind, defaults: modelDefaults(model.kind, model.defaults), safetyChecker: model.safetyChecker }));
 }
 
 /** Unfinished pulls in the library, by model name. */

@@ -4,7 +4,7 @@
  * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
 import { Identifiers, UserError } from '../errors.js';
-import type { GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
+import type { EngineModelListing, GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
 import { findBannedWord } from './banned-words.js';
@@ -23,6 +23,36 @@ export interface RequestContext {
   guidanceDefault: number;
   /** Draws a seed when the request gives none. Default: a random uint32. */
   randomSeed?: () => number;
+}
+
+/** What request rules need to know of an installed model (the engine's `models()` listing). */
+export type ModelChoice = Pick<EngineModelListing, 'name' | 'isDefault' | 'kind' | 'defaults' | 'info' | 'safetyChecker'>;
+
+/**
+ * The model a request uses: the member's choice, else the channel's default, else the server's, else the bot's
+ * default model; refused when it is not installed or the server denies it.
+ * @throws UserError ModelUnavailable (not installed), NotAllowed (denied here).
+ */
+export function chooseModel(requested: string | null | undefined, settings: GuildSettings, channelId: string, models: readonly ModelChoice[]): ModelChoice {
+  const name = requested ?? settings.channelModels[channelId] ?? (settings.modelDefault || undefined);
+  const model = name === undefined ? models.find((m) => m.isDefault) : models.find((m) => m.name === name);
+  if (!model) {
+    const shown = String(name).slice(0, 80).replace(/`/g, '');
+    throw new UserError(Identifiers.ModelUnavailable, `There is no model \`${shown}\` (installed: ${models.map((m) => m.name).join(', ')}).`);
+  }
+  if (settings.modelsDenied.includes(model.name)) {
+    throw new UserError(Identifiers.NotAllowed, `This server does not allow the model \`${model.name}\`.`);
+  }
+  return model;
+}
+
+/** Autocomplete answers for a model option: the installed models this server allows whose name contains `typed`. */
+export function modelSuggestions(typed: string, settings: GuildSettings, models: readonly ModelChoice[]): { name: string; value: string }[] {
+  const needle = typed.trim().toLowerCase();
+  return models
+    .filter((m) => !settings.modelsDenied.includes(m.name) && m.name.toLowerCase().includes(needle))
+    .slice(0, 25) // Discord's most choices per answer
+    .map((m) => ({ name: `${m.name} (${m.kind ?? 'model'}${m.isDefault ? ', default' : ''})`.slice(0, 100), value: m.name }));
 }
 
 /** What to queue: the parameters, and the server's default negative prompt they include (for the job's record). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { combineNegative, memberNegativeOf, paramsUnderGuildRules, rerollParams } from '../../src/moderation/request-rules.js';
-import { COUNT_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 const settings: GuildSettings = {
   stepsDefault: 20,
@@ -12,6 +12,7 @@ const settings: GuildSettings = {
   moderatorRoleIds: [],
   ...SAFETY_DEFAULTS,
   ...COUNT_DEFAULTS,
+  ...MODEL_DEFAULTS,
 };
 const context = { model: { name: 'm', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'euler' as const, maxTokens: 77 }, guidanceDefault: 7.5, randomSeed: () => 5 };
 

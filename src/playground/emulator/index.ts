@@ -115,6 +115,7 @@ import {
   chatInputData,
   InteractionHandle,
   type InteractionState,
+  type SendAutocompleteOptions,
   type SendButtonOptions,
   type SendCommandOptions,
 } from './interactions.js';
@@ -131,7 +132,7 @@ export type { RecordedCall } from './call-log.js';
 export type { StoredMessage } from './message-store.js';
 export type { UploadedFile } from './multipart.js';
 export type { RateLimitRule, RequestMatcher, InjectedFault } from './rate-limits.js';
-export type { SendCommandOptions, SendButtonOptions } from './interactions.js';
+export type { SendCommandOptions, SendButtonOptions, SendAutocompleteOptions } from './interactions.js';
 export { InteractionHandle } from './interactions.js';
 export { channelWebhookEditRule, defaultRateLimitRules } from './rate-limits.js';
 export { MESSAGE_LIMITS } from './message-limits.js';
@@ -462,6 +463,23 @@ export class DiscordEmulator {
       type: InteractionType.ApplicationCommand,
       data: chatInputData(options.name, command, options.options, this.#ids.next()),
     };
+    return this.#send(state);
+  }
+
+  /**
+   * Sends an autocomplete (INTERACTION_CREATE type 4): the command as typed so far, `focused` naming the option
+   * being typed. The bot answers with type 8 (its choices are in `waitForResponse()`'s body).
+   */
+  sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
+    const guildId = options.guildId ?? this.defaults.guildId;
+    const command = this.#findCommand(options.name, guildId);
+    const state = this.#newInteraction(InteractionType.ApplicationCommandAutocomplete, options, guildId, options.channelId ?? this.defaults.channelId);
+    const data = chatInputData(options.name, command, options.options, this.#ids.next());
+    state.payload = {
+      ...this.#interactionBase(state, options),
+      type: InteractionType.ApplicationCommandAutocomplete,
+      data: { ...data, options: (data.options ?? []).map((o) => (o.name === options.focused ? { ...o, focused: true } : o)) },
+    } as InteractionState['payload'];
     return this.#send(state);
   }
 
