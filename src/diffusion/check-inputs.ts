@@ -34,6 +34,12 @@ export function invalid(message: string): UserError {
   return new UserError(Identifiers.InvalidInput, message);
 }
 
+/** The one line a job for a model that is not installed gets (the command layer and the engine both refuse it). */
+export function unknownModel(name: string, installed: readonly string[]): UserError {
+  const shown = String(name).slice(0, 80).replace(/`/g, '');
+  return new UserError(Identifiers.ModelUnavailable, `There is no model \`${shown}\` (installed: ${installed.join(', ')}).`, { model: shown });
+}
+
 /** A value as it appears in messages: strings quoted. */
 export function show(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);

@@ -4,6 +4,7 @@
  * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
 import { Identifiers, UserError } from '../errors.js';
+import { unknownModel } from '../diffusion/check-inputs.js';
 import type { EngineModelListing, GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
@@ -36,10 +37,7 @@ export type ModelChoice = Pick<EngineModelListing, 'name' | 'isDefault' | 'kind'
 export function chooseModel(requested: string | null | undefined, settings: GuildSettings, channelId: string, models: readonly ModelChoice[]): ModelChoice {
   const name = requested ?? settings.channelModels[channelId] ?? (settings.modelDefault || undefined);
   const model = name === undefined ? models.find((m) => m.isDefault) : models.find((m) => m.name === name);
-  if (!model) {
-    const shown = String(name).slice(0, 80).replace(/`/g, '');
-    throw new UserError(Identifiers.ModelUnavailable, `There is no model \`${shown}\` (installed: ${models.map((m) => m.name).join(', ')}).`);
-  }
+  if (!model) throw unknownModel(String(name), models.map((m) => m.name));
   if (settings.modelsDenied.includes(model.name)) {
     throw new UserError(Identifiers.NotAllowed, `This server does not allow the model \`${model.name}\`.`);
   }

@@ -106,6 +106,10 @@ describe('several models end to end (worker pool)', () => {
     expect(refused.body.data?.content).toBe('This server does not allow the model `sd-tiny`.');
     const suggested = await emulator.sendAutocomplete({ name: 'imagine', options: { prompt: 'x', model: 'sd' }, focused: 'model' }).waitForResponse();
     expect((suggested.body.data?.choices as { value: string }[]).map((c) => c.value)).toEqual(['sd-tiny-fp16']);
+    const allowable = await emulator
+      .sendAutocomplete({ name: 'settings', options: modelSub('allow', [{ name: 'name', type: T.String, value: 'sd' }]) as never, focused: 'name' })
+      .waitForResponse();
+    expect(allowable.body.data?.choices).toEqual([{ name: 'sd-tiny', value: 'sd-tiny' }]);
     const audit = h.app.settings.audit(emulator.defaults.guildId).map((entry) => entry.key);
     expect(audit).toEqual(expect.arrayContaining(['modelsDenied', 'channelModels']));
   });

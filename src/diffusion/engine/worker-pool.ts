@@ -13,7 +13,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { Identifiers, isUserError, UserError } from '../../errors.js';
 import type { LoadModelOptions } from '../model.js';
-import { batchKey, checkInputs } from '../check-inputs.js';
+import { batchKey, checkInputs, unknownModel } from '../check-inputs.js';
 import type {
   BatchItem,
   EngineHealth,
@@ -224,8 +224,7 @@ export class WorkerPool implements ImageEngine {
     if (failed) return isUserError(failed) ? failed : new UserError(Identifiers.ModelUnavailable, failed.message, { model: name });
     const model = this.otherModels.get(name);
     if (model) return { name: model.name, dir: model.dir, estimatedBytes: model.estimatedBytes };
-    const known = [this.defaultModel.name, ...this.otherModels.keys()].sort().join(', ');
-    return new UserError(Identifiers.ModelUnavailable, `There is no model \`${String(name).slice(0, 80)}\` (installed: ${known})`, { model: name });
+    return unknownModel(name, [this.defaultModel.name, ...[...this.otherModels.keys()].sort()]);
   }
 
   generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GenerateResult> {

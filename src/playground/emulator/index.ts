@@ -478,7 +478,7 @@ export class DiscordEmulator {
     state.payload = {
       ...this.#interactionBase(state, options),
       type: InteractionType.ApplicationCommandAutocomplete,
-      data: { ...data, options: (data.options ?? []).map((o) => (o.name === options.focused ? { ...o, focused: true } : o)) },
+      data: { ...data, options: focusOption(data.options ?? [], options.focused) },
     } as InteractionState['payload'];
     return this.#send(state);
   }
@@ -895,3 +895,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 export { pngSize };
 export type { InteractionState };
+
+/** Marks the option named `name` focused, at any depth (an option of a subcommand of a group). */
+function focusOption<O extends { name: string; options?: unknown }>(list: readonly O[], name: string): O[] {
+  return list.map((o) => {
+    if (Array.isArray(o.options)) return { ...o, options: focusOption(o.options as O[], name) };
+    return o.name === name ? { ...o, focused: true } : o;
+  });
+}

@@ -55,7 +55,7 @@ export interface SendCommandOptions {
 /** Options for `emulator.sendButton()`: a click on a button of a message the bot sent. */
 /** Options for `emulator.sendAutocomplete()`: a command being typed, with the option whose value is being typed. */
 export interface SendAutocompleteOptions extends SendCommandOptions {
-  /** The focused option's name (a top-level option of `options`; its value is what was typed so far). */
+  /** The focused option's name, at any depth of `options`; its value is what was typed so far. */
   focused: string;
 }
 
