@@ -11,7 +11,8 @@ export default {
     const content = [
       `**/imagine prompt:** makes a picture with the model \`${bot.model.name}\`${steps}.`,
       'Options: `negative` (what to leave out), `steps`, `seed` (same seed, same picture), `guidance`, `scheduler`, `aspect`, ' +
-        `\`count\` (several pictures at once, shown as a grid with each one attached${settings ? `; at most ${settings.countMax} here` : ''}).`,
+        `\`count\` (several pictures at once, shown as a grid with each one attached${settings ? `; at most ${settings.countMax} here` : ''}), ` +
+        '`model` (another installed model: start typing for the list).',
       'The message shows your place in the queue, then the picture being made.',
       'React ❌ while it waits or runs to cancel it; react 🔁 on a finished picture to make another with a new seed (as many as it had).',
       '**/queue** shows your pictures in the queue. **/settings show** lists this server’s rules; moderators change them with `/settings`.',

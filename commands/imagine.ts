@@ -3,7 +3,7 @@ import { SCHEDULER_NAMES } from '../src/diffusion/types.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import type { Command } from './index.js';
 import { ASPECTS, GUIDANCE_MAX, GUIDANCE_MIN, PROMPT_MAX_LENGTH, SEED_MAX } from '../src/jobs/generate-params.js';
-import { paramsUnderGuildRules } from '../src/moderation/request-rules.js';
+import { chooseModel, modelSuggestions, paramsUnderGuildRules } from '../src/moderation/request-rules.js';
 import { assertRequestAllowed } from '../src/moderation/safety-rules.js';
 import { COUNT_HARD_CAP } from '../src/store/settings.js';
 
@@ -40,6 +40,10 @@ const data = new SlashCommandBuilder()
   )
   .addIntegerOption((option) =>
     option.setName('count').setDescription('How many pictures, shown as a grid (the server sets a maximum)').setMinValue(1).setMaxValue(COUNT_HARD_CAP),
+  )
+  // Several models (issue 12): the installed ones, suggested as the member types.
+  .addStringOption((option) =>
+    option.setName('model').setDescription('Which model makes it (default: this channel’s or server’s)').setAutocomplete(true).setMaxLength(100),
   );
 
 /** parse options → validate → enqueue → defer; the queue's events and delivery do the rest. */
@@ -51,6 +55,7 @@ export default {
     }
     const settings = bot.settings.get(interaction.guildId);
     const { options } = interaction;
+    const model = chooseModel(options.getString('model'), settings, interaction.channelId, await bot.models());
     // Checked before anything is queued or acknowledged, so refusals can be ephemeral.
     const request = paramsUnderGuildRules(
       {
@@ -64,7 +69,12 @@ export default {
         count: options.getInteger('count'),
       },
       settings,
-      { model: bot.model, guidanceDefault: bot.guidanceDefault },
+      {
+        model: model.isDefault ? bot.model : model.info,
+        ...(model.isDefault ? {} : { modelName: model.name }),
+        ...(model.defaults ? { modelDefaults: model.defaults } : {}),
+        guidanceDefault: bot.guidanceDefault,
+      },
     );
     // Recorded on the job, so delivery applies the safety rule of this channel even after a restart.
     const channelNsfw = await bot.channelAgeRestricted(interaction.channelId);
@@ -72,7 +82,7 @@ export default {
       mode: settings.safetyMode,
       refuseUnchecked: settings.refuseUnchecked,
       channelNsfw,
-      modelChecked: bot.model.safetyChecker === true,
+      modelChecked: (model.isDefault ? bot.model.safetyChecker : (model.info?.safetyChecker ?? model.safetyChecker)) === true,
     });
 
     // Submitting is a synchronous SQLite write (milliseconds), so a full queue is still refused ephemerally;
@@ -111,5 +121,10 @@ export default {
       release(false);
       bot.logger.warn('could not defer /imagine; the job will post to the channel', { error: error });
     }
+  },
+  async autocomplete(interaction, bot) {
+    const focused = interaction.options.getFocused(true);
+    if (focused.name !== 'model' || !interaction.inGuild()) return interaction.respond([]);
+    await interaction.respond(modelSuggestions(String(focused.value), bot.settings.get(interaction.guildId), await bot.models()));
   },
 } satisfies Command;

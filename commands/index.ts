@@ -7,9 +7,9 @@ import help from './help.js';
 import imagine from './imagine.js';
 import queue from './queue.js';
 import settings from './settings.js';
-import type { ChatInputCommandInteraction, RESTPostAPIChatInputApplicationCommandsJSONBody } from 'discord.js';
+import type { AutocompleteInteraction, ChatInputCommandInteraction, RESTPostAPIChatInputApplicationCommandsJSONBody } from 'discord.js';
 import type { Config } from '../src/config.js';
-import type { ModelInfo } from '../src/diffusion/types.js';
+import type { EngineModelListing, ModelInfo } from '../src/diffusion/types.js';
 import type { JobMessenger } from '../src/delivery/job-messenger.js';
 import type { Logger } from '../src/log.js';
 import type { JobQueue } from '../src/queue/types.js';
@@ -26,6 +26,8 @@ export interface BotContext {
   model: ModelInfo;
   /** Guidance used when /imagine gives none. */
   guidanceDefault: number;
+  /** The installed models, the default first (`ImageEngine.models`). */
+  models: () => Promise<EngineModelListing[]>;
   logger: Logger;
   /** Blocked and deleted pictures, for /settings audit (safety). */
   moderationLog: ModerationLog;
@@ -37,6 +39,8 @@ export interface Command {
   /** The definition registered with Discord (deploy-commands). */
   data: RESTPostAPIChatInputApplicationCommandsJSONBody;
   execute(interaction: ChatInputCommandInteraction, bot: BotContext): Promise<void>;
+  /** Answers an autocomplete of one of its options (the focused one). */
+  autocomplete?(interaction: AutocompleteInteraction, bot: BotContext): Promise<void>;
 }
 
 /** Every slash command the bot has, by name. deploy-commands registers exactly these. */

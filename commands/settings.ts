@@ -1,9 +1,10 @@
-import { MessageFlags, SlashCommandBuilder, type ChatInputCommandInteraction } from 'discord.js';
+import { ChannelType, MessageFlags, SlashCommandBuilder, type ChatInputCommandInteraction } from 'discord.js';
 import type { Command } from './index.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import { NO_MENTIONS } from '../src/delivery/render.js';
 import { echoSnippet, fitLines, fitList } from '../src/delivery/text.js';
 import { changeSettings, NEGATIVE_DEFAULT_MAX, type SettingsChange } from '../src/moderation/settings-rules.js';
+import { modelSuggestions } from '../src/moderation/request-rules.js';
 import { assertCanManage, type MemberAuthority } from '../src/moderation/permissions.js';
 import type { ModelInfo } from '../src/diffusion/types.js';
 import type { ModerationEvent } from '../src/store/moderation-log.js';
@@ -97,6 +98,30 @@ const data = new SlashCommandBuilder()
       .setDescription('A negative prompt added to every picture (moderators); leave empty to remove it')
       .addStringOption((o) => o.setName('default').setDescription('e.g. nsfw, nude, gore').setMaxLength(NEGATIVE_DEFAULT_MAX)),
   )
+  .addSubcommandGroup((group) =>
+    group
+      .setName('model')
+      .setDescription('Which models /imagine uses and allows')
+      .addSubcommand((sub) =>
+        sub
+          .setName('default')
+          .setDescription('Model when /imagine names none, server-wide or in a channel (moderators); empty: the bot’s')
+          .addStringOption((o) => o.setName('name').setDescription('An installed model').setAutocomplete(true).setMaxLength(100))
+          .addChannelOption((o) => o.setName('channel').setDescription('Only in this channel').addChannelTypes(ChannelType.GuildText)),
+      )
+      .addSubcommand((sub) =>
+        sub
+          .setName('allow')
+          .setDescription('Let members use a model again (moderators)')
+          .addStringOption((o) => o.setName('name').setDescription('A denied model').setRequired(true).setAutocomplete(true).setMaxLength(100)),
+      )
+      .addSubcommand((sub) =>
+        sub
+          .setName('deny')
+          .setDescription('Stop members using a model (moderators)')
+          .addStringOption((o) => o.setName('name').setDescription('An installed model').setRequired(true).setAutocomplete(true).setMaxLength(100)),
+      ),
+  )
   .addSubcommand((sub) => sub.setName('audit').setDescription('Recent settings changes, held-back and deleted pictures (moderators)'));
 
 /** The member as the interaction reports them: permissions computed by Discord, and role ids. */
@@ -136,6 +161,11 @@ function describeSettings(settings: GuildSettings, model: Pick<ModelInfo, 'name'
     `**Model’s safety checker:** ${checker}`,
     `**Unchecked models in strict mode:** ${unchecked} outside age-restricted channels`,
     `**Default negative prompt:** ${settings.negativeDefault ? `“${echoSnippet(settings.negativeDefault, NEGATIVE_SHOWN_MAX)}”` : 'none'}`,
+    `**Default model:** ${settings.modelDefault ? `\`${settings.modelDefault}\`` : `the bot’s (\`${echoSnippet(model.name, 80)}\`)`}` +
+      Object.entries(settings.channelModels)
+        .map(([channel, name]) => `; <#${channel}>: \`${name}\``)
+        .join(''),
+    `**Denied models:** ${settings.modelsDenied.length === 0 ? 'none' : settings.modelsDenied.map((name) => `\`${name}\``).join(', ')}`,
   ].join('\n');
 }
 
@@ -143,6 +173,11 @@ function formatValue(value: unknown): string {
   if (value === undefined) return '(default)';
   // Strings a moderator typed (the default negative prompt) are shown as text, not Markdown.
   if (typeof value === 'string') return value === '' ? '(none)' : echoSnippet(value, 80);
+  // Channels' default models.
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value);
+    return entries.length === 0 ? '(none)' : entries.map(([channel, name]) => `<#${channel}>: ${String(name)}`).join(', ');
+  }
   return String(value);
 }
 
@@ -262,6 +297,15 @@ export default {
       };
     } else if (!group && sub === 'negative') {
       change = { kind: 'negative', text: interaction.options.getString('default') ?? '' };
+    } else if (group === 'model' && sub === 'default') {
+      const channel = interaction.options.get('channel')?.value;
+      change = {
+        kind: 'model-default',
+        name: interaction.options.getString('name') ?? '',
+        ...(channel !== undefined ? { channelId: String(channel) } : {}),
+      };
+    } else if (group === 'model' && (sub === 'allow' || sub === 'deny')) {
+      change = { kind: 'model-access', action: sub, name: interaction.options.getString('name', true) };
     } else if (group === 'moderator-role' && (sub === 'add' || sub === 'remove')) {
       // The raw id: it needs no resolved role object, which not every client or proxy sends.
       change = { kind: 'moderator-roles', action: sub, roleId: String(interaction.options.get('role', true).value) };
@@ -269,11 +313,24 @@ export default {
       throw new UserError(Identifiers.InvalidInput, `Unknown settings command \`${[group, sub].filter(Boolean).join(' ')}\`.`);
     }
 
-    const update = changeSettings(bot.settings, guildId, member, change, limits);
+    const models = group === 'model' ? (await bot.models()).map((m) => m.name) : undefined;
+    const update = changeSettings(bot.settings, guildId, member, change, { ...limits, ...(models ? { models } : {}) });
     const lines =
       update.changes.length === 0
         ? ['Nothing changed: the settings already say that.']
         : update.changes.map((entry) => formatChange(entry.key, entry.oldValue, entry.newValue));
     await reply(fitLines(lines, { footer: `\n${describeSettings(update.after, bot.model)}` }));
+  },
+  async autocomplete(interaction, bot) {
+    const focused = interaction.options.getFocused(true);
+    if (focused.name !== 'name' || !interaction.inGuild()) return interaction.respond([]);
+    const settings = bot.settings.get(interaction.guildId);
+    const models = await bot.models();
+    // allow: the denied ones; default and deny: those allowed.
+    const suggestions =
+      interaction.options.getSubcommand(false) === 'allow'
+        ? settings.modelsDenied.filter((name) => name.includes(String(focused.value))).slice(0, 25).map((name) => ({ name, value: name }))
+        : modelSuggestions(String(focused.value), settings, models);
+    await interaction.respond(suggestions);
   },
 } satisfies Command;

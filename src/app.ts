@@ -21,6 +21,7 @@ import { createClient, gatewayConnected, inviteUrl } from './discord/client.js';
 import { COMMANDS } from '../commands/index.js';
 import { createLogger, type Logger } from './log.js';
 import { createEngine } from './diffusion/engine/create.js';
+import { engineModels } from './models/library.js';
 import { startMetricsServer, type MetricsServer } from './metrics/server.js';
 import { startPlayground, type Playground } from './playground/start.js';
 
@@ -77,7 +78,7 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     hardStepsCap: config.stepsHardCap,
   });
   const ownEngine = overrides.engine === undefined;
-  const engine = overrides.engine ?? (await createEngine(config, logger));
+  const engine = overrides.engine ?? (await createEngine(config, logger, engineModels(config.modelsDir)));
   const model = await engine.info();
   logger.info('model ready', { model: model.name, width: model.width, height: model.height, engine: config.engine });
 
@@ -118,6 +119,8 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     settings,
     model,
     guidanceDefault: config.guidanceDefault ?? model.defaultGuidance ?? SD_GUIDANCE,
+    models: async () =>
+      engine.models ? engine.models() : [{ name: model.name, dir: '', bytes: 0, isDefault: true, estimatedBytes: 0, info: model }],
     logger,
     moderationLog,
     channelAgeRestricted: (channelId) => channelAgeRestricted(client, channelId),

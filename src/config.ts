@@ -138,6 +138,7 @@ const schema = z.object({
     return value;
   }),
   SAMPLER_WORKERS: intKey('SAMPLER_WORKERS', 1, 16, 1),
+  MODEL_MEMORY_MB: intKey('MODEL_MEMORY_MB', 1, 1_048_576, 4096),
   BATCH_IMAGES: intKey('BATCH_IMAGES', 1, 8, 4),
   STAND_IN_STEP_MS: intKey('STAND_IN_STEP_MS', 0, 60_000, 50),
   QUEUE_MAX_PER_MEMBER: intKey('QUEUE_MAX_PER_MEMBER', 1, 100, 2),
@@ -222,6 +223,11 @@ export interface Config {
   /** ImageEngine worker threads = jobs run at once. Default 1. */
   readonly engineWorkers: number;
   /**
+   * MiB each worker may give the models it holds loaded (estimated as their files' size × 1.2); the least recently
+   * used is released for another. One model is always held. Default 4096.
+   */
+  readonly modelMemoryMb: number;
+  /**
    * Most images that waiting jobs from different members may share in one UNet call (same size, steps and
    * scheduler). 1 turns batching off. Default 4.
    */
@@ -291,6 +297,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     executionProviders: Object.freeze([...v.EXECUTION_PROVIDERS]),
     engine: v.SAMPLER,
     engineWorkers: v.SAMPLER_WORKERS,
+    modelMemoryMb: v.MODEL_MEMORY_MB,
     batchImages: v.BATCH_IMAGES,
     standInStepMs: v.STAND_IN_STEP_MS,
     queueMaxPerMember: v.QUEUE_MAX_PER_MEMBER,

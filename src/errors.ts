@@ -18,6 +18,8 @@ export const Identifiers = {
   /** The job journal cannot be written (disk full, read-only): new jobs are refused until it can. */
   JournalUnwritable: 'journalUnwritable',
   ModelMismatch: 'modelMismatch',
+  /** The job names a model that is not installed, or one that failed to load. */
+  ModelUnavailable: 'modelUnavailable',
   Cancelled: 'cancelled',
   Timeout: 'timeout',
   /** The server's safety rules hold the picture back (moderation/safety-rules.ts). */

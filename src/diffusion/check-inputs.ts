@@ -40,6 +40,12 @@ export function invalid(message: string): UserError {
   return new UserError(Identifiers.InvalidInput, message);
 }
 
+/** The one line a job for a model that is not installed gets (the command layer and the engine both refuse it). */
+export function unknownModel(name: string, installed: readonly string[]): UserError {
+  const shown = String(name).slice(0, 80).replace(/`/g, '');
+  return new UserError(Identifiers.ModelUnavailable, `There is no model \`${shown}\` (installed: ${installed.join(', ')}).`, { model: shown });
+}
+
 /** A value as it appears in messages: strings quoted. */
 export function show(value: unknown): string {
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
@@ -131,12 +137,15 @@ function checkImg2img(params: GenerateParams, checked: CheckedParams): CheckedPa
 }
 
 /**
- * Jobs with the same key can share UNet calls: same steps, scheduler and size (prompts, seeds, guidance and
- * counts may differ). Use on checked params.
+ * Jobs with the same key can share UNet calls: same model, steps, scheduler and size (prompts, seeds, guidance and
+ * counts may differ). Use on checked params; `model` is the job's `GenerateParams.model` (undefined: the default).
  */
-export function batchKey(checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height' | 'strength'>): string {
+export function batchKey(
+  checked: Pick<CheckedParams, 'steps' | 'scheduler' | 'width' | 'height' | 'strength'>,
+  model?: string,
+): string {
   // img2img jobs start mid-schedule: only jobs of the same strength share the loop (txt2img keys are unchanged).
   const img2img = checked.strength !== undefined ? `|strength ${checked.strength}` : '';
-  return `${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}${img2img}`;
+  return `${model ?? ''}|${checked.steps}|${checked.scheduler}|${checked.width}x${checked.height}${img2img}`;
 }
 

@@ -37,6 +37,8 @@ export interface GenerateParams {
    */
   strength?: number;
   // --- end img2img ---
+  /** Which installed model makes it, by name (its folder's); omitted: the engine's default model. */
+  model?: string;
 }
 
 /** A cheap look at the current denoised estimate: raw RGB bytes, no VAE call. */
@@ -110,8 +112,10 @@ export interface ImageEngine {
    * rejects (`cancelled`) at once while the others go on. An engine without it gets one `generate` per job.
    */
   generateBatch?(items: readonly BatchItem[]): Promise<GenerateResult>[];
-  /** Model facts the command layer needs (native size, scheduler list). */
+  /** Model facts the command layer needs (native size, scheduler list), of the default model. */
   info(): Promise<ModelInfo>;
+  /** Optional: the models this engine can run, by name, the default first. Without it, only the default. */
+  models?(): Promise<EngineModelListing[]>;
   /** Optional: whether the engine can take jobs now (health checks, metrics). Without it, an in-process engine. */
   health?(): EngineHealth;
   close(): Promise<void>;
@@ -147,4 +151,41 @@ export interface ModelInfo {
    * false or absent: its pictures are not checked.
    */
   safetyChecker?: boolean;
+}
+
+/** An installed model the engine may load, as the model library describes it (the engine does not scan folders). */
+export interface EngineModel {
+  /** Its folder's name: what `GenerateParams.model` names. */
+  name: string;
+  dir: string;
+  /** Bytes of all its files; the engine estimates its memory from this (see worker-pool.ts). */
+  bytes: number;
+  /** `SD 1.x`, `LCM`, `pixel`, … (the library's `inferKind`). */
+  kind?: string;
+  /** Its defaults from `imagine.json`, and inferred ones (the library's). */
+  defaults?: ModelDefaultsInfo;
+  /** It has `safety_checker/model.onnx` (known before it is loaded). */
+  safetyChecker?: boolean;
+}
+
+/** A model's own defaults: what applies when the member gives none. */
+export interface ModelDefaultsInfo {
+  steps?: number;
+  stepsMax?: number;
+  guidance?: number;
+  scheduler?: SchedulerName;
+  width?: number;
+  height?: number;
+  /** Where the values came from: `imagine.json`, or the model card the inferred ones follow. */
+  source?: string;
+}
+
+/** What `ImageEngine.models` lists for one model. */
+export interface EngineModelListing extends EngineModel {
+  /** The default model (MODEL_DIR). */
+  isDefault: boolean;
+  /** The memory the engine reckons it takes loaded, in bytes (its files × 1.2). */
+  estimatedBytes: number;
+  /** Its facts once a worker has loaded it (fixedSize, native size, …); absent before. */
+  info?: ModelInfo;
 }

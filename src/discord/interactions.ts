@@ -14,6 +14,15 @@ export async function handleInteraction(
   commands: ReadonlyMap<string, Command>,
   bot: BotContext,
 ): Promise<void> {
+  if (interaction.isAutocomplete()) {
+    // Suggestions only: a failure answers nothing (the member's client shows no choices), it is logged.
+    try {
+      await commands.get(interaction.commandName)?.autocomplete?.(interaction, bot);
+    } catch (error) {
+      bot.logger.warn('autocomplete failed', { command: interaction.commandName, error });
+    }
+    return;
+  }
   if (!interaction.isChatInputCommand()) return;
   const command = commands.get(interaction.commandName);
   try {

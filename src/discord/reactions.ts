@@ -6,7 +6,7 @@
 import { DiscordAPIError, Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
 import { isUserError } from '../errors.js';
 import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/bot-reactions.js';
-import { rerollParams } from '../moderation/request-rules.js';
+import { chooseModel, rerollParams } from '../moderation/request-rules.js';
 import { assertRequestAllowed } from '../moderation/safety-rules.js';
 import { canCancel, canDeletePicture, canReroll, type MemberAuthority } from '../moderation/permissions.js';
 import type { BotContext } from '../../commands/index.js';
@@ -62,13 +62,19 @@ export async function handleReaction(
   if (!canReroll(job, member, settings)) return;
   try {
     // The guild's rules may have changed since the original: check again, never fix silently.
-    const request = rerollParams(job, settings, { model: bot.model });
+    // The original's model, checked again: it may have been removed or denied since.
+    const models = await bot.models();
+    const model = chooseModel(job.params.model ?? models.find((m) => m.isDefault)?.name, settings, channelId, models);
+    const request = rerollParams(job, settings, {
+      model: model.isDefault ? bot.model : model.info,
+      ...(model.isDefault ? {} : { modelName: model.name }),
+    });
     const channelNsfw = await bot.channelAgeRestricted(channelId);
     assertRequestAllowed({
       mode: settings.safetyMode,
       refuseUnchecked: settings.refuseUnchecked,
       channelNsfw,
-      modelChecked: bot.model.safetyChecker === true,
+      modelChecked: (model.isDefault ? bot.model.safetyChecker : (model.info?.safetyChecker ?? model.safetyChecker)) === true,
     });
     const { job: reroll } = bot.queue.submit({
       guildId,

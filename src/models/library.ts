@@ -5,6 +5,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
+import { SCHEDULER_NAMES, type EngineModel, type ModelDefaultsInfo, type SchedulerName } from '../diffusion/types.js';
 import { ModelsError } from './models-error.js';
 
 /** Folder names a model may have (a leading dot marks an unfinished pull). */
@@ -24,10 +25,15 @@ export interface ModelSource {
   pulledAt: string;
 }
 
-/** The model's own defaults, from its `imagine.json` (keys as diffusers' pipeline arguments). */
+/**
+ * The model's own defaults, from its `imagine.json` (keys as diffusers' pipeline arguments: `num_inference_steps`,
+ * `guidance_scale`, `width`, `height`; and imagine's own `steps_max`, `scheduler`).
+ */
 export interface ModelDefaults {
   steps?: number;
+  stepsMax?: number;
   guidance?: number;
+  scheduler?: SchedulerName;
   width?: number;
   height?: number;
 }
@@ -89,8 +95,11 @@ function readDefaults(dir: string): ModelDefaults {
   const defaults: ModelDefaults = {};
   const steps = num(config.num_inference_steps) ?? num(config.steps);
   if (steps !== undefined) defaults.steps = steps;
+  const stepsMax = num(config.steps_max);
+  if (stepsMax !== undefined) defaults.stepsMax = stepsMax;
   const guidance = num(config.guidance_scale);
   if (guidance !== undefined) defaults.guidance = guidance;
+  if ((SCHEDULER_NAMES as readonly unknown[]).includes(config.scheduler)) defaults.scheduler = config.scheduler as SchedulerName;
   const width = num(config.width);
   const height = num(config.height);
   if (width !== undefined) defaults.width = width;
@@ -138,6 +147,34 @@ export function listModels(modelsDir: string): ModelEntry[] {
     .filter((entry) => entry.isDirectory() && MODEL_NAME.test(entry.name) && isModelFolder(join(root, entry.name)))
     .map((entry) => describeModel(join(root, entry.name), entry.name))
     .sort((a, b) => a.name.localeCompare(b.name));
+}
+
+/**
+ * What applies when a member gives no steps, guidance or scheduler: the model's `imagine.json`, and for the
+ * distilled kinds what their authors say where it says nothing, since SD's 20-50 steps with guidance 7.5 ruin them:
+ * - Turbo: 4 steps, guidance off. SD-Turbo's model card (stabilityai/sd-turbo) says 1 to 4 steps with
+ *   `guidance_scale=0.0` (it was trained without classifier-free guidance).
+ * - LCM: 4 steps, guidance off. The LCM paper (Luo et al. 2023, arXiv:2310.04378) and its model card
+ *   (SimianLuo/LCM_Dreamshaper_v7) use 4 steps; its guidance is embedded in the UNet (`w`), not classifier-free.
+ */
+export function modelDefaults(kind: string, own: ModelDefaults): ModelDefaultsInfo {
+  const ownKeys = Object.keys(own).length > 0 ? 'imagine.json' : undefined;
+  const inferred =
+    /Turbo/.test(kind) ? 'SD-Turbo model card: 1-4 steps, guidance 0' : kind === 'LCM' ? 'LCM paper and model card: 4 steps' : undefined;
+  if (inferred === undefined || (own.steps !== undefined && own.guidance !== undefined)) {
+    return ownKeys ? { ...own, source: ownKeys } : { ...own };
+  }
+  return { steps: 4, guidance: 0, ...own, source: ownKeys ? `${ownKeys}, then the ${inferred}` : `the ${inferred}` };
+}
+
+/**
+ * The library's models the engine can run (SDXL and other unsupported kinds left out), for `createEngine`.
+ * Unreadable or missing MODELS_DIR: none.
+ */
+export function engineModels(modelsDir: string): EngineModel[] {
+  return listModels(modelsDir)
+    .filter((model) => model.unsupported === undefined)
+    .map((model) => ({ name: model.name, dir: model.dir, bytes: model.bytes, kind: model.kind, defaults: modelDefaults(model.kind, model.defaults), safetyChecker: model.safetyChecker }));
 }
 
 /** Unfinished pulls in the library, by model name. */

@@ -3,18 +3,54 @@
  * the member's negative prompt), and its default negative prompt, over the model's size. /imagine and 🔁 both go
  * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
-import type { GenerateParams, ModelInfo } from '../diffusion/types.js';
+import { Identifiers, UserError } from '../errors.js';
+import { unknownModel } from '../diffusion/check-inputs.js';
+import type { EngineModelListing, GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
 import { findBannedWord } from './banned-words.js';
 
 export interface RequestContext {
-  /** The loaded model (native size, whether it takes other sizes). */
-  model: ModelInfo;
+  /**
+   * The chosen model's facts (native size, whether it takes other sizes); undefined when no worker has loaded it
+   * yet: then only its native size (aspect square) can be asked for, and the engine fills it in.
+   */
+  model: ModelInfo | undefined;
+  /** The chosen model's name, for `params.model`; omitted: the engine's default model. */
+  modelName?: string;
+  /** The chosen model's own defaults (imagine.json, or inferred): they win over the server's when the member gives none. */
+  modelDefaults?: ModelDefaultsInfo;
   /** Guidance when the request gives none. */
   guidanceDefault: number;
   /** Draws a seed when the request gives none. Default: a random uint32. */
   randomSeed?: () => number;
+}
+
+/** What request rules need to know of an installed model (the engine's `models()` listing). */
+export type ModelChoice = Pick<EngineModelListing, 'name' | 'isDefault' | 'kind' | 'defaults' | 'info' | 'safetyChecker'>;
+
+/**
+ * The model a request uses: the member's choice, else the channel's default, else the server's, else the bot's
+ * default model; refused when it is not installed or the server denies it.
+ * @throws UserError ModelUnavailable (not installed), NotAllowed (denied here).
+ */
+export function chooseModel(requested: string | null | undefined, settings: GuildSettings, channelId: string, models: readonly ModelChoice[]): ModelChoice {
+  const name = requested ?? settings.channelModels[channelId] ?? (settings.modelDefault || undefined);
+  const model = name === undefined ? models.find((m) => m.isDefault) : models.find((m) => m.name === name);
+  if (!model) throw unknownModel(String(name), models.map((m) => m.name));
+  if (settings.modelsDenied.includes(model.name)) {
+    throw new UserError(Identifiers.NotAllowed, `This server does not allow the model \`${model.name}\`.`);
+  }
+  return model;
+}
+
+/** Autocomplete answers for a model option: the installed models this server allows whose name contains `typed`. */
+export function modelSuggestions(typed: string, settings: GuildSettings, models: readonly ModelChoice[]): { name: string; value: string }[] {
+  const needle = typed.trim().toLowerCase();
+  return models
+    .filter((m) => !settings.modelsDenied.includes(m.name) && m.name.toLowerCase().includes(needle))
+    .slice(0, 25) // Discord's most choices per answer
+    .map((m) => ({ name: `${m.name} (${m.kind ?? 'model'}${m.isDefault ? ', default' : ''})`.slice(0, 100), value: m.name }));
 }
 
 /** What to queue: the parameters, and the server's default negative prompt they include (for the job's record). */
@@ -47,16 +83,32 @@ export function memberNegativeOf(negativePrompt: string | undefined, guildNegati
  * @throws UserError for the first rule the request breaks (see buildGenerateParams).
  */
 export function paramsUnderGuildRules(input: ImagineInput, settings: GuildSettings, context: RequestContext): GuildRequest {
+  const own = context.modelDefaults ?? {};
+  const stepsMax = Math.min(settings.stepsMax, own.stepsMax ?? Infinity);
+  const sizeUnknown = context.model === undefined;
+  if (sizeUnknown && input.aspect !== null && input.aspect !== undefined && input.aspect !== 'square') {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `The model \`${context.modelName ?? 'default'}\` has not made a picture yet, so its sizes are not known: leave \`aspect\` at square this time.`,
+    );
+  }
   const params = buildGenerateParams(input, {
-    stepsDefault: settings.stepsDefault,
-    stepsMax: settings.stepsMax,
+    stepsDefault: Math.min(own.steps ?? settings.stepsDefault, stepsMax),
+    stepsMax,
     countDefault: settings.countDefault,
     countMax: settings.countMax,
-    guidanceDefault: context.guidanceDefault,
-    model: context.model,
+    guidanceDefault: own.guidance ?? context.guidanceDefault,
+    // A stand-in size, removed below: the engine uses the model's native size.
+    model: context.model ?? { width: 64, height: 64, latentFactor: 1 },
     findBannedWord: (text) => findBannedWord(text, settings.bannedWords),
     randomSeed: context.randomSeed ?? randomSeed,
   });
+  if (sizeUnknown) {
+    delete params.width;
+    delete params.height;
+  }
+  if (params.scheduler === undefined && own.scheduler !== undefined) params.scheduler = own.scheduler;
+  if (context.modelName !== undefined) params.model = context.modelName;
   const guildNegative = settings.negativeDefault.length > 0 ? settings.negativeDefault : undefined;
   const negativePrompt = combineNegative(guildNegative, params.negativePrompt);
   if (negativePrompt !== undefined) params.negativePrompt = negativePrompt;

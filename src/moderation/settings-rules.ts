@@ -10,6 +10,8 @@ export interface SettingsLimits {
   perMemberCapMax?: number;
   /** Most moderator roles per guild. Default 25. */
   moderatorRolesMax?: number;
+  /** The installed models, by name: a model setting must name one of them. Omitted: not checked. */
+  models?: readonly string[];
 }
 
 /** One change a moderator asks for (one /settings subcommand). */
@@ -23,7 +25,11 @@ export type SettingsChange =
   | { kind: 'moderator-roles'; action: 'add' | 'remove'; roleId: string }
   | { kind: 'safety'; mode?: SafetyMode; refuseUnchecked?: boolean }
   /** Absent or empty `text` clears the default. */
-  | { kind: 'negative'; text?: string };
+  | { kind: 'negative'; text?: string }
+  /** The server's (or with `channelId`, a channel's) default model; absent or empty `name` clears it. */
+  | { kind: 'model-default'; name?: string; channelId?: string }
+  /** `deny` stops members using a model; `allow` lifts that. */
+  | { kind: 'model-access'; action: 'allow' | 'deny'; name: string };
 
 /** Longest default negative prompt a server may set (a member's own may add up to PROMPT_MAX_LENGTH). */
 export const NEGATIVE_DEFAULT_MAX = 500;
@@ -161,10 +167,43 @@ export function applySettingsChange(
       next.negativeDefault = text;
       return next;
     }
+    case 'model-default': {
+      const name = (change.name ?? '').trim();
+      if (name !== '') {
+        checkModelName(name, limits);
+        if (current.modelsDenied.includes(name)) throw invalid(`This server denies the model \`${name}\`: allow it first.`);
+      }
+      if (change.channelId !== undefined) {
+        if (!/^\d{17,20}$/.test(change.channelId)) throw invalid(`Expected a channel id, got \`${change.channelId}\`.`);
+        const { [change.channelId]: _old, ...others } = current.channelModels;
+        next.channelModels = name === '' ? others : { ...others, [change.channelId]: name };
+      } else {
+        next.modelDefault = name;
+      }
+      return next;
+    }
+    case 'model-access': {
+      const name = change.name.trim();
+      if (change.action === 'allow') {
+        next.modelsDenied = current.modelsDenied.filter((denied) => denied !== name);
+        return next;
+      }
+      checkModelName(name, limits);
+      const defaults = [current.modelDefault, ...Object.values(current.channelModels)];
+      if (defaults.includes(name)) throw invalid(`\`${name}\` is a default model here: choose another default first.`);
+      if (!current.modelsDenied.includes(name)) next.modelsDenied = [...current.modelsDenied, name];
+      return next;
+    }
     default: {
       const unknown: never = change;
       throw invalid(`Unknown settings change \`${JSON.stringify(unknown)}\`.`);
     }
+  }
+}
+
+function checkModelName(name: string, limits: SettingsLimits): void {
+  if (limits.models !== undefined && !limits.models.includes(name)) {
+    throw invalid(`There is no model \`${name.slice(0, 80)}\` (installed: ${limits.models.join(', ')}).`);
   }
 }
 

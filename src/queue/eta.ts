@@ -93,7 +93,7 @@ export function planJob(params: GenerateParams, model: ModelInfo | undefined, re
   let key: string | undefined;
   if (model !== undefined) {
     try {
-      key = batchKey(checkInputs(params, model));
+      key = batchKey(checkInputs(params, model), params.model);
     } catch {
       key = undefined; // the engine will say what is wrong with it, alone
     }

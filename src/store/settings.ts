@@ -34,6 +34,12 @@ export interface GuildSettings {
   countDefault: number;
   /** Most pictures one /imagine may ask for (never above COUNT_HARD_CAP). Default 4. */
   countMax: number;
+  /** The model /imagine uses when the member names none ('' for the bot's default model). Default ''. */
+  modelDefault: string;
+  /** Channels' own default models, by channel id; they win over `modelDefault`. Default none. */
+  channelModels: Record<string, string>;
+  /** Models members of this server may not use, by name. Default none. */
+  modelsDenied: string[];
 }
 
 /**
@@ -52,7 +58,12 @@ type SafetyKey = keyof typeof SAFETY_DEFAULTS;
 
 /** Pictures per request for a guild that changed nothing; SettingsStoreOptions.defaults may leave them out. */
 export const COUNT_DEFAULTS = Object.freeze({ countDefault: 1, countMax: COUNT_HARD_CAP } as const satisfies Pick<GuildSettings, 'countDefault' | 'countMax'>);
-type DefaultedKey = SafetyKey | keyof typeof COUNT_DEFAULTS;
+/** The model choice of a guild that changed nothing: the bot's default model, every model allowed. */
+export const MODEL_DEFAULTS = Object.freeze({ modelDefault: '', channelModels: {}, modelsDenied: [] }) as Pick<
+  GuildSettings,
+  'modelDefault' | 'channelModels' | 'modelsDenied'
+>;
+type DefaultedKey = SafetyKey | keyof typeof COUNT_DEFAULTS | keyof typeof MODEL_DEFAULTS;
 
 export const SETTING_KEYS = [
   'stepsDefault',
@@ -66,6 +77,9 @@ export const SETTING_KEYS = [
   'negativeDefault',
   'countDefault',
   'countMax',
+  'modelDefault',
+  'channelModels',
+  'modelsDenied',
 ] as const satisfies readonly (keyof GuildSettings)[];
 export type SettingKey = (typeof SETTING_KEYS)[number];
 
@@ -134,7 +148,7 @@ export class SettingsStore {
 
   /** The one way to read a guild's settings. */
   get(guildId: string): GuildSettings {
-    const settings: GuildSettings = structuredClone({ ...SAFETY_DEFAULTS, ...COUNT_DEFAULTS, ...this.options.defaults });
+    const settings: GuildSettings = structuredClone({ ...SAFETY_DEFAULTS, ...COUNT_DEFAULTS, ...MODEL_DEFAULTS, ...this.options.defaults });
     for (const row of this.selectAll.all(guildId) as { key: string; value: string }[]) {
       if ((SETTING_KEYS as readonly string[]).includes(row.key)) {
         (settings as unknown as Record<string, unknown>)[row.key] = JSON.parse(row.value);

@@ -44,7 +44,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   commands: ['src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   // The composition roots and command-line entries wire everything, but never tests or tools.
-  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics'],
+  // It hands the engine the model library's list of installed models (the engine itself does not scan folders).
+  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics', 'src/models'],
   'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
   'src:node-version': [],
   'src:lifecycle': [],

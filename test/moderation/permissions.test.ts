@@ -8,7 +8,7 @@ import {
   canManage,
   canReroll,
 } from '../../src/moderation/permissions.js';
-import { COUNT_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 const settings: GuildSettings = {
   stepsDefault: 20,
@@ -19,6 +19,7 @@ const settings: GuildSettings = {
   moderatorRoleIds: ['111111111111111111'],
   ...SAFETY_DEFAULTS,
   ...COUNT_DEFAULTS,
+  ...MODEL_DEFAULTS,
 };
 // Send Messages | View Channel | Add Reactions: what an ordinary member has.
 const ORDINARY = (1n << 11n) | (1n << 10n) | (1n << 6n);

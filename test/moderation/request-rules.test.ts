@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { combineNegative, memberNegativeOf, paramsUnderGuildRules, rerollParams } from '../../src/moderation/request-rules.js';
-import { COUNT_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 const settings: GuildSettings = {
   stepsDefault: 20,
@@ -12,6 +12,7 @@ const settings: GuildSettings = {
   moderatorRoleIds: [],
   ...SAFETY_DEFAULTS,
   ...COUNT_DEFAULTS,
+  ...MODEL_DEFAULTS,
 };
 const context = { model: { name: 'm', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'euler' as const, maxTokens: 77 }, guidanceDefault: 7.5, randomSeed: () => 5 };
 
@@ -77,5 +78,37 @@ describe('the server’s default negative prompt', () => {
     expect(memberNegativeOf(combineNegative('a, b', 'c'), 'a, b')).toBe('c');
     expect(memberNegativeOf(combineNegative('a', undefined), 'a')).toBeUndefined();
     expect(memberNegativeOf('x', undefined)).toBe('x');
+  });
+});
+
+describe('the chosen model’s own defaults', () => {
+  it('GIVEN a model with defaults THEN they apply when the member gives none, and the member’s values win', () => {
+    const turbo = { ...context, modelName: 'sd-turbo', modelDefaults: { steps: 4, guidance: 0, scheduler: 'euler_a' as const } };
+    expect(paramsUnderGuildRules({ prompt: 'a cat' }, settings, turbo).params).toMatchObject({
+      steps: 4,
+      guidanceScale: 0,
+      scheduler: 'euler_a',
+      model: 'sd-turbo',
+    });
+    expect(paramsUnderGuildRules({ prompt: 'a cat', steps: 2, guidance: 1, scheduler: 'lcm' }, settings, turbo).params).toMatchObject({
+      steps: 2,
+      guidanceScale: 1,
+      scheduler: 'lcm',
+    });
+    expect(paramsUnderGuildRules({ prompt: 'a cat' }, settings, context).params).toMatchObject({ steps: 20, guidanceScale: 7.5 });
+    expect(paramsUnderGuildRules({ prompt: 'a cat' }, settings, context).params.model).toBeUndefined();
+  });
+
+  it('GIVEN a model’s steps maximum below the server’s THEN the lower one bounds the member', () => {
+    const capped = { ...context, modelDefaults: { stepsMax: 8 } };
+    expect(paramsUnderGuildRules({ prompt: 'a cat' }, settings, capped).params.steps).toBe(8);
+    expect(() => paramsUnderGuildRules({ prompt: 'a cat', steps: 9 }, settings, capped)).toThrow(/at most 8 steps/);
+  });
+
+  it('GIVEN a model no worker has loaded yet THEN the size is left to the engine, and a non-square aspect is refused', () => {
+    const unloaded = { ...context, model: undefined, modelName: 'pixel-tiny' };
+    const { params } = paramsUnderGuildRules({ prompt: 'a cat' }, settings, unloaded);
+    expect([params.width, params.height, params.model]).toEqual([undefined, undefined, 'pixel-tiny']);
+    expect(() => paramsUnderGuildRules({ prompt: 'a cat', aspect: 'portrait' }, settings, unloaded)).toThrow(/`pixel-tiny` has not made a picture yet/);
   });
 });

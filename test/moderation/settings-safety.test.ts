@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { applySettingsChange, NEGATIVE_DEFAULT_MAX, type SettingsChange } from '../../src/moderation/settings-rules.js';
-import { COUNT_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 const current: GuildSettings = {
   stepsDefault: 20,
@@ -12,6 +12,7 @@ const current: GuildSettings = {
   moderatorRoleIds: [],
   ...SAFETY_DEFAULTS,
   ...COUNT_DEFAULTS,
+  ...MODEL_DEFAULTS,
 };
 const limits = { hardStepsCap: 150 };
 

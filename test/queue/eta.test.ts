@@ -79,8 +79,8 @@ describe('planJob', () => {
   });
 
   it('GIVEN model facts THEN the key fills in the model defaults; a job the engine would refuse gets no key', () => {
-    expect(planJob(params(), MODEL, 16 * 16)).toEqual({ key: '10|euler|32x32', images: 1, steps: 10, area: 4 });
-    expect(planJob(params({ width: 32, height: 32 }), MODEL, 16 * 16).key).toBe('10|euler|32x32');
+    expect(planJob(params(), MODEL, 16 * 16)).toEqual({ key: '|10|euler|32x32', images: 1, steps: 10, area: 4 });
+    expect(planJob(params({ width: 32, height: 32 }), MODEL, 16 * 16).key).toBe('|10|euler|32x32');
     expect(planJob(params({ prompt: '' }), MODEL, 16 * 16).key).toBeUndefined();
   });
 });

@@ -6,7 +6,7 @@ import { isUserError, type UserError } from '../../src/errors.js';
 import { MANAGE_GUILD } from '../../src/moderation/permissions.js';
 import { applySettingsChange, changeSettings, type SettingsChange } from '../../src/moderation/settings-rules.js';
 import { openDatabase, type Db } from '../../src/store/database.js';
-import { COUNT_DEFAULTS, SAFETY_DEFAULTS, SettingsStore, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, SettingsStore, type GuildSettings } from '../../src/store/settings.js';
 
 const defaults: GuildSettings = {
   stepsDefault: 20,
@@ -17,6 +17,7 @@ const defaults: GuildSettings = {
   moderatorRoleIds: [],
   ...SAFETY_DEFAULTS,
   ...COUNT_DEFAULTS,
+  ...MODEL_DEFAULTS,
 };
 const limits = { hardStepsCap: 150 };
 const GUILD = '900000000000000001';

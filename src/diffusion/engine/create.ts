@@ -4,10 +4,11 @@
  */
 import type { Config } from '../../config.js';
 import { resolveModelDir } from '../model-path.js';
-import type { ImageEngine } from '../types.js';
+import type { EngineModel, ImageEngine } from '../types.js';
 import type { Logger } from '../../log.js';
 
-export async function createEngine(config: Config, logger: Logger): Promise<ImageEngine> {
+/** `models`: the installed models a job may name (the model library's list, from the composition root). */
+export async function createEngine(config: Config, logger: Logger, models: readonly EngineModel[] = []): Promise<ImageEngine> {
   if (config.engine === 'stand-in') {
     const { StandInEngine } = await import('./stand-in.js');
     return new StandInEngine({ msPerStep: config.standInStepMs, width: 64, height: 64 });
@@ -16,6 +17,8 @@ export async function createEngine(config: Config, logger: Logger): Promise<Imag
   const modelDir = resolveModelDir(config.modelDir);
   return createWorkerPool({
     modelDir,
+    models,
+    memoryMb: config.modelMemoryMb,
     workers: config.engineWorkers,
     loadOptions: { executionProviders: config.executionProviders },
     log: (line) => logger.info(line),

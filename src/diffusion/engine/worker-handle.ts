@@ -16,7 +16,7 @@ import { Worker } from 'node:worker_threads';
 import { UserError, type Identifier } from '../../errors.js';
 import type { LoadModelOptions } from '../model.js';
 import type { GenerateParams, GenerateResult, ModelInfo, StepProgress } from '../types.js';
-import type { FromWorker, SerializedError, ToWorker, WorkerData } from './worker.js';
+import type { FromWorker, SerializedError, ToWorker, WorkerData, WorkerModel } from './worker.js';
 
 /** Thrown to a caller whose job was running in a worker that died. */
 export class WorkerCrashError extends Error {
@@ -37,7 +37,12 @@ export interface WorkerHandleOptions {
   /** The pool's slot, for log lines. */
   index: number;
   modelDir: string;
+  /** The default model's name and estimated memory, and the budget of the worker's loaded models (worker.ts). */
+  defaultModel: WorkerData['defaultModel'];
+  memoryBudgetBytes: number;
   loadOptions: Omit<LoadModelOptions, 'log'>;
+  /** A model was loaded in this worker: its facts (the pool keeps them by name). */
+  onModelInfo?: (info: ModelInfo) => void;
   /** Honour `crashForTest`. */
   allowCrash: boolean;
   log: (line: string) => void;
@@ -79,6 +84,7 @@ export class WorkerHandle {
   /** `end()` was called: take no more runs, end the thread as soon as it is idle. */
   private ending = false;
   private modelInfo?: ModelInfo;
+  private loaded: string[] = [];
 
   constructor(private readonly options: WorkerHandleOptions) {
     this.ended = new Promise((resolve) => (this.resolveEnded = resolve));
@@ -98,6 +104,11 @@ export class WorkerHandle {
     return this.modelInfo;
   }
 
+  /** The models the worker holds now, least recently used first (empty while it starts). */
+  get loadedModels(): readonly string[] {
+    return this.loaded;
+  }
+
   /** The thread is up with the model loaded (running a job or not): false while it starts, restarts or has ended. */
   get alive(): boolean {
     return this.ready;
@@ -113,13 +124,14 @@ export class WorkerHandle {
     return this.jobs.size > 0;
   }
 
-  /** Hand the worker a run: these jobs share its UNet calls. Only when `free`. */
-  run(jobs: HandleJob[]): void {
+  /** Hand the worker a run: these jobs share its UNet calls, with `model` (omitted: the default). Only when `free`. */
+  run(jobs: HandleJob[], model?: WorkerModel): void {
     if (!this.free) throw new Error(`Expected image worker ${this.options.index} to be free for a run`);
     for (const job of jobs) this.jobs.set(job.id, job);
     this.post({
       type: 'generate',
       jobs: jobs.map((job) => ({ id: job.id, params: job.params, previewEvery: job.previewEvery, wantProgress: job.onProgress !== undefined })),
+      model,
     });
   }
 
@@ -150,10 +162,17 @@ export class WorkerHandle {
 
   private spawn(): Promise<ModelInfo> {
     const { index, log } = this.options;
-    const worker = newWorker({ modelDir: this.options.modelDir, loadOptions: this.options.loadOptions, allowCrash: this.options.allowCrash });
+    const worker = newWorker({
+      modelDir: this.options.modelDir,
+      defaultModel: this.options.defaultModel,
+      memoryBudgetBytes: this.options.memoryBudgetBytes,
+      loadOptions: this.options.loadOptions,
+      allowCrash: this.options.allowCrash,
+    });
     this.worker = worker;
     this.currentThreadId = worker.threadId;
     this.ready = false;
+    this.loaded = [];
     return new Promise<ModelInfo>((resolve, reject) => {
       /** The start promise is settled. */
       let started = false;
@@ -176,6 +195,10 @@ export class WorkerHandle {
           case 'log':
             log(message.line);
             break;
+          case 'models':
+            this.loaded = message.loaded;
+            if (message.info) this.options.onModelInfo?.(message.info);
+            break;
           default:
             this.onReply(message);
         }
@@ -192,6 +215,7 @@ export class WorkerHandle {
         const jobs = [...this.jobs.values()];
         this.jobs.clear();
         this.ready = false;
+        this.loaded = [];
         const cause = lastError ? `: ${lastError.message}` : '';
         if (!started) {
           started = true;

@@ -9,18 +9,42 @@
  * What the pool does own is its capacity: a worker stuck in one model call after its jobs were aborted is
  * replaced (stuck-watchdog.ts decides when).
  */
-import { Identifiers, UserError } from '../../errors.js';
+import { readdirSync, statSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { Identifiers, isUserError, UserError } from '../../errors.js';
 import type { LoadModelOptions } from '../model.js';
-import { batchKey, checkInputs } from '../check-inputs.js';
-import type { BatchItem, EngineHealth, GenerateOptions, GenerateParams, GenerateResult, ImageEngine, ModelInfo } from '../types.js';
+import { batchKey, checkInputs, unknownModel } from '../check-inputs.js';
+import type {
+  BatchItem,
+  EngineHealth,
+  EngineModel,
+  EngineModelListing,
+  GenerateOptions,
+  GenerateParams,
+  GenerateResult,
+  ImageEngine,
+  ModelInfo,
+} from '../types.js';
 import { StuckWatchdog } from './stuck-watchdog.js';
 import { WorkerHandle } from './worker-handle.js';
+import type { WorkerModel } from './worker.js';
 
 export { WorkerCrashError } from './worker-handle.js';
 
 export interface WorkerPoolOptions {
-  /** The model folder each worker loads. */
+  /** The default model's folder: each worker loads it at start, and a job that names no model uses it. */
   modelDir: string;
+  /**
+   * The other installed models a job may name (`GenerateParams.model`), as the model library lists them; each
+   * worker loads one on its first job. Default none: only the default model.
+   */
+  models?: readonly EngineModel[];
+  /**
+   * Memory each worker may give its loaded models, in MiB; the least recently used is released to make room. A
+   * model's memory is estimated as its files' size × 1.2 (the weights, plus onnxruntime's working buffers on the
+   * tiny and SD models measured here; see model-cache.ts). One model is always kept. Default 4096.
+   */
+  memoryMb?: number;
   /** Worker threads, each with its own copy of the model. Default 1. */
   workers?: number;
   /**
@@ -47,6 +71,19 @@ export interface WorkerPoolStats {
   waiting: number;
   /** Runs handed to workers so far, by the number of jobs that shared each (1: a job alone). */
   runSizes: ReadonlyMap<number, number>;
+  /** The models each worker holds, by slot, least recently used first. */
+  loadedModels: string[][];
+}
+
+/** How much memory a loaded model is reckoned to take, from its files' bytes (see `memoryMb`). */
+export const MEMORY_PER_FILE_BYTE = 1.2;
+
+function folderBytes(dir: string): number {
+  let total = 0;
+  for (const entry of readdirSync(dir, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size;
+  }
+  return total;
 }
 
 interface Job {
@@ -54,6 +91,8 @@ interface Job {
   /** The caller's promise is settled (done, aborted, shut down); the worker's later answer is dropped. */
   settled: boolean;
   params: GenerateParams;
+  /** The model it needs when not the default. */
+  model?: WorkerModel;
   options: GenerateOptions;
   resolve: (result: GenerateResult) => void;
   reject: (error: Error) => void;
@@ -87,11 +126,19 @@ export class WorkerPool implements ImageEngine {
   private readonly log: (line: string) => void;
   private readonly readyPromise: Promise<void>;
   private nextId = 1;
+  private readonly memoryBudgetBytes: number;
   /** Workers replaced so far: crashed and restarted, or stuck and replaced. */
   private restarts = 0;
   private closing?: Promise<void>;
   private modelInfo?: ModelInfo;
   private loadError?: Error;
+  private readonly defaultModel: EngineModel & { estimatedBytes: number };
+  /** The other models, by name. */
+  private readonly otherModels = new Map<string, WorkerModel & { model: EngineModel }>();
+  /** Facts of every model a worker has loaded, by name. */
+  private readonly infos = new Map<string, ModelInfo>();
+  /** Models that failed to load, by name: reported once, and their jobs refused with the same line. */
+  private readonly failedModels = new Map<string, Error>();
 
   constructor(private readonly options: WorkerPoolOptions) {
     const workers = options.workers ?? 1;
@@ -101,6 +148,17 @@ export class WorkerPool implements ImageEngine {
     const stuckAfterMs = options.stuckAfterMs ?? 30_000;
     if (!(stuckAfterMs > 0)) throw new RangeError(`Expected \`stuckAfterMs\` to be a positive number, got \`${stuckAfterMs}\``);
     this.log = options.log ?? ((line) => console.error(line));
+    const memoryMb = options.memoryMb ?? 4096;
+    if (!(memoryMb > 0)) throw new RangeError(`Expected \`memoryMb\` to be a positive number, got \`${memoryMb}\``);
+    const defaultDir = resolve(options.modelDir);
+    const listed = options.models?.find((model) => resolve(model.dir) === defaultDir);
+    const defaultBytes = listed?.bytes ?? folderBytes(defaultDir);
+    this.defaultModel = { ...listed, name: listed?.name ?? basename(defaultDir), dir: defaultDir, bytes: defaultBytes, estimatedBytes: Math.round(defaultBytes * MEMORY_PER_FILE_BYTE) };
+    for (const model of options.models ?? []) {
+      if (model === listed) continue;
+      this.otherModels.set(model.name, { name: model.name, dir: resolve(model.dir), estimatedBytes: Math.round(model.bytes * MEMORY_PER_FILE_BYTE), model });
+    }
+    this.memoryBudgetBytes = memoryMb * 1024 * 1024;
     this.watchdog = new StuckWatchdog({
       stuckAfterMs,
       slots: workers,
@@ -119,7 +177,10 @@ export class WorkerPool implements ImageEngine {
       starts.push(handle.start());
     }
     this.readyPromise = Promise.all(starts).then(
-      ([info]) => void (this.modelInfo ??= info),
+      ([info]) => {
+        this.modelInfo ??= info;
+        this.infos.set(this.defaultModel.name, info);
+      },
       (error: Error) => {
         this.fail(error);
         throw error;
@@ -139,6 +200,33 @@ export class WorkerPool implements ImageEngine {
     return this.modelInfo!;
   }
 
+  /** The default model first, then the others by name; `info` once a worker has loaded the model. */
+  async models(): Promise<EngineModelListing[]> {
+    await this.readyPromise;
+    const listing = (model: EngineModel, estimatedBytes: number, isDefault: boolean): EngineModelListing => {
+      const info = this.infos.get(model.name);
+      return { ...model, isDefault, estimatedBytes, ...(info ? { info } : {}) };
+    };
+    return [
+      listing(this.defaultModel, this.defaultModel.estimatedBytes, true),
+      ...[...this.otherModels.values()].sort((a, b) => a.name.localeCompare(b.name)).map((other) => listing(other.model, other.estimatedBytes, false)),
+    ];
+  }
+
+  /**
+   * The model a job names, undefined for the default; a UserError (one line) for one that is not installed or
+   * failed to load.
+   */
+  private modelOf(params: GenerateParams): WorkerModel | undefined | UserError {
+    const name = params.model;
+    if (name === undefined || name === this.defaultModel.name) return undefined;
+    const failed = this.failedModels.get(name);
+    if (failed) return isUserError(failed) ? failed : new UserError(Identifiers.ModelUnavailable, failed.message, { model: name });
+    const model = this.otherModels.get(name);
+    if (model) return { name: model.name, dir: model.dir, estimatedBytes: model.estimatedBytes };
+    return unknownModel(name, [this.defaultModel.name, ...[...this.otherModels.keys()].sort()]);
+  }
+
   generate(params: GenerateParams, options: GenerateOptions = {}): Promise<GenerateResult> {
     return this.generateBatch([{ params, options }])[0];
   }
@@ -154,8 +242,10 @@ export class WorkerPool implements ImageEngine {
     const group: Job[] = [];
     const promises = items.map(({ params, options = {} }) => {
       if (options.signal?.aborted) return Promise.reject(cancelled());
+      const model = this.modelOf(params);
+      if (model instanceof UserError) return Promise.reject(model);
       return new Promise<GenerateResult>((resolve, reject) => {
-        const job: Job = { id: this.nextId++, settled: false, params, options, resolve, reject };
+        const job: Job = { id: this.nextId++, settled: false, params, model, options, resolve, reject };
         if (items.length > 1) job.group = group;
         if (options.signal) {
           job.onAbort = () => this.abort(job);
@@ -175,6 +265,7 @@ export class WorkerPool implements ImageEngine {
       stuckThreadIds: [...this.watchdog.stuck].map((handle) => handle.threadId),
       waiting: this.waiting.length,
       runSizes: this.runCounts,
+      loadedModels: this.slots.map((handle) => [...handle.loadedModels]),
     };
   }
 
@@ -222,7 +313,10 @@ export class WorkerPool implements ImageEngine {
   private newHandle(index: number): WorkerHandle {
     const handle: WorkerHandle = new WorkerHandle({
       index,
-      modelDir: this.options.modelDir,
+      modelDir: this.defaultModel.dir,
+      defaultModel: { name: this.defaultModel.name, estimatedBytes: this.defaultModel.estimatedBytes },
+      memoryBudgetBytes: this.memoryBudgetBytes,
+      onModelInfo: (info) => this.infos.set(info.name, info),
       loadOptions: this.options.loadOptions ?? {},
       allowCrash: this.options.allowCrashForTests ?? false,
       log: this.log,
@@ -262,16 +356,19 @@ export class WorkerPool implements ImageEngine {
           }),
           onDone: (error, result) => this.done(handle, job, error, result),
         })),
+        first.model,
       );
     }
   }
 
   /** The rest of `first`'s generateBatch group that can share its UNet calls, taken out of the waiting list. */
   private groupmates(first: Job): Job[] {
-    if (!first.group || !this.modelInfo) return [];
+    const info = first.model ? this.infos.get(first.model.name) : this.modelInfo;
+    if (!first.group || !info) return [];
     const key = (job: Job) => {
+      if (job.model?.name !== first.model?.name) return undefined;
       try {
-        return batchKey(checkInputs(job.params, this.modelInfo!));
+        return batchKey(checkInputs(job.params, info), job.model?.name);
       } catch {
         return undefined; // the worker will say what is wrong with it, alone
       }
@@ -285,6 +382,7 @@ export class WorkerPool implements ImageEngine {
 
   /** The worker has answered for `job` (or died). */
   private done(handle: WorkerHandle, job: Job, error?: Error, result?: GenerateResult): void {
+    if (job.model && isUserError(error) && error.identifier === Identifiers.ModelUnavailable) this.modelFailed(job.model.name, error);
     this.settle(job, error, result);
     const left = (this.runs.get(handle) ?? []).filter((j) => j !== job);
     if (left.length > 0) {
@@ -293,6 +391,17 @@ export class WorkerPool implements ImageEngine {
     }
     this.runs.delete(handle);
     this.watchdog.forget(handle);
+  }
+
+  /** A model failed to load in a worker: say so once, refuse its jobs from now on, fail those waiting. */
+  private modelFailed(name: string, error: Error): void {
+    if (this.failedModels.has(name)) return;
+    this.failedModels.set(name, error);
+    this.log(`imagine: ${error.message}; jobs for it are refused until the bot restarts`);
+    for (const job of this.waiting.filter((j) => j.model?.name === name)) {
+      this.waiting.splice(this.waiting.indexOf(job), 1);
+      this.settle(job, error);
+    }
   }
 
   private abort(job: Job): void {

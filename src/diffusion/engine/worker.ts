@@ -1,17 +1,24 @@
 /**
- * Worker-thread entry: load the model once, then run jobs one at a time and post progress and PNG bytes back.
+ * Worker-thread entry: load the default model, then run jobs one at a time and post progress and PNG bytes back.
+ * A run may name another installed model: it is loaded then, and the loaded models are kept in an LRU bounded by
+ * `memoryBudgetBytes` (model-cache.ts).
  * onnxruntime-node's run() blocks its thread for a whole UNet call, so this keeps the bot's event loop free.
  * The messages below are plain data (worker-handle.ts posts and reads them); images and previews travel as
  * transferred buffers.
  */
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { isUserError } from '../../errors.js';
+import { Identifiers, isUserError, UserError } from '../../errors.js';
 import { loadModel, type DiffusionModel, type LoadModelOptions } from '../model.js';
 import { generateBatch } from '../pipeline.js';
 import type { GenerateParams, GenerateResult, StepProgress } from '../types.js';
+import { ModelCache, type CachedModel } from './model-cache.js';
 
 export interface WorkerData {
   modelDir: string;
+  /** The default model's name and estimated memory (see `WorkerModel`). */
+  defaultModel: { name: string; estimatedBytes: number };
+  /** Loaded models may take this much, by their estimates; one model is always kept, whatever its size. */
+  memoryBudgetBytes: number;
   loadOptions: Omit<LoadModelOptions, 'log'>;
   /** Honour `{ type: 'crash' }` (tests of the pool's crash recovery). */
   allowCrash?: boolean;
@@ -25,8 +32,16 @@ export interface WorkerJob {
   wantProgress: boolean;
 }
 
+/** A model a run needs, when it is not the default: loaded on first use (see model-cache.ts). */
+export interface WorkerModel {
+  name: string;
+  dir: string;
+  /** Its files' bytes × 1.2 (worker-pool.ts). */
+  estimatedBytes: number;
+}
+
 export type ToWorker =
-  | { type: 'generate'; jobs: WorkerJob[] }
+  | { type: 'generate'; jobs: WorkerJob[]; model?: WorkerModel }
   | { type: 'abort'; id: number }
   | { type: 'crash' };
 
@@ -41,6 +56,8 @@ export type FromWorker =
   | { type: 'ready'; info: DiffusionModel['info']; executionProvider: string }
   | { type: 'load-error'; error: SerializedError }
   | { type: 'log'; line: string }
+  /** The models now loaded, least recently used first; `info`: the facts of the one just loaded. */
+  | { type: 'models'; loaded: string[]; info?: DiffusionModel['info'] }
   | { type: 'progress'; id: number; progress: StepProgress }
   | { type: 'result'; id: number; result: GenerateResult }
   | { type: 'error'; id: number; error: SerializedError };
@@ -58,14 +75,36 @@ async function main(): Promise<void> {
   const data = workerData as WorkerData;
   const post = (message: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(message, transfer);
 
-  let model: DiffusionModel;
+  const load = (dir: string) => loadModel(dir, { ...data.loadOptions, log: (line) => post({ type: 'log', line }) });
+  let defaultModel: DiffusionModel;
   try {
-    model = await loadModel(data.modelDir, { ...data.loadOptions, log: (line) => post({ type: 'log', line }) });
+    defaultModel = await load(data.modelDir);
   } catch (error) {
     post({ type: 'load-error', error: serializeError(error) });
     return;
   }
-  post({ type: 'ready', info: model.info, executionProvider: model.executionProvider });
+  const cache = new ModelCache<DiffusionModel>({
+    budgetBytes: data.memoryBudgetBytes,
+    release: (model) => model.release(),
+    onChange: (loaded, added) => post({ type: 'models', loaded, info: added?.info }),
+  });
+  cache.add({ name: data.defaultModel.name, dir: data.modelDir, estimatedBytes: data.defaultModel.estimatedBytes }, defaultModel);
+  post({ type: 'ready', info: defaultModel.info, executionProvider: defaultModel.executionProvider });
+  post({ type: 'models', loaded: cache.names() });
+  const defaultEntry: CachedModel = { name: data.defaultModel.name, dir: data.modelDir, estimatedBytes: data.defaultModel.estimatedBytes };
+
+  /** The run's model, from the cache or loaded now; a load that fails is a UserError naming the model. */
+  const modelFor = async (wanted: WorkerModel | undefined): Promise<DiffusionModel> => {
+    const entry = wanted ?? defaultEntry;
+    return cache.get(entry, async () => {
+      try {
+        return await load(entry.dir);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new UserError(Identifiers.ModelUnavailable, `The model \`${entry.name}\` could not be loaded: ${reason}`, { model: entry.name });
+      }
+    });
+  };
 
   const controllers = new Map<number, AbortController>();
   // Runs go one after another; the handle sends one at a time, this chain only guards against overlap.
@@ -87,6 +126,7 @@ async function main(): Promise<void> {
         });
         chain = chain.then(async () => {
           try {
+            const model = await modelFor(message.model);
             const outcomes = await generateBatch(
               model,
               jobs.map(({ job, controller }) => ({

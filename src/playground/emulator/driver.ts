@@ -8,6 +8,7 @@ import {
   chatInputData,
   InteractionHandle,
   type InteractionState,
+  type SendAutocompleteOptions,
   type SendButtonOptions,
   type SendCommandOptions,
 } from './interactions.js';
@@ -54,6 +55,23 @@ export class BotDriver {
       type: InteractionType.ApplicationCommand,
       data: chatInputData(options.name, command, options.options, this.#core.ids.next()),
     };
+    return this.#send(state);
+  }
+
+  /**
+   * Sends an autocomplete (INTERACTION_CREATE type 4): the command as typed so far, `focused` naming the option
+   * being typed. The bot answers with type 8 (its choices are in `waitForResponse()`'s body).
+   */
+  sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
+    const guildId = options.guildId ?? this.#defaults.guildId;
+    const command = this.#findCommand(options.name, guildId);
+    const state = this.#newInteraction(InteractionType.ApplicationCommandAutocomplete, options, guildId, options.channelId ?? this.#defaults.channelId);
+    const data = chatInputData(options.name, command, options.options, this.#core.ids.next());
+    state.payload = {
+      ...this.#interactionBase(state, options),
+      type: InteractionType.ApplicationCommandAutocomplete,
+      data: { ...data, options: focusOption(data.options ?? [], options.focused) },
+    } as InteractionState['payload'];
     return this.#send(state);
   }
 
@@ -175,4 +193,12 @@ export class BotDriver {
     }
     return stored;
   }
+}
+
+/** The options with `focused: true` on the one named `name`, at any depth (subcommands nest options). */
+function focusOption<O extends { name: string; options?: unknown }>(list: readonly O[], name: string): O[] {
+  return list.map((o) => {
+    if (Array.isArray(o.options)) return { ...o, options: focusOption(o.options as O[], name) };
+    return o.name === name ? { ...o, focused: true } : o;
+  });
 }

@@ -51,7 +51,7 @@ import { createDefaultWorld, fakeToken, type EmulatorDefaults } from './defaults
 import { Gateway, type DispatchInput, type GatewayStats } from './gateway.js';
 import { worldGatewayHooks } from './gateway-hooks.js';
 import { EmulatorHttp, type EmulatorStats, type PageHandler } from './http.js';
-import type { InteractionHandle, InteractionState, SendButtonOptions, SendCommandOptions } from './interactions.js';
+import type { InteractionHandle, InteractionState, SendAutocompleteOptions, SendButtonOptions, SendCommandOptions } from './interactions.js';
 import { MESSAGE_LIMITS } from './message-limits.js';
 import { MessageStore, pngSize, type StoredMessage } from './message-store.js';
 import type { EmulatorOptions } from './options.js';
@@ -66,7 +66,7 @@ export type { RecordedCall } from './call-log.js';
 export type { StoredMessage } from './message-store.js';
 export type { UploadedFile } from './multipart.js';
 export type { RateLimitRule, RequestMatcher, InjectedFault } from './rate-limits.js';
-export type { SendCommandOptions, SendButtonOptions } from './interactions.js';
+export type { SendCommandOptions, SendButtonOptions, SendAutocompleteOptions } from './interactions.js';
 export { InteractionHandle } from './interactions.js';
 export { channelWebhookEditRule, defaultRateLimitRules } from './rate-limits.js';
 export { MESSAGE_LIMITS } from './message-limits.js';
@@ -287,6 +287,14 @@ export class DiscordEmulator {
     return this.#driver.sendCommand(options);
   }
 
+  /**
+   * Sends an autocomplete (INTERACTION_CREATE type 4): the command as typed so far, `focused` naming the option
+   * being typed. The bot answers with type 8 (its choices are in `waitForResponse()`'s body).
+   */
+  sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
+    return this.#driver.sendAutocomplete(options);
+  }
+
   /** Sends a button click (INTERACTION_CREATE type 3) on a stored message. */
   sendButton(options: SendButtonOptions): InteractionHandle {
     return this.#driver.sendButton(options);
@@ -389,3 +397,5 @@ export class DiscordEmulator {
 
 export { pngSize };
 export type { InteractionState };
+
+/** Marks the option named `name` focused, at any depth (an option of a subcommand of a group). */

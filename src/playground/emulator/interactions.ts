@@ -11,6 +11,7 @@ import {
   type APIApplicationCommand,
   type APIApplicationCommandInteractionDataOption,
   type APIApplicationCommandOption,
+  type APIApplicationCommandAutocompleteGuildInteraction,
   type APIChatInputApplicationCommandGuildInteraction,
   type APIMessageComponentGuildInteraction,
   type APITextChannel,
@@ -52,6 +53,12 @@ export interface SendCommandOptions {
 }
 
 /** Options for `emulator.sendButton()`: a click on a button of a message the bot sent. */
+/** Options for `emulator.sendAutocomplete()`: a command being typed, with the option whose value is being typed. */
+export interface SendAutocompleteOptions extends SendCommandOptions {
+  /** The focused option's name, at any depth of `options`; its value is what was typed so far. */
+  focused: string;
+}
+
 export interface SendButtonOptions extends Omit<SendCommandOptions, 'name' | 'options' | 'channelId'> {
   messageId: string;
   customId: string;
@@ -69,7 +76,7 @@ export interface InteractionState {
   /** Emulator-clock time it was sent. */
   createdAt: number;
   attachmentSizeLimit: number;
-  payload: APIChatInputApplicationCommandGuildInteraction | APIMessageComponentGuildInteraction;
+  payload: APIChatInputApplicationCommandGuildInteraction | APIMessageComponentGuildInteraction | APIApplicationCommandAutocompleteGuildInteraction;
   /** The first (initial) response, once one was accepted. */
   response: { type: InteractionResponseType; at: number } | undefined;
   /** The message `@original` refers to. */
@@ -266,6 +273,7 @@ export function tokenExpired(state: InteractionState, clock: EmulatorClock, life
 
 /** Response types Discord accepts as the first answer, per interaction type. */
 export function allowedResponseTypes(type: InteractionType): InteractionResponseType[] {
+  if (type === InteractionType.ApplicationCommandAutocomplete) return [InteractionResponseType.ApplicationCommandAutocompleteResult];
   return type === InteractionType.MessageComponent
     ? [
         InteractionResponseType.ChannelMessageWithSource,

@@ -178,7 +178,8 @@ function createInteractionMessage(core: EmulatorCore, state: InteractionState, d
             type: InteractionType.MessageComponent,
             user,
             authorizing_integration_owners: state.payload.authorizing_integration_owners,
-            interacted_message_id: state.payload.message.id,
+            // Only a component's interaction gets here with a message (an autocomplete never creates one).
+            interacted_message_id: state.payload.message?.id ?? state.id,
             ...(isFollowUp && state.originalMessageId ? { original_response_message_id: state.originalMessageId } : {}),
           },
     },
