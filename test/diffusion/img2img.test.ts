@@ -71,7 +71,7 @@ describe('img2img checkInputs', () => {
     const txt = checkInputs(base, info);
     const half = checkInputs({ ...base, initImage: picture, strength: 0.5 }, info);
     const most = checkInputs({ ...base, initImage: picture, strength: 0.75 }, info);
-    expect(batchKey(txt)).toBe('10|euler|64x64');
+    expect(batchKey(txt)).toBe('|10|euler|64x64'); // the default model's key, as before img2img
     expect(batchKey(half)).not.toBe(batchKey(txt));
     expect(batchKey(half)).not.toBe(batchKey(most));
     expect(batchKey(half)).toBe(batchKey(checkInputs({ ...base, seed: 9, initImage: new Uint8Array([9]), strength: 0.5 }, info)));
