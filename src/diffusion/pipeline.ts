@@ -9,7 +9,6 @@ import * as ort from 'onnxruntime-node';
 import { Identifiers, UserError } from '../errors.js';
 import { encodePng, planarToRgb } from '../image/encode.js';
 import { infotext, PARAMETERS_KEYWORD } from '../image/infotext.js';
-import { initImagePixels } from '../image/init-image.js';
 import { withPngText } from '../image/png-text.js';
 import { batchKey, checkInputs, invalid, show, type CheckedParams } from './check-inputs.js';
 import type { DiffusionModel, FloatType, UnetPart } from './model.js';
@@ -17,7 +16,6 @@ import {
   BatchNoise,
   batchOf,
   decodeLatents,
-  encodeImages,
   encodeText,
   floatTensor,
   guidanceScaleEmbedding,
@@ -28,6 +26,7 @@ import {
   type LoopBuffers,
   type RowPlan,
 } from './pipeline-steps.js';
+import { prepareImg2imgLatents, readPictures, startTimesteps } from './img2img.js';
 import { previewOf } from './preview.js';
 import { checkerImage, runSafetyChecker, type CheckerPicture } from './safety-checker.js';
 import { createScheduler, type Scheduler } from './schedulers/index.js';
@@ -56,7 +55,7 @@ export interface BatchJob {
 export type BatchOutcome = { ok: true; result: GenerateResult } | { ok: false; error: Error };
 
 /** A job's place in the batch. Its rows are set by {@link planRows}; `error` once it fails or is cancelled. */
-interface Member {
+export interface Member {
   index: number;
   checked: CheckedParams;
   options: GenerateOptions;
@@ -166,47 +165,6 @@ function checkMembers(model: DiffusionModel, jobs: readonly BatchJob[], outcomes
   return members;
 }
 
-/**
- * Step 1b, diffusers' `image_processor.preprocess` for img2img jobs: each job's picture as planar [3, height,
- * width] in [-1, 1] (see image/init-image.ts). A job whose picture cannot be read is answered in `outcomes` and
- * left out. txt2img batches (no job has a picture) pass through with `pictures` undefined.
- */
-async function readPictures(checked: Member[], outcomes: (BatchOutcome | undefined)[]): Promise<{ members: Member[]; pictures?: Float32Array[] }> {
-  if (checked.length === 0 || checked[0].checked.initImage === undefined) return { members: checked };
-  const read = await Promise.all(
-    checked.map((m) =>
-      initImagePixels(m.checked.initImage!, m.checked.width, m.checked.height).then(
-        (pixels) => ({ ok: true as const, pixels }),
-        (error: Error) => ({ ok: false as const, error }),
-      ),
-    ),
-  );
-  const members: Member[] = [];
-  const pictures: Float32Array[] = [];
-  read.forEach((r, k) => {
-    if (r.ok) {
-      members.push(checked[k]);
-      pictures.push(r.pixels);
-    } else {
-      outcomes[checked[k].index] = { ok: false, error: r.error };
-    }
-  });
-  return { members, pictures };
-}
-
-/**
- * Step 4 for img2img, diffusers' `get_timesteps(num_inference_steps, strength)`: init_timestep = min(floor(steps ×
- * strength), steps), t_start = steps − init_timestep, the schedule from t_start × order on. diffusers also calls
- * `set_begin_index(t_start × order)`; here every scheduler finds its index by timestep lookup, which lands on the
- * same index for each of our schedules (Heun's slice starts on the repeat of a timestep, the match lookup picks).
- * `loopSteps`: the user-visible steps that run.
- */
-function startTimesteps(scheduler: Scheduler, steps: number, strength: number): { timesteps: Float64Array; loopSteps: number } {
-  const initTimestep = Math.min(Math.floor(steps * strength), steps);
-  const tStart = Math.max(steps - initTimestep, 0);
-  return { timesteps: scheduler.timesteps.subarray(tStart * scheduler.order), loopSteps: initTimestep };
-}
-
 /** The scheduler from the model's scheduler_config.json; a bad name or config key is the caller's error. */
 function schedulerFor(model: DiffusionModel, name: SchedulerName): Scheduler {
   try {
@@ -278,38 +236,6 @@ function prepareLatents(members: readonly Member[], shape: ImageShape, scheduler
   noise.fillNormal(latents);
   scaleInto(latents, scheduler.initNoiseSigma, latents);
   return { latents, noise };
-}
-
-/**
- * Step 5 for img2img, OnnxStableDiffusionImg2ImgPipeline's: each job's picture encoded once (× scaling factor) and
- * repeated for its images, then `scheduler.add_noise(init_latents, noise, timesteps[:1])` with image i's noise from
- * its own generator (seed + i). As in the ONNX pipeline, the VAE's sampling is inside vae_encoder, so the
- * generators' first draw is this noise; ancestral schedulers keep drawing from them in step().
- */
-async function prepareImg2imgLatents(
-  model: DiffusionModel,
-  members: readonly Member[],
-  pictures: readonly Float32Array[],
-  shape: ImageShape,
-  scheduler: Scheduler,
-  firstTimestep: number,
-  clock: RunClock,
-): Promise<{ latents: Float32Array; noise: BatchNoise }> {
-  if (scheduler.addNoise === undefined) throw invalid('Expected a scheduler that can start mid-schedule (addNoise) for img2img');
-  const perPicture = 3 * shape.width * shape.height;
-  const all = new Float32Array(pictures.length * perPicture);
-  pictures.forEach((p, k) => all.set(p, k * perPicture));
-  const encoded = await encodeImages(model, all, pictures.length, shape, clock);
-  const seeds = members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0));
-  const initLatents = new Float32Array(seeds.length * shape.perImage);
-  members.forEach((m, k) => {
-    const latent = encoded.subarray(k * shape.perImage, (k + 1) * shape.perImage);
-    for (let i = 0; i < m.checked.count; i++) initLatents.set(latent, (m.firstImage + i) * shape.perImage);
-  });
-  const noise = new BatchNoise(seeds);
-  const drawn = new Float32Array(initLatents.length);
-  noise.fillNormal(drawn);
-  return { latents: scheduler.addNoise(initLatents, drawn, firstTimestep), noise };
 }
 
 /**

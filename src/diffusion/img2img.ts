@@ -1,0 +1,84 @@
+/**
+ * The img2img steps of the pipeline (diffusers' pipeline_onnx_stable_diffusion_img2img.py): each job's picture
+ * read and scaled, the schedule started at `strength`, and the starting latents made by noising the encoded
+ * pictures to the first timestep. pipeline.ts calls these where a txt2img run prepares pure noise.
+ */
+import { initImagePixels } from '../image/init-image.js';
+import { invalid } from './check-inputs.js';
+import type { DiffusionModel } from './model.js';
+import type { BatchOutcome, Member } from './pipeline.js';
+import { BatchNoise, encodeImages, type ImageShape, type RunClock } from './pipeline-steps.js';
+import type { Scheduler } from './schedulers/index.js';
+
+/**
+ * Step 1b, diffusers' `image_processor.preprocess` for img2img jobs: each job's picture as planar [3, height,
+ * width] in [-1, 1] (see image/init-image.ts). A job whose picture cannot be read is answered in `outcomes` and
+ * left out. txt2img batches (no job has a picture) pass through with `pictures` undefined.
+ */
+export async function readPictures(checked: Member[], outcomes: (BatchOutcome | undefined)[]): Promise<{ members: Member[]; pictures?: Float32Array[] }> {
+  if (checked.length === 0 || checked[0].checked.initImage === undefined) return { members: checked };
+  const read = await Promise.all(
+    checked.map((m) =>
+      initImagePixels(m.checked.initImage!, m.checked.width, m.checked.height).then(
+        (pixels) => ({ ok: true as const, pixels }),
+        (error: Error) => ({ ok: false as const, error }),
+      ),
+    ),
+  );
+  const members: Member[] = [];
+  const pictures: Float32Array[] = [];
+  read.forEach((r, k) => {
+    if (r.ok) {
+      members.push(checked[k]);
+      pictures.push(r.pixels);
+    } else {
+      outcomes[checked[k].index] = { ok: false, error: r.error };
+    }
+  });
+  return { members, pictures };
+}
+
+/**
+ * Step 4 for img2img, diffusers' `get_timesteps(num_inference_steps, strength)`: init_timestep = min(floor(steps ×
+ * strength), steps), t_start = steps − init_timestep, the schedule from t_start × order on. diffusers also calls
+ * `set_begin_index(t_start × order)`; here every scheduler finds its index by timestep lookup, which lands on the
+ * same index for each of our schedules (Heun's slice starts on the repeat of a timestep, the match lookup picks).
+ * `loopSteps`: the user-visible steps that run.
+ */
+export function startTimesteps(scheduler: Scheduler, steps: number, strength: number): { timesteps: Float64Array; loopSteps: number } {
+  const initTimestep = Math.min(Math.floor(steps * strength), steps);
+  const tStart = Math.max(steps - initTimestep, 0);
+  return { timesteps: scheduler.timesteps.subarray(tStart * scheduler.order), loopSteps: initTimestep };
+}
+
+/**
+ * Step 5 for img2img, OnnxStableDiffusionImg2ImgPipeline's: each job's picture encoded once (× scaling factor) and
+ * repeated for its images, then `scheduler.add_noise(init_latents, noise, timesteps[:1])` with image i's noise from
+ * its own generator (seed + i). As in the ONNX pipeline, the VAE's sampling is inside vae_encoder, so the
+ * generators' first draw is this noise; ancestral schedulers keep drawing from them in step().
+ */
+export async function prepareImg2imgLatents(
+  model: DiffusionModel,
+  members: readonly Member[],
+  pictures: readonly Float32Array[],
+  shape: ImageShape,
+  scheduler: Scheduler,
+  firstTimestep: number,
+  clock: RunClock,
+): Promise<{ latents: Float32Array; noise: BatchNoise }> {
+  if (scheduler.addNoise === undefined) throw invalid('Expected a scheduler that can start mid-schedule (addNoise) for img2img');
+  const perPicture = 3 * shape.width * shape.height;
+  const all = new Float32Array(pictures.length * perPicture);
+  pictures.forEach((p, k) => all.set(p, k * perPicture));
+  const encoded = await encodeImages(model, all, pictures.length, shape, clock);
+  const seeds = members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0));
+  const initLatents = new Float32Array(seeds.length * shape.perImage);
+  members.forEach((m, k) => {
+    const latent = encoded.subarray(k * shape.perImage, (k + 1) * shape.perImage);
+    for (let i = 0; i < m.checked.count; i++) initLatents.set(latent, (m.firstImage + i) * shape.perImage);
+  });
+  const noise = new BatchNoise(seeds);
+  const drawn = new Float32Array(initLatents.length);
+  noise.fillNormal(drawn);
+  return { latents: scheduler.addNoise(initLatents, drawn, firstTimestep), noise };
+}
