@@ -59,6 +59,7 @@ export async function startPlayground(options: PlaygroundOptions): Promise<Playg
       guildName: 'imagine playground',
       // As Discord does: an embed's attachment:// image is shown from the upload's URL.
       resolveAttachmentUrls: true,
+      logger: options.logger,
     });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {

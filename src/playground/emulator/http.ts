@@ -1,3 +1,4 @@
+import type { Logger } from '../../log.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiError, errors } from './api-error.js';
 import type { CallLog, RecordedCall } from './call-log.js';
@@ -30,6 +31,7 @@ export interface HttpDeps {
   stats: EmulatorStats;
   log: CallLog;
   store: MessageStore;
+  logger: Logger;
   /** `http://127.0.0.1:PORT`. */
   baseUrl(): string;
   /** The page handler set by `servePages`, if any. */
@@ -60,7 +62,7 @@ export class EmulatorHttp {
       try {
         if (await pages(req, res, url)) return;
       } catch (error) {
-        console.error('[discord-emulator] page handler crashed', method, url.pathname, error);
+        this.#deps.logger.error('discord emulator: page handler crashed', { method, path: url.pathname, error });
         if (!res.headersSent) res.statusCode = 500;
         res.end();
         return;
@@ -122,7 +124,7 @@ export class EmulatorHttp {
     } catch (error) {
       if (error instanceof ApiError) return this.#finish(res, call, { status: error.status, json: error.body }, headers);
       // A bug in the emulator: answer like Discord's 500 and say so loudly in the test output.
-      console.error('[discord-emulator] handler crashed', method, path, error);
+      this.#deps.logger.error('discord emulator: handler crashed', { method, path, error });
       return this.#finish(res, call, { status: 500, json: { message: '500: Internal Server Error', code: 0 } }, headers);
     }
   }
@@ -131,7 +133,7 @@ export class EmulatorHttp {
   #warnUnknown(what: string): void {
     if (this.#warned.has(what)) return;
     this.#warned.add(what);
-    console.warn(`[discord-emulator] no route for ${what}; answered 404 like an unknown Discord route`);
+    this.#deps.logger.warn(`discord emulator: no route for ${what}; answered 404 like an unknown Discord route`);
   }
 
   #blankCall(method: string, url: URL): RecordedCall {

@@ -44,6 +44,7 @@ import {
   type APIThreadChannel,
   type APIUser,
 } from 'discord-api-types/v10';
+import { createLogger } from '../../log.js';
 import { CallLog, type RecordedCall } from './call-log.js';
 import { EmulatorClock } from './clock.js';
 import { BotDriver, type SeedMessageOptions } from './driver.js';
@@ -103,6 +104,7 @@ export class DiscordEmulator {
   #pages: PageHandler | undefined;
 
   private constructor(options: EmulatorOptions) {
+    const logger = options.logger ?? createLogger({ level: 'warn' });
     this.settings = {
       interactionDeadlineMs: options.interactionDeadlineMs ?? 3_000,
       tokenLifetimeMs: options.tokenLifetimeMs ?? 15 * 60_000,
@@ -114,6 +116,7 @@ export class DiscordEmulator {
       this.#ids,
       (channelId, attachmentId, filename) => `${this.baseUrl}/attachments/${channelId}/${attachmentId}/${encodeURIComponent(filename)}`,
       options.resolveAttachmentUrls ?? false,
+      (error) => logger.error('discord emulator: a message listener failed', { error }),
     );
     this.rateLimiter = new RateLimiter(options.rateLimits ?? defaultRateLimitRules());
     this.#listenPort = options.port ?? 0;
@@ -154,6 +157,7 @@ export class DiscordEmulator {
       stats: this.stats,
       log: this.log,
       store: this.store,
+      logger,
       baseUrl: () => this.baseUrl,
       pages: () => this.#pages,
       channelOfToken: (token) => this.#interactionsByToken.get(token)?.channelId,

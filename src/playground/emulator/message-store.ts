@@ -61,6 +61,7 @@ export class MessageStore {
     private readonly ids: SnowflakeFactory,
     private readonly attachmentUrl: (channelId: string, attachmentId: string, filename: string) => string,
     private readonly resolveAttachmentUrls = false,
+    private readonly onListenerError: (error: unknown) => void = () => {},
   ) {}
 
   /** Hears of every change to a message (the playground's live page); returns the way to stop listening. */
@@ -75,7 +76,7 @@ export class MessageStore {
       try {
         listener(stored);
       } catch (error) {
-        console.error('[discord-emulator] message listener failed', error);
+        this.onListenerError(error);
       }
     }
   }

@@ -1,3 +1,4 @@
+import type { Logger } from '../../log.js';
 import type { RateLimitRule } from './rate-limits.js';
 
 /** Options for `DiscordEmulator.start` (index.ts). */
@@ -32,4 +33,6 @@ export interface EmulatorOptions {
   botUsername?: string;
   /** The default guild's name. Default `Emulated Guild`. */
   guildName?: string;
+  /** Where the emulator reports its own trouble (a handler that crashed, a route it does not know). Default: the project's logger at `warn`. */
+  logger?: Logger;
 }
