@@ -28,14 +28,15 @@ export interface PlannedFile {
 }
 
 /**
- * Parts the pipeline uses (src/diffusion/model.ts), plus SDXL's second text encoder and tokenizer so that such a
- * folder is complete. vae_encoder (img2img) is left out until the pipeline uses it.
+ * Parts the pipeline uses (src/diffusion/model.ts; vae_encoder for img2img), plus SDXL's second text encoder and
+ * tokenizer so that such a folder is complete.
  */
 export const USED_PARTS = [
   'text_encoder',
   'text_encoder_2',
   'unet',
   'vae_decoder',
+  'vae_encoder',
   'tokenizer',
   'tokenizer_2',
   'scheduler',

@@ -1,6 +1,6 @@
 /**
  * The repositories the Hub stand-in (tools/hub-stand-in) serves to the model-library tests, made from the test
- * models in test/fixtures/models plus what real repos carry beside an ONNX export (PyTorch weights, a vae_encoder).
+ * models in test/fixtures/models plus what real repos carry beside an ONNX export (PyTorch weights).
  */
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -27,7 +27,6 @@ const FIXTURES = join(TEST_MODEL_DIR, '..');
 /** Files real repos carry beside the ONNX export that a pull must never fetch. */
 function withNeighbours(files: Map<string, Buffer>, prefix = ''): Map<string, Buffer> {
   files.set(`${prefix}unet/diffusion_pytorch_model.safetensors`, randomBytes(4096));
-  files.set(`${prefix}vae_encoder/model.onnx`, randomBytes(2048));
   files.set('.gitattributes', Buffer.from('*.onnx filter=lfs diff=lfs merge=lfs -text\n'));
   return files;
 }

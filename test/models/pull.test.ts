@@ -70,9 +70,10 @@ describe('pull from the Hub (stand-in)', () => {
       'unet/model.onnx',
       'vae_decoder/config.json',
       'vae_decoder/model.onnx',
+      'vae_encoder/model.onnx',
     ]);
-    // The PyTorch weights and the unused vae_encoder beside them were never asked for.
-    expect(hub.requests.filter((line) => /safetensors|vae_encoder|gitattributes/.test(line))).toEqual([]);
+    // The PyTorch weights beside the export were never asked for.
+    expect(hub.requests.filter((line) => /safetensors|gitattributes/.test(line))).toEqual([]);
     expect(readdirSync(modelsDir)).toEqual(['sd-tiny']);
     const source = JSON.parse(readFileSync(join(result.dir, 'source.json'), 'utf8'));
     expect(source).toMatchObject({ repo: SD_TINY, revision: 'main', commit: result.commit });
@@ -84,6 +85,8 @@ describe('pull from the Hub (stand-in)', () => {
       const meta = await sharp(out.images[0]).metadata();
       expect(meta.format).toBe('png');
       expect(meta.width).toBe(model.info.width);
+      // The encoder came along, so the pulled model can start from a picture (img2img).
+      expect(model.vaeEncoder).toBeDefined();
     } finally {
       await model.release();
     }
