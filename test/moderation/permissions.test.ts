@@ -8,19 +8,10 @@ import {
   canManage,
   canReroll,
 } from '../../src/moderation/permissions.js';
-import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import type { GuildSettings } from '../../src/store/settings.js';
+import { guildSettings } from '../store/guild-settings.js';
 
-const settings: GuildSettings = {
-  stepsDefault: 20,
-  stepsMax: 50,
-  perMemberCap: 2,
-  bannedWords: [],
-  rerollWho: 'requester',
-  moderatorRoleIds: ['111111111111111111'],
-  ...SAFETY_DEFAULTS,
-  ...COUNT_DEFAULTS,
-  ...MODEL_DEFAULTS,
-};
+const settings: GuildSettings = guildSettings({ moderatorRoleIds: ['111111111111111111'] });
 // Send Messages | View Channel | Add Reactions: what an ordinary member has.
 const ORDINARY = (1n << 11n) | (1n << 10n) | (1n << 6n);
 

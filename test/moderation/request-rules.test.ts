@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { combineNegative, memberNegativeOf, paramsUnderGuildRules, rerollParams } from '../../src/moderation/request-rules.js';
-import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import type { GuildSettings } from '../../src/store/settings.js';
+import { guildSettings } from '../store/guild-settings.js';
 
-const settings: GuildSettings = {
-  stepsDefault: 20,
-  stepsMax: 50,
-  perMemberCap: 2,
-  bannedWords: ['nude'],
-  rerollWho: 'requester',
-  moderatorRoleIds: [],
-  ...SAFETY_DEFAULTS,
-  ...COUNT_DEFAULTS,
-  ...MODEL_DEFAULTS,
-};
+const settings: GuildSettings = guildSettings({ bannedWords: ['nude'] });
 const context = { model: { name: 'm', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'euler' as const, maxTokens: 77 }, guidanceDefault: 7.5, randomSeed: () => 5 };
 
 describe('the server’s default negative prompt', () => {

@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { applySettingsChange } from '../../src/moderation/settings-rules.js';
 import { chooseModel } from '../../src/moderation/request-rules.js';
-import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import type { GuildSettings } from '../../src/store/settings.js';
+import { guildSettings } from '../store/guild-settings.js';
 
-const settings: GuildSettings = {
-  stepsDefault: 20,
-  stepsMax: 50,
-  perMemberCap: 2,
-  bannedWords: [],
-  rerollWho: 'requester',
-  moderatorRoleIds: [],
-  ...SAFETY_DEFAULTS,
-  ...COUNT_DEFAULTS,
-  ...MODEL_DEFAULTS,
-};
+const settings: GuildSettings = guildSettings();
 const limits = { hardStepsCap: 150, models: ['imagine-shapes', 'sd-turbo'] };
 const models = [
   { name: 'imagine-shapes', isDefault: true, kind: 'pixel' },

@@ -1,19 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { applySettingsChange, NEGATIVE_DEFAULT_MAX, type SettingsChange } from '../../src/moderation/settings-rules.js';
-import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { guildSettings } from '../store/guild-settings.js';
 
-const current: GuildSettings = {
-  stepsDefault: 20,
-  stepsMax: 50,
-  perMemberCap: 2,
-  bannedWords: [],
-  rerollWho: 'requester',
-  moderatorRoleIds: [],
-  ...SAFETY_DEFAULTS,
-  ...COUNT_DEFAULTS,
-  ...MODEL_DEFAULTS,
-};
+const current: GuildSettings = guildSettings();
 const limits = { hardStepsCap: 150 };
 
 function refusal(change: SettingsChange): string {

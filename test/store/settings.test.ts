@@ -6,19 +6,10 @@ import { isUserError, type UserError } from '../../src/errors.js';
 import { MANAGE_GUILD } from '../../src/moderation/permissions.js';
 import { applySettingsChange, changeSettings, type SettingsChange } from '../../src/moderation/settings-rules.js';
 import { openDatabase, type Db } from '../../src/store/database.js';
-import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, SettingsStore, type GuildSettings } from '../../src/store/settings.js';
+import { SettingsStore, type GuildSettings } from '../../src/store/settings.js';
+import { guildSettings } from './guild-settings.js';
 
-const defaults: GuildSettings = {
-  stepsDefault: 20,
-  stepsMax: 50,
-  perMemberCap: 2,
-  bannedWords: [],
-  rerollWho: 'requester',
-  moderatorRoleIds: [],
-  ...SAFETY_DEFAULTS,
-  ...COUNT_DEFAULTS,
-  ...MODEL_DEFAULTS,
-};
+const defaults: GuildSettings = guildSettings();
 const limits = { hardStepsCap: 150 };
 const GUILD = '900000000000000001';
 const admin = { userId: '100000000000000001', permissions: MANAGE_GUILD, roleIds: [] as string[] };
