@@ -29,14 +29,7 @@ export interface ModelSource {
  * The model's own defaults, from its `imagine.json` (keys as diffusers' pipeline arguments: `num_inference_steps`,
  * `guidance_scale`, `width`, `height`; and imagine's own `steps_max`, `scheduler`).
  */
-export interface ModelDefaults {
-  steps?: number;
-  stepsMax?: number;
-  guidance?: number;
-  scheduler?: SchedulerName;
-  width?: number;
-  height?: number;
-}
+export type ModelDefaults = Omit<ModelDefaultsInfo, 'source'>;
 
 export interface ModelEntry {
   name: string;
