@@ -85,14 +85,14 @@ export default {
       modelChecked: (model.isDefault ? bot.model.safetyChecker : (model.info?.safetyChecker ?? model.safetyChecker)) === true,
     });
 
-    // Submitting is a synchronous SQLite write (milliseconds), so a full queue is still refused ephemerally;
-    // the reply is edited only once the defer below has landed.
+    // Submitting is a SQLite write (embedded) or a Redis round trip (scaled), milliseconds either way, so a full
+    // queue is still refused ephemerally; the reply is edited only once the defer below has landed.
     const release = bot.messenger.hold(interaction.token, interaction.attachmentSizeLimit);
     let jobId: string;
     try {
       ({
         job: { id: jobId },
-      } = bot.queue.submit({
+      } = await bot.queue.submit({
         guildId: interaction.guildId,
         channelId: interaction.channelId,
         userId: interaction.user.id,

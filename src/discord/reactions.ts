@@ -50,7 +50,7 @@ export async function handleReaction(
       return;
     }
     if (!canCancel(job, member, settings)) return;
-    const outcome = bot.queue.cancel(job.id, user.id);
+    const outcome = await bot.queue.cancel(job.id, user.id);
     bot.logger.info('❌ by reaction', { jobId: job.id, by: user.id, outcome });
     return;
   }
@@ -76,7 +76,7 @@ export async function handleReaction(
       channelNsfw,
       modelChecked: (model.isDefault ? bot.model.safetyChecker : (model.info?.safetyChecker ?? model.safetyChecker)) === true,
     });
-    const { job: reroll } = bot.queue.submit({
+    const { job: reroll } = await bot.queue.submit({
       guildId,
       channelId,
       userId: user.id,

@@ -142,6 +142,12 @@ export interface ShutdownReport {
   requeued: number;
 }
 
+/** What `submit` answers: the journaled job and where it stands. */
+export interface Submitted {
+  job: JobRecord;
+  position: JobPosition;
+}
+
 export interface JobQueue {
   readonly events: QueueEvents;
   /** Load the journal and start work: waiting jobs in order, interrupted runs once more, saved images delivered. */
@@ -149,11 +155,12 @@ export interface JobQueue {
   /**
    * Journal and queue a job. Throws UserError `ShuttingDown` (also before `resume()`), `MemberQueueFull` or
    * `QueueFull` (naming the cap), or `JournalUnwritable` (the disk is full or read-only); on refusal nothing is
-   * written. The job starts only after this returns.
+   * written. The job starts only after this returns. The embedded queue answers at once; a queue in Redis answers
+   * with a promise (it may also throw `ServiceUnavailable` when Redis cannot be reached): callers await either.
    */
-  submit(input: SubmitInput): { job: JobRecord; position: JobPosition };
+  submit(input: SubmitInput): Submitted | Promise<Submitted>;
   /** Cancel a waiting or running job. `by` is the user id recorded. Permission checks are the caller's. */
-  cancel(jobId: string, by?: string): CancelOutcome;
+  cancel(jobId: string, by?: string): CancelOutcome | Promise<CancelOutcome>;
   /** Record the message that shows the job, once the bot knows it (rerolls and ❌ find jobs by it). */
   /** Another message that shows the job (a channel message replacing an expired reply): found by `findByMessageId`. */
   linkMessage(jobId: string, messageId: string): void;
