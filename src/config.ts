@@ -183,6 +183,35 @@ const schema = z.object({
     }
     return value;
   }),
+  // Scaled mode (issue 11): a redis:// or rediss:// URL; unset: the embedded queue in this process.
+  REDIS_URL: optionalString().superRefine((raw, ctx) => {
+    if (raw === undefined) return;
+    let url: URL | undefined;
+    try {
+      url = new URL(raw);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+      ctx.addIssue({ code: 'custom', message: `Expected \`REDIS_URL\` to be a redis:// or rediss:// URL, got \`${withoutCredentials(raw)}\`` });
+    }
+  }),
+  // Gateway shards: unset or 1: one connection in this process; `auto` (Discord's recommendation) or a number: a
+  // discord.js ShardingManager with one child process per shard (needs REDIS_URL: the shards share one queue).
+  SHARDS: optionalString().transform((raw, ctx) => {
+    if (raw === undefined) return 1 as number | 'auto';
+    if (raw.toLowerCase() === 'auto') return 'auto' as const;
+    const value = Number(raw);
+    if (!Number.isInteger(value) || value < 1 || value > 1000) {
+      ctx.addIssue({ code: 'custom', message: `Expected \`SHARDS\` to be \`auto\` or a number of shards from 1 to 1000, got \`${raw}\`` });
+      return z.NEVER;
+    }
+    return value;
+  }),
+  // `npm run worker`: the models this worker serves, by folder name, comma-separated; unset: every installed model.
+  WORKER_MODELS: optionalString().transform((raw) =>
+    raw === undefined ? undefined : raw.split(',').map((name) => name.trim()).filter((name) => name.length > 0),
+  ),
   LOG_LEVEL: z
     .string()
     .optional()
@@ -266,6 +295,12 @@ export interface Config {
   readonly metricsPort: number | undefined;
   /** Address the metrics endpoint listens on. Default `127.0.0.1` (this machine only). */
   readonly metricsHost: string;
+  /** Redis for scaled mode (bot processes + `npm run worker` processes); undefined: the embedded queue. */
+  readonly redisUrl: string | undefined;
+  /** Gateway shards: 1 (one connection in this process), a number, or `auto` (Discord's recommended count). */
+  readonly shards: number | 'auto';
+  /** The models an image worker serves (`npm run worker`); undefined: every installed model. */
+  readonly workerModels: readonly string[] | undefined;
 }
 
 /**
@@ -281,6 +316,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   const v = result.data;
   if (v.STEPS_MAX > v.STEPS_HARD_CAP) {
     throw new ConfigError(`Expected \`STEPS_MAX\` (${v.STEPS_MAX}) to be at most \`STEPS_HARD_CAP\` (${v.STEPS_HARD_CAP})`);
+  }
+  if (v.SHARDS !== 1 && v.REDIS_URL === undefined) {
+    throw new ConfigError('`SHARDS` needs `REDIS_URL`: every shard submits to the one queue in Redis (see the README, "More than one GPU")');
   }
   if (v.STEPS_DEFAULT > v.STEPS_MAX) {
     throw new ConfigError(`Expected \`STEPS_DEFAULT\` (${v.STEPS_DEFAULT}) to be at most \`STEPS_MAX\` (${v.STEPS_MAX})`);
@@ -313,6 +351,9 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     logLevel: v.LOG_LEVEL,
     metricsPort: v.METRICS_PORT,
     metricsHost: v.METRICS_HOST,
+    redisUrl: v.REDIS_URL,
+    shards: v.SHARDS,
+    workerModels: v.WORKER_MODELS === undefined ? undefined : Object.freeze([...v.WORKER_MODELS]),
   });
 }
 
