@@ -198,7 +198,7 @@ const schema = z.object({
   }),
   // Gateway shards: unset or 1: one connection in this process; `auto` (Discord's recommendation) or a number: a
   // discord.js ShardingManager with one child process per shard (needs REDIS_URL: the shards share one queue).
-  SHARDS: optionalString().transform((raw, ctx) => {
+  DISCORD_SHARDS: optionalString().transform((raw, ctx) => {
     if (raw === undefined) return 1 as number | 'auto';
     if (raw.toLowerCase() === 'auto') return 'auto' as const;
     const value = Number(raw);
@@ -317,8 +317,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
   if (v.STEPS_MAX > v.STEPS_HARD_CAP) {
     throw new ConfigError(`Expected \`STEPS_MAX\` (${v.STEPS_MAX}) to be at most \`STEPS_HARD_CAP\` (${v.STEPS_HARD_CAP})`);
   }
-  if (v.SHARDS !== 1 && v.REDIS_URL === undefined) {
-    throw new ConfigError('`SHARDS` needs `REDIS_URL`: every shard submits to the one queue in Redis (see the README, "More than one GPU")');
+  if (v.DISCORD_SHARDS !== 1 && v.REDIS_URL === undefined) {
+    throw new ConfigError('`DISCORD_SHARDS` needs `REDIS_URL`: every shard submits to the one queue in Redis (see the README, "More than one GPU")');
   }
   if (v.STEPS_DEFAULT > v.STEPS_MAX) {
     throw new ConfigError(`Expected \`STEPS_DEFAULT\` (${v.STEPS_DEFAULT}) to be at most \`STEPS_MAX\` (${v.STEPS_MAX})`);
@@ -352,7 +352,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     metricsPort: v.METRICS_PORT,
     metricsHost: v.METRICS_HOST,
     redisUrl: v.REDIS_URL,
-    shards: v.SHARDS,
+    shards: v.DISCORD_SHARDS,
     workerModels: v.WORKER_MODELS === undefined ? undefined : Object.freeze([...v.WORKER_MODELS]),
   });
 }

@@ -18,6 +18,8 @@ export const Identifiers = {
   /** The job journal cannot be written (disk full, read-only): new jobs are refused until it can. */
   JournalUnwritable: 'journalUnwritable',
   ModelMismatch: 'modelMismatch',
+  /** Scaled mode: Redis cannot be reached, so nothing can be queued (the bot reconnects by itself). */
+  ServiceUnavailable: 'serviceUnavailable',
   /** The job names a model that is not installed, or one that failed to load. */
   ModelUnavailable: 'modelUnavailable',
   Cancelled: 'cancelled',

@@ -66,6 +66,11 @@ export interface JobRecord {
   cancelledBy?: string;
   /** Epoch milliseconds. */
   createdAt: number;
+  /**
+   * Scaled mode: the bot process that submitted it and delivers it (several may share one journal). Absent in the
+   * embedded mode, where the one process owns every job.
+   */
+  owner?: string;
   startedAt?: number;
   finishedAt?: number;
   deliveredAt?: number;

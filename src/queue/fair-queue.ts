@@ -2,6 +2,7 @@ import { createLogger, type Logger } from '../log.js';
 import { Identifiers, UserError } from '../errors.js';
 import { JobStore } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
+import { checkCaps, imagesOf } from './caps.js';
 import { DeliveryRunner } from './delivery-runner.js';
 import { positions } from './eta.js';
 import { FairScheduler } from './fair-scheduler.js';
@@ -149,41 +150,13 @@ export class FairQueue implements JobQueue {
     return report;
   }
 
-  /**
-   * The caps count pictures, not jobs: a job of `count` n weighs n against the member's cap and the global one. A
-   * member with nothing waiting may always queue one request (its count is the server's count maximum's business),
-   * so a server whose per-member cap is below its count maximum still lets members ask for the maximum.
-   * @throws UserError MemberQueueFull or QueueFull, naming the cap and, for several pictures, the count.
-   */
+  /** The caps (caps.ts) against this process's waiting jobs. @throws UserError MemberQueueFull or QueueFull. */
   private checkCaps(input: SubmitInput): void {
-    const images = imagesOf(input.params);
-    const cap = this.memberCap(input.guildId);
     let mine = 0;
     for (const job of this.scheduler.jobsFor(input.guildId, input.userId)) mine += imagesOf(job.params);
-    if (mine > 0 && mine + images > cap) {
-      const waiting = `You already have ${mine} image${mine === 1 ? '' : 's'} waiting`;
-      throw new UserError(
-        Identifiers.MemberQueueFull,
-        images === 1
-          ? `${waiting}, ${mine > cap ? 'more than' : 'the most'} this server allows (${cap}). Wait for one to start, or cancel one with ❌.`
-          : `${waiting}; ${images} more would make ${mine + images}, over the ${cap} this server allows. ` +
-              'Ask for fewer pictures, wait for one to start, or cancel one with ❌.',
-        { cap, count: images },
-      );
-    }
-    const globalCap = this.options.globalCap;
     let total = 0;
     for (const job of this.scheduler.waiting()) total += imagesOf(job.params);
-    if (total + images > globalCap) {
-      throw new UserError(
-        Identifiers.QueueFull,
-        images === 1 || total >= globalCap
-          ? `The queue is full (${globalCap} images waiting). Try again in a few minutes.`
-          : `The queue has room for ${globalCap - total} more image${globalCap - total === 1 ? '' : 's'}, and you asked for ${images}. ` +
-              'Ask for fewer, or try again in a few minutes.',
-        { cap: globalCap, count: images },
-      );
-    }
+    checkCaps({ images: imagesOf(input.params), mine, memberCap: this.memberCap(input.guildId), total, globalCap: this.options.globalCap });
   }
 
   submit(input: SubmitInput): { job: JobRecord; position: JobPosition } {
@@ -360,9 +333,4 @@ export class FairQueue implements JobQueue {
     if (this.scheduler.size > 0 || !this.runner.idle || this.delivery.size > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
-}
-
-/** Pictures a job makes: what it weighs against the caps. */
-function imagesOf(params: { count?: number }): number {
-  return params.count ?? 1;
 }

@@ -75,6 +75,35 @@ class RoundRobin {
     copy.served = new Set(this.served);
     return copy;
   }
+
+  toJSON(): RoundRobinState {
+    return { current: [...this.current], next: [...this.next], served: [...this.served] };
+  }
+
+  static fromJSON(state: RoundRobinState): RoundRobin {
+    const copy = new RoundRobin();
+    copy.current = [...state.current];
+    copy.next = [...state.next];
+    copy.served = new Set(state.served);
+    return copy;
+  }
+}
+
+interface RoundRobinState {
+  current: string[];
+  next: string[];
+  served: string[];
+}
+
+/**
+ * Everything a `FairScheduler` knows, as plain JSON: the scaled queue keeps it in Redis and every process that
+ * changes it reads it, changes it with this same class, and writes it back in one transaction (src/scale/).
+ */
+export interface FairSchedulerState<T> {
+  guilds: RoundRobinState;
+  /** guild id → its members' round and their waiting jobs, in order. */
+  lanes: [string, { members: RoundRobinState; jobs: [string, T[]][] }][];
+  idleLanes: string[];
 }
 
 interface GuildLane<T> {
@@ -84,7 +113,7 @@ interface GuildLane<T> {
 }
 
 export class FairScheduler<T extends SchedulableJob> {
-  private readonly guilds = new RoundRobin();
+  private guilds = new RoundRobin();
   private readonly lanes = new Map<string, GuildLane<T>>();
   private readonly byId = new Map<string, T>();
   /** Guilds with nothing waiting, oldest first. Their lanes are kept for a while because the lane remembers who
@@ -92,6 +121,36 @@ export class FairScheduler<T extends SchedulableJob> {
   private readonly idleLanes = new Set<string>();
 
   constructor(private readonly maxIdleLanes = 1000) {}
+
+  /** Its whole state as JSON (jobs included), for `FairScheduler.fromJSON`. */
+  toJSON(): FairSchedulerState<T> {
+    return {
+      guilds: this.guilds.toJSON(),
+      lanes: [...this.lanes].map(([guildId, lane]) => [
+        guildId,
+        { members: lane.members.toJSON(), jobs: [...lane.jobs].map(([userId, list]) => [userId, [...list]] as [string, T[]]) },
+      ]),
+      idleLanes: [...this.idleLanes],
+    };
+  }
+
+  /** The scheduler `toJSON` described: the same order, rounds and idle lanes. */
+  static fromJSON<T extends SchedulableJob>(state: FairSchedulerState<T>, maxIdleLanes?: number): FairScheduler<T> {
+    const scheduler = new FairScheduler<T>(maxIdleLanes);
+    scheduler.guilds = RoundRobin.fromJSON(state.guilds);
+    for (const [guildId, lane] of state.lanes) {
+      const jobs = new Map<string, T[]>();
+      let count = 0;
+      for (const [userId, list] of lane.jobs) {
+        jobs.set(userId, [...list]);
+        count += list.length;
+        for (const job of list) scheduler.byId.set(job.id, job);
+      }
+      scheduler.lanes.set(guildId, { members: RoundRobin.fromJSON(lane.members), jobs, count });
+    }
+    for (const guildId of state.idleLanes) scheduler.idleLanes.add(guildId);
+    return scheduler;
+  }
 
   get size(): number {
     return this.byId.size;

@@ -364,7 +364,7 @@ export function cancelledMessage(job: JobRecord, by: string | undefined): string
 }
 
 /** What the member is told when their job ran past `jobTimeoutMs`. */
-function timeoutMessage(jobTimeoutMs: number): string {
+export function timeoutMessage(jobTimeoutMs: number): string {
   const minutes = jobTimeoutMs / 60_000;
   const limit = minutes >= 1 ? `${Number(minutes.toFixed(1))}-minute` : `${jobTimeoutMs} ms`;
   return `This image took longer than the ${limit} limit and was stopped.`;

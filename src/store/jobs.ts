@@ -30,6 +30,7 @@ interface JobRow {
   error_code: string | null;
   cancelled_by: string | null;
   created_at: number;
+  owner: string | null;
   started_at: number | null;
   finished_at: number | null;
   delivered_at: number | null;
@@ -49,10 +50,10 @@ export class JobStore {
     this.statements = {
       insert: db.prepare(`INSERT INTO jobs (
           id, guild_id, channel_id, user_id, kind, parent_job_id, params, channel_nsfw, guild_negative, state,
-          interaction, message_id, reply_to_message_id, attempts, delivery_attempts, delivery_key, created_at
+          interaction, message_id, reply_to_message_id, attempts, delivery_attempts, delivery_key, created_at, owner
         ) VALUES (
           @id, @guild_id, @channel_id, @user_id, @kind, @parent_job_id, @params, @channel_nsfw, @guild_negative, @state,
-          @interaction, @message_id, @reply_to_message_id, @attempts, @delivery_attempts, @delivery_key, @created_at
+          @interaction, @message_id, @reply_to_message_id, @attempts, @delivery_attempts, @delivery_key, @created_at, @owner
         )`),
       get: db.prepare('SELECT * FROM jobs WHERE id = ?'),
       byMessage: db.prepare(
@@ -62,6 +63,10 @@ export class JobStore {
       ),
       linkMessage: db.prepare('INSERT OR IGNORE INTO job_messages (message_id, job_id) VALUES (?, ?)'),
       byStates: db.prepare('SELECT * FROM jobs WHERE state IN (SELECT value FROM json_each(?)) ORDER BY seq'),
+      byOwnerStates: db.prepare(
+        'SELECT * FROM jobs WHERE owner = ? AND state IN (SELECT value FROM json_each(?)) ORDER BY seq',
+      ),
+      delete: db.prepare(`DELETE FROM jobs WHERE id = ? AND state = 'queued'`),
       running: db.prepare(
         `UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ? WHERE id = ? AND state = 'queued'`,
       ),
@@ -111,6 +116,7 @@ export class JobStore {
       delivery_attempts: job.deliveryAttempts,
       delivery_key: job.deliveryKey,
       created_at: job.createdAt,
+      owner: job.owner ?? null,
     });
     return { ...job, seq: Number(info.lastInsertRowid) };
   }
@@ -137,6 +143,16 @@ export class JobStore {
   /** Jobs in any of these states, in submission order. */
   listByState(...states: JobState[]): JobRecord[] {
     return (this.statements.byStates.all(JSON.stringify(states)) as JobRow[]).map(toRecord);
+  }
+
+  /** The jobs of one bot process (scaled mode: `owner`) in any of these states, in submission order. */
+  listByOwner(owner: string, ...states: JobState[]): JobRecord[] {
+    return (this.statements.byOwnerStates.all(owner, JSON.stringify(states)) as JobRow[]).map(toRecord);
+  }
+
+  /** Undo a submit that could not be queued anywhere (scaled mode, Redis unreachable): only while still queued. */
+  deleteQueued(id: string): boolean {
+    return this.statements.delete.run(id).changes === 1;
   }
 
   /** The saved result metadata of a job in `delivering`. */
@@ -220,5 +236,6 @@ function toRecord(row: JobRow): JobRecord {
   if (row.started_at !== null) job.startedAt = row.started_at;
   if (row.finished_at !== null) job.finishedAt = row.finished_at;
   if (row.delivered_at !== null) job.deliveredAt = row.delivered_at;
+  if (row.owner !== null) job.owner = row.owner;
   return job;
 }

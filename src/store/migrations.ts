@@ -105,4 +105,12 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX moderation_log_by_time ON moderation_log (at);
     `,
   },
+  {
+    version: 4,
+    name: 'scale-out: the bot process (instance) that submitted a job and delivers it, when several share the journal',
+    sql: `
+      ALTER TABLE jobs ADD COLUMN owner TEXT;
+      CREATE INDEX jobs_by_owner_state ON jobs (owner, state);
+    `,
+  },
 ];
