@@ -212,6 +212,7 @@ const schema = z.object({
   WORKER_MODELS: optionalString().transform((raw) =>
     raw === undefined ? undefined : raw.split(',').map((name) => name.trim()).filter((name) => name.length > 0),
   ),
+  WORKER_LOCK_SECONDS: intKey('WORKER_LOCK_SECONDS', 1, 600, 30),
   LOG_LEVEL: z
     .string()
     .optional()
@@ -301,6 +302,11 @@ export interface Config {
   readonly shards: number | 'auto';
   /** The models an image worker serves (`npm run worker`); undefined: every installed model. */
   readonly workerModels: readonly string[] | undefined;
+  /**
+   * A worker's hold on its current job: a worker that dies is noticed, and its job taken over by another, after
+   * about this long (BullMQ's lock duration). Default 30 s.
+   */
+  readonly workerLockMs: number;
 }
 
 /**
@@ -353,6 +359,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     metricsHost: v.METRICS_HOST,
     redisUrl: v.REDIS_URL,
     shards: v.DISCORD_SHARDS,
+    workerLockMs: v.WORKER_LOCK_SECONDS * 1000,
     workerModels: v.WORKER_MODELS === undefined ? undefined : Object.freeze([...v.WORKER_MODELS]),
   });
 }

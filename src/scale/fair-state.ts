@@ -87,7 +87,7 @@ export class RedisFairState {
 
   /** The state now (no transaction). */
   async read(): Promise<FairView> {
-    return new FairView(parse(await this.redis.get(this.keys.fair)));
+    return fairView(await this.redis.get(this.keys.fair));
   }
 
   /**
@@ -174,6 +174,11 @@ export class RedisFairState {
       }
     }) as Promise<R>;
   }
+}
+
+/** The view of a fair-state value as read from Redis (null: nothing waits). */
+export function fairView(raw: string | null): FairView {
+  return new FairView(parse(raw));
 }
 
 function parse(raw: string | null): Map<string, FairScheduler<RemoteJob>> {

@@ -1,0 +1,588 @@
+/**
+ * The scaled JobQueue (REDIS_URL set): the bot side. Jobs are journaled in this machine's SQLite as in the
+ * embedded mode (messages, rerolls and delivery read them there), queued in Redis in the fair order (fair-state.ts),
+ * and made by `npm run worker` processes (image-worker.ts). Their progress comes back as BullMQ progress events,
+ * their pictures as outcomes in Redis, and this process posts them with the same delivery code as the embedded
+ * queue (delivery-runner.ts), claiming each job in its own journal so it is posted once.
+ *
+ * Nothing is lost when a message goes missing: a reconcile pass (at start and every `reconcileMs`) compares this
+ * process's unfinished jobs with Redis. A job whose outcome is stored is finished from it; one that is neither
+ * waiting, nor taken by a worker, nor finished (Redis lost it, or its ticket failed for good) is queued again.
+ */
+import path from 'node:path';
+import { Queue, QueueEvents } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { createLogger, type Logger } from '../log.js';
+import { Identifiers, isUserError, UserError, type Identifier } from '../errors.js';
+import type { EngineModelListing, GenerateResult, StepProgress } from '../diffusion/types.js';
+import type { Db } from '../store/database.js';
+import { JobStore } from '../store/jobs.js';
+import { ResultFiles } from '../store/results.js';
+import { DeliveryRunner } from '../queue/delivery-runner.js';
+import { costModel, loadStepCosts, planJob, positions, type RunInProgress } from '../queue/eta.js';
+import { JobIdFactory } from '../queue/ids.js';
+import { cancelledMessage } from '../queue/job-runner.js';
+import { checkParams } from '../queue/options.js';
+import { TypedEmitter } from '../queue/typed-emitter.js';
+import type {
+  CancelOutcome,
+  DeliverFn,
+  JobPosition,
+  JobQueue,
+  JobRecord,
+  JobView,
+  QueueEventMap,
+  QueueSnapshot,
+  ResumeReport,
+  ShutdownOptions,
+  ShutdownReport,
+  SubmitInput,
+  Submitted,
+} from '../queue/types.js';
+import { fairView, FairView, RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
+import { OutcomeStore } from './outcomes.js';
+import { bullConnection, commandConnection, Keys, type RedisTarget } from './redis.js';
+import { Registry, type WorkerRecord } from './registry.js';
+import { decodeProgress, isTicketEvent } from './ticket-events.js';
+
+const REFERENCE_PIXELS = 512 * 512;
+const UNAVAILABLE = 'The image service is unavailable, try again in a minute.';
+
+export interface RedisJobQueueOptions {
+  redis: RedisTarget;
+  db: Db;
+  deliver: DeliverFn;
+  /** Where finished PNGs wait for delivery; this process uses its own folder under it. */
+  resultsDir: string;
+  /** This bot process's name, stable across its restarts (a shard: `shard-<id>`). It delivers the jobs it submitted. */
+  instance: string;
+  memberCap?: number | ((guildId: string) => number);
+  globalCap?: number;
+  /** Runs a job may start (a worker dying mid-run counts one) before it fails. Default 2. */
+  maxAttempts?: number;
+  deliveryTries?: number;
+  deliveryRetryDelayMs?: number;
+  /** How often this process compares its unfinished jobs with Redis. Default 2000. */
+  reconcileMs?: number;
+  /** How often places and ETAs are read again when nothing announces a change. Default 1000. */
+  refreshMs?: number;
+  logger?: Logger;
+  now?: () => number;
+}
+
+/** What the last read of Redis showed. */
+interface Seen {
+  fair: FairView;
+  taken: Map<string, TakenRecord>;
+  workers: WorkerRecord[];
+  models: EngineModelListing[];
+  positions: Map<string, JobPosition>;
+}
+
+export class RedisJobQueue implements JobQueue {
+  readonly events: TypedEmitter<QueueEventMap>;
+  readonly instance: string;
+
+  private readonly keys: Keys;
+  private readonly redis: Redis;
+  private readonly subscriber: Redis;
+  private readonly fair: RedisFairState;
+  private readonly outcomes: OutcomeStore;
+  private readonly registry: Registry;
+  private readonly jobs: JobStore;
+  private readonly delivery: DeliveryRunner;
+  private readonly ids: JobIdFactory;
+  private readonly logger: Logger;
+  private readonly now: () => number;
+  private readonly memberCap: (guildId: string) => number;
+  private readonly globalCap: number;
+  private readonly maxAttempts: number;
+  private readonly tickets = new Map<string, Queue>();
+  private readonly listeners = new Map<string, QueueEvents>();
+  private readonly progress = new Map<string, StepProgress>();
+  private readonly lastPlaces = new Map<string, number>();
+  /** Jobs whose outcome is being taken in now (an event and a reconcile may both see it). */
+  private readonly finishing = new Set<string>();
+  /** Jobs journaled here whose Redis write has not answered yet (the reconcile must not queue them twice). */
+  private readonly submitting = new Set<string>();
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
+  private seen: Seen = { fair: new FairView(new Map()), taken: new Map(), workers: [], models: [], positions: new Map() };
+  private resumed = false;
+  private closing = false;
+  private reconciling?: Promise<void>;
+
+  constructor(private readonly options: RedisJobQueueOptions) {
+    this.instance = options.instance;
+    this.logger = options.logger ?? createLogger();
+    this.now = options.now ?? Date.now;
+    this.ids = new JobIdFactory(this.now);
+    const cap = options.memberCap ?? 2;
+    this.memberCap = typeof cap === 'number' ? () => cap : cap;
+    this.globalCap = options.globalCap ?? 100;
+    this.maxAttempts = options.maxAttempts ?? 2;
+    this.keys = new Keys(options.redis.prefix);
+    this.redis = commandConnection(options.redis, `imagine-bot-${this.instance}`);
+    this.subscriber = bullConnection(options.redis, `imagine-bot-${this.instance}-sub`);
+    this.redis.on('error', (error) => this.logger.debug('redis connection error', { error }));
+    this.subscriber.on('error', (error) => this.logger.debug('redis subscriber error', { error }));
+    this.fair = new RedisFairState(this.redis, this.keys);
+    this.outcomes = new OutcomeStore(this.redis, this.keys);
+    this.registry = new Registry(this.redis, this.keys);
+    this.jobs = new JobStore(options.db);
+    this.events = new TypedEmitter<QueueEventMap>((error, event) => this.logger.error(`A queue "${String(event)}" listener threw`, { error }));
+    this.delivery = new DeliveryRunner({
+      jobs: this.jobs,
+      results: new ResultFiles(path.join(options.resultsDir, this.instance)),
+      deliver: options.deliver,
+      tries: options.deliveryTries ?? 4,
+      retryDelayMs: options.deliveryRetryDelayMs ?? 2000,
+      keepResults: false,
+      events: this.events,
+      fail: (job, message, identifier) => this.fail(job, message, identifier),
+      onSettled: () => this.checkIdle(),
+      logger: this.logger,
+      now: this.now,
+    });
+  }
+
+  /** The models the workers serve (published by them), the default first. */
+  models(): EngineModelListing[] {
+    return this.seen.models;
+  }
+
+  /** Workers heard from lately. */
+  workers(): WorkerRecord[] {
+    return this.seen.workers;
+  }
+
+  async resume(): Promise<ResumeReport> {
+    if (this.resumed) throw new Error('resume() was already called');
+    this.resumed = true;
+    await this.refresh();
+    await this.subscriber.subscribe(this.keys.changed);
+    this.subscriber.on('message', () => void this.refresh().catch(() => undefined));
+    const mine = this.jobs.listByOwner(this.instance, 'queued', 'running', 'delivering');
+    const recovered = await this.delivery.recover(mine.filter((job) => job.state === 'delivering'));
+    const report: ResumeReport = {
+      queued: mine.filter((job) => job.state === 'queued').length,
+      rerun: 0,
+      failed: recovered.failed,
+      redelivering: recovered.redelivering,
+    };
+    await this.reconcile();
+    this.timers.push(
+      setInterval(() => void this.reconcile(), this.options.reconcileMs ?? 2000),
+      setInterval(() => void this.refresh().catch(() => undefined), this.options.refreshMs ?? 1000),
+    );
+    for (const timer of this.timers) timer.unref();
+    return report;
+  }
+
+  async submit(input: SubmitInput): Promise<Submitted> {
+    if (!this.resumed || this.closing) {
+      throw new UserError(Identifiers.ShuttingDown, 'The bot is restarting and is not taking new images right now. Try again in a minute.');
+    }
+    checkParams(input.params);
+    const model = input.params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
+    if (model === undefined || !this.seen.models.some((listing) => listing.name === model)) {
+      throw new UserError(
+        Identifiers.ModelUnavailable,
+        model === undefined ? 'No image worker has joined yet, so no picture can be made. Try again in a minute.' : `No image worker serves the model \`${model}\`.`,
+      );
+    }
+    if (!this.seen.workers.some((worker) => worker.models.includes(model))) {
+      throw new UserError(Identifiers.ModelUnavailable, `No image worker serves the model \`${model}\` right now. Try again in a minute, or pick another model.`);
+    }
+    const id = this.ids.next();
+    const { initImage, ...params } = input.params;
+    const fresh: Omit<JobRecord, 'seq'> = {
+      id,
+      guildId: input.guildId,
+      channelId: input.channelId,
+      userId: input.userId,
+      kind: input.kind ?? 'imagine',
+      params: structuredClone(input.params),
+      state: 'queued',
+      attempts: 0,
+      deliveryAttempts: 0,
+      deliveryKey: id,
+      createdAt: this.now(),
+      owner: this.instance,
+    };
+    if (input.parentJobId !== undefined) fresh.parentJobId = input.parentJobId;
+    if (input.channelNsfw !== undefined) fresh.channelNsfw = input.channelNsfw;
+    if (input.guildNegative !== undefined) fresh.guildNegative = input.guildNegative;
+    if (input.interaction !== undefined) fresh.interaction = { ...input.interaction };
+    if (input.messageId !== undefined) fresh.messageId = input.messageId;
+    if (input.replyToMessageId !== undefined) fresh.replyToMessageId = input.replyToMessageId;
+    const remote: RemoteJob = {
+      id,
+      guildId: input.guildId,
+      channelId: input.channelId,
+      userId: input.userId,
+      kind: fresh.kind,
+      owner: this.instance,
+      model,
+      params: { ...params, model },
+      createdAt: fresh.createdAt,
+      attempts: 0,
+    };
+    if (initImage !== undefined) remote.hasInitImage = true;
+
+    let job: JobRecord;
+    try {
+      job = this.jobs.insert(fresh);
+    } catch (error) {
+      this.logger.error('Could not journal a job', { error });
+      throw new UserError(Identifiers.JournalUnwritable, 'The bot cannot save new jobs right now (its disk is full or read-only). Try again later.');
+    }
+    this.submitting.add(id);
+    try {
+      // The ticket first: a ticket with no job is harmless (its worker finds nothing), a job with no ticket is not.
+      await this.ticket(model);
+      await this.fair.submit(remote, { memberCap: this.memberCap(input.guildId), globalCap: this.globalCap }, (multi) => {
+        if (initImage !== undefined) multi.set(this.keys.initImage(id), Buffer.from(initImage));
+      });
+    } catch (error) {
+      this.jobs.deleteQueued(id);
+      if (isUserError(error)) throw error;
+      this.logger.warn('Redis refused a submit; nothing was queued', { error });
+      throw new UserError(Identifiers.ServiceUnavailable, UNAVAILABLE);
+    } finally {
+      this.submitting.delete(id);
+    }
+    await this.refresh().catch(() => undefined);
+    const position = this.seen.positions.get(id) ?? { place: 1, waiting: 1, startsInMs: 0, doneInMs: 0 };
+    this.lastPlaces.set(id, position.place);
+    this.events.emit('queued', { job, position });
+    return { job, position };
+  }
+
+  async cancel(jobId: string, by?: string): Promise<CancelOutcome> {
+    const job = this.jobs.get(jobId);
+    if (job === undefined) return 'not-found';
+    if (job.state !== 'queued' && job.state !== 'running') return 'finished';
+    try {
+      const removed = await this.fair.remove(jobId, (multi) => multi.del(this.keys.initImage(jobId)));
+      if (removed !== undefined) {
+        this.jobs.markCancelled(jobId, cancelledMessage(job, by), by, this.now());
+        this.events.emit('cancelled', { job: this.jobs.get(jobId)!, by });
+        this.lastPlaces.delete(jobId);
+        this.checkIdle();
+        return 'cancelled';
+      }
+      // Taken by a worker (or about to be): it reads this marker at its next step and stops.
+      await this.redis.set(this.keys.cancel(jobId), by ?? '', 'EX', 3600);
+      return 'stopping';
+    } catch (error) {
+      if (isUserError(error)) throw error;
+      throw new UserError(Identifiers.ServiceUnavailable, UNAVAILABLE);
+    }
+  }
+
+  setMessageId(jobId: string, messageId: string): void {
+    if (!this.jobs.setMessageId(jobId, messageId)) throw new Error(`No job ${jobId} in the journal`);
+    const delivering = this.delivery.get(jobId);
+    if (delivering !== undefined) delivering.messageId = messageId;
+  }
+
+  linkMessage(jobId: string, messageId: string): void {
+    this.jobs.linkMessage(jobId, messageId);
+  }
+
+  get(jobId: string): JobRecord | undefined {
+    return this.jobs.get(jobId);
+  }
+
+  findByMessageId(messageId: string): JobRecord | undefined {
+    return this.jobs.findByMessageId(messageId);
+  }
+
+  position(jobId: string): JobPosition | undefined {
+    return this.seen.positions.get(jobId);
+  }
+
+  snapshot(): QueueSnapshot {
+    const { positions: places } = this.seen;
+    const record = (remote: RemoteJob, state: 'queued' | 'running'): JobRecord =>
+      this.jobs.get(remote.id) ?? {
+        id: remote.id,
+        seq: 0,
+        guildId: remote.guildId,
+        channelId: remote.channelId,
+        userId: remote.userId,
+        kind: remote.kind,
+        params: remote.params,
+        state,
+        attempts: remote.attempts,
+        deliveryAttempts: 0,
+        deliveryKey: remote.id,
+        createdAt: remote.createdAt,
+      };
+    const running: JobView[] = [];
+    for (const taken of this.seen.taken.values()) {
+      for (const remote of taken.jobs) {
+        const view: JobView = { job: { ...record(remote, 'running'), state: 'running', startedAt: taken.startedAt }, position: places.get(remote.id) ?? zero() };
+        const progress = this.progress.get(remote.id);
+        if (progress !== undefined) view.progress = progress;
+        running.push(view);
+      }
+    }
+    const waiting: JobView[] = this.seen.fair
+      .all()
+      .map((remote) => ({ job: record(remote, 'queued'), position: places.get(remote.id) ?? zero() }))
+      .sort((a, b) => a.position.place - b.position.place);
+    const members = new Set([...running, ...waiting].map((view) => `${view.job.guildId}:${view.job.userId}`));
+    return {
+      running,
+      waiting,
+      delivering: this.delivery.jobs(),
+      totals: { waiting: waiting.length, running: running.length, delivering: this.delivery.size, members: members.size },
+      msPerStep: this.msPerStep(),
+    };
+  }
+
+  onIdle(): Promise<void> {
+    return new Promise((resolve) => {
+      this.idleWaiters.push(resolve);
+      this.checkIdle();
+    });
+  }
+
+  async shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
+    this.closing = true;
+    for (const timer of this.timers) clearInterval(timer);
+    await this.reconciling;
+    await this.delivery.drain(options.deliveryGraceMs ?? 10_000);
+    await Promise.all([...this.listeners.values()].map((listener) => listener.close().catch(() => undefined)));
+    await Promise.all([...this.tickets.values()].map((queue) => queue.close().catch(() => undefined)));
+    this.subscriber.disconnect();
+    this.redis.disconnect();
+    // Waiting and running jobs stay in Redis, in their places: the workers go on, and the next start delivers them.
+    const waiting = this.jobs.listByOwner(this.instance, 'queued');
+    this.events.emit('shutdown', { waiting });
+    return { waiting, requeued: 0 };
+  }
+
+  // --- Redis → this process -------------------------------------------------------------------------------
+
+  /** Read the fair state, the taken runs, the workers and the models at one moment; recompute places. */
+  private async refresh(): Promise<void> {
+    const [fairRaw, takenRaw, workers, models] = await Promise.all([
+      this.fair.read(),
+      this.redis.hgetall(this.keys.taken),
+      this.registry.alive(this.now()),
+      this.registry.models(),
+    ]);
+    const taken = new Map<string, TakenRecord>();
+    for (const [ticket, raw] of Object.entries(takenRaw)) taken.set(ticket, JSON.parse(raw) as TakenRecord);
+    this.seen = { fair: fairRaw, taken, workers, models, positions: this.seen.positions };
+    for (const listing of models) this.listen(listing.name);
+    this.seen.positions = this.computePositions();
+    this.publishPositions();
+  }
+
+  private msPerStep(): number {
+    const measured = this.seen.workers.map((worker) => worker.msPerStep).filter((ms) => ms > 0);
+    return measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : 1000;
+  }
+
+  /** Places and ETAs per model: its waiting jobs in fair order over the live workers that serve it. */
+  private computePositions(): Map<string, JobPosition> {
+    const cost = costModel(() => loadStepCosts({ msPerStep: this.msPerStep() }, 1000));
+    const all = new Map<string, JobPosition>();
+    const info = (model: string) => this.seen.models.find((listing) => listing.name === model)?.info;
+    for (const model of this.seen.fair.models.keys()) {
+      const runs: RunInProgress[] = [...this.seen.taken.values()]
+        .filter((taken) => taken.jobs[0]?.model === model)
+        .map((taken) => ({
+          plan: taken.jobs.map((job) => planJob(job.params, info(model), REFERENCE_PIXELS)),
+          progress: taken.jobs.map((job) => this.progress.get(job.id)),
+          running: taken.jobs.map((job) => job.id),
+        }));
+      const lanes = Math.max(1, this.seen.workers.filter((worker) => worker.models.includes(model)).length);
+      const order = this.seen.fair.order(model).map((job) => ({ id: job.id, plan: planJob(job.params, info(model), REFERENCE_PIXELS) }));
+      for (const [id, position] of positions({ runs, waiting: order, lanes, maxBatchImages: 1, cost })) all.set(id, position);
+    }
+    for (const taken of this.seen.taken.values()) {
+      for (const job of taken.jobs) if (!all.has(job.id)) all.set(job.id, { place: 0, waiting: 0, startsInMs: 0, doneInMs: 0 });
+    }
+    return all;
+  }
+
+  private publishPositions(): void {
+    for (const [jobId, position] of this.seen.positions) {
+      if (position.place === 0 || this.lastPlaces.get(jobId) === position.place) continue;
+      const job = this.jobs.get(jobId);
+      if (job?.owner !== this.instance || job.state !== 'queued') continue;
+      this.lastPlaces.set(jobId, position.place);
+      this.events.emit('position', { job, position });
+    }
+  }
+
+  /** The BullMQ queue of a model's tickets; one ticket is added per submitted job. */
+  private async ticket(model: string): Promise<void> {
+    let queue = this.tickets.get(model);
+    if (queue === undefined) {
+      queue = new Queue(this.keys.ticketQueue(model), {
+        connection: bullConnection(this.options.redis, `imagine-bot-${this.instance}-tickets`),
+        prefix: this.keys.prefix,
+        // Progress events carry previews: keep the event stream short.
+        streams: { events: { maxLen: 1000 } },
+      });
+      queue.on('error', (error) => this.logger.debug('ticket queue error', { error }));
+      this.tickets.set(model, queue);
+    }
+    await queue.add('ticket', { model }, { removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } });
+  }
+
+  /** Progress and outcomes of a model's tickets, from BullMQ's event stream. */
+  private listen(model: string): void {
+    if (this.listeners.has(model) || this.closing) return;
+    const events = new QueueEvents(this.keys.ticketQueue(model), {
+      connection: bullConnection(this.options.redis, `imagine-bot-${this.instance}-events`),
+      prefix: this.keys.prefix,
+    });
+    events.on('error', (error) => this.logger.debug('ticket events error', { error }));
+    events.on('progress', ({ data }) => {
+      if (!isTicketEvent(data)) return;
+      if (data.type === 'started') for (const jobId of data.jobs) this.started(jobId);
+      else if (data.type === 'progress') this.stepped(data.job, decodeProgress(data));
+      else void this.finishFromOutcome(data.job);
+    });
+    this.listeners.set(model, events);
+  }
+
+  private mine(jobId: string): JobRecord | undefined {
+    const job = this.jobs.get(jobId);
+    return job?.owner === this.instance ? job : undefined;
+  }
+
+  private started(jobId: string): void {
+    const job = this.mine(jobId);
+    if (job === undefined || job.state !== 'queued') return;
+    const startedAt = this.now();
+    if (!this.jobs.markRunning(jobId, startedAt)) return;
+    this.lastPlaces.delete(jobId);
+    this.events.emit('started', { job: { ...job, state: 'running', startedAt, attempts: job.attempts + 1 } });
+  }
+
+  private stepped(jobId: string, progress: StepProgress): void {
+    const job = this.mine(jobId);
+    if (job === undefined) return;
+    if (job.state === 'queued') this.started(jobId);
+    const running = this.jobs.get(jobId);
+    if (running?.state !== 'running') return;
+    this.progress.set(jobId, progress);
+    this.events.emit('progress', { job: running, progress });
+  }
+
+  /** A job's outcome is stored: take it into the journal (once), then let Redis forget it. */
+  private async finishFromOutcome(jobId: string): Promise<void> {
+    if (this.finishing.has(jobId) || this.closing) return;
+    const job = this.mine(jobId);
+    if (job === undefined) return;
+    this.finishing.add(jobId);
+    try {
+      if (job.state !== 'queued' && job.state !== 'running') {
+        await this.outcomes.delete(jobId);
+        return;
+      }
+      const outcome = await this.outcomes.read(jobId);
+      if (outcome === undefined) return;
+      if (job.state === 'queued') this.started(jobId);
+      const running = this.jobs.get(jobId)!;
+      this.progress.delete(jobId);
+      if (outcome.state === 'made') await this.delivery.handOff(running, outcome.result as GenerateResult);
+      else if (outcome.state === 'failed') this.fail(running, outcome.error, outcome.identifier);
+      else {
+        this.jobs.markCancelled(jobId, cancelledMessage(running, outcome.by), outcome.by, this.now());
+        this.events.emit('cancelled', { job: this.jobs.get(jobId)!, by: outcome.by });
+      }
+      await this.outcomes.delete(jobId);
+    } catch (error) {
+      this.logger.warn('Could not take a job outcome from Redis yet; the reconcile will retry', { jobId, error });
+    } finally {
+      this.finishing.delete(jobId);
+      this.checkIdle();
+    }
+  }
+
+  private fail(job: JobRecord, message: string, identifier: Identifier | undefined): void {
+    this.jobs.markFailed(job.id, message, identifier, this.now());
+    const failed: JobRecord = { ...job, state: 'failed', error: message };
+    if (identifier !== undefined) failed.errorCode = identifier;
+    this.events.emit('failed', { job: failed, error: message, identifier });
+  }
+
+  /** Compare this process's unfinished jobs with Redis; finish, re-attach or queue again what needs it. */
+  private reconcile(): Promise<void> {
+    return (this.reconciling ??= this.reconcileOnce()
+      .catch((error: unknown) => this.logger.debug('reconcile could not reach Redis', { error }))
+      .finally(() => {
+        this.reconciling = undefined;
+        this.checkIdle();
+      }));
+  }
+
+  private async reconcileOnce(): Promise<void> {
+    if (this.closing) return;
+    const unfinished = this.jobs.listByOwner(this.instance, 'queued', 'running');
+    if (unfinished.length === 0) return;
+    // One consistent read of where every job stands: a worker moves jobs from waiting to taken in one MULTI.
+    const read = await this.redis.multi().get(this.keys.fair).hgetall(this.keys.taken).exec();
+    if (read === null || read.some(([error]) => error !== null)) return;
+    const waitingIds = new Set(fairView(read[0][1] as string | null).all().map((job) => job.id));
+    const takenIds = new Set<string>();
+    for (const raw of Object.values(read[1][1] as Record<string, string>)) {
+      for (const job of (JSON.parse(raw) as TakenRecord).jobs) takenIds.add(job.id);
+    }
+    for (const job of unfinished) {
+      if (this.submitting.has(job.id) || this.finishing.has(job.id)) continue;
+      if (await this.outcomes.has(job.id)) {
+        await this.finishFromOutcome(job.id);
+        continue;
+      }
+      if (waitingIds.has(job.id)) continue;
+      if (takenIds.has(job.id)) {
+        if (job.state === 'queued') this.started(job.id);
+        continue;
+      }
+      // Neither waiting, nor taken, nor finished: Redis lost it (restarted without its data) or its ticket failed.
+      if (job.attempts >= this.maxAttempts) {
+        this.fail(job, `The image worker stopped while making this image ${job.attempts} times, so it was stopped to keep the queue moving.`, Identifiers.Timeout);
+        continue;
+      }
+      await this.requeue(job);
+    }
+  }
+
+  private async requeue(job: JobRecord): Promise<void> {
+    const { initImage: _dropped, ...params } = job.params;
+    const model = params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
+    if (model === undefined) return;
+    this.logger.warn('a job was missing from Redis; queued again', { jobId: job.id, state: job.state });
+    await this.ticket(model);
+    await this.fair.submit(
+      { id: job.id, guildId: job.guildId, channelId: job.channelId, userId: job.userId, kind: job.kind, owner: this.instance, model, params: { ...params, model }, createdAt: job.createdAt, attempts: job.attempts },
+      undefined,
+    );
+    if (job.state === 'running') {
+      this.jobs.markQueued(job.id, job.attempts);
+      this.events.emit('requeued', { job: { ...job, state: 'queued' }, reason: 'restart' });
+    }
+  }
+
+  private checkIdle(): void {
+    if (this.idleWaiters.length === 0) return;
+    if (this.delivery.size > 0 || this.finishing.size > 0) return;
+    if (this.jobs.listByOwner(this.instance, 'queued', 'running').length > 0) return;
+    for (const resolve of this.idleWaiters.splice(0)) resolve();
+  }
+}
+
+function zero(): JobPosition {
+  return { place: 0, waiting: 0, startsInMs: 0, doneInMs: 0 };
+}
+
