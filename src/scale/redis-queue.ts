@@ -159,7 +159,10 @@ export class RedisJobQueue implements JobQueue {
   async resume(): Promise<ResumeReport> {
     if (this.resumed) throw new Error('resume() was already called');
     this.resumed = true;
-    await this.refresh();
+    if (!(await ready(this.redis, 10_000))) {
+      this.logger.warn('Redis is not reachable yet; /imagine refuses until it is (the bot keeps trying)', { url: redacted(this.options.redis.url) });
+    }
+    await this.refresh().catch((error: unknown) => this.logger.debug('first read of Redis failed', { error }));
     await this.subscriber.subscribe(this.keys.changed);
     this.subscriber.on('message', () => void this.refresh().catch(() => undefined));
     const mine = this.jobs.listByOwner(this.instance, 'queued', 'running', 'delivering');
@@ -580,6 +583,28 @@ export class RedisJobQueue implements JobQueue {
     if (this.jobs.listByOwner(this.instance, 'queued', 'running').length > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
+}
+
+/** Resolves true once the connection is ready, false after `timeoutMs` (it goes on trying). */
+function ready(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    timer.unref();
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}
+
+/** A Redis URL as it may be logged: no password. */
+function redacted(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
 function zero(): JobPosition {

@@ -1,0 +1,182 @@
+/**
+ * The scaled mode end to end below Discord: two bot processes' queues (RedisJobQueue, each with its own journal)
+ * and three image workers (ImageWorker on the stand-in engine), all on one real redis-server.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import sharp from 'sharp';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { isUserError } from '../../src/errors.js';
+import { createLogger } from '../../src/log.js';
+import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
+import type { GenerateParams } from '../../src/diffusion/types.js';
+import { FairScheduler } from '../../src/queue/fair-scheduler.js';
+import type { JobRecord } from '../../src/queue/types.js';
+import { openDatabase, type Db } from '../../src/store/database.js';
+import { ImageWorker } from '../../src/scale/image-worker.js';
+import { Keys } from '../../src/scale/redis.js';
+import { RedisJobQueue } from '../../src/scale/redis-queue.js';
+import { HAVE_REDIS, RedisServer } from './redis-server.js';
+
+const logger = createLogger({ level: 'silent' });
+
+function params(prompt: string, overrides: Partial<GenerateParams> = {}): GenerateParams {
+  return { prompt, steps: 4, seed: 1, guidanceScale: 7.5, ...overrides };
+}
+
+async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis-server', () => {
+  let server: RedisServer;
+  let dir: string;
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  let n = 0;
+
+  beforeAll(async () => {
+    server = await RedisServer.start();
+    dir = mkdtempSync(path.join(tmpdir(), 'imagine-scale-'));
+  });
+  afterEach(async () => {
+    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  });
+  afterAll(async () => {
+    await server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  interface Bot {
+    queue: RedisJobQueue;
+    db: Db;
+    delivered: Map<string, number>;
+    progress: Map<string, number>;
+  }
+
+  async function bot(prefix: string, instance: string): Promise<Bot> {
+    const db = openDatabase({ dataDir: path.join(dir, `${prefix}-${instance}`) });
+    const delivered = new Map<string, number>();
+    const progress = new Map<string, number>();
+    const queue = new RedisJobQueue({
+      redis: { url: server.url, prefix },
+      db,
+      instance,
+      resultsDir: path.join(dir, `${prefix}-${instance}`, 'results'),
+      memberCap: 20,
+      reconcileMs: 200,
+      refreshMs: 200,
+      deliver: async (job, result) => {
+        // Real PNG bytes came through Redis.
+        const meta = await sharp(Buffer.from(result.images[0])).metadata();
+        expect(meta.format).toBe('png');
+        delivered.set(job.id, (delivered.get(job.id) ?? 0) + 1);
+        return { messageId: `m-${job.id}` };
+      },
+      logger,
+    });
+    queue.events.on('progress', ({ job }) => progress.set(job.id, (progress.get(job.id) ?? 0) + 1));
+    cleanups.push(async () => {
+      await queue.shutdown({ deliveryGraceMs: 1000 });
+      db.close();
+    });
+    await queue.resume();
+    return { queue, db, delivered, progress };
+  }
+
+  async function worker(prefix: string, started: string[], msPerStep = 30): Promise<ImageWorker> {
+    const engine = new StandInEngine({ msPerStep, onGenerate: (p) => started.push(p.prompt) });
+    const imageWorker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine, logger, progressEveryMs: 0 });
+    cleanups.push(async () => {
+      await imageWorker.close();
+      await engine.close();
+    });
+    return imageWorker;
+  }
+
+  it('GIVEN a flood from one member beside single jobs from others THEN starts follow the fair order across processes, and each picture is delivered once', async () => {
+    const prefix = `p${++n}`;
+    const started: string[] = [];
+    // One worker first (it publishes the model), the bots, then the flood; the other two workers join afterwards,
+    // so the queue is long when three workers take from it at once.
+    await worker(prefix, started, 40);
+    const [one, two] = [await bot(prefix, 'bot-1'), await bot(prefix, 'bot-2')];
+    const local = new FairScheduler<{ id: string; guildId: string; userId: string }>();
+    const submitted: JobRecord[] = [];
+    const submit = async (b: Bot, guildId: string, userId: string, prompt: string) => {
+      const { job } = await b.queue.submit({ guildId, channelId: 'c', userId, params: params(prompt) });
+      submitted.push(job);
+      local.add({ id: prompt, guildId, userId });
+    };
+    for (let i = 1; i <= 8; i++) await submit(i % 2 === 0 ? one : two, 'g1', 'alice', `alice-${i}`);
+    await submit(two, 'g1', 'bob', 'bob-1');
+    await submit(one, 'g2', 'carol', 'carol-1');
+    await submit(two, 'g3', 'dave', 'dave-1');
+    await worker(prefix, started, 40);
+    await worker(prefix, started, 40);
+    await until(() => one.delivered.size + two.delivered.size === submitted.length, 'every picture delivered');
+
+    // The embedded order for the same submits, with the one job already taken by the first worker removed.
+    const expected: string[] = [];
+    for (let job = local.take(); job !== undefined; job = local.take()) expected.push(job.id);
+    expect(started).toHaveLength(expected.length);
+    // With three workers taking at once, a job may start up to two places early or late, never more.
+    for (const [index, prompt] of started.entries()) {
+      expect(Math.abs(index - expected.indexOf(prompt)), `${prompt} started at ${index}, fair place ${expected.indexOf(prompt)}`).toBeLessThan(3 + 1);
+    }
+    // The members with one job each start before alice's fourth.
+    for (const single of ['bob-1', 'carol-1', 'dave-1']) expect(started.indexOf(single)).toBeLessThan(started.indexOf('alice-4'));
+    // Exactly once, each by the process that took the command; the pictures left Redis once delivered.
+    for (const job of submitted) {
+      const owner = job.owner === 'bot-1' ? one : two;
+      const other = owner === one ? two : one;
+      expect(owner.delivered.get(job.id)).toBe(1);
+      expect(other.delivered.has(job.id)).toBe(false);
+      expect(owner.progress.get(job.id)).toBeGreaterThan(0);
+    }
+    const redis = new Redis(server.url);
+    try {
+      expect(await redis.keys(`${prefix}:outcome:*`)).toEqual([]);
+      expect(await redis.hlen(new Keys(prefix).taken)).toBe(0);
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it('GIVEN a running job on another machine THEN ❌ stops it at its next step, and a waiting one is cancelled at once', async () => {
+    const prefix = `p${++n}`;
+    const started: string[] = [];
+    await worker(prefix, started, 50);
+    const b = await bot(prefix, 'bot-1');
+    const cancelled: string[] = [];
+    b.queue.events.on('cancelled', ({ job }) => cancelled.push(job.id));
+    const { job: long } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u1', params: params('long', { steps: 400 }) });
+    const { job: next } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u2', params: params('next', { steps: 400 }) });
+    await until(() => (b.progress.get(long.id) ?? 0) >= 2, 'the long job to make progress');
+    expect(await b.queue.cancel(next.id, 'u2')).toBe('cancelled');
+    expect(await b.queue.cancel(long.id, 'u1')).toBe('stopping');
+    await until(() => cancelled.includes(long.id), 'the running job to stop');
+    expect(b.queue.get(long.id)!.state).toBe('cancelled');
+    expect(b.queue.get(next.id)!.state).toBe('cancelled');
+    // It stopped long before its 400 steps (20 s): within a few steps of the cancel.
+    expect(b.progress.get(long.id)!).toBeLessThan(100);
+    expect(started).toEqual(['long']);
+    expect(b.delivered.size).toBe(0);
+  });
+
+  it('GIVEN a model no worker serves THEN /imagine is refused with a clear line and nothing is journaled', async () => {
+    const prefix = `p${++n}`;
+    await worker(prefix, []);
+    const b = await bot(prefix, 'bot-1');
+    const refusal = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u', params: params('x', { model: 'sdxl-turbo' }) }).catch((error: unknown) => error);
+    expect(isUserError(refusal) && refusal.identifier).toBe('modelUnavailable');
+    expect((refusal as Error).message).toContain('sdxl-turbo');
+    expect(b.db.prepare('SELECT COUNT(*) AS n FROM jobs').get()).toEqual({ n: 0 });
+  });
+});
