@@ -12,7 +12,7 @@ import type { GenerateParams } from '../diffusion/types.js';
 import { checkCaps, imagesOf } from '../queue/caps.js';
 import { FairScheduler, type FairSchedulerState } from '../queue/fair-scheduler.js';
 import type { JobKind } from '../jobs/types.js';
-import type { Keys } from './redis.js';
+import { withinMs, type Keys } from './redis.js';
 
 /** A job as the scaled queue hands it from bot to worker: everything a worker needs, nothing Discord-specific. */
 export interface RemoteJob {
@@ -151,7 +151,13 @@ export class RedisFairState {
   private transact<R>(
     change: (models: Map<string, FairScheduler<RemoteJob>>) => { write: boolean; result: R; also?: (multi: ChainableCommander) => void },
   ): Promise<R> {
-    return this.serial.add(async () => {
+    return this.serial.add(() => withinMs(this.transactOnce(change), 10_000, 'a fair-queue transaction')) as Promise<R>;
+  }
+
+  private async transactOnce<R>(
+    change: (models: Map<string, FairScheduler<RemoteJob>>) => { write: boolean; result: R; also?: (multi: ChainableCommander) => void },
+  ): Promise<R> {
+    {
       for (let attempt = 0; ; attempt++) {
         await this.redis.watch(this.keys.fair);
         let outcome: ReturnType<typeof change>;
@@ -172,7 +178,7 @@ export class RedisFairState {
         }
         if (attempt >= 100) throw new Error('The fair queue state in Redis kept changing under 100 attempts in a row');
       }
-    }) as Promise<R>;
+    }
   }
 }
 

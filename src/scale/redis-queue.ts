@@ -41,7 +41,7 @@ import type {
 } from '../queue/types.js';
 import { fairView, FairView, RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
 import { OutcomeStore } from './outcomes.js';
-import { bullConnection, commandConnection, Keys, type RedisTarget } from './redis.js';
+import { bullConnection, commandConnection, Keys, withinMs, type RedisTarget } from './redis.js';
 import { Registry, type WorkerRecord } from './registry.js';
 import { decodeProgress, isTicketEvent } from './ticket-events.js';
 
@@ -124,8 +124,6 @@ export class RedisJobQueue implements JobQueue {
     this.keys = new Keys(options.redis.prefix);
     this.redis = commandConnection(options.redis, `imagine-bot-${this.instance}`);
     this.subscriber = bullConnection(options.redis, `imagine-bot-${this.instance}-sub`);
-    this.redis.on('error', (error) => this.logger.debug('redis connection error', { error }));
-    this.subscriber.on('error', (error) => this.logger.debug('redis subscriber error', { error }));
     this.fair = new RedisFairState(this.redis, this.keys);
     this.outcomes = new OutcomeStore(this.redis, this.keys);
     this.registry = new Registry(this.redis, this.keys);
@@ -242,11 +240,19 @@ export class RedisJobQueue implements JobQueue {
     }
     this.submitting.add(id);
     try {
-      // The ticket first: a ticket with no job is harmless (its worker finds nothing), a job with no ticket is not.
-      await this.ticket(model);
+      if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
+      // The job first, then its ticket: a worker that takes a ticket must find a job waiting. (The other order
+      // lets a quick worker spend the ticket on an empty queue, and the job would wait for the next one.)
       await this.fair.submit(remote, { memberCap: this.memberCap(input.guildId), globalCap: this.globalCap }, (multi) => {
         if (initImage !== undefined) multi.set(this.keys.initImage(id), Buffer.from(initImage));
       });
+      try {
+        await this.ticket(model);
+      } catch (error) {
+        // Not half-queued: take the job back out (if Redis is gone entirely, no ticket means no worker runs it).
+        await this.fair.remove(id, (multi) => multi.del(this.keys.initImage(id))).catch(() => undefined);
+        throw error;
+      }
     } catch (error) {
       this.jobs.deleteQueued(id);
       if (isUserError(error)) throw error;
@@ -372,12 +378,11 @@ export class RedisJobQueue implements JobQueue {
 
   /** Read the fair state, the taken runs, the workers and the models at one moment; recompute places. */
   private async refresh(): Promise<void> {
-    const [fairRaw, takenRaw, workers, models] = await Promise.all([
-      this.fair.read(),
-      this.redis.hgetall(this.keys.taken),
-      this.registry.alive(this.now()),
-      this.registry.models(),
-    ]);
+    const [fairRaw, takenRaw, workers, models] = await withinMs(
+      Promise.all([this.fair.read(), this.redis.hgetall(this.keys.taken), this.registry.alive(this.now()), this.registry.models()]),
+      5000,
+      'a refresh',
+    );
     const taken = new Map<string, TakenRecord>();
     for (const [ticket, raw] of Object.entries(takenRaw)) taken.set(ticket, JSON.parse(raw) as TakenRecord);
     this.seen = { fair: fairRaw, taken, workers, models, positions: this.seen.positions };
@@ -429,7 +434,8 @@ export class RedisJobQueue implements JobQueue {
     let queue = this.tickets.get(model);
     if (queue === undefined) {
       queue = new Queue(this.keys.ticketQueue(model), {
-        connection: bullConnection(this.options.redis, `imagine-bot-${this.instance}-tickets`),
+        // Fails fast while Redis is away (the submit is refused), unlike the workers' blocking connections.
+        connection: commandConnection(this.options.redis, `imagine-bot-${this.instance}-tickets`),
         prefix: this.keys.prefix,
         // Progress events carry previews: keep the event stream short.
         streams: { events: { maxLen: 1000 } },
@@ -437,7 +443,7 @@ export class RedisJobQueue implements JobQueue {
       queue.on('error', (error) => this.logger.debug('ticket queue error', { error }));
       this.tickets.set(model, queue);
     }
-    await queue.add('ticket', { model }, { removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } });
+    await withinMs(queue.add('ticket', { model }, { removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } }), 5000, 'a ticket');
   }
 
   /** Progress and outcomes of a model's tickets, from BullMQ's event stream. */
@@ -521,7 +527,7 @@ export class RedisJobQueue implements JobQueue {
 
   /** Compare this process's unfinished jobs with Redis; finish, re-attach or queue again what needs it. */
   private reconcile(): Promise<void> {
-    return (this.reconciling ??= this.reconcileOnce()
+    return (this.reconciling ??= withinMs(this.reconcileOnce(), 10_000, 'the reconcile')
       .catch((error: unknown) => this.logger.debug('reconcile could not reach Redis', { error }))
       .finally(() => {
         this.reconciling = undefined;
@@ -530,7 +536,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   private async reconcileOnce(): Promise<void> {
-    if (this.closing) return;
+    if (this.closing || this.redis.status !== 'ready') return;
     const unfinished = this.jobs.listByOwner(this.instance, 'queued', 'running');
     if (unfinished.length === 0) return;
     // One consistent read of where every job stands: a worker moves jobs from waiting to taken in one MULTI.
@@ -566,11 +572,11 @@ export class RedisJobQueue implements JobQueue {
     const model = params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
     if (model === undefined) return;
     this.logger.warn('a job was missing from Redis; queued again', { jobId: job.id, state: job.state });
-    await this.ticket(model);
     await this.fair.submit(
       { id: job.id, guildId: job.guildId, channelId: job.channelId, userId: job.userId, kind: job.kind, owner: this.instance, model, params: { ...params, model }, createdAt: job.createdAt, attempts: job.attempts },
       undefined,
     );
+    await this.ticket(model);
     if (job.state === 'running') {
       this.jobs.markQueued(job.id, job.attempts);
       this.events.emit('requeued', { job: { ...job, state: 'queued' }, reason: 'restart' });

@@ -15,22 +15,31 @@ export interface RedisTarget {
  * (no offline queue), so `/imagine` can say so instead of hanging; ioredis reconnects by itself meanwhile.
  */
 export function commandConnection(target: RedisTarget, name: string): Redis {
-  return new Redis(target.url, {
+  return quiet(new Redis(target.url, {
     connectionName: name,
     enableOfflineQueue: false,
     maxRetriesPerRequest: 1,
     // Back off up to 2 s between reconnects, for ever: the bot keeps running while Redis is away.
     retryStrategy: (times) => Math.min(100 * times, 2000),
-  } satisfies RedisOptions);
+  } satisfies RedisOptions));
 }
 
 /** A connection for BullMQ's blocking reads and workers (BullMQ requires `maxRetriesPerRequest: null`). */
 export function bullConnection(target: RedisTarget, name: string): Redis {
-  return new Redis(target.url, {
+  return quiet(new Redis(target.url, {
     connectionName: name,
     maxRetriesPerRequest: null,
     retryStrategy: (times) => Math.min(100 * times, 2000),
-  } satisfies RedisOptions);
+  } satisfies RedisOptions));
+}
+
+/**
+ * Connection errors are expected while Redis is away (ioredis reconnects by itself); the callers see them as
+ * failed commands. Without a listener ioredis prints every failed reconnect to the console.
+ */
+function quiet(redis: Redis): Redis {
+  redis.on('error', () => undefined);
+  return redis;
 }
 
 /** The names of everything the scaled mode keeps in Redis. */
@@ -74,5 +83,24 @@ export class Keys {
   /** BullMQ queue name of a model's tickets (queue names may not contain ':'). */
   ticketQueue(model: string): string {
     return `runs-${model.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+  }
+}
+
+/**
+ * A Redis call that gives up after `ms`: with the offline queue off, ioredis can leave a MULTI pending for good
+ * when the connection drops under it, and one stuck call must not hold up everything queued behind it.
+ */
+export async function withinMs<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`Redis did not answer ${what} within ${ms} ms`)), ms);
+        timer.unref();
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
