@@ -12,7 +12,7 @@ import type { GenerateParams } from '../diffusion/types.js';
 import { checkCaps, imagesOf } from '../queue/caps.js';
 import { FairScheduler, type FairSchedulerState } from '../queue/fair-scheduler.js';
 import type { JobKind } from '../jobs/types.js';
-import { withinMs, type Keys } from './redis.js';
+import { ready, withinMs, type Keys } from './redis.js';
 
 /** A job as the scaled queue hands it from bot to worker: everything a worker needs, nothing Discord-specific. */
 export interface RemoteJob {
@@ -80,10 +80,24 @@ export class RedisFairState {
   /** One transaction at a time per connection: WATCH belongs to the connection, not to the caller. */
   private readonly serial = new PQueue({ concurrency: 1 });
 
+  /**
+   * `redis` must be this object's own connection: any EXEC or DISCARD another caller sends on it between this
+   * object's WATCH and EXEC drops the WATCH, and a change computed from a stale state would be written.
+   */
   constructor(
     private readonly redis: Redis,
     private readonly keys: Keys,
   ) {}
+
+  /** Resolves true once its connection is ready, false after `timeoutMs`. */
+  ready(timeoutMs: number): Promise<boolean> {
+    return ready(this.redis, timeoutMs);
+  }
+
+  /** Close its connection. */
+  close(): void {
+    this.redis.disconnect();
+  }
 
   /** The state now (no transaction). */
   async read(): Promise<FairView> {

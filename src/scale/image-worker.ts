@@ -79,7 +79,7 @@ export class ImageWorker {
     this.id = options.id ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`;
     this.keys = new Keys(options.redis.prefix);
     this.connection = bullConnection(options.redis, `imagine-worker-${this.id}`);
-    this.fair = new RedisFairState(this.connection, this.keys);
+    this.fair = new RedisFairState(bullConnection(options.redis, `imagine-worker-${this.id}-fair`), this.keys);
     this.outcomes = new OutcomeStore(this.connection, this.keys);
     this.registry = new Registry(this.connection, this.keys);
     this.startedAt = this.now();
@@ -132,6 +132,7 @@ export class ImageWorker {
       clearInterval(this.heartbeat);
       await Promise.all(this.workers.map((worker) => worker.close()));
       await this.registry.leave(this.id).catch(() => undefined);
+      this.fair.close();
       this.connection.disconnect();
     })());
   }
@@ -153,8 +154,10 @@ export class ImageWorker {
   /** One ticket: take the fairest run of `model` (or the one a dead worker left under this ticket), make it. */
   private async process(model: string, ticket: Job, token: string | undefined): Promise<{ jobs: string[] }> {
     const { logger } = this.options;
+    // Ticket ids count per queue: the model makes them unique among all models' runs.
+    const runId = `${this.keys.ticketQueue(model)}:${ticket.id!}`;
     let jobs: RemoteJob[];
-    const left = await this.connection.hget(this.keys.taken, ticket.id!);
+    const left = await this.connection.hget(this.keys.taken, runId);
     if (left !== null) {
       // A worker died while running this ticket: run its jobs again, those whose outcome is not stored yet.
       const record = JSON.parse(left) as TakenRecord;
@@ -170,10 +173,10 @@ export class ImageWorker {
             identifier: Identifiers.Timeout,
           });
         }
-        await this.connection.hdel(this.keys.taken, ticket.id!);
+        await this.connection.hdel(this.keys.taken, runId);
         return { jobs: [] };
       }
-      await this.connection.hset(this.keys.taken, ticket.id!, JSON.stringify(record));
+      await this.connection.hset(this.keys.taken, runId, JSON.stringify(record));
       jobs = pending.map((job) => ({ ...job, attempts: job.attempts + 1 }));
       logger.warn('taking over a run from a worker that stopped', { ticket: ticket.id, jobs: jobs.map((job) => job.id) });
     } else {
@@ -181,7 +184,7 @@ export class ImageWorker {
       const max = this.options.maxBatchImages ?? 1;
       jobs = await this.fair.take(
         model,
-        ticket.id!,
+        runId,
         this.id,
         (order) =>
           info === undefined || max <= 1
@@ -195,11 +198,11 @@ export class ImageWorker {
       );
     }
     if (jobs.length === 0) {
-      await this.connection.hdel(this.keys.taken, ticket.id!);
+      await this.connection.hdel(this.keys.taken, runId);
       return { jobs: [] };
     }
     await this.run(ticket, jobs);
-    await this.connection.hdel(this.keys.taken, ticket.id!);
+    await this.connection.hdel(this.keys.taken, runId);
     void token;
     return { jobs: jobs.map((job) => job.id) };
   }

@@ -41,7 +41,7 @@ import type {
 } from '../queue/types.js';
 import { fairView, FairView, RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
 import { OutcomeStore } from './outcomes.js';
-import { bullConnection, commandConnection, Keys, withinMs, type RedisTarget } from './redis.js';
+import { bullConnection, commandConnection, Keys, ready, withinMs, type RedisTarget } from './redis.js';
 import { Registry, type WorkerRecord } from './registry.js';
 import { decodeProgress, isTicketEvent } from './ticket-events.js';
 
@@ -124,7 +124,7 @@ export class RedisJobQueue implements JobQueue {
     this.keys = new Keys(options.redis.prefix);
     this.redis = commandConnection(options.redis, `imagine-bot-${this.instance}`);
     this.subscriber = bullConnection(options.redis, `imagine-bot-${this.instance}-sub`);
-    this.fair = new RedisFairState(this.redis, this.keys);
+    this.fair = new RedisFairState(commandConnection(options.redis, `imagine-bot-${this.instance}-fair`), this.keys);
     this.outcomes = new OutcomeStore(this.redis, this.keys);
     this.registry = new Registry(this.redis, this.keys);
     this.jobs = new JobStore(options.db);
@@ -157,7 +157,7 @@ export class RedisJobQueue implements JobQueue {
   async resume(): Promise<ResumeReport> {
     if (this.resumed) throw new Error('resume() was already called');
     this.resumed = true;
-    if (!(await ready(this.redis, 10_000))) {
+    if (!(await ready(this.redis, 10_000)) || !(await this.fair.ready(10_000))) {
       this.logger.warn('Redis is not reachable yet; /imagine refuses until it is (the bot keeps trying)', { url: redacted(this.options.redis.url) });
     }
     await this.refresh().catch((error: unknown) => this.logger.debug('first read of Redis failed', { error }));
@@ -367,6 +367,7 @@ export class RedisJobQueue implements JobQueue {
     await Promise.all([...this.listeners.values()].map((listener) => listener.close().catch(() => undefined)));
     await Promise.all([...this.tickets.values()].map((queue) => queue.close().catch(() => undefined)));
     this.subscriber.disconnect();
+    this.fair.close();
     this.redis.disconnect();
     // Waiting and running jobs stay in Redis, in their places: the workers go on, and the next start delivers them.
     const waiting = this.jobs.listByOwner(this.instance, 'queued');
@@ -379,7 +380,12 @@ export class RedisJobQueue implements JobQueue {
   /** Read the fair state, the taken runs, the workers and the models at one moment; recompute places. */
   private async refresh(): Promise<void> {
     const [fairRaw, takenRaw, workers, models] = await withinMs(
-      Promise.all([this.fair.read(), this.redis.hgetall(this.keys.taken), this.registry.alive(this.now()), this.registry.models()]),
+      Promise.all([
+        this.redis.get(this.keys.fair).then(fairView),
+        this.redis.hgetall(this.keys.taken),
+        this.registry.alive(this.now()),
+        this.registry.models(),
+      ]),
       5000,
       'a refresh',
     );
@@ -589,23 +595,6 @@ export class RedisJobQueue implements JobQueue {
     if (this.jobs.listByOwner(this.instance, 'queued', 'running').length > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
-}
-
-/** Resolves true once the connection is ready, false after `timeoutMs` (it goes on trying). */
-function ready(redis: Redis, timeoutMs: number): Promise<boolean> {
-  if (redis.status === 'ready') return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      redis.off('ready', onReady);
-      resolve(false);
-    }, timeoutMs);
-    timer.unref();
-    const onReady = () => {
-      clearTimeout(timer);
-      resolve(true);
-    };
-    redis.once('ready', onReady);
-  });
 }
 
 /** A Redis URL as it may be logged: no password. */

@@ -104,3 +104,21 @@ export async function withinMs<T>(promise: Promise<T>, ms: number, what: string)
     clearTimeout(timer);
   }
 }
+
+/** Resolves true once the connection is ready, false after `timeoutMs` (it goes on trying). */
+export function ready(redis: Redis, timeoutMs: number): Promise<boolean> {
+  if (redis.status === 'ready') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      resolve(false);
+    }, timeoutMs);
+    timer.unref();
+    const onReady = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    redis.once('ready', onReady);
+  });
+}
+

@@ -52,8 +52,8 @@ function run(args: string[], env: Record<string, string>, cwd = tempDir()): Proc
   return proc;
 }
 
-function startWorker(redisUrl: string, stepMs: number): Proc {
-  return run([WORKER], { REDIS_URL: redisUrl, SAMPLER: 'stand-in', STAND_IN_STEP_MS: String(stepMs), WORKER_LOCK_SECONDS: '2' });
+function startWorker(redisUrl: string, stepMs: number, env: Record<string, string> = {}): Proc {
+  return run([WORKER], { REDIS_URL: redisUrl, SAMPLER: 'stand-in', STAND_IN_STEP_MS: String(stepMs), WORKER_LOCK_SECONDS: '2', ...env });
 }
 
 function startBot(env: Record<string, string>): Proc {
@@ -202,7 +202,8 @@ describe.skipIf(!HAVE_REDIS)('scaled mode crash safety (real processes, real red
 
   it('GIVEN SIGTERM to a busy worker THEN it finishes the picture, takes no new one, and exits 0', async () => {
     await flush(server.url);
-    const worker = startWorker(server.url, 30);
+    // One job a run, so the second job is not in the run SIGTERM lets finish.
+    const worker = startWorker(server.url, 30, { BATCH_IMAGES: '1' });
     await workersUp(server.url, 1);
     const dir = tempDir();
     const delivered = path.join(dir, 'delivered.txt');
