@@ -69,7 +69,7 @@ describe('WorkerPool with several models', () => {
     const { pool: p } = await pool();
     const error = await p.generate({ ...base, model: 'sdxl-huge' }).catch((e: unknown) => e);
     expect(isUserError(error)).toBe(true);
-    expect((error as Error).message).toBe('There is no model `sdxl-huge` (installed: sd-tiny, lcm-tiny, pixel-tiny, sd-tiny-fp16).');
+    expect((error as Error).message).toBe('There is no model `sdxl-huge` (installed: sd-tiny, lcm-tiny, pixel-tiny, sd-tiny-fp16, sdxl-tiny).');
     expect(p.stats().runSizes.size).toBe(0);
   });
 
