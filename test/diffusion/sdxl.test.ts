@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModel, ModelLoadError, type DiffusionModel } from '../../src/diffusion/model.js';
+import { checkUnet } from '../../src/diffusion/model-parts.js';
 import { generate, generateBatch } from '../../src/diffusion/pipeline.js';
 import type { GenerateParams } from '../../src/diffusion/types.js';
 
@@ -234,5 +235,22 @@ describe('SDXL models imagine refuses', () => {
     const error = await loadModel(dir).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ModelLoadError);
     expect((error as Error).message).toContain(`${join(dir, 'text_encoder', 'model.onnx')}: expected outputs \`hidden_states.0\` … \`hidden_states.N\``);
+  });
+
+  it('GIVEN a UNet with 5 time ids (a refiner’s aesthetic score) or text_embeds without time_ids THEN its contract check refuses it in one line', () => {
+    const tensor = (name: string, shape: (number | string)[]) => ({ name, isTensor: true, type: 'float32', shape });
+    const unet = (extra: ReturnType<typeof tensor>[]) =>
+      ({
+        inputMetadata: [tensor('sample', ['b', 4, 'h', 'w']), tensor('timestep', []), tensor('encoder_hidden_states', ['b', 77, 2048]), ...extra],
+        outputMetadata: [tensor('out_sample', ['b', 4, 'h', 'w'])],
+      }) as unknown as ort.InferenceSession;
+    const refiner = unet([tensor('text_embeds', ['b', 1280]), tensor('time_ids', ['b', 5])]);
+    expect(() => checkUnet(refiner, 'refiner/unet/model.onnx')).toThrow(
+      'refiner/unet/model.onnx: this is an SDXL refiner (`time_ids` of 5: original size, crop and an aesthetic score); imagine runs SDXL base models only, which take 6 (original size, crop, target size)',
+    );
+    expect(() => checkUnet(unet([tensor('text_embeds', ['b', 1280])]), 'u.onnx')).toThrow(
+      'u.onnx: expected both SDXL inputs `text_embeds` and `time_ids`, or neither, got `text_embeds` float32 [b, 1280]',
+    );
+    expect(checkUnet(unet([tensor('text_embeds', ['b', 1280]), tensor('time_ids', ['b', 6])]), 'base.onnx').timeIds?.name).toBe('time_ids');
   });
 });
