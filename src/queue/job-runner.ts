@@ -224,7 +224,7 @@ export class JobRunner {
     outage.wrote();
     this.options.waiting.take(next);
     for (const job of next) this.passes.delete(job.id);
-    for (const job of passedOver) this.passes.set(job.id, (this.passes.get(job.id) ?? 0) + 1);
+    for (const job of passedOver) if (!next.includes(job)) this.passes.set(job.id, (this.passes.get(job.id) ?? 0) + 1);
     const run: Run = { entries: [], plan: [] };
     for (const waiting of started) {
       const job: JobRecord = { ...waiting, state: 'running', startedAt, attempts: waiting.attempts + 1 };
