@@ -202,6 +202,24 @@ describe('SDXL (sdxl-tiny)', () => {
     expect(differs(await out(0, 512))).toBe(true);
   });
 
+  it('GIVEN an SDXL model with a vae_encoder THEN img2img runs with the same conditioning and gives a PNG of the asked size', async () => {
+    const dir = join(temp, 'with-encoder');
+    cpSync(SDXL_TINY, dir, { recursive: true });
+    cpSync(join(MODELS, 'sd-tiny', 'vae_encoder'), join(dir, 'vae_encoder'), { recursive: true });
+    const other = await loadModel(dir);
+    try {
+      const calls = recordUnet(other);
+      const red = await sharp({ create: { width: 128, height: 64, channels: 3, background: '#d02020' } }).png().toBuffer();
+      const result = await generate(other, { ...base, steps: 4, initImage: new Uint8Array(red), strength: 0.5 });
+      expect(calls.length).toBe(2); // floor(4 × 0.5) steps
+      expect(Array.from(calls[0].time_ids.data.subarray(0, 6))).toEqual([64, 128, 0, 0, 64, 128]);
+      expectClose(row(calls[0].text_embeds, 1), (await expectedFor(other, dir, base.prompt)).pooled);
+      expect(await sharp(result.images[0]).metadata()).toMatchObject({ format: 'png', width: 128, height: 64 });
+    } finally {
+      await other.release();
+    }
+  });
+
   it('GIVEN the same job twice THEN the same PNG bytes', async () => {
     const [a, b] = [await generate(model, { ...base, steps: 1 }), await generate(model, { ...base, steps: 1 })];
     expect(Buffer.from(a.images[0]).equals(Buffer.from(b.images[0]))).toBe(true);
