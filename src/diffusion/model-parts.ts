@@ -34,7 +34,23 @@ export interface UnetPart {
   encoderHiddenStates: TensorSpec;
   /** LCM's guidance embedding input, when the model has one. */
   timestepCond?: TensorSpec;
+  /** SDXL's pooled text embedding (`addition_embed_type: text_time`), present together with `timeIds`. */
+  textEmbeds?: TensorSpec;
+  /** SDXL's size conditioning: original size, crop top-left and target size, six numbers per row. */
+  timeIds?: TensorSpec;
   output: TensorSpec;
+}
+
+/**
+ * A text encoder of an SDXL model, exported as Optimum exports them (output_hidden_states): `hidden_states.0` (the
+ * embeddings) to `hidden_states.N` (after the last layer), and for text_encoder_2 (CLIPTextModelWithProjection) the
+ * pooled, projected `text_embeds`.
+ */
+export interface SdxlTextEncoderPart extends TextEncoderPart {
+  /** `hidden_states.{N-1}`: diffusers' `hidden_states[-2]`, the penultimate layer's output, before the final LayerNorm. */
+  penultimate: TensorSpec;
+  /** text_encoder_2's `text_embeds` [batch, projection]; absent for text_encoder/. */
+  textEmbeds?: TensorSpec;
 }
 
 export interface VaeDecoderPart {
@@ -131,10 +147,11 @@ export function checkUnet(session: ort.InferenceSession, file: string): UnetPart
   if (timestepCond && (timestepCond.type !== sample.type || timestepCond.shape.length !== 2)) {
     throw misfit(file, `\`timestep_cond\` of ${sample.type} [batch, width]`, timestepCond);
   }
-  const known = new Set(['sample', 'timestep', 'encoder_hidden_states', 'timestep_cond']);
+  const { textEmbeds, timeIds } = checkAddedConditioning(file, inputs, sample.type);
+  const known = new Set(['sample', 'timestep', 'encoder_hidden_states', 'timestep_cond', 'text_embeds', 'time_ids']);
   const unknown = inputs.filter((s) => !known.has(s.name));
   if (unknown.length > 0) {
-    throw misfit(file, 'inputs `sample`, `timestep`, `encoder_hidden_states` and optionally `timestep_cond` (SDXL-style extra conditioning is not supported)', unknown);
+    throw misfit(file, 'inputs `sample`, `timestep`, `encoder_hidden_states`, optionally `timestep_cond` (LCM) or `text_embeds` and `time_ids` (SDXL), and no others', unknown);
   }
   const output = outputs.find((s) => s.name === 'out_sample') ?? outputs[0];
   if (!output || output.shape.length !== 4 || output.type !== sample.type) {
@@ -145,7 +162,60 @@ export function checkUnet(session: ort.InferenceSession, file: string): UnetPart
   if (outChannels !== undefined && inChannels !== undefined && outChannels !== inChannels) {
     throw misfit(file, `an output with the ${inChannels} channels of \`sample\` (a noise prediction)`, output);
   }
-  return { session, sample, timestep, encoderHiddenStates, timestepCond, output };
+  return { session, sample, timestep, encoderHiddenStates, timestepCond, textEmbeds, timeIds, output };
+}
+
+/** Values per row of SDXL's `time_ids`: original size (h, w), crop top-left (y, x), target size (h, w). */
+export const SDXL_TIME_IDS = 6;
+
+/**
+ * SDXL's extra UNet inputs (diffusers' `added_cond_kwargs` for `addition_embed_type: text_time`, as Optimum's
+ * UNetOnnxConfig names them): both or neither, in the sample's dtype. Five time ids are the refiner's (its
+ * aesthetic score in place of the target size), which imagine does not run.
+ */
+function checkAddedConditioning(file: string, inputs: TensorSpec[], type: ort.Tensor.Type): { textEmbeds?: TensorSpec; timeIds?: TensorSpec } {
+  const textEmbeds = inputs.find((s) => s.name === 'text_embeds');
+  const timeIds = inputs.find((s) => s.name === 'time_ids');
+  if (!textEmbeds && !timeIds) return {};
+  if (!textEmbeds || !timeIds) {
+    throw misfit(file, 'both SDXL inputs `text_embeds` and `time_ids`, or neither', inputs.filter((s) => s === textEmbeds || s === timeIds));
+  }
+  if (textEmbeds.type !== type || textEmbeds.shape.length !== 2) throw misfit(file, `\`text_embeds\` of ${type} [batch, width]`, textEmbeds);
+  if (timeIds.type !== type || timeIds.shape.length !== 2) throw misfit(file, `\`time_ids\` of ${type} [batch, ${SDXL_TIME_IDS}]`, timeIds);
+  const perRow = dim(timeIds.shape[1]);
+  if (perRow === SDXL_TIME_IDS - 1) {
+    throw new ModelLoadError(
+      `${file}: this is an SDXL refiner (\`time_ids\` of 5: original size, crop and an aesthetic score); imagine runs SDXL base models only, which take 6 (original size, crop, target size)`,
+    );
+  }
+  if (perRow !== undefined && perRow !== SDXL_TIME_IDS) throw misfit(file, `\`time_ids\` of ${type} [batch, ${SDXL_TIME_IDS}]`, timeIds);
+  return { textEmbeds, timeIds };
+}
+
+/**
+ * The SDXL outputs of a text encoder already checked by {@link checkTextEncoder}: its hidden states (the
+ * penultimate one is what SDXL's UNet reads) and, for text_encoder_2, `text_embeds`.
+ */
+export function checkSdxlTextEncoder(part: TextEncoderPart, file: string, pooled: boolean): SdxlTextEncoderPart {
+  const outputs = specsOf(part.session, 'output');
+  const layers = outputs
+    .map((s) => ({ spec: s, index: /^hidden_states\.(\d+)$/.exec(s.name)?.[1] }))
+    .filter((h): h is { spec: TensorSpec; index: string } => h.index !== undefined)
+    .sort((a, b) => Number(a.index) - Number(b.index));
+  // hidden_states.0 is the embeddings; the penultimate state needs at least two layers after it.
+  const penultimate = layers.length >= 3 ? layers[layers.length - 2].spec : undefined;
+  if (!penultimate || Number(layers[layers.length - 1].index) !== layers.length - 1) {
+    throw misfit(file, 'outputs `hidden_states.0` … `hidden_states.N` (N ≥ 2), as Optimum exports SDXL text encoders (output_hidden_states)', outputs);
+  }
+  if (penultimate.shape.length !== 3 || !FLOAT_TYPES.includes(penultimate.type)) {
+    throw misfit(file, `\`${penultimate.name}\` of float32 or float16 [batch, sequence, width]`, penultimate);
+  }
+  if (!pooled) return { ...part, penultimate };
+  const textEmbeds = outputs.find((s) => s.name === 'text_embeds');
+  if (!textEmbeds || textEmbeds.shape.length !== 2 || !FLOAT_TYPES.includes(textEmbeds.type)) {
+    throw misfit(file, 'an output `text_embeds` of float32 or float16 [batch, projection] (CLIPTextModelWithProjection)', textEmbeds ?? outputs);
+  }
+  return { ...part, penultimate, textEmbeds };
 }
 
 /**

@@ -9,6 +9,7 @@ import type { SchedulerConfig } from './schedulers/types.js';
 import { loadTokenizer, type PromptTokenizer } from './tokenizer.js';
 import type { ModelInfo, SchedulerName } from './types.js';
 import {
+  checkSdxlTextEncoder,
   checkTextEncoder,
   checkUnet,
   checkVaeDecoder,
@@ -17,6 +18,7 @@ import {
   openSafetyChecker,
   readJson,
   type SafetyCheckerPart,
+  type SdxlTextEncoderPart,
   type TextEncoderPart,
   type UnetPart,
   type VaeDecoderPart,
@@ -24,7 +26,7 @@ import {
 } from './model-parts.js';
 
 export { EXECUTION_PROVIDERS, ModelLoadError, type ExecutionProviderName };
-export type { FloatType, SafetyCheckerPart, TensorSpec, TextEncoderPart, UnetPart, VaeDecoderPart, VaeEncoderPart } from './model-parts.js';
+export type { FloatType, SafetyCheckerPart, SdxlTextEncoderPart, TensorSpec, TextEncoderPart, UnetPart, VaeDecoderPart, VaeEncoderPart } from './model-parts.js';
 
 export interface LoadModelOptions {
   /**
@@ -55,6 +57,8 @@ export interface DiffusionModel {
   vaeEncoder?: VaeEncoderPart;
   /** Present when the folder has safety_checker/model.onnx: every picture is checked after decoding. */
   safetyChecker?: SafetyCheckerPart;
+  /** Present for an SDXL model (a UNet that takes `text_embeds` and `time_ids`): its second text encoder and tokenizer. */
+  sdxl?: SdxlParts;
   /** Latent (or image) channels the UNet denoises. */
   channels: number;
   /** vae_decoder/config.json `scaling_factor` (default 0.18215, as diffusers). 1 for pixel-space models. */
@@ -68,6 +72,23 @@ export interface DiffusionModel {
   release(): Promise<void>;
 }
 
+/**
+ * What SDXL adds (diffusers' StableDiffusionXLPipeline): a second text encoder and tokenizer, and the rule for an
+ * empty negative prompt.
+ */
+export interface SdxlParts {
+  /** text_encoder/ (CLIP-L in SDXL) with its hidden states: the same session as `DiffusionModel.textEncoder`. */
+  textEncoder: SdxlTextEncoderPart;
+  /** text_encoder_2/ (OpenCLIP-bigG with projection): hidden states and the pooled `text_embeds`. */
+  textEncoder2: SdxlTextEncoderPart;
+  /** tokenizer_2/: same vocabulary as tokenizer/ in SDXL, its own padding token (`!`). */
+  tokenizer2: PromptTokenizer;
+  /**
+   * model_index.json `force_zeros_for_empty_prompt` (diffusers' default: true): with guidance and no negative prompt,
+   * the unconditional rows get zeros rather than the encoded empty prompt.
+   */
+  forceZerosForEmptyPrompt: boolean;
+}
 
 const DEFAULT_SCALING_FACTOR = 0.18215; // diffusers' AutoencoderKL default (SD 1.x/2.x)
 
@@ -83,7 +104,12 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   const log = options.log ?? ((line: string) => console.error(line));
   const indexPath = join(dir, 'model_index.json');
   if (!existsSync(indexPath)) throw new ModelLoadError(`${indexPath}: expected a diffusers model_index.json (is ${dir} a model folder?)`);
-  readJson(indexPath); // must parse; its entries name parts we find by folder anyway
+  const index = readJson(indexPath); // its entries name parts we find by folder anyway
+  if (index.requires_aesthetics_score === true) {
+    throw new ModelLoadError(
+      `${indexPath}: this is an SDXL refiner (\`requires_aesthetics_score\`: its UNet is conditioned on an aesthetic score); imagine runs SDXL base models only`,
+    );
+  }
 
   const schedulerPath = join(dir, 'scheduler', 'scheduler_config.json');
   if (!existsSync(schedulerPath)) throw new ModelLoadError(`${schedulerPath}: expected a scheduler config`);
@@ -136,6 +162,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     }
 
     const safetyChecker = await openSafetyChecker(dir, open, log);
+    const sdxlEncoders = unet.timeIds ? await openSdxlEncoders(textEncoder, te.file, open) : undefined;
 
     const channels = dim(unet.sample.shape[1]) ?? dim(vaeDecoder?.latentSample.shape[1]) ?? (pixelSpace ? 3 : 4);
     if (pixelSpace && channels !== 3) {
@@ -150,24 +177,36 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     if (vaeEncoder && encoderChannels !== undefined && encoderChannels !== expectedEncoderChannels) {
       throw new ModelLoadError(`${vaeEncoder.file}: expected \`${vaeEncoder.latent.name}\` of ${expectedEncoderChannels} channels to match the UNet, got ${encoderChannels}`);
     }
-    const hidden = dim(textEncoder.lastHiddenState.shape[2]);
+    // SDXL: both encoders' penultimate hidden states side by side (diffusers' torch.concat(prompt_embeds_list, dim=-1)).
+    const hidden = sdxlEncoders
+      ? sumOrUndefined(dim(sdxlEncoders.textEncoder.penultimate.shape[2]), dim(sdxlEncoders.textEncoder2.penultimate.shape[2]))
+      : dim(textEncoder.lastHiddenState.shape[2]);
     const expectedHidden = dim(unet.encoderHiddenStates.shape[2]);
     if (hidden !== undefined && expectedHidden !== undefined && hidden !== expectedHidden) {
-      throw new ModelLoadError(`${un.file}: expected \`${unet.encoderHiddenStates.name}\` of width ${hidden} (the text encoder's), got ${expectedHidden}`);
+      const whose = sdxlEncoders ? 'the sum of both text encoders\' hidden widths' : "the text encoder's";
+      throw new ModelLoadError(`${un.file}: expected \`${unet.encoderHiddenStates.name}\` of width ${hidden} (${whose}), got ${expectedHidden}`);
+    }
+
+    const pooledWidth = dim(sdxlEncoders?.textEncoder2.textEmbeds?.shape[1]);
+    const expectedPooled = dim(unet.textEmbeds?.shape[1]);
+    if (pooledWidth !== undefined && expectedPooled !== undefined && pooledWidth !== expectedPooled) {
+      throw new ModelLoadError(`${un.file}: expected \`text_embeds\` of width ${pooledWidth} (text_encoder_2's projection), got ${expectedPooled}`);
     }
 
     const vaeConfig = existsSync(join(vaeDir, 'config.json')) ? readJson(join(vaeDir, 'config.json')) : {};
     const latentFactor = pixelSpace ? 1 : latentFactorOf(vaeConfig, vaeDecoder!);
     const scalingFactor = pixelSpace ? 1 : numberOr(vaeConfig.scaling_factor, DEFAULT_SCALING_FACTOR);
 
-    // Sequence length: the encoder's fixed input_ids dimension, else the tokenizer's own.
-    const seqLen = dim(textEncoder.inputIds.shape[1]);
-    const tokenizerDir = join(dir, 'tokenizer');
-    let tokenizer: PromptTokenizer;
-    try {
-      tokenizer = loadTokenizer(tokenizerDir, seqLen !== undefined ? { maxLength: seqLen } : {});
-    } catch (error) {
-      throw new ModelLoadError(`${tokenizerDir}: ${(error as Error).message}`);
+    const tokenizer = tokenizerFor(join(dir, 'tokenizer'), textEncoder);
+    let sdxl: SdxlParts | undefined;
+    if (sdxlEncoders) {
+      const tokenizer2Dir = join(dir, 'tokenizer_2');
+      const tokenizer2 = tokenizerFor(tokenizer2Dir, sdxlEncoders.textEncoder2);
+      if (tokenizer2.maxLength !== tokenizer.maxLength) {
+        throw new ModelLoadError(`${tokenizer2Dir}: expected ${tokenizer.maxLength} tokens as tokenizer/ (both encoders' rows are joined token by token), got ${tokenizer2.maxLength}`);
+      }
+      // diffusers' StableDiffusionXLPipeline registers force_zeros_for_empty_prompt=True unless the index says otherwise.
+      sdxl = { ...sdxlEncoders, tokenizer2, forceZerosForEmptyPrompt: index.force_zeros_for_empty_prompt !== false };
     }
     const encoderSeq = dim(unet.encoderHiddenStates.shape[1]);
     if (encoderSeq !== undefined && encoderSeq !== tokenizer.maxLength) {
@@ -177,13 +216,15 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     const unetConfigPath = join(dir, 'unet', 'config.json');
     const unetConfig = existsSync(unetConfigPath) ? readJson(unetConfigPath) : {};
     // Native size: fixed UNet dimensions, else unet/config.json sample_size (a number or [height, width]), else
-    // 64 cells (SD 1.x: 512 px; a pixel-space model without a config: 64 px).
+    // 64 cells (SD 1.x: 512 px; a pixel-space model without a config: 64 px), 128 for SDXL (1024 px: diffusers'
+    // StableDiffusionXLPipeline.default_sample_size when the UNet config has none; SDXL-Turbo's config says 64).
     const sampleSize = unetConfig.sample_size;
     const [configH, configW] = Array.isArray(sampleSize) ? sampleSize : [sampleSize, sampleSize];
     const fixedH = dim(unet.sample.shape[2]);
     const fixedW = dim(unet.sample.shape[3]);
-    const height = (fixedH ?? numberOr(configH, 64)) * latentFactor;
-    const width = (fixedW ?? numberOr(configW, 64)) * latentFactor;
+    const fallbackCells = sdxl ? 128 : 64;
+    const height = (fixedH ?? numberOr(configH, fallbackCells)) * latentFactor;
+    const width = (fixedW ?? numberOr(configW, fallbackCells)) * latentFactor;
 
     const className = typeof schedulerConfig._class_name === 'string' ? schedulerConfig._class_name : '';
     const defaultScheduler: SchedulerName = schedulerNameFromClass(className) ?? 'euler';
@@ -220,6 +261,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       vaeDecoder,
       vaeEncoder,
       safetyChecker,
+      ...(sdxl ? { sdxl } : {}),
       channels,
       scalingFactor,
       timestepCondDim,
@@ -243,6 +285,39 @@ function latentFactorOf(config: Record<string, unknown>, vae: VaeDecoderPart): n
   const outH = dim(vae.sample.shape[2]);
   if (inH !== undefined && outH !== undefined && outH % inH === 0) return outH / inH;
   return 8;
+}
+
+/** The tokenizer in `folder` for `encoder`: its sequence length is the encoder's fixed input_ids dimension, else the tokenizer's own. */
+function tokenizerFor(folder: string, encoder: TextEncoderPart): PromptTokenizer {
+  const seqLen = dim(encoder.inputIds.shape[1]);
+  try {
+    return loadTokenizer(folder, seqLen !== undefined ? { maxLength: seqLen } : {});
+  } catch (error) {
+    throw new ModelLoadError(`${folder}: ${(error as Error).message}`);
+  }
+}
+
+/**
+ * SDXL's text encoders: text_encoder/ again for its hidden states, and text_encoder_2/ (CLIPTextModelWithProjection)
+ * with its hidden states and pooled `text_embeds`. Their sequence lengths must agree.
+ */
+async function openSdxlEncoders(
+  textEncoder: TextEncoderPart,
+  file: string,
+  open: (part: string) => Promise<{ session: ort.InferenceSession; file: string }>,
+): Promise<Pick<SdxlParts, 'textEncoder' | 'textEncoder2'>> {
+  const first = checkSdxlTextEncoder(textEncoder, file, false);
+  const te2 = await open('text_encoder_2');
+  const textEncoder2 = checkSdxlTextEncoder(checkTextEncoder(te2.session, te2.file), te2.file, true);
+  const [seq1, seq2] = [dim(first.penultimate.shape[1]), dim(textEncoder2.penultimate.shape[1])];
+  if (seq1 !== undefined && seq2 !== undefined && seq1 !== seq2) {
+    throw new ModelLoadError(`${te2.file}: expected hidden states of ${seq1} tokens as text_encoder/'s, got ${seq2}`);
+  }
+  return { textEncoder: first, textEncoder2 };
+}
+
+function sumOrUndefined(a: number | undefined, b: number | undefined): number | undefined {
+  return a !== undefined && b !== undefined ? a + b : undefined;
 }
 
 function numberOr(value: unknown, fallback: number): number {

@@ -4,7 +4,7 @@
  * the VAE decode (and img2img's encode), and the clock that sums the runtime's time.
  */
 import * as ort from 'onnxruntime-node';
-import type { DiffusionModel, FloatType, TensorSpec, UnetPart } from './model.js';
+import type { DiffusionModel, FloatType, TensorSpec, TextEncoderPart, UnetPart } from './model.js';
 import { Rng } from './rng.js';
 import type { NoiseSource } from './schedulers/types.js';
 import { floatToHalf, fromHalf, toHalf } from './tensor.js';
@@ -132,12 +132,27 @@ export class RunClock {
 /** Run the text encoder over prompts' ids (one call, or one per prompt for a fixed batch of 1); float32 rows out. */
 export async function encodeText(model: DiffusionModel, prompts: number[][], clock: RunClock): Promise<Float32Array[]> {
   const { textEncoder } = model;
-  const seqLen = model.tokenizer.maxLength;
+  const [rows] = await runTextEncoder(textEncoder, `${model.dir}/text_encoder/model.onnx`, model.tokenizer.maxLength, prompts, [textEncoder.lastHiddenState], clock);
+  return rows;
+}
+
+/**
+ * Run a text encoder over prompts' ids (one call, or one per group of its fixed batch) and read `outputs`: for
+ * each output, one float32 row per prompt. `file` names the encoder in errors.
+ */
+export async function runTextEncoder(
+  textEncoder: TextEncoderPart,
+  file: string,
+  seqLen: number,
+  prompts: number[][],
+  outputs: readonly TensorSpec[],
+  clock: RunClock,
+): Promise<Float32Array[][]> {
   const per = batchOf(textEncoder.inputIds) ?? prompts.length;
-  const rows: Float32Array[] = [];
+  const rows: Float32Array[][] = outputs.map(() => []);
   for (let start = 0; start < prompts.length; start += per) {
     const group = prompts.slice(start, start + per);
-    if (group.length !== per) throw new Error(`${model.dir}/text_encoder/model.onnx takes a fixed batch of ${per}`);
+    if (group.length !== per) throw new Error(`${file} takes a fixed batch of ${per}`);
     const flat = group.flat();
     const ids =
       textEncoder.inputIds.type === 'int64'
@@ -152,9 +167,11 @@ export async function encodeText(model: DiffusionModel, prompts: number[][], clo
           : new ort.Tensor('int32', new Int32Array(n).fill(1), [group.length, seqLen]);
     }
     const out = await clock.run(textEncoder.session, feeds);
-    const hidden = readFloat(out[textEncoder.lastHiddenState.name]);
-    const rowLength = hidden.length / group.length;
-    for (let i = 0; i < group.length; i++) rows.push(hidden.slice(i * rowLength, (i + 1) * rowLength));
+    outputs.forEach((output, k) => {
+      const values = readFloat(out[output.name]);
+      const rowLength = values.length / group.length;
+      for (let i = 0; i < group.length; i++) rows[k].push(values.slice(i * rowLength, (i + 1) * rowLength));
+    });
   }
   return rows;
 }
@@ -213,8 +230,18 @@ export interface LoopBuffers {
   spare: Float32Array;
 }
 
-/** The loop's {@link LoopBuffers}, zeroed, for this batch's rows and image size; the prompts and LCM's embedding fed as made. */
-export function prepareBuffers(unet: UnetPart, plan: RowPlan, shape: ImageShape, promptEmbeds: ort.Tensor, timestepCond?: ort.Tensor): LoopBuffers {
+/**
+ * The loop's {@link LoopBuffers}, zeroed, for this batch's rows and image size; the prompts, LCM's embedding and
+ * SDXL's `text_embeds` and `time_ids` (`added`, by input name) fed as made: they are the same every step.
+ */
+export function prepareBuffers(
+  unet: UnetPart,
+  plan: RowPlan,
+  shape: ImageShape,
+  promptEmbeds: ort.Tensor,
+  timestepCond?: ort.Tensor,
+  added?: Readonly<Record<string, ort.Tensor>>,
+): LoopBuffers {
   const { batch, uncondRows } = plan;
   const { perImage } = shape;
   const dims = [batch, shape.channels, shape.latentH, shape.latentW];
@@ -228,6 +255,7 @@ export function prepareBuffers(unet: UnetPart, plan: RowPlan, shape: ImageShape,
     [unet.encoderHiddenStates.name]: promptEmbeds,
   };
   if (unet.timestepCond && timestepCond) feeds[unet.timestepCond.name] = timestepCond;
+  if (added) Object.assign(feeds, added);
   const outHalf = unet.output.type === 'float16' ? new Uint16Array(batch * perImage) : undefined;
   const noisePred = new Float32Array(batch * perImage);
   const unetOut = outHalf ? new ort.Tensor('float16', outHalf, dims) : new ort.Tensor('float32', noisePred, dims);

@@ -3,7 +3,8 @@
  * pipeline_onnx_stable_diffusion.py; img2img as pipeline_onnx_stable_diffusion_img2img.py): check inputs, plan the batch, encode prompts, timesteps, prepare latents, the
  * denoising loop written out step by step, decode, postprocess, and the model's safety checker when it has one. Latent diffusion (Rombach et al. 2022) with
  * classifier-free guidance (Ho & Salimans 2022); pixel-space models run the same loop on the image itself. Several
- * jobs can share one run: their images are rows of the same UNet calls.
+ * jobs can share one run: their images are rows of the same UNet calls. SDXL models encode their prompts with both
+ * text encoders and add size conditioning (sdxl.ts); the rest of the loop is the same.
  */
 import * as ort from 'onnxruntime-node';
 import { Identifiers, UserError } from '../errors.js';
@@ -11,7 +12,7 @@ import { encodePng, planarToRgb } from '../image/encode.js';
 import { infotext, PARAMETERS_KEYWORD } from '../image/infotext.js';
 import { withPngText } from '../image/png-text.js';
 import { batchKey, checkInputs, invalid, show, type CheckedParams } from './check-inputs.js';
-import type { DiffusionModel, FloatType, UnetPart } from './model.js';
+import type { DiffusionModel, FloatType, SdxlParts, UnetPart } from './model.js';
 import {
   BatchNoise,
   batchOf,
@@ -30,6 +31,7 @@ import { prepareImg2imgLatents, readPictures, startTimesteps } from './img2img.j
 import { previewOf } from './preview.js';
 import { checkerImage, runSafetyChecker, type CheckerPicture } from './safety-checker.js';
 import { createScheduler, type Scheduler } from './schedulers/index.js';
+import { encodeSdxlPrompts } from './sdxl.js';
 import { fromHalf, guideInto, scaleInto, toHalf } from './tensor.js';
 import type { GenerateOptions, GenerateParams, GenerateResult, SchedulerName } from './types.js';
 
@@ -92,8 +94,10 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
     // 2. Call parameters: the scheduler, and whose rows are where, guidance on or off per job.
     const scheduler = schedulerFor(model, members[0].checked.scheduler);
     const plan = planRows(model.unet, members);
-    // 3. Encode the prompts.
-    const promptEmbeds = await encodePrompts(model, members, plan, clock);
+    // 3. Encode the prompts (SDXL: with both text encoders, plus its pooled text and size conditioning).
+    const { promptEmbeds, added } = hasSdxl(model)
+      ? await encodeSdxlPrompts(model, members, plan, { width, height }, clock)
+      : { promptEmbeds: await encodePrompts(model, members, plan, clock), added: undefined };
     // 4. Timesteps (before the latents: a sigma schedule's init_noise_sigma comes from them).
     scheduler.setTimesteps(steps);
     //    img2img: diffusers' get_timesteps, the last floor(steps × strength) steps of the schedule.
@@ -104,7 +108,7 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       ? await prepareImg2imgLatents(model, members, pictures, shape, scheduler, timesteps[0], clock)
       : prepareLatents(members, shape, scheduler);
     // 6. LCM's guidance embedding, and the loop's buffers, made once for every step.
-    const buffers = prepareBuffers(model.unet, plan, shape, promptEmbeds, guidanceCondition(model, members, plan));
+    const buffers = prepareBuffers(model.unet, plan, shape, promptEmbeds, guidanceCondition(model, members, plan), added);
     // 7. The denoising loop.
     const context = { unet: model.unet, scheduler, timesteps, members, shape, noise, buffers, clock, started, steps: loopSteps };
     const denoised = await denoise(context, latents);
@@ -195,6 +199,10 @@ function planRows(unet: UnetPart, members: readonly Member[]): RowPlan {
     throw invalid(`This model's UNet takes a fixed batch of ${fixedBatch}; this job needs ${batch} (${images} image(s)${uncondRows ? ', with guidance' : ''})`);
   }
   return { images, uncondRows, batch };
+}
+
+function hasSdxl(model: DiffusionModel): model is DiffusionModel & { sdxl: SdxlParts } {
+  return model.sdxl !== undefined;
 }
 
 /**

@@ -116,6 +116,11 @@ export interface ImageEngine {
   info(): Promise<ModelInfo>;
   /** Optional: the models this engine can run, by name, the default first. Without it, only the default. */
   models?(): Promise<EngineModelListing[]>;
+  /**
+   * Optional: whether a worker holds this model now (`undefined`: the default model), so the queue may start a job
+   * that needs no load before one that does (queue/model-affinity.ts). Without it, jobs start in fair order.
+   */
+  modelLoaded?(model: string | undefined): boolean;
   /** Optional: whether the engine can take jobs now (health checks, metrics). Without it, an in-process engine. */
   health?(): EngineHealth;
   close(): Promise<void>;

@@ -126,8 +126,8 @@ export function describeModel(dir: string, name: string): ModelEntry {
     source: readSource(dir),
     safetyChecker: existsSync(join(dir, 'safety_checker', 'model.onnx')),
   };
-  if (entry.kind.startsWith('SDXL')) {
-    entry.unsupported = 'imagine cannot run SDXL yet (its pipeline has no second text encoder or size conditioning)';
+  if (readJsonOr(join(dir, 'model_index.json'))?.requires_aesthetics_score === true) {
+    entry.unsupported = 'imagine cannot run an SDXL refiner (its UNet is conditioned on an aesthetic score); use an SDXL base model';
   }
   return entry;
 }
@@ -143,25 +143,39 @@ export function listModels(modelsDir: string): ModelEntry[] {
 }
 
 /**
- * What applies when a member gives no steps, guidance or scheduler: the model's `imagine.json`, and for the
- * distilled kinds what their authors say where it says nothing, since SD's 20-50 steps with guidance 7.5 ruin them:
+ * What applies when a member gives no steps, guidance, scheduler or size: the model's `imagine.json`, and for the
+ * kinds whose authors say otherwise than SD's defaults what they say, where imagine.json says nothing:
  * - Turbo: 4 steps, guidance off. SD-Turbo's model card (stabilityai/sd-turbo) says 1 to 4 steps with
  *   `guidance_scale=0.0` (it was trained without classifier-free guidance).
  * - LCM: 4 steps, guidance off. The LCM paper (Luo et al. 2023, arXiv:2310.04378) and its model card
  *   (SimianLuo/LCM_Dreamshaper_v7) use 4 steps; its guidance is embedded in the UNet (`w`), not classifier-free.
+ * - SDXL: 1024×1024, the size its model card (stabilityai/stable-diffusion-xl-base-1.0) says it was trained for
+ *   (diffusers' StableDiffusionXLPipeline falls back to 128 latent cells, 1024 px, too).
+ * - SDXL Turbo: 512×512, 4 steps, guidance off: its model card (stabilityai/sdxl-turbo) generates 512×512 with
+ *   1 to 4 steps and `guidance_scale=0.0`.
  */
 export function modelDefaults(kind: string, own: ModelDefaults): ModelDefaultsInfo {
   const ownKeys = Object.keys(own).length > 0 ? 'imagine.json' : undefined;
-  const inferred =
-    /Turbo/.test(kind) ? 'SD-Turbo model card: 1-4 steps, guidance 0' : kind === 'LCM' ? 'LCM paper and model card: 4 steps' : undefined;
-  if (inferred === undefined || (own.steps !== undefined && own.guidance !== undefined)) {
+  const { inferred, note } = inferredDefaults(kind);
+  const missing = (Object.keys(inferred) as (keyof ModelDefaults)[]).some((key) => own[key] === undefined);
+  if (note === undefined || !missing) {
     return ownKeys ? { ...own, source: ownKeys } : { ...own };
   }
-  return { steps: 4, guidance: 0, ...own, source: ownKeys ? `${ownKeys}, then the ${inferred}` : `the ${inferred}` };
+  return { ...inferred, ...own, source: ownKeys ? `${ownKeys}, then the ${note}` : `the ${note}` };
+}
+
+function inferredDefaults(kind: string): { inferred: ModelDefaults; note?: string } {
+  if (/^SDXL Turbo/.test(kind)) {
+    return { inferred: { steps: 4, guidance: 0, width: 512, height: 512 }, note: 'SDXL-Turbo model card: 512×512, 1-4 steps, guidance 0' };
+  }
+  if (/^SDXL/.test(kind)) return { inferred: { width: 1024, height: 1024 }, note: 'SDXL model card: 1024×1024' };
+  if (/Turbo/.test(kind)) return { inferred: { steps: 4, guidance: 0 }, note: 'SD-Turbo model card: 1-4 steps, guidance 0' };
+  if (kind === 'LCM') return { inferred: { steps: 4, guidance: 0 }, note: 'LCM paper and model card: 4 steps' };
+  return { inferred: {} };
 }
 
 /**
- * The library's models the engine can run (SDXL and other unsupported kinds left out), for `createEngine`.
+ * The library's models the engine can run (SDXL refiners left out), for `createEngine`.
  * Unreadable or missing MODELS_DIR: none.
  */
 export function engineModels(modelsDir: string): EngineModel[] {

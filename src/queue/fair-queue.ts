@@ -301,8 +301,10 @@ export class FairQueue implements JobQueue {
 
   /** The runner journaled these jobs as running (the head of the fair order first): they stop waiting. */
   private takeWaiting(jobs: readonly JobRecord[]): void {
-    // A lone job is the head, which is what `take` returns; a batch names its companions out of turn.
-    if (jobs.length === 1) this.scheduler.take();
+    // A run usually starts with the head, which is what `take` returns, and a batch names its companions out of
+    // turn; a run started for its loaded model (model-affinity.ts) takes all its jobs out of turn.
+    if (jobs[0] !== this.scheduler.peek()) this.scheduler.takeOutOfOrder(jobs);
+    else if (jobs.length === 1) this.scheduler.take();
     else this.scheduler.takeBatch((order) => jobs.map((job) => order.indexOf(job)));
     for (const job of jobs) this.lastPlaces.delete(job.id);
   }

@@ -254,6 +254,19 @@ export class FairScheduler<T extends SchedulableJob> {
     return batch;
   }
 
+  /**
+   * These waiting jobs, removed for a run that does not start with the head of the fair order (a job preferred
+   * because its model is loaded, see model-affinity.ts): each counts as its member's turn this round, as a rider
+   * of a batch does, and the head keeps its place.
+   */
+  takeOutOfOrder(jobs: readonly T[]): T[] {
+    for (const job of jobs) {
+      if (this.byId.get(job.id) !== job) throw new Error(`Expected waiting jobs, got \`${job.id}\``);
+      this.takeOutOfTurn(job);
+    }
+    return [...jobs];
+  }
+
   private takeOutOfTurn(job: T): void {
     const lane = this.lanes.get(job.guildId)!;
     const list = lane.jobs.get(job.userId)!;

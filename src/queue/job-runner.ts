@@ -5,6 +5,7 @@ import type { GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../di
 import { readMeta, writeMeta, type Db } from '../store/database.js';
 import type { JobStore } from '../store/jobs.js';
 import { planBatch, type CostModel, type PlanJob } from './batch-plan.js';
+import { preferredStart } from './model-affinity.js';
 import type { DeliveryRunner } from './delivery-runner.js';
 import { settleGeneration, startGeneration, type GenerationOutcome } from './engine-run.js';
 import { costModel, loadStepCosts, measureRun, planJob, saveStepCosts, type RunInProgress, type StepCosts } from './eta.js';
@@ -101,6 +102,8 @@ export class JobRunner {
   private costs: StepCosts;
   /** The model's facts, once known, when batching is on (batch keys fill in its default size and scheduler). */
   private batchInfo?: ModelInfo;
+  /** How often each waiting job has been passed over for a job whose model was loaded (model-affinity.ts). */
+  private readonly passes = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly options: JobRunnerOptions) {
@@ -197,7 +200,7 @@ export class JobRunner {
     await Promise.resolve();
     const { db, jobs, outage, events, logger } = this.options;
     if (this.stopped || !outage.mayStart()) return;
-    const next = this.nextRun();
+    const { jobs: next, passedOver } = this.nextRun();
     if (next.length === 0) {
       outage.nothingToStart();
       return;
@@ -220,6 +223,8 @@ export class JobRunner {
     }
     outage.wrote();
     this.options.waiting.take(next);
+    for (const job of next) this.passes.delete(job.id);
+    for (const job of passedOver) if (!next.includes(job)) this.passes.set(job.id, (this.passes.get(job.id) ?? 0) + 1);
     const run: Run = { entries: [], plan: [] };
     for (const waiting of started) {
       const job: JobRecord = { ...waiting, state: 'running', startedAt, attempts: waiting.attempts + 1 };
@@ -271,20 +276,38 @@ export class JobRunner {
     this.options.onRunsChanged();
   }
 
-  /** The jobs the next run takes (the head of the fair order and its companions), still waiting. */
-  private nextRun(): JobRecord[] {
-    const { waiting, settings } = this.options;
-    if (this.batchInfo === undefined) {
-      const head = waiting.peek();
-      return head === undefined ? [] : [head];
-    }
+  /**
+   * The jobs the next run takes, still waiting: the head of the fair order, or the job model-affinity.ts prefers
+   * for its loaded model, and its companions; and the jobs that run passes over (those before it in fair order).
+   */
+  private nextRun(): { jobs: JobRecord[]; passedOver: JobRecord[] } {
+    const { waiting, settings, engine } = this.options;
+    const head = waiting.peek();
+    if (head === undefined) return { jobs: [], passedOver: [] };
+    // Only a head whose model would have to be loaded lets another job start first.
+    const preferring = engine.modelLoaded !== undefined && !engine.modelLoaded(head.params.model);
+    if (this.batchInfo === undefined && !preferring) return { jobs: [head], passedOver: [] };
     const order = waiting.order();
+    const start = preferring ? this.preferredStart(order, (model) => engine.modelLoaded!(model)) : 0;
+    // The starting job first, then the rest in fair order: batch companions are still chosen fairly.
+    const runOrder = start === 0 ? order : [order[start], ...order.slice(0, start), ...order.slice(start + 1)];
+    const passedOver = order.slice(0, start);
+    if (this.batchInfo === undefined) return { jobs: runOrder.slice(0, 1), passedOver };
     const picked = planBatch(
-      order.map((job) => this.planJob(job)),
+      runOrder.map((job) => this.planJob(job)),
       settings.maxBatchImages,
       this.cost,
     );
-    return picked.map((index) => order[index]);
+    return { jobs: picked.map((index) => runOrder[index]), passedOver };
+  }
+
+  /** model-affinity.ts's choice over the fair order; forgets the passes of jobs no longer waiting. */
+  private preferredStart(order: readonly JobRecord[], modelLoaded: (model: string | undefined) => boolean): number {
+    if (this.passes.size > order.length) {
+      const waiting = new Set(order.map((job) => job.id));
+      for (const id of this.passes.keys()) if (!waiting.has(id)) this.passes.delete(id);
+    }
+    return preferredStart(order.map((job) => ({ loaded: modelLoaded(job.params.model), passes: this.passes.get(job.id) ?? 0 })));
   }
 
   /** Wait for one job's generation and record what came of it; returns the result when it was made. */

@@ -195,14 +195,20 @@ describe('model kind', () => {
     expect(inferKind(folder(name, files), name)).toBe(`${kind}`);
   });
 
-  it('GIVEN an SDXL folder THEN info says imagine cannot run it yet', async () => {
-    const dir = folder('sdxl-turbo', { 'model_index.json': {}, 'unet/config.json': { addition_embed_type: 'text_time' } });
-    for (const part of ['unet', 'text_encoder']) {
-      mkdirSync(join(dir, part), { recursive: true });
-      writeFileSync(join(dir, part, 'model.onnx'), '');
+  it('GIVEN an SDXL base folder THEN info has no note; GIVEN an SDXL refiner THEN info says imagine cannot run it', async () => {
+    const base = folder('sdxl-turbo', { 'model_index.json': {}, 'unet/config.json': { addition_embed_type: 'text_time' } });
+    const refiner = folder('sdxl-refiner', { 'model_index.json': { requires_aesthetics_score: true }, 'unet/config.json': { addition_embed_type: 'text_time' } });
+    for (const dir of [base, refiner]) {
+      for (const part of ['unet', 'text_encoder']) {
+        mkdirSync(join(dir, part), { recursive: true });
+        writeFileSync(join(dir, part, 'model.onnx'), '');
+      }
     }
-    expect((await models(['info', 'sdxl-turbo'])).stdout).toContain(
-      'note:           imagine cannot run SDXL yet (its pipeline has no second text encoder or size conditioning)\n',
+    const info = (await models(['info', 'sdxl-turbo'])).stdout;
+    expect(info).toContain('kind:           SDXL Turbo\n');
+    expect(info).not.toContain('note:');
+    expect((await models(['info', 'sdxl-refiner'])).stdout).toContain(
+      'note:           imagine cannot run an SDXL refiner (its UNet is conditioned on an aesthetic score); use an SDXL base model\n',
     );
   });
 

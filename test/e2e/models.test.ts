@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ApplicationCommandOptionType as T } from 'discord-api-types/v10';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StoredMessage } from '../../src/playground/emulator/index.js';
 import { eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
@@ -48,9 +49,10 @@ describe('several models end to end (worker pool)', () => {
     const response = await handle.waitForResponse();
     expect(response.body.type).toBe(8);
     const choices = response.body.data?.choices as { name: string; value: string }[];
-    expect(choices.map((c) => c.value)).toEqual(['pixel-tiny', 'lcm-tiny', 'sd-tiny', 'sd-tiny-fp16']);
+    expect(choices.map((c) => c.value)).toEqual(['pixel-tiny', 'lcm-tiny', 'sd-tiny', 'sd-tiny-fp16', 'sdxl-tiny']);
     expect(choices.find((c) => c.value === 'pixel-tiny')?.name).toBe('pixel-tiny (pixel, default)');
     expect(choices.find((c) => c.value === 'lcm-tiny')?.name).toBe('lcm-tiny (LCM)');
+    expect(choices.find((c) => c.value === 'sdxl-tiny')?.name).toBe('sdxl-tiny (SDXL)');
   });
 
   it('GIVEN /imagine model:sd-tiny THEN the picture is made by sd-tiny and its embed says so; 🔁 keeps the model', async () => {
@@ -71,11 +73,23 @@ describe('several models end to end (worker pool)', () => {
     expect(embedText(reroll)).toContain('sd-tiny');
   });
 
+  it('GIVEN /imagine model:sdxl-tiny THEN the SDXL pipeline makes a real PNG at SDXL’s 1024² and the embed names the model', async () => {
+    const { emulator } = h;
+    const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a castle on a hill', model: 'sdxl-tiny', steps: 2 } });
+    const image = await finished(handle);
+    expect(embedText(image)).toContain('sdxl-tiny');
+    expect(lastParams(h)).toMatchObject({ model: 'sdxl-tiny', steps: 2 });
+    const png = emulator.attachmentBytes(image.message.id)!;
+    const { data, info } = await sharp(png).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([1024, 1024]);
+    expect(new Set(data).size).toBeGreaterThan(16);
+  });
+
   it('GIVEN a model that is not installed THEN /imagine is refused in one line naming the installed ones', async () => {
     const handle = h.emulator.sendCommand({ name: 'imagine', options: { prompt: 'x', model: 'sdxl-huge' } });
     const response = await handle.waitForResponse();
     expect(response.body.data?.flags & 64).toBe(64);
-    expect(response.body.data?.content).toBe('There is no model `sdxl-huge` (installed: pixel-tiny, lcm-tiny, sd-tiny, sd-tiny-fp16).');
+    expect(response.body.data?.content).toBe('There is no model `sdxl-huge` (installed: pixel-tiny, lcm-tiny, sd-tiny, sd-tiny-fp16, sdxl-tiny).');
   });
 
   it('GIVEN a channel default of lcm-tiny THEN /imagine without a model uses it, with the LCM’s own defaults (4 steps, no guidance)', async () => {
@@ -105,7 +119,7 @@ describe('several models end to end (worker pool)', () => {
     const refused = await emulator.sendCommand({ name: 'imagine', options: { prompt: 'x', model: 'sd-tiny' } }).waitForResponse();
     expect(refused.body.data?.content).toBe('This server does not allow the model `sd-tiny`.');
     const suggested = await emulator.sendAutocomplete({ name: 'imagine', options: { prompt: 'x', model: 'sd' }, focused: 'model' }).waitForResponse();
-    expect((suggested.body.data?.choices as { value: string }[]).map((c) => c.value)).toEqual(['sd-tiny-fp16']);
+    expect((suggested.body.data?.choices as { value: string }[]).map((c) => c.value)).toEqual(['sd-tiny-fp16', 'sdxl-tiny']);
     const allowable = await emulator
       .sendAutocomplete({ name: 'settings', options: modelSub('allow', [{ name: 'name', type: T.String, value: 'sd' }]) as never, focused: 'name' })
       .waitForResponse();

@@ -17,6 +17,11 @@ export const GATED = 'imagine-test/sd-tiny-gated';
 export const PYTORCH_ONLY = 'imagine-test/pytorch-only';
 /** sd-tiny under onnx/, as some repos keep the export beside the PyTorch weights. */
 export const NESTED = 'imagine-test/nested';
+/**
+ * sdxl-tiny laid out as stabilityai/sdxl-turbo keeps its ONNX export: each part's model.onnx beside the PyTorch
+ * weights, and a PyTorch-only vae/ folder the ONNX pipeline does not use.
+ */
+export const SDXL_TINY = 'imagine-test/sdxl-tiny';
 /** The token the stand-in has granted access to gated repos. */
 export const GRANTED_TOKEN = 'hf_standin';
 /** A token the stand-in treats as revoked. */
@@ -49,6 +54,16 @@ export function testRepos(): Record<string, StandInRepo> {
         ['text_encoder/model.safetensors', randomBytes(4096)],
       ]),
     },
+    [SDXL_TINY]: { files: sdxlRepo() },
     [NESTED]: { files: withNeighbours(repoFromFolder(TEST_MODEL_DIR, 'onnx/'), 'onnx/') },
   };
+}
+
+function sdxlRepo(): Map<string, Buffer> {
+  const files = withNeighbours(repoFromFolder(join(FIXTURES, 'sdxl-tiny')));
+  files.set('text_encoder/model.fp16.safetensors', randomBytes(4096));
+  files.set('text_encoder_2/model.fp16.safetensors', randomBytes(4096));
+  files.set('vae/config.json', Buffer.from('{"_class_name": "AutoencoderKL", "scaling_factor": 0.13025}'));
+  files.set('vae/diffusion_pytorch_model.fp16.safetensors', randomBytes(4096));
+  return files;
 }

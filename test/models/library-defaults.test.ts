@@ -23,6 +23,17 @@ describe('per-model defaults', () => {
     expect(modelDefaults('SD 1.x', { steps: 30, guidance: 5 })).toEqual({ steps: 30, guidance: 5, source: 'imagine.json' });
   });
 
+  it('GIVEN an SDXL or SDXL Turbo model without imagine.json THEN its native size (1024², 512² for Turbo), naming the model card', () => {
+    expect(modelDefaults('SDXL', {})).toEqual({ width: 1024, height: 1024, source: 'the SDXL model card: 1024×1024' });
+    expect(modelDefaults('SDXL Turbo', {})).toEqual({ steps: 4, guidance: 0, width: 512, height: 512, source: 'the SDXL-Turbo model card: 512×512, 1-4 steps, guidance 0' });
+    expect(modelDefaults('SDXL', { width: 896, height: 1152 })).toEqual({ width: 896, height: 1152, source: 'imagine.json' });
+  });
+
+  it('GIVEN the test fixtures THEN sdxl-tiny is in the engine’s models as SDXL with its 1024² defaults', () => {
+    const sdxl = engineModels(MODELS).find((m) => m.name === 'sdxl-tiny');
+    expect(sdxl).toMatchObject({ kind: 'SDXL', defaults: { width: 1024, height: 1024, source: 'the SDXL model card: 1024×1024' }, safetyChecker: false });
+  });
+
   it('GIVEN the library THEN engineModels lists each model with its kind and defaults, imagine.json read', () => {
     cpSync(join(MODELS, 'sd-tiny'), join(temp, 'sd-tiny'), { recursive: true });
     cpSync(join(MODELS, 'lcm-tiny'), join(temp, 'lcm-tiny'), { recursive: true });

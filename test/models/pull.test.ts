@@ -5,11 +5,11 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { listModels } from '../../src/models/library.js';
+import { describeModel, listModels } from '../../src/models/library.js';
 import { ModelsError } from '../../src/models/models-error.js';
 import { pullModel, type PullOptions } from '../../src/models/pull.js';
 import { startHubStandIn, type HubStandIn } from '../../tools/hub-stand-in/server.js';
-import { BIG, BIG_BYTES, BIG_FILE, GATED, GRANTED_TOKEN, LCM_TINY, NESTED, PYTORCH_ONLY, REVOKED_TOKEN, SD_TINY, testRepos } from './hub-repos.js';
+import { BIG, BIG_BYTES, BIG_FILE, GATED, GRANTED_TOKEN, LCM_TINY, NESTED, PYTORCH_ONLY, REVOKED_TOKEN, SD_TINY, SDXL_TINY, testRepos } from './hub-repos.js';
 
 // `pull` against the Hub stand-in on 127.0.0.1 (tools/hub-stand-in): the real @huggingface/hub client and the
 // real downloads, never the network.
@@ -87,6 +87,32 @@ describe('pull from the Hub (stand-in)', () => {
       expect(meta.width).toBe(model.info.width);
       // The encoder came along, so the pulled model can start from a picture (img2img).
       expect(model.vaeEncoder).toBeDefined();
+    } finally {
+      await model.release();
+    }
+  });
+
+  it('GIVEN an SDXL repo (sdxl-turbo’s layout) THEN text_encoder_2/ and tokenizer_2/ arrive too, no PyTorch weights, and it makes a picture as SDXL', async () => {
+    const result = await pull(SDXL_TINY);
+    const got = files(result.dir);
+    expect(got.filter((file) => /^(text_encoder_2|tokenizer_2)\//.test(file))).toEqual([
+      'text_encoder_2/config.json',
+      'text_encoder_2/model.onnx',
+      'tokenizer_2/merges.txt',
+      'tokenizer_2/special_tokens_map.json',
+      'tokenizer_2/tokenizer_config.json',
+      'tokenizer_2/vocab.json',
+    ]);
+    expect(got.filter((file) => /safetensors|^vae\//.test(file))).toEqual([]);
+    expect(hub.requests.filter((line) => /safetensors|\/vae\//.test(line))).toEqual([]);
+    expect(describeModel(result.dir, result.name)).toMatchObject({ kind: 'SDXL' });
+    expect(describeModel(result.dir, result.name).unsupported).toBeUndefined();
+
+    const model = await loadModel(result.dir, { intraOpNumThreads: 1, log: () => {} });
+    try {
+      expect(model.sdxl?.textEncoder2.textEmbeds?.name).toBe('text_embeds');
+      const out = await generate(model, { prompt: 'a red circle', seed: 1, steps: 2, guidanceScale: 5, width: 64, height: 64 }, { previewEvery: 0 });
+      expect(await sharp(out.images[0]).metadata()).toMatchObject({ format: 'png', width: 64, height: 64 });
     } finally {
       await model.release();
     }

@@ -269,6 +269,12 @@ export class WorkerPool implements ImageEngine {
     };
   }
 
+  /** Whether any worker holds `model` now (undefined: the default model). */
+  modelLoaded(model: string | undefined): boolean {
+    const name = model ?? this.defaultModel.name;
+    return this.slots.some((handle) => handle.loadedModels.includes(name));
+  }
+
   /** Workers up with the model loaded, and how many were replaced since the start. */
   health(): EngineHealth {
     return { alive: this.slots.filter((handle) => handle.alive).length, restarts: this.restarts };

@@ -39,6 +39,8 @@ describe('WorkerPool with several models', () => {
     expect([sd.model, pixel.model, plain.model]).toEqual(['sd-tiny', 'pixel-tiny', 'sd-tiny']);
     for (const result of [sd, pixel]) expect((await sharp(result.images[0]).metadata()).format).toBe('png');
     expect(p.stats().loadedModels).toEqual([['pixel-tiny', 'sd-tiny']]);
+    // What the queue asks before preferring a job (queue/model-affinity.ts); undefined is the default model.
+    expect([p.modelLoaded('pixel-tiny'), p.modelLoaded(undefined), p.modelLoaded('sd-tiny'), p.modelLoaded('lcm-tiny')]).toEqual([true, true, true, false]);
     const listing = await p.models();
     expect(listing[0]).toMatchObject({ name: 'sd-tiny', isDefault: true });
     expect(listing.find((m) => m.name === 'pixel-tiny')).toMatchObject({ kind: 'pixel', info: { name: 'pixel-tiny', latentFactor: 1 } });
@@ -69,7 +71,7 @@ describe('WorkerPool with several models', () => {
     const { pool: p } = await pool();
     const error = await p.generate({ ...base, model: 'sdxl-huge' }).catch((e: unknown) => e);
     expect(isUserError(error)).toBe(true);
-    expect((error as Error).message).toBe('There is no model `sdxl-huge` (installed: sd-tiny, lcm-tiny, pixel-tiny, sd-tiny-fp16).');
+    expect((error as Error).message).toBe('There is no model `sdxl-huge` (installed: sd-tiny, lcm-tiny, pixel-tiny, sd-tiny-fp16, sdxl-tiny).');
     expect(p.stats().runSizes.size).toBe(0);
   });
 
