@@ -142,5 +142,71 @@ export function rerollParams(
   const { params } = request;
   if (originalParams.width !== undefined) params.width = originalParams.width;
   if (originalParams.height !== undefined) params.height = originalParams.height;
+  // An img2img job rolls again from the same picture (the caller passes it on) at the same strength.
+  if (originalParams.strength !== undefined) params.strength = originalParams.strength;
   return request;
+}
+
+/**
+ * How much of the schedule a U runs at twice the size, as the second pass of AUTOMATIC1111's "hires fix" does
+ * (img2img of the enlarged picture at a low denoising strength); issue 13 asks for about 0.35.
+ */
+export const UPSCALE_STRENGTH = 0.35;
+/**
+ * Largest picture a U makes, in pixels: the VAE decodes a picture in one piece (no tiled decode yet), so an
+ * upscale stays at 1024 × 1024 (SD 1.x's 512 × 512, twice) or less.
+ */
+export const UPSCALE_MAX_PIXELS = 1024 * 1024;
+/** Longest side a U makes (the engine's own limit, check-inputs.ts LIMITS.maxSide). */
+export const UPSCALE_MAX_SIDE = 2048;
+
+/**
+ * A U or V press on picture `picture` of `original`, as a job: `request` is the 🔁 of the original under today's
+ * rules (rerollParams), narrowed to the action.
+ * - V (variation): img2img from the picture with a new seed, the server's `variationStrength`, the same count.
+ * - U (upscale): img2img from the picture at twice its width and height with {@link UPSCALE_STRENGTH}, one picture,
+ *   the picture's own seed (the hires fix's second pass).
+ * @param size the original's size in pixels (its params', else the model's native size).
+ * @throws UserError when the model cannot: a fixed-size model (U is then a plain resize, not a job), a U over
+ *   {@link UPSCALE_MAX_PIXELS}, or too few steps for the strength.
+ */
+export function pictureActionParams(
+  action: 'upscale' | 'variation',
+  original: { params: GenerateParams },
+  picture: number,
+  request: GuildRequest,
+  settings: Pick<GuildSettings, 'variationStrength'>,
+  size: { width: number; height: number; fixedSize?: boolean },
+): GuildRequest {
+  const params: GenerateParams = { ...request.params };
+  const label = `${action === 'upscale' ? 'U' : 'V'}${picture + 1}`;
+  if (action === 'variation') {
+    params.strength = settings.variationStrength;
+  } else {
+    const width = 2 * size.width;
+    const height = 2 * size.height;
+    if (size.fixedSize) {
+      throw new UserError(Identifiers.InvalidInput, `This model makes only ${size.width}×${size.height} pictures, so it cannot make picture ${picture + 1} larger.`);
+    }
+    if (width > UPSCALE_MAX_SIDE || height > UPSCALE_MAX_SIDE || width * height > UPSCALE_MAX_PIXELS) {
+      throw new UserError(
+        Identifiers.InvalidInput,
+        `Picture ${picture + 1} is ${size.width}×${size.height}; twice that (${width}×${height}) is more than the ${Math.sqrt(UPSCALE_MAX_PIXELS)}×${Math.sqrt(UPSCALE_MAX_PIXELS)} pixels an upscale may have.`,
+      );
+    }
+    params.width = width;
+    params.height = height;
+    params.seed = (original.params.seed + picture) >>> 0;
+    params.strength = UPSCALE_STRENGTH;
+    delete params.count;
+  }
+  const runs = Math.floor(params.steps * params.strength!);
+  if (runs < 1) {
+    const needed = Math.ceil(1 / params.strength!);
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `${label} runs ${Math.round(params.strength! * 100)} % of the ${params.steps} steps these pictures were made with, which is less than one step; it needs pictures made with at least ${needed} steps.`,
+    );
+  }
+  return { ...request, params };
 }

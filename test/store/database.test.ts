@@ -57,7 +57,7 @@ describe('openDatabase', () => {
     const db = openDatabase({ dataDir });
     migrate(db, [...MIGRATIONS, { version: 7, name: 'future', sql: 'SELECT 1' }]);
     db.close();
-    expect(() => openDatabase({ dataDir })).toThrow(/schema version 7 but this build knows up to 3/);
+    expect(() => openDatabase({ dataDir })).toThrow(/schema version 7 but this build knows up to 4/);
   });
 
   it('keeps meta values across reopen', () => {
