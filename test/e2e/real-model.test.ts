@@ -6,6 +6,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readPngText } from '../../src/image/png-text.js';
 import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -59,5 +60,84 @@ describe('/imagine with the real worker pool and an ONNX model', () => {
     const progress = originalEdits(emulator, handle.token).filter((call) => String(call.body?.content ?? '').includes('Step '));
     expect(progress.length, JSON.stringify(originalEdits(emulator, handle.token).map((c) => [c.at, c.status, c.body?.content]))).toBeGreaterThanOrEqual(2);
     expect(progress[0]!.body.content).toMatch(/^🎨 Step \d+\/150 `[█░]{20}`/);
+  });
+});
+
+/** The finished reply to `messageId` whose text starts with `prefix`. */
+function replyTo(h: Harness, messageId: string, prefix: string) {
+  return eventually(
+    () =>
+      h.emulator
+        .messages(h.emulator.defaults.channelId)
+        .find((m) => m.message.message_reference?.message_id === messageId && m.message.content.startsWith(prefix) && m.message.attachments.length > 0),
+    90_000,
+    () => `the reply "${prefix}"; bot log:\n${h.logs.slice(-20).join('\n')}`,
+  );
+}
+
+function buttonId(message: { message: { components?: unknown } }, label: string): string {
+  const rows = (message.message.components ?? []) as { components: { label?: string; custom_id?: string }[] }[];
+  const button = rows.flatMap((row) => row.components).find((b) => b.label === label);
+  if (!button?.custom_id) throw new Error(`No button ${label}`);
+  return button.custom_id;
+}
+
+describe('U and V with real ONNX models (worker pool)', () => {
+  it('GIVEN a latent model (sd-tiny, 64×64, vae_encoder) THEN U1 is the hires fix at 128×128 and V2 makes two 64×64 variations', async () => {
+    const h = await startHarness({
+      env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny'), EDIT_INTERVAL_MS: '0' },
+      emulator: { rateLimits: [] },
+    });
+    try {
+      const { emulator } = h;
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 10, seed: 9, count: 2 } });
+      const grid = await eventually(() => {
+        const original = handle.original();
+        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
+      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
+      emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
+      const png = emulator.attachmentBytes(upscaled.message.id, 0)!;
+      expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 128, height: 128 });
+      expect(readPngText(png).get('parameters')).toMatch(/Seed: 9, Size: 128x128, Model: sd-tiny, Denoising strength: 0\.35$/);
+
+      emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'V2') });
+      const variations = await replyTo(h, grid.message.id, '🎲 Variations of picture 2');
+      expect(variations.message.attachments.map((a) => [a.width, a.height])).toEqual([[128, 64], [64, 64], [64, 64]]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('GIVEN the embedded pixel model (32×32 only) THEN U1 posts a 2× Lanczos resize, labelled as one, and queues nothing', async () => {
+    const h = await startHarness({
+      env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'models/imagine-shapes'), EDIT_INTERVAL_MS: '0' },
+      emulator: { rateLimits: [] },
+    });
+    try {
+      const { emulator } = h;
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 10, seed: 4, count: 2 } });
+      const grid = await eventually(() => {
+        const original = handle.original();
+        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
+      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
+      const jobs = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+      const before = jobs();
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      const resized = await replyTo(h, grid.message.id, '🔍 Picture 1, enlarged 2×');
+      expect(resized.message.content).toMatch(/a Lanczos resize, no new detail \(this model makes only 32×32 pictures\)/);
+      const png = emulator.attachmentBytes(resized.message.id, 0)!;
+      expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 64, height: 64 });
+      // The picture it enlarged is picture 1 as the model made it (the posted copy is a nearest-neighbour 8×).
+      const made = await sharp(emulator.attachmentBytes(grid.message.id, 1)!).resize(32, 32, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+      const back = await sharp(png).resize(32, 32, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+      let diff = 0;
+      for (let i = 0; i < made.length; i++) diff += Math.abs(made[i] - back[i]);
+      expect(diff / made.length).toBeLessThan(12);
+      expect(jobs()).toBe(before);
+      await eventually(() => (press.original()?.message.content ?? '').startsWith('🔍 U1: posted below'), 10_000, 'the ephemeral answer');
+    } finally {
+      await h.close();
+    }
   });
 });
