@@ -135,6 +135,9 @@ export function rerollParams(
       scheduler: originalParams.scheduler ?? null,
       // The same number of pictures, checked against today's maximum like the rest.
       count: originalParams.count ?? 1,
+      // An img2img job rolls again from the same picture (the caller passes it on) at the same strength.
+      image: originalParams.strength !== undefined,
+      strength: originalParams.strength ?? null,
     },
     settings,
     { ...context, guidanceDefault: originalParams.guidanceScale },
@@ -142,8 +145,6 @@ export function rerollParams(
   const { params } = request;
   if (originalParams.width !== undefined) params.width = originalParams.width;
   if (originalParams.height !== undefined) params.height = originalParams.height;
-  // An img2img job rolls again from the same picture (the caller passes it on) at the same strength.
-  if (originalParams.strength !== undefined) params.strength = originalParams.strength;
   return request;
 }
 
