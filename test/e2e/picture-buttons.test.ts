@@ -187,6 +187,31 @@ describe('U and V buttons (stand-in engine)', () => {
   });
 });
 
+describe('/settings variation strength', () => {
+  it('GIVEN a moderator sets strength 0.3 THEN it is audited and the next V runs at 0.3; a member may not set it; 0.01 is refused', async () => {
+    const h = await startHarness({ env: { STAND_IN_STEP_MS: '20', EDIT_INTERVAL_MS: '0' } });
+    try {
+      const { emulator } = h;
+      const { owner, alice } = emulator.defaults.users;
+      const set = async (userId: string, strength: number) =>
+        String((await emulator.sendCommand({ name: 'settings', options: [{ name: 'variation', type: 1, options: [{ name: 'strength', type: 10, value: strength }] }], userId }).waitForResponse()).body.data.content);
+      expect(await set(alice.id, 0.3)).toMatch(/^Only members with Manage Server/);
+      expect(await set(owner.id, 0.01)).toMatch(/^Expected `strength` to be a number from 0.05 to 1, got `0.01`\. Nothing was changed\./);
+      const changed = await set(owner.id, 0.3);
+      expect(changed).toMatch(/^variationStrength: 0.6 → 0.3\n/);
+      expect(changed).toMatch(/\*\*V \(variations\) strength:\*\* 0.3/);
+      expect(h.app.settings.audit(emulator.defaults.guildId)[0]).toMatchObject({ key: 'variationStrength', oldValue: 0.6, newValue: 0.3, actorId: owner.id });
+
+      const grid = await finished(emulator.sendCommand({ name: 'imagine', options: { prompt: 'two', count: 2, seed: 1, steps: 10 }, userId: alice.id }));
+      emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1'), userId: alice.id });
+      const reply = await replyWithPictures(emulator, grid.message.id, 'the variations');
+      expect(h.app.queue.findByMessageId(reply.message.id)!.params.strength).toBe(0.3);
+    } finally {
+      await h.close();
+    }
+  });
+});
+
 describe('U and V after a restart', () => {
   it('GIVEN a grid made before the bot restarted THEN V2 on it still makes variations of picture 2', async () => {
     const env = { STAND_IN_STEP_MS: '20', EDIT_INTERVAL_MS: '0' };
