@@ -3,7 +3,7 @@ import { SCHEDULER_NAMES } from '../src/diffusion/types.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import type { Command } from './index.js';
 import { ASPECTS, GUIDANCE_MAX, GUIDANCE_MIN, PROMPT_MAX_LENGTH, SEED_MAX } from '../src/jobs/generate-params.js';
-import { chooseModel, modelSuggestions, paramsUnderGuildRules } from '../src/moderation/request-rules.js';
+import { assertCanStartFromPicture, chooseModel, modelSuggestions, paramsUnderGuildRules } from '../src/moderation/request-rules.js';
 import { assertRequestAllowed } from '../src/moderation/safety-rules.js';
 import { COUNT_HARD_CAP } from '../src/store/settings.js';
 import { fetchAttachedPicture } from '../src/image/fetch-picture.js';
@@ -86,6 +86,7 @@ export default {
     );
     // The member's picture, fetched (size, type and time limits) before anything is queued, so a refusal is ephemeral.
     const attached = options.getAttachment('image');
+    if (attached !== null) assertCanStartFromPicture(request.params, model.isDefault ? bot.model : model.info);
     const initImage = attached === null ? undefined : (await fetchAttachedPicture(attached)).bytes;
     // Recorded on the job, so delivery applies the safety rule of this channel even after a restart.
     const channelNsfw = await bot.channelAgeRestricted(interaction.channelId);

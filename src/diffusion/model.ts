@@ -214,6 +214,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         ...(fixedH !== undefined || fixedW !== undefined ? { fixedSize: true } : {}),
         ...(typeof defaultGuidance === 'number' ? { defaultGuidance } : {}),
         safetyChecker: safetyChecker !== undefined,
+        img2img: vaeDecoder === undefined || vaeEncoder !== undefined,
       },
       textEncoder,
       unet,

@@ -151,6 +151,11 @@ export interface ModelInfo {
    * false or absent: its pictures are not checked.
    */
   safetyChecker?: boolean;
+  /**
+   * Whether it can start from a picture (img2img): a pixel-space model always, a latent one when it has
+   * `vae_encoder/model.onnx`. Absent: not known (an engine that does not say), the engine decides per job.
+   */
+  img2img?: boolean;
 }
 
 /** An installed model the engine may load, as the model library describes it (the engine does not scan folders). */

@@ -19,7 +19,7 @@ import { fetchPicture } from '../image/fetch-picture.js';
 import { parsePictureButton, pictureButtonLabel, type PictureButton } from '../jobs/picture-actions.js';
 import type { JobRecord } from '../jobs/types.js';
 import { canReroll, type MemberAuthority } from '../moderation/permissions.js';
-import { pictureActionParams } from '../moderation/request-rules.js';
+import { assertCanStartFromPicture, pictureActionParams } from '../moderation/request-rules.js';
 import { followUpRequest } from './follow-up.js';
 import { APOLOGY } from './apology.js';
 
@@ -100,10 +100,19 @@ async function pressPictureButton(interaction: ButtonInteraction, button: Pictur
   if (size.width === undefined || size.height === undefined) {
     throw new UserError(Identifiers.ModelUnavailable, `${label}: the model is not loaded yet, so its size is not known. Try again in a minute.`);
   }
+  const resize = button.action === 'upscale' && size.fixedSize === true;
+  const shaped = resize
+    ? undefined
+    : pictureActionParams(button.action, job, button.picture, request, settings, {
+        width: size.width,
+        height: size.height,
+        ...(size.fixedSize !== undefined ? { fixedSize: size.fixedSize } : {}),
+      });
+  if (shaped) assertCanStartFromPicture(shaped.params, request.model);
   const source = pictureAttachment(interaction, job, button.picture);
   const { bytes } = await fetchPicture(source.url);
 
-  if (button.action === 'upscale' && size.fixedSize) {
+  if (shaped === undefined) {
     // No second pass at another size is possible: an honest 2× resize, said to be one.
     const enlarged = await enlargeSmall(await lanczos2x(bytes, size.width, size.height));
     const spoiler = source.name.startsWith('SPOILER_') ? 'SPOILER_' : '';
@@ -120,11 +129,7 @@ async function pressPictureButton(interaction: ButtonInteraction, button: Pictur
     return `🔍 ${label}: posted below the pictures.`;
   }
 
-  const { params, guildNegative } = pictureActionParams(button.action, job, button.picture, request, settings, {
-    width: size.width,
-    height: size.height,
-    ...(size.fixedSize !== undefined ? { fixedSize: size.fixedSize } : {}),
-  });
+  const { params, guildNegative } = shaped;
   await bot.queue.submit({
     guildId,
     channelId,

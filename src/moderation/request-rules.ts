@@ -4,7 +4,7 @@
  * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
 import { Identifiers, UserError } from '../errors.js';
-import { unknownModel } from '../diffusion/check-inputs.js';
+import { checkInputs, unknownModel } from '../diffusion/check-inputs.js';
 import type { EngineModelListing, GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
@@ -146,6 +146,26 @@ export function rerollParams(
   if (originalParams.width !== undefined) params.width = originalParams.width;
   if (originalParams.height !== undefined) params.height = originalParams.height;
   return request;
+}
+
+/** Stands in for the picture's bytes when a request is checked before they are fetched (only their presence counts). */
+const SOME_PICTURE = new Uint8Array([0]);
+
+/**
+ * Refuses, before anything is queued, an img2img request the engine would refuse when it runs: a latent model
+ * without `vae_encoder/`, and what the engine's own `checkInputs` says of a start picture (the strength, too few
+ * steps for it, the `lcm` scheduler). Nothing is checked while the model's facts are not known (not loaded yet).
+ * @throws UserError InvalidInput.
+ */
+export function assertCanStartFromPicture(params: GenerateParams, model: ModelInfo | undefined): void {
+  if (model === undefined) return;
+  if (model.img2img === false) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `The model \`${model.name}\` cannot start from a picture: it has no vae_encoder/ folder (img2img needs vae_encoder/model.onnx).`,
+    );
+  }
+  checkInputs({ ...params, initImage: SOME_PICTURE }, model);
 }
 
 /**

@@ -140,4 +140,33 @@ describe('U and V with real ONNX models (worker pool)', () => {
       await h.close();
     }
   });
+
+  it('GIVEN a latent model without vae_encoder/ (lcm-tiny) THEN V and /imagine image: are refused in one ephemeral line, nothing queued', async () => {
+    const h = await startHarness({
+      env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/lcm-tiny'), EDIT_INTERVAL_MS: '0' },
+      emulator: { rateLimits: [] },
+    });
+    try {
+      const { emulator } = h;
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 4, seed: 2, count: 2 } });
+      const grid = await eventually(() => {
+        const original = handle.original();
+        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
+      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
+      const jobs = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+      const before = jobs();
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'V1') });
+      const answer = await eventually(() => press.original()?.message.content || undefined, 30_000, 'the answer');
+      expect(answer).toBe('The model `lcm-tiny` cannot start from a picture: it has no vae_encoder/ folder (img2img needs vae_encoder/model.onnx).');
+      expect((press.original()!.message.flags ?? 0) & 64).toBe(64);
+
+      const image = emulator.uploadAttachment({ filename: 'start.png', bytes: emulator.attachmentBytes(grid.message.id, 1)! });
+      const response = await emulator.sendCommand({ name: 'imagine', options: { prompt: 'from a file', image: image.id } }).waitForResponse();
+      expect(response.body.data.flags & 64).toBe(64);
+      expect(response.body.data.content).toMatch(/^The model `lcm-tiny` cannot start from a picture/);
+      expect(jobs()).toBe(before);
+    } finally {
+      await h.close();
+    }
+  });
 });

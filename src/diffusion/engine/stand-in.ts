@@ -72,6 +72,7 @@ export class StandInEngine implements ImageEngine {
       latentFactor: 1,
       defaultScheduler: 'euler',
       maxTokens: 77,
+      img2img: true,
     };
   }
 
