@@ -10,7 +10,7 @@ export type ButtonRow = APIActionRowComponent<APIButtonComponent>;
 
 /**
  * The rows of buttons for `pictures` pictures of job `jobId`, `actions` in this order (each its own rows, five
- * buttons a row). Empty for no actions.
+ * buttons a row; a single picture's buttons share one row). Empty for no actions.
  * @throws Error when they would pass Discord's limits (more than 5 rows, or a custom id over 100 characters).
  */
 export function pictureButtonRows(jobId: string, pictures: number, actions: readonly PictureAction[] = ['upscale', 'variation']): ButtonRow[] {
@@ -33,6 +33,7 @@ export function pictureButtonRows(jobId: string, pictures: number, actions: read
       rows.push({ type: ComponentType.ActionRow, components });
     }
   }
+  if (pictures === 1 && rows.length > 1) return [{ type: ComponentType.ActionRow, components: rows.flatMap((row) => row.components) }];
   if (rows.length > BUTTON_LIMITS.rows) {
     throw new Error(`Expected at most ${BUTTON_LIMITS.rows} rows of buttons on a message, got ${rows.length} for ${pictures} pictures`);
   }

@@ -33,8 +33,8 @@ describe('U/V button custom ids', () => {
 describe('U/V button rows', () => {
   const labels = (pictures: number) => pictureButtonRows(JOB, pictures).map((row) => row.components.map((b) => ('label' in b ? b.label : '')));
 
-  it('GIVEN 1 and 4 pictures THEN a U row and a V row', () => {
-    expect(labels(1)).toEqual([['U1'], ['V1']]);
+  it('GIVEN 4 pictures THEN a U row and a V row; GIVEN 1 THEN its U and V share a row', () => {
+    expect(labels(1)).toEqual([['U1', 'V1']]);
     expect(labels(4)).toEqual([['U1', 'U2', 'U3', 'U4'], ['V1', 'V2', 'V3', 'V4']]);
   });
 
