@@ -8,7 +8,8 @@ import { isUserError } from '../errors.js';
 import type { BotContext, Command } from '../../commands/index.js';
 
 import { APOLOGY } from './apology.js';
-import { handlePictureButton } from './picture-buttons.js';
+import { NoticeThrottle } from './notice-throttle.js';
+import { handlePictureButton, type PictureButtonThrottles } from './picture-buttons.js';
 
 export { APOLOGY };
 
@@ -16,6 +17,7 @@ export async function handleInteraction(
   interaction: Interaction,
   commands: ReadonlyMap<string, Command>,
   bot: BotContext,
+  throttles: PictureButtonThrottles = { resizes: new NoticeThrottle() },
 ): Promise<void> {
   if (interaction.isAutocomplete()) {
     // Suggestions only: a failure answers nothing (the member's client shows no choices), it is logged.
@@ -28,7 +30,7 @@ export async function handleInteraction(
   }
   if (interaction.isButton()) {
     // U and V under pictures; a button of no known kind is left unanswered (Discord tells the member it failed).
-    if (!(await handlePictureButton(interaction, bot))) bot.logger.warn('unknown button', { customId: interaction.customId });
+    if (!(await handlePictureButton(interaction, bot, throttles))) bot.logger.warn('unknown button', { customId: interaction.customId });
     return;
   }
   if (!interaction.isChatInputCommand()) return;

@@ -21,7 +21,14 @@ import type { JobRecord } from '../jobs/types.js';
 import { canReroll, type MemberAuthority } from '../moderation/permissions.js';
 import { assertCanStartFromPicture, pictureActionParams } from '../moderation/request-rules.js';
 import { followUpRequest } from './follow-up.js';
+import type { NoticeThrottle } from './notice-throttle.js';
 import { APOLOGY } from './apology.js';
+
+/** Limits on what a press does outside the queue (whose caps hold everything else). */
+export interface PictureButtonThrottles {
+  /** A fixed-size model's U (a resize posted at once): keyed by job and picture. */
+  resizes: NoticeThrottle;
+}
 
 /** The member who pressed, as the permission rules see them (the interaction carries their computed permissions). */
 function authorityOf(interaction: ButtonInteraction): MemberAuthority {
@@ -45,13 +52,13 @@ function pictureAttachment(interaction: ButtonInteraction, job: JobRecord, pictu
  * Answers a U or V press. Returns false when the button is not one of these (the caller ignores it). Never throws:
  * a UserError becomes the member's ephemeral answer, anything else is logged and answered with an apology.
  */
-export async function handlePictureButton(interaction: ButtonInteraction, bot: BotContext): Promise<boolean> {
+export async function handlePictureButton(interaction: ButtonInteraction, bot: BotContext, throttles: PictureButtonThrottles): Promise<boolean> {
   const button = parsePictureButton(interaction.customId);
   if (button === undefined) return false;
   try {
     // Fetching the picture may take a moment: acknowledge first, privately, so every answer below is ephemeral.
     await interaction.deferReply({ flags: MessageFlags.Ephemeral });
-    const answer = await pressPictureButton(interaction, button, bot);
+    const answer = await pressPictureButton(interaction, button, bot, throttles);
     await interaction.editReply({ content: answer, allowedMentions: { parse: [] } });
   } catch (error) {
     const expected = isUserError(error);
@@ -68,7 +75,7 @@ export async function handlePictureButton(interaction: ButtonInteraction, bot: B
 }
 
 /** Checks the press and queues its job (or, for a fixed-size model's U, posts the enlargement); returns the answer. */
-async function pressPictureButton(interaction: ButtonInteraction, button: PictureButton, bot: BotContext): Promise<string> {
+async function pressPictureButton(interaction: ButtonInteraction, button: PictureButton, bot: BotContext, throttles: PictureButtonThrottles): Promise<string> {
   if (!interaction.inGuild()) throw new UserError(Identifiers.NotAllowed, 'These buttons work in servers, not in direct messages.');
   const label = pictureButtonLabel(button);
   const job = bot.queue.get(button.jobId);
@@ -109,6 +116,9 @@ async function pressPictureButton(interaction: ButtonInteraction, button: Pictur
         ...(size.fixedSize !== undefined ? { fixedSize: size.fixedSize } : {}),
       });
   if (shaped) assertCanStartFromPicture(shaped.params, request.model);
+  if (!shaped && !throttles.resizes.allow(`${job.id}:${button.picture}`)) {
+    throw new UserError(Identifiers.InvalidInput, `${label}: picture ${button.picture + 1} was just enlarged; see the reply below the pictures.`);
+  }
   const source = pictureAttachment(interaction, job, button.picture);
   const { bytes } = await fetchPicture(source.url);
 

@@ -136,6 +136,11 @@ describe('U and V with real ONNX models (worker pool)', () => {
       expect(diff / made.length).toBeLessThan(12);
       expect(jobs()).toBe(before);
       await eventually(() => (press.original()?.message.content ?? '').startsWith('🔍 U1: posted below'), 10_000, 'the ephemeral answer');
+      // It is posted outside the queue's caps: a second press within the minute is refused privately, nothing posted.
+      const again = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      await eventually(() => (again.original()?.message.content ?? '').startsWith('U1: picture 1 was just enlarged'), 10_000, 'the refusal');
+      const resizes = emulator.messages(emulator.defaults.channelId).filter((m) => m.message.content.startsWith('🔍 Picture 1, enlarged'));
+      expect(resizes).toHaveLength(1);
     } finally {
       await h.close();
     }
