@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { EXECUTION_PROVIDERS, pickProvider, type ExecutionProviderName } from './execution-providers.js';
+import { openUpscaler, type UpscalerPart } from './upscaler.js';
 import { ModelLoadError } from './model-error.js';
 import { schedulerNameFromClass } from './schedulers/index.js';
 import { DEFAULT_SESSION_OPTIONS } from './session-options.js';
@@ -55,6 +56,8 @@ export interface DiffusionModel {
   vaeEncoder?: VaeEncoderPart;
   /** Present when the folder has safety_checker/model.onnx: every picture is checked after decoding. */
   safetyChecker?: SafetyCheckerPart;
+  /** Present when the folder has upscaler/model.onnx: a U enlarges with it (upscaler.ts). */
+  upscaler?: UpscalerPart;
   /** Latent (or image) channels the UNet denoises. */
   channels: number;
   /** vae_decoder/config.json `scaling_factor` (default 0.18215, as diffusers). 1 for pixel-space models. */
@@ -136,6 +139,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     }
 
     const safetyChecker = await openSafetyChecker(dir, open, log);
+    const upscaler = await openUpscaler(dir, open);
 
     const channels = dim(unet.sample.shape[1]) ?? dim(vaeDecoder?.latentSample.shape[1]) ?? (pixelSpace ? 3 : 4);
     if (pixelSpace && channels !== 3) {
@@ -215,12 +219,14 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         ...(typeof defaultGuidance === 'number' ? { defaultGuidance } : {}),
         safetyChecker: safetyChecker !== undefined,
         img2img: vaeDecoder === undefined || vaeEncoder !== undefined,
+        ...(upscaler ? { upscaler: { scale: upscaler.scale } } : {}),
       },
       textEncoder,
       unet,
       vaeDecoder,
       vaeEncoder,
       safetyChecker,
+      ...(upscaler ? { upscaler } : {}),
       channels,
       scalingFactor,
       timestepCondDim,

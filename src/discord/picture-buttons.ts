@@ -103,17 +103,20 @@ async function pressPictureButton(interaction: ButtonInteraction, button: Pictur
     width: job.params.width ?? request.model?.width,
     height: job.params.height ?? request.model?.height,
     fixedSize: request.model?.fixedSize,
+    upscaler: request.model?.upscaler,
   };
   if (size.width === undefined || size.height === undefined) {
     throw new UserError(Identifiers.ModelUnavailable, `${label}: the model is not loaded yet, so its size is not known. Try again in a minute.`);
   }
-  const resize = button.action === 'upscale' && size.fixedSize === true;
+  // A fixed-size model without an upscaler/ cannot make its picture larger: a plain resize, said to be one.
+  const resize = button.action === 'upscale' && size.fixedSize === true && size.upscaler === undefined;
   const shaped = resize
     ? undefined
     : pictureActionParams(button.action, job, button.picture, request, settings, {
         width: size.width,
         height: size.height,
         ...(size.fixedSize !== undefined ? { fixedSize: size.fixedSize } : {}),
+        ...(size.upscaler !== undefined ? { upscaler: size.upscaler } : {}),
       });
   if (shaped) assertCanStartFromPicture(shaped.params, request.model);
   if (!shaped && !throttles.resizes.allow(`${job.id}:${button.picture}`)) {

@@ -159,7 +159,7 @@ const SOME_PICTURE = new Uint8Array([0]);
  */
 export function assertCanStartFromPicture(params: GenerateParams, model: ModelInfo | undefined): void {
   if (model === undefined) return;
-  if (model.img2img === false) {
+  if (model.img2img === false && params.upscale !== true) {
     throw new UserError(
       Identifiers.InvalidInput,
       `The model \`${model.name}\` cannot start from a picture: it has no vae_encoder/ folder (img2img needs vae_encoder/model.onnx).`,
@@ -186,7 +186,8 @@ export const UPSCALE_MAX_SIDE = 2048;
  * rules (rerollParams), narrowed to the action.
  * - V (variation): img2img from the picture with a new seed, the server's `variationStrength`, the same count.
  * - U (upscale): img2img from the picture at twice its width and height with {@link UPSCALE_STRENGTH}, one picture,
- *   the picture's own seed (the hires fix's second pass).
+ *   the picture's own seed (the hires fix's second pass); with the model's own upscaler/ (`size.upscaler`), that
+ *   network's enlargement by its scale instead, nothing denoised.
  * @param size the original's size in pixels (its params', else the model's native size).
  * @throws UserError when the model cannot: a fixed-size model (U is then a plain resize, not a job), a U over
  *   {@link UPSCALE_MAX_PIXELS}, or too few steps for the strength.
@@ -197,29 +198,36 @@ export function pictureActionParams(
   picture: number,
   request: GuildRequest,
   settings: Pick<GuildSettings, 'variationStrength'>,
-  size: { width: number; height: number; fixedSize?: boolean },
+  size: { width: number; height: number; fixedSize?: boolean; upscaler?: { scale: number } },
 ): GuildRequest {
   const params: GenerateParams = { ...request.params };
   const label = `${action === 'upscale' ? 'U' : 'V'}${picture + 1}`;
   if (action === 'variation') {
     params.strength = settings.variationStrength;
   } else {
-    const width = 2 * size.width;
-    const height = 2 * size.height;
-    if (size.fixedSize) {
+    const scale = size.upscaler?.scale ?? 2;
+    const width = scale * size.width;
+    const height = scale * size.height;
+    if (size.fixedSize && !size.upscaler) {
       throw new UserError(Identifiers.InvalidInput, `This model makes only ${size.width}×${size.height} pictures, so it cannot make picture ${picture + 1} larger.`);
     }
     if (width > UPSCALE_MAX_SIDE || height > UPSCALE_MAX_SIDE || width * height > UPSCALE_MAX_PIXELS) {
       throw new UserError(
         Identifiers.InvalidInput,
-        `Picture ${picture + 1} is ${size.width}×${size.height}; twice that (${width}×${height}) is more than the ${Math.sqrt(UPSCALE_MAX_PIXELS)}×${Math.sqrt(UPSCALE_MAX_PIXELS)} pixels an upscale may have.`,
+        `Picture ${picture + 1} is ${size.width}×${size.height}; ${scale === 2 ? 'twice' : `${scale} times`} that (${width}×${height}) is more than the ${Math.sqrt(UPSCALE_MAX_PIXELS)}×${Math.sqrt(UPSCALE_MAX_PIXELS)} pixels an upscale may have.`,
       );
     }
     params.width = width;
     params.height = height;
     params.seed = (original.params.seed + picture) >>> 0;
-    params.strength = UPSCALE_STRENGTH;
     delete params.count;
+    if (size.upscaler) {
+      // The model's own network enlarges it: nothing is denoised, so no strength and no step to count.
+      delete params.strength;
+      params.upscale = true;
+      return { ...request, params };
+    }
+    params.strength = UPSCALE_STRENGTH;
   }
   const runs = Math.floor(params.steps * params.strength!);
   if (runs < 1) {

@@ -174,4 +174,46 @@ describe('U and V with real ONNX models (worker pool)', () => {
       await h.close();
     }
   });
+
+  it('GIVEN a model with its own upscaler/ (pixel-tiny + a 2× network) THEN U1 is a queued job through that network, even at a fixed size', async () => {
+    const fs = await import('node:fs');
+    const os = await import('node:os');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-upscaler-'));
+    const modelDir = path.join(dir, 'pixel-tiny');
+    fs.cpSync(path.join(ROOT, 'test/fixtures/models/pixel-tiny'), modelDir, { recursive: true });
+    fs.cpSync(path.join(ROOT, 'test/fixtures/parts/upscaler-2x'), path.join(modelDir, 'upscaler'), { recursive: true });
+    const h = await startHarness({ env: { SAMPLER: 'workers', MODEL_DIR: modelDir, EDIT_INTERVAL_MS: '0' }, emulator: { rateLimits: [] } });
+    try {
+      const { emulator } = h;
+      expect(h.app.model).toMatchObject({ fixedSize: true, upscaler: { scale: 2 } });
+      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 4, seed: 5, count: 2 } });
+      const grid = await eventually(() => {
+        const original = handle.original();
+        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
+      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
+      expect(press.original()?.message.content).toMatch(/^🔍 U1: upscaling picture 1 to 64×64/);
+      const job = h.app.queue.findByMessageId(upscaled.message.id)!;
+      expect(job).toMatchObject({ kind: 'upscale', sourcePicture: 0, params: { upscale: true, width: 64, height: 64, seed: 5 } });
+      expect(job.params).not.toHaveProperty('strength');
+      const png = emulator.attachmentBytes(upscaled.message.id, 0)!;
+      expect(readPngText(png).get('parameters')).toMatch(/Seed: 5, Size: 64x64, Model: pixel-tiny, Postprocess upscale by: 2$/);
+      // The fixture network is a nearest-neighbour 2×: every 2×2 block of the posted picture is one colour.
+      const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      expect([info.width, info.height]).toEqual([64, 64]);
+      let uneven = 0;
+      for (let y = 0; y < 64; y += 2) {
+        for (let x = 0; x < 64; x += 2) {
+          for (const [dx, dy] of [[1, 0], [0, 1], [1, 1]]) {
+            for (let c = 0; c < 3; c++) if (data[(y * 64 + x) * 3 + c] !== data[((y + dy) * 64 + x + dx) * 3 + c]) uneven++;
+          }
+        }
+      }
+      expect(uneven).toBe(0);
+    } finally {
+      await h.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -124,6 +124,12 @@ describe('U and V presses (pictureActionParams)', () => {
     expect(params).toEqual({ prompt: 'a fox', steps: 20, seed: 0, guidanceScale: 7, width: 1024, height: 1024, strength: 0.35 });
   });
 
+  it('GIVEN U1 on a model with its own upscaler/ THEN that network’s job: its scale, no strength, even at a fixed size', () => {
+    const request = { params: { ...original.params, seed: 77, strength: 0.5 } };
+    const { params } = pictureActionParams('upscale', original, 0, request, settings, { width: 32, height: 32, fixedSize: true, upscaler: { scale: 4 } });
+    expect(params).toEqual({ prompt: 'a fox', steps: 20, seed: 4_294_967_295, guidanceScale: 7, width: 128, height: 128, upscale: true });
+  });
+
   it.each([
     ['a fixed-size model', { width: 32, height: 32, fixedSize: true }, 20, /This model makes only 32×32 pictures, so it cannot make picture 1 larger\./],
     ['twice the size over 1024×1024', { width: 768, height: 512 }, 20, /Picture 1 is 768×512; twice that \(1536×1024\) is more than the 1024×1024 pixels an upscale may have\./],
