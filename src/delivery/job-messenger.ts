@@ -13,6 +13,7 @@ import { DiscordAPIError, MessageFlags, Routes, type REST } from 'discord.js';
 import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
 import type { GenerateResult, StepProgress } from '../diffusion/types.js';
 import { Identifiers, UserError } from '../errors.js';
+import { loopSteps } from '../diffusion/check-inputs.js';
 import { createLogger, type Logger } from '../log.js';
 import { blockedNotice, blockReason, previewsAllowed, safetyDecision, SPOILER_WARNING, type SafetyDecision } from '../moderation/safety-rules.js';
 import type { ModerationLog } from '../store/moderation-log.js';
@@ -87,7 +88,7 @@ export class JobMessenger {
     this.unsubscribe.push(
       events.on('queued', ({ job, position }) => this.showQueued(job, position)),
       events.on('position', ({ job, position }) => this.showQueued(job, position)),
-      events.on('started', ({ job }) => this.show(job, { kind: 'running', step: 0, totalSteps: job.params.steps, elapsedMs: 0 })),
+      events.on('started', ({ job }) => this.show(job, { kind: 'running', step: 0, totalSteps: loopSteps(job.params), elapsedMs: 0 })),
       events.on('progress', ({ job, progress }) => this.showProgress(job, progress)),
       events.on('requeued', ({ job }) => {
         const position = this.queue.position(job.id);

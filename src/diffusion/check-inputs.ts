@@ -37,6 +37,16 @@ export interface CheckedParams {
 /** diffusers' img2img default `strength`. */
 export const DEFAULT_STRENGTH = 0.8;
 
+/**
+ * The steps a job's loop runs, what its progress counts to: `steps`; img2img floor(steps × strength) (diffusers'
+ * get_timesteps); an upscale through the model's network, 1.
+ */
+export function loopSteps(params: Pick<GenerateParams, 'steps' | 'strength' | 'upscale' | 'initImage'>): number {
+  if (params.upscale === true) return 1;
+  if (params.strength === undefined) return params.steps;
+  return Math.max(1, Math.floor(params.steps * params.strength));
+}
+
 /** A UserError for a bad job parameter. */
 export function invalid(message: string): UserError {
   return new UserError(Identifiers.InvalidInput, message);

@@ -112,6 +112,10 @@ describe('U and V buttons (stand-in engine)', () => {
     expect(answer.content).toMatch(/^🎲 V3: making 4 variations of picture 3/);
     const reply = await replyWithPictures(emulator, grid.message.id, 'the variations');
     expect(reply.message.content).toMatch(/^🎲 Variations of picture 3 for <@/);
+    // Its progress counts the steps img2img runs: floor(5 × 0.6) = 3, not the 5 of the original.
+    const progress = reply.history.map((version) => version.content).filter((content) => content.includes('Step '));
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.every((content) => /Step \d\/3 /.test(content))).toBe(true);
     const parent = h.app.queue.findByMessageId(grid.message.id)!;
     const job = h.app.queue.findByMessageId(reply.message.id)!;
     expect(job).toMatchObject({ kind: 'variation', parentJobId: parent.id, sourcePicture: 2, params: { count: 4, strength: 0.6, prompt: 'four tiles' } });

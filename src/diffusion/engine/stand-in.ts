@@ -6,7 +6,7 @@ import { Rng } from '../rng.js';
 import { infotext, PARAMETERS_KEYWORD } from '../../image/infotext.js';
 import { withPngText } from '../../image/png-text.js';
 import { initImagePixels } from '../../image/init-image.js';
-import { DEFAULT_STRENGTH } from '../check-inputs.js';
+import { DEFAULT_STRENGTH, loopSteps } from '../check-inputs.js';
 
 export interface StandInEngineOptions {
   /** Wall time of one step of a one-image run. Default 5. */
@@ -127,7 +127,8 @@ export class StandInEngine implements ImageEngine {
     const images = jobs.reduce((sum, job) => sum + (job.item.params.count ?? 1), 0);
     // The run's cost is fixed when it starts: like the worker pool, an aborted job's rows are computed until the end.
     const stepMs = this.msPerStep * (1 + (images - 1) * this.batchCost);
-    const steps = first.steps;
+    // img2img runs its share of the schedule, as the pipeline does.
+    const steps = loopSteps(first);
     const width = first.width ?? this.width;
     const height = first.height ?? this.height;
     const open = () => jobs.filter((job) => !job.settled);
