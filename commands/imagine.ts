@@ -3,9 +3,10 @@ import { SCHEDULER_NAMES } from '../src/diffusion/types.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import type { Command } from './index.js';
 import { ASPECTS, GUIDANCE_MAX, GUIDANCE_MIN, PROMPT_MAX_LENGTH, SEED_MAX } from '../src/jobs/generate-params.js';
-import { chooseModel, modelSuggestions, paramsUnderGuildRules } from '../src/moderation/request-rules.js';
+import { assertCanStartFromPicture, chooseModel, modelSuggestions, paramsUnderGuildRules } from '../src/moderation/request-rules.js';
 import { assertRequestAllowed } from '../src/moderation/safety-rules.js';
 import { COUNT_HARD_CAP } from '../src/store/settings.js';
+import { fetchAttachedPicture } from '../src/image/fetch-picture.js';
 
 const data = new SlashCommandBuilder()
   .setName('imagine')
@@ -44,6 +45,11 @@ const data = new SlashCommandBuilder()
   // Several models (issue 12): the installed ones, suggested as the member types.
   .addStringOption((option) =>
     option.setName('model').setDescription('Which model makes it (default: this channel’s or server’s)').setAutocomplete(true).setMaxLength(100),
+  )
+  // img2img (issue 13): start from the member's picture.
+  .addAttachmentOption((option) => option.setName('image').setDescription('Start from this picture (PNG, JPEG or WebP, at most 10 MB)'))
+  .addNumberOption((option) =>
+    option.setName('strength').setDescription('With image: how far to move from it, 0–1 (default 0.8; small keeps the picture)').setMinValue(0).setMaxValue(1),
   );
 
 /** parse options → validate → enqueue → defer; the queue's events and delivery do the rest. */
@@ -67,6 +73,8 @@ export default {
         scheduler: options.getString('scheduler'),
         aspect: options.getString('aspect'),
         count: options.getInteger('count'),
+        image: options.getAttachment('image') !== null,
+        strength: options.getNumber('strength'),
       },
       settings,
       {
@@ -76,6 +84,10 @@ export default {
         guidanceDefault: bot.guidanceDefault,
       },
     );
+    // The member's picture, fetched (size, type and time limits) before anything is queued, so a refusal is ephemeral.
+    const attached = options.getAttachment('image');
+    if (attached !== null) assertCanStartFromPicture(request.params, model.isDefault ? bot.model : model.info);
+    const initImage = attached === null ? undefined : (await fetchAttachedPicture(attached)).bytes;
     // Recorded on the job, so delivery applies the safety rule of this channel even after a restart.
     const channelNsfw = await bot.channelAgeRestricted(interaction.channelId);
     assertRequestAllowed({
@@ -100,6 +112,7 @@ export default {
         ...(request.guildNegative !== undefined ? { guildNegative: request.guildNegative } : {}),
         ...(channelNsfw !== undefined ? { channelNsfw } : {}),
         kind: 'imagine',
+        ...(initImage !== undefined ? { initImage } : {}),
         interaction: {
           applicationId: interaction.applicationId,
           token: interaction.token,

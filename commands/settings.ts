@@ -3,7 +3,7 @@ import type { Command } from './index.js';
 import { Identifiers, UserError } from '../src/errors.js';
 import { NO_MENTIONS } from '../src/delivery/render.js';
 import { echoSnippet, fitLines, fitList } from '../src/delivery/text.js';
-import { changeSettings, NEGATIVE_DEFAULT_MAX, type SettingsChange } from '../src/moderation/settings-rules.js';
+import { changeSettings, NEGATIVE_DEFAULT_MAX, VARIATION_STRENGTH_MIN, type SettingsChange } from '../src/moderation/settings-rules.js';
 import { modelSuggestions } from '../src/moderation/request-rules.js';
 import { assertCanManage, type MemberAuthority } from '../src/moderation/permissions.js';
 import type { ModelInfo } from '../src/diffusion/types.js';
@@ -55,13 +55,26 @@ const data = new SlashCommandBuilder()
   .addSubcommand((sub) =>
     sub
       .setName('reroll')
-      .setDescription('Who may 🔁 a finished picture (moderators)')
+      .setDescription('Who may 🔁 a finished picture or press its U and V buttons (moderators)')
       .addStringOption((o) =>
         o
           .setName('who')
           .setDescription('The requester (and moderators), or anyone')
           .setRequired(true)
           .addChoices({ name: 'requester', value: 'requester' }, { name: 'anyone', value: 'anyone' }),
+      ),
+  )
+  .addSubcommand((sub) =>
+    sub
+      .setName('variation')
+      .setDescription('How far a V button moves from its picture (moderators)')
+      .addNumberOption((o) =>
+        o
+          .setName('strength')
+          .setDescription(`img2img strength, ${VARIATION_STRENGTH_MIN}–1: small stays close, 1 keeps only the prompt (default 0.6)`)
+          .setRequired(true)
+          .setMinValue(VARIATION_STRENGTH_MIN)
+          .setMaxValue(1),
       ),
   )
   .addSubcommandGroup((group) =>
@@ -154,7 +167,8 @@ function describeSettings(settings: GuildSettings, model: Pick<ModelInfo, 'name'
     `**Steps:** ${settings.stepsDefault} by default, at most ${settings.stepsMax}`,
     `**Pictures per /imagine:** ${settings.countDefault} by default, at most ${settings.countMax}`,
     `**Waiting pictures per member:** ${settings.perMemberCap}`,
-    `**Who may 🔁:** ${settings.rerollWho === 'anyone' ? 'anyone' : 'the requester and moderators'}`,
+    `**Who may 🔁, U and V:** ${settings.rerollWho === 'anyone' ? 'anyone' : 'the requester and moderators'}`,
+    `**V (variations) strength:** ${settings.variationStrength}`,
     `**Moderator roles:** ${roles}`,
     `**Banned words:** ${settings.bannedWords.length}`,
     `**Safety:** ${settings.safetyMode}: ${SAFETY_MODE_TEXT[settings.safetyMode]}`,
@@ -287,6 +301,8 @@ export default {
       change = { kind: 'banned-words', action: sub, words: splitWords(interaction.options.getString('words', true)) };
     } else if (!group && sub === 'reroll') {
       change = { kind: 'reroll', who: interaction.options.getString('who', true) as 'requester' | 'anyone' };
+    } else if (!group && sub === 'variation') {
+      change = { kind: 'variation', strength: interaction.options.getNumber('strength', true) };
     } else if (!group && sub === 'safety') {
       const mode = interaction.options.getString('mode');
       const unchecked = interaction.options.getString('unchecked');

@@ -13,6 +13,7 @@ import { DiscordAPIError, MessageFlags, Routes, type REST } from 'discord.js';
 import type { RESTPostAPIChannelMessageJSONBody } from 'discord-api-types/v10';
 import type { GenerateResult, StepProgress } from '../diffusion/types.js';
 import { Identifiers, UserError } from '../errors.js';
+import { loopSteps } from '../diffusion/check-inputs.js';
 import { createLogger, type Logger } from '../log.js';
 import { blockedNotice, blockReason, previewsAllowed, safetyDecision, SPOILER_WARNING, type SafetyDecision } from '../moderation/safety-rules.js';
 import type { ModerationLog } from '../store/moderation-log.js';
@@ -24,6 +25,7 @@ import { BotReactions, REROLL_EMOJI } from './bot-reactions.js';
 import { pictureFiles, previewPng } from './images.js';
 import { isDeadWebhook, JobMessage, jsonOf, stageKey, toRawFiles, type PendingStage } from './job-message.js';
 import { NO_MENTIONS, renderFinal, renderStage, type MessageBody } from './render.js';
+import { pictureButtonRows } from './picture-buttons.js';
 
 /** Interaction tokens live 15 minutes (Discord docs, "Receiving and Responding"). */
 export const INTERACTION_TOKEN_LIFETIME_MS = 15 * 60 * 1000;
@@ -86,7 +88,7 @@ export class JobMessenger {
     this.unsubscribe.push(
       events.on('queued', ({ job, position }) => this.showQueued(job, position)),
       events.on('position', ({ job, position }) => this.showQueued(job, position)),
-      events.on('started', ({ job }) => this.show(job, { kind: 'running', step: 0, totalSteps: job.params.steps, elapsedMs: 0 })),
+      events.on('started', ({ job }) => this.show(job, { kind: 'running', step: 0, totalSteps: loopSteps(job.params), elapsedMs: 0 })),
       events.on('progress', ({ job, progress }) => this.showProgress(job, progress)),
       events.on('requeued', ({ job }) => {
         const position = this.queue.position(job.id);
@@ -391,15 +393,33 @@ export class JobMessenger {
     if (result.images.length === 0) throw new Error(`Job ${job.id} produced no image`);
     // Discord hides an attachment whose name starts with SPOILER_ until it is clicked.
     const { shown, files } = await pictureFiles(result.images, { seed: result.seed, spoiler, limit: message.attachmentLimit });
-    const headline = job.kind === 'reroll' ? `🔁 Rerolled for <@${job.userId}>` : undefined;
+    // Every picture gets its U and V, except an upscale's: it is the end of that line (2× again would pass the
+    // model's sizes), and 🔁 still rolls it again.
+    const buttons = job.kind === 'upscale' ? undefined : pictureButtonRows(job.id, result.images.length);
     return renderFinal({
       params: job.params,
       result,
       image: shown,
       ...(files.length > 1 ? { files } : {}),
       jobId: job.id,
-      headline,
+      headline: headlineOf(job),
+      ...(buttons ? { buttons } : {}),
       ...(spoiler ? { spoilerWarning: SPOILER_WARNING } : {}),
     });
+  }
+}
+
+/** The line above a follow-up's picture: what it was made from and for whom (echoed with mentions disabled). */
+function headlineOf(job: JobRecord): string | undefined {
+  const picture = job.sourcePicture === undefined ? '' : ` picture ${job.sourcePicture + 1}`;
+  switch (job.kind) {
+    case 'reroll':
+      return `🔁 Rerolled for <@${job.userId}>`;
+    case 'upscale':
+      return `🔍 Upscaled${picture} 2× for <@${job.userId}>`;
+    case 'variation':
+      return `🎲 Variations of${picture} for <@${job.userId}>`;
+    case 'imagine':
+      return undefined;
   }
 }

@@ -5,6 +5,7 @@
 import type { APIEmbed, APIAllowedMentions } from 'discord-api-types/v10';
 import type { GenerateParams, GenerateResult } from '../diffusion/types.js';
 import { DISCORD_LIMITS, clip, echoWithin } from './text.js';
+import type { ButtonRow } from './picture-buttons.js';
 
 /** One file to upload with a message. */
 export interface OutgoingFile {
@@ -21,6 +22,8 @@ export interface MessageBody {
   attachments: { id: number; filename: string }[];
   allowed_mentions: APIAllowedMentions;
   files: OutgoingFile[];
+  /** Rows of buttons (the final message's U and V); absent: an edit leaves the message's buttons as they are. */
+  components?: ButtonRow[];
 }
 
 /** The states a job's message shows before its picture. */
@@ -61,13 +64,14 @@ function quote(prompt: string): string {
   return `> ${echoWithin(prompt, DISCORD_LIMITS.content - 200)}`;
 }
 
-function body(content: string, files: OutgoingFile[] = [], embeds: APIEmbed[] = []): MessageBody {
+function body(content: string, files: OutgoingFile[] = [], embeds: APIEmbed[] = [], components?: ButtonRow[]): MessageBody {
   return {
     content,
     embeds,
     attachments: files.map((file, id) => ({ id, filename: file.name })),
     allowed_mentions: NO_MENTIONS,
     files,
+    ...(components !== undefined && components.length > 0 ? { components } : {}),
   };
 }
 
@@ -100,7 +104,7 @@ export function renderStage(stage: JobStage, params: Pick<GenerateParams, 'promp
 
 /** A stable key for "would the member see something different": content plus which files, not their bytes. */
 export function renderKey(message: MessageBody): string {
-  return JSON.stringify([message.content, message.embeds, message.attachments.length]);
+  return JSON.stringify([message.content, message.embeds, message.attachments.length, message.components ?? null]);
 }
 
 /** Embed field values are capped at 1024 characters (the bot's own values are short; member text is clipped). */
@@ -129,6 +133,8 @@ export interface FinalDetails {
    * the embed, which would show it uncovered; `image` must then be named `SPOILER_…`.
    */
   spoilerWarning?: string;
+  /** The U and V buttons under the pictures (see picture-buttons.ts); absent: none. */
+  buttons?: ButtonRow[];
 }
 
 /** The finished message: the picture and an embed with every parameter needed to make it again. */
@@ -158,5 +164,5 @@ export function renderFinal(details: FinalDetails): MessageBody {
     },
   };
   const content = [details.headline, details.spoilerWarning].filter((line) => line !== undefined && line.length > 0).join('\n');
-  return body(content, files, [embed]);
+  return body(content, files, [embed], details.buttons);
 }

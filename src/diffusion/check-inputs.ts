@@ -30,10 +30,22 @@ export interface CheckedParams {
   /** img2img: the picture's bytes (not yet decoded) and the strength, default 0.8; both absent for txt2img. */
   initImage?: Uint8Array;
   strength?: number;
+  /** A U through the model's upscaler/ (GenerateParams.upscale): `initImage` enlarged to width × height. */
+  upscale?: true;
 }
 
 /** diffusers' img2img default `strength`. */
 export const DEFAULT_STRENGTH = 0.8;
+
+/**
+ * The steps a job's loop runs, what its progress counts to: `steps`; img2img floor(steps × strength) (diffusers'
+ * get_timesteps); an upscale through the model's network, 1.
+ */
+export function loopSteps(params: Pick<GenerateParams, 'steps' | 'strength' | 'upscale' | 'initImage'>): number {
+  if (params.upscale === true) return 1;
+  if (params.strength === undefined) return params.steps;
+  return Math.max(1, Math.floor(params.steps * params.strength));
+}
 
 /** A UserError for a bad job parameter. */
 export function invalid(message: string): UserError {
@@ -92,6 +104,7 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
   };
   const width = size('width', info.width);
   const height = size('height', info.height);
+  if (params.upscale === true) return checkUpscale(params, { prompt, negativePrompt: negativePrompt ?? '', steps, seed, guidanceScale, scheduler: scheduler ?? info.defaultScheduler, width, height, count: params.count ?? 1 }, info);
   if (info.fixedSize && (width !== info.width || height !== info.height)) {
     throw invalid(`This model makes only ${info.width}×${info.height} pictures, got \`${width}×${height}\``);
   }
@@ -111,6 +124,21 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
     count,
   };
   return checkImg2img(params, checked);
+}
+
+/** A U through the model's upscaler: a picture, one of it, a size the network's scale divides, no strength. */
+function checkUpscale(params: GenerateParams, checked: CheckedParams, info: ModelInfo): CheckedParams {
+  if (!info.upscaler) throw invalid(`Expected a model with an upscaler/ folder for \`upscale\`, got ${info.name} without one`);
+  const { scale } = info.upscaler;
+  if (!(params.initImage instanceof Uint8Array) || params.initImage.length === 0) {
+    throw invalid('Expected `initImage` (the picture to enlarge) with `upscale`, got none');
+  }
+  if (params.strength !== undefined) throw invalid(`Expected no \`strength\` with \`upscale\` (nothing is denoised), got \`${show(params.strength)}\``);
+  if (checked.count !== 1) throw invalid(`Expected \`count\` 1 with \`upscale\`, got \`${show(checked.count)}\``);
+  if (checked.width % scale !== 0 || checked.height % scale !== 0) {
+    throw invalid(`Expected a size the upscaler's scale (${scale}) divides, got \`${checked.width}×${checked.height}\``);
+  }
+  return { ...checked, initImage: params.initImage, upscale: true };
 }
 
 /** img2img's two parameters (diffusers' `check_inputs` on `strength`, and `get_timesteps` leaving at least one step). */

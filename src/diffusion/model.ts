@@ -2,6 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { EXECUTION_PROVIDERS, pickProvider, type ExecutionProviderName } from './execution-providers.js';
+import { openUpscaler, type UpscalerPart } from './upscaler.js';
 import { ModelLoadError } from './model-error.js';
 import { schedulerNameFromClass } from './schedulers/index.js';
 import { DEFAULT_SESSION_OPTIONS } from './session-options.js';
@@ -59,6 +60,8 @@ export interface DiffusionModel {
   safetyChecker?: SafetyCheckerPart;
   /** Present for an SDXL model (a UNet that takes `text_embeds` and `time_ids`): its second text encoder and tokenizer. */
   sdxl?: SdxlParts;
+  /** Present when the folder has upscaler/model.onnx: a U enlarges with it (upscaler.ts). */
+  upscaler?: UpscalerPart;
   /** Latent (or image) channels the UNet denoises. */
   channels: number;
   /** vae_decoder/config.json `scaling_factor` (default 0.18215, as diffusers). 1 for pixel-space models. */
@@ -163,6 +166,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
 
     const safetyChecker = await openSafetyChecker(dir, open, log);
     const sdxlEncoders = unet.timeIds ? await openSdxlEncoders(textEncoder, te.file, open) : undefined;
+    const upscaler = await openUpscaler(dir, open);
 
     const channels = dim(unet.sample.shape[1]) ?? dim(vaeDecoder?.latentSample.shape[1]) ?? (pixelSpace ? 3 : 4);
     if (pixelSpace && channels !== 3) {
@@ -255,6 +259,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
         ...(fixedH !== undefined || fixedW !== undefined ? { fixedSize: true } : {}),
         ...(typeof defaultGuidance === 'number' ? { defaultGuidance } : {}),
         safetyChecker: safetyChecker !== undefined,
+        img2img: vaeDecoder === undefined || vaeEncoder !== undefined,
+        ...(upscaler ? { upscaler: { scale: upscaler.scale } } : {}),
       },
       textEncoder,
       unet,
@@ -262,6 +268,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       vaeEncoder,
       safetyChecker,
       ...(sdxl ? { sdxl } : {}),
+      ...(upscaler ? { upscaler } : {}),
       channels,
       scalingFactor,
       timestepCondDim,

@@ -29,6 +29,7 @@ import {
 } from './pipeline-steps.js';
 import { prepareImg2imgLatents, readPictures, startTimesteps } from './img2img.js';
 import { previewOf } from './preview.js';
+import { upscalePicture } from './upscaler.js';
 import { checkerImage, runSafetyChecker, type CheckerPicture } from './safety-checker.js';
 import { createScheduler, type Scheduler } from './schedulers/index.js';
 import { encodeSdxlPrompts } from './sdxl.js';
@@ -82,6 +83,10 @@ export interface Member {
  * Jobs must share {@link batchKey}; a mix is a programming error and throws.
  */
 export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJob[]): Promise<BatchOutcome[]> {
+  // A U through the model's upscaler/ denoises nothing: each such job runs alone, outside the loop.
+  if (jobs.some((job) => job.params?.upscale === true)) {
+    return Promise.all(jobs.map(async (job) => (job.params?.upscale === true ? upscaleJob(model, job) : (await generateBatch(model, [job]))[0])));
+  }
   const started = performance.now();
   const outcomes: (BatchOutcome | undefined)[] = new Array(jobs.length);
   // 1. Check inputs: every job first; those that fail are answered without running.
@@ -133,6 +138,34 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
   }
   for (const m of members) if (m.error) outcomes[m.index] = { ok: false, error: m.error };
   return outcomes as BatchOutcome[];
+}
+
+/**
+ * One U with the model's super-resolution network (upscaler.ts): the picture at 1 / scale of the asked size,
+ * enlarged by the network, as a PNG with its parameters. Progress is one step; the safety checker is not run
+ * again (the picture was checked when it was made, and an enlargement adds nothing to judge).
+ */
+async function upscaleJob(model: DiffusionModel, job: BatchJob): Promise<BatchOutcome> {
+  const started = performance.now();
+  const options = job.options ?? {};
+  try {
+    const checked = checkInputs(job.params, model.info);
+    if (!model.upscaler) throw invalid(`Expected a model with an upscaler/ folder for \`upscale\`, got ${model.info.name} without one`);
+    if (options.signal?.aborted) throw cancelled();
+    const { width, height, prompt, negativePrompt, steps, scheduler, guidanceScale, seed } = checked;
+    const runStarted = performance.now();
+    const rgb = await upscalePicture(model.upscaler, checked.initImage!, width, height);
+    const runtimeMs = performance.now() - runStarted;
+    if (options.signal?.aborted) throw cancelled();
+    options.onProgress?.({ step: 1, totalSteps: 1, elapsedMs: performance.now() - started });
+    const karras = model.schedulerConfig.use_karras_sigmas === true;
+    const text = infotext({ prompt, negativePrompt, steps, scheduler, karras, guidanceScale, seed, width, height, model: model.info.name, upscaler: model.upscaler.scale });
+    const png = withPngText(await encodePng(rgb, width, height), { [PARAMETERS_KEYWORD]: text });
+    const timings = { totalMs: performance.now() - started, runtimeMs, unetMs: 0 };
+    return { ok: true, result: { images: [png], width, height, seed, steps, guidanceScale, scheduler, model: model.info.name, truncated: false, timings } };
+  } catch (error) {
+    return { ok: false, error: error as Error };
+  }
 }
 
 function cancelled(): UserError {

@@ -36,6 +36,11 @@ export interface GenerateParams {
    * noise, small values keep the picture. The loop runs floor(steps × strength) steps. Default 0.8 (diffusers').
    */
   strength?: number;
+  /**
+   * A U through the model's own `upscaler/` (its `ModelInfo.upscaler`): `initImage` at width / scale × height /
+   * scale, enlarged by the network to width × height; no denoising, one picture, no `strength`.
+   */
+  upscale?: boolean;
   // --- end img2img ---
   /** Which installed model makes it, by name (its folder's); omitted: the engine's default model. */
   model?: string;
@@ -156,6 +161,13 @@ export interface ModelInfo {
    * false or absent: its pictures are not checked.
    */
   safetyChecker?: boolean;
+  /**
+   * Whether it can start from a picture (img2img): a pixel-space model always, a latent one when it has
+   * `vae_encoder/model.onnx`. Absent: not known (an engine that does not say), the engine decides per job.
+   */
+  img2img?: boolean;
+  /** Present when the folder has `upscaler/model.onnx`: a U enlarges by `scale` with it (GenerateParams.upscale). */
+  upscaler?: { scale: number };
 }
 
 /** An installed model the engine may load, as the model library describes it (the engine does not scan folders). */

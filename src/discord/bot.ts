@@ -7,8 +7,10 @@ import { handleReaction } from './reactions.js';
 
 export function attachHandlers(client: Client, commands: ReadonlyMap<string, Command>, bot: BotContext): void {
   const notices = new NoticeThrottle();
+  // A fixed-size model's U is a resize posted at once, outside the queue and its caps: once per picture a minute.
+  const resizes = new NoticeThrottle();
   client.on(Events.InteractionCreate, (interaction) => {
-    void handleInteraction(interaction, commands, bot);
+    void handleInteraction(interaction, commands, bot, { resizes });
   });
   client.on(Events.MessageReactionAdd, (reaction, user) => {
     handleReaction(reaction, user, bot, client, notices).catch((error: unknown) => {

@@ -1,5 +1,5 @@
 /**
- * Routes slash commands to their files. Expected problems (UserError) are answered ephemerally in one line;
+ * Routes slash commands to their files, and U/V button presses to picture-buttons.ts. Expected problems (UserError) are answered ephemerally in one line;
  * anything else is logged with the command and job id and the member gets a short apology. Nothing a handler
  * throws leaves this function.
  */
@@ -7,12 +7,17 @@ import { MessageFlags, type Interaction } from 'discord.js';
 import { isUserError } from '../errors.js';
 import type { BotContext, Command } from '../../commands/index.js';
 
-export const APOLOGY = 'Sorry, something went wrong on my side. It has been logged; please try again in a moment.';
+import { APOLOGY } from './apology.js';
+import { NoticeThrottle } from './notice-throttle.js';
+import { handlePictureButton, type PictureButtonThrottles } from './picture-buttons.js';
+
+export { APOLOGY };
 
 export async function handleInteraction(
   interaction: Interaction,
   commands: ReadonlyMap<string, Command>,
   bot: BotContext,
+  throttles: PictureButtonThrottles = { resizes: new NoticeThrottle() },
 ): Promise<void> {
   if (interaction.isAutocomplete()) {
     // Suggestions only: a failure answers nothing (the member's client shows no choices), it is logged.
@@ -21,6 +26,11 @@ export async function handleInteraction(
     } catch (error) {
       bot.logger.warn('autocomplete failed', { command: interaction.commandName, error });
     }
+    return;
+  }
+  if (interaction.isButton()) {
+    // U and V under pictures; a button of no known kind is left unanswered (Discord tells the member it failed).
+    if (!(await handlePictureButton(interaction, bot, throttles))) bot.logger.warn('unknown button', { customId: interaction.customId });
     return;
   }
   if (!interaction.isChatInputCommand()) return;

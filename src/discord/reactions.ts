@@ -6,8 +6,7 @@
 import { DiscordAPIError, Routes, type Client, type MessageReaction, type PartialMessageReaction, type PartialUser, type User } from 'discord.js';
 import { isUserError } from '../errors.js';
 import { CANCEL_EMOJI, REROLL_EMOJI } from '../delivery/bot-reactions.js';
-import { chooseModel, rerollParams } from '../moderation/request-rules.js';
-import { assertRequestAllowed } from '../moderation/safety-rules.js';
+import { followUpRequest } from './follow-up.js';
 import { canCancel, canDeletePicture, canReroll, type MemberAuthority } from '../moderation/permissions.js';
 import type { BotContext } from '../../commands/index.js';
 import type { JobRecord } from '../jobs/types.js';
@@ -62,20 +61,10 @@ export async function handleReaction(
   if (!canReroll(job, member, settings)) return;
   try {
     // The guild's rules may have changed since the original: check again, never fix silently.
-    // The original's model, checked again: it may have been removed or denied since.
-    const models = await bot.models();
-    const model = chooseModel(job.params.model ?? models.find((m) => m.isDefault)?.name, settings, channelId, models);
-    const request = rerollParams(job, settings, {
-      model: model.isDefault ? bot.model : model.info,
-      ...(model.isDefault ? {} : { modelName: model.name }),
-    });
-    const channelNsfw = await bot.channelAgeRestricted(channelId);
-    assertRequestAllowed({
-      mode: settings.safetyMode,
-      refuseUnchecked: settings.refuseUnchecked,
-      channelNsfw,
-      modelChecked: (model.isDefault ? bot.model.safetyChecker : (model.info?.safetyChecker ?? model.safetyChecker)) === true,
-    });
+    const request = await followUpRequest(job, settings, channelId, bot);
+    const { channelNsfw } = request;
+    // An img2img job (an attachment, a V or a U) rolls again from the same picture.
+    const initImage = bot.queue.initImage(job.id);
     const { job: reroll } = await bot.queue.submit({
       guildId,
       channelId,
@@ -85,6 +74,7 @@ export async function handleReaction(
       ...(channelNsfw !== undefined ? { channelNsfw } : {}),
       kind: 'reroll',
       parentJobId: job.id,
+      ...(initImage !== undefined ? { initImage } : {}),
       replyToMessageId: messageId,
     });
     bot.logger.info('🔁 by reaction', { jobId: reroll.id, parentJobId: job.id, by: user.id });

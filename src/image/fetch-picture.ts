@@ -79,6 +79,35 @@ export async function fetchPicture(url: string, options: FetchPictureOptions = {
   }
 }
 
+/**
+ * How long a member's attachment may take to download: /imagine fetches it before it answers, and Discord waits
+ * 3 s for that answer (docs, "Receiving and Responding": the initial response within 3 seconds).
+ */
+export const ATTACHMENT_TIMEOUT_MS = 2000;
+
+/** A member's attachment as the interaction describes it (Discord's `resolved.attachments` entry). */
+export interface AttachedFile {
+  url: string;
+  /** Bytes, as Discord reports them. */
+  size: number;
+  /** Discord's guess from the upload (absent for some clients): checked here, and the bytes again by decoding. */
+  contentType?: string | null;
+}
+
+/**
+ * The picture a member attached: refused at once when Discord already says it is too large or not a picture,
+ * else fetched (fetchPicture) within {@link ATTACHMENT_TIMEOUT_MS}. Every refusal is one UserError line.
+ */
+export async function fetchAttachedPicture(file: AttachedFile, options: FetchPictureOptions = {}): Promise<FetchedPicture> {
+  const maxBytes = options.maxBytes ?? DEFAULT_MAX_PICTURE_BYTES;
+  if (file.size > maxBytes) throw refused(`Expected a picture of at most ${formatBytes(maxBytes)}, got ${formatBytes(file.size)}`);
+  const type = file.contentType?.split(';')[0].trim().toLowerCase();
+  if (type && !['image/png', 'image/jpeg', 'image/webp'].includes(type)) {
+    throw refused(`Expected a picture (PNG, JPEG or WebP), got a file of type \`${type.slice(0, 40).replace(/`/g, '')}\``);
+  }
+  return fetchPicture(file.url, { timeoutMs: ATTACHMENT_TIMEOUT_MS, ...options, maxBytes });
+}
+
 function checkedUrl(url: string): URL {
   let parsed: URL;
   try {
@@ -142,5 +171,6 @@ async function pictureHeader(bytes: Uint8Array): Promise<Omit<FetchedPicture, 'b
 }
 
 function formatBytes(n: number): string {
-  return n % (1024 * 1024) === 0 ? `${n / (1024 * 1024)} MiB` : `${n} bytes`;
+  if (n % (1024 * 1024) === 0) return `${n / (1024 * 1024)} MiB`;
+  return n >= 1024 * 1024 ? `${(n / (1024 * 1024)).toFixed(1)} MiB` : `${n} bytes`;
 }

@@ -55,6 +55,8 @@ export interface InfotextParams {
   model: string;
   /** img2img: A1111's `Denoising strength`. Absent for txt2img. */
   strength?: number;
+  /** Enlarged by the model's upscaler/ by this factor: A1111's `Postprocess upscale by` (its Extras tab's key). */
+  upscaler?: number;
 }
 
 /** A1111's `quote`: a value with a comma, a newline or a colon goes in JSON quotes, so the line still splits. */
@@ -73,6 +75,7 @@ export function infotext(p: InfotextParams): string {
     ['Model', p.model],
   ];
   if (p.strength !== undefined) fields.push(['Denoising strength', p.strength]);
+  if (p.upscaler !== undefined) fields.push(['Postprocess upscale by', p.upscaler]);
   const line = fields.map(([key, value]) => `${key}: ${quote(String(value))}`).join(', ');
   const negative = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : '';
   return `${p.prompt}${negative}\n${line}`;

@@ -4,6 +4,7 @@
  */
 import { Identifiers, UserError } from '../errors.js';
 import { SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type SchedulerName } from '../diffusion/types.js';
+import { DEFAULT_STRENGTH } from '../diffusion/check-inputs.js';
 
 /** Longest prompt or negative prompt, in characters (also the slash option's max_length). */
 export const PROMPT_MAX_LENGTH = 1000;
@@ -32,6 +33,10 @@ export interface ImagineInput {
   aspect?: string | null;
   /** Pictures in this request. */
   count?: number | null;
+  /** img2img: whether the member attached a picture to start from (its bytes travel beside the params). */
+  image?: boolean;
+  /** img2img: how much of the schedule runs (0 < strength ≤ 1); only with `image`. Default 0.8 (diffusers'). */
+  strength?: number | null;
 }
 
 /** What the guild and the model allow. */
@@ -204,12 +209,34 @@ export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits):
     );
   }
 
+  const strength = checkStrength(input, steps);
   const params: GenerateParams = { prompt, steps, seed, guidanceScale, width, height };
+  if (strength !== undefined) params.strength = strength;
   // One picture is the engine's default: the params of a single picture stay as they always were.
   if (count > 1) params.count = count;
   if (negativePrompt !== undefined && negativePrompt.length > 0) params.negativePrompt = negativePrompt;
   if (scheduler !== undefined) params.scheduler = scheduler;
   return params;
+}
+
+/** img2img's strength: only with a picture, 0 < strength ≤ 1, and at least one step left (floor(steps × strength)). */
+function checkStrength(input: ImagineInput, steps: number): number | undefined {
+  const given = input.strength ?? undefined;
+  if (!input.image) {
+    if (given !== undefined) throw new UserError(Identifiers.InvalidInput, '`strength` says how far to move from a picture: attach one with `image`, or leave `strength` out.');
+    return undefined;
+  }
+  const strength = given ?? DEFAULT_STRENGTH;
+  if (!Number.isFinite(strength) || strength <= 0 || strength > 1) {
+    throw new UserError(Identifiers.InvalidInput, `Expected \`strength\` to be a number greater than 0 and at most 1, got \`${strength}\`.`);
+  }
+  if (Math.floor(steps * strength) < 1) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `With \`strength: ${strength}\` only ${Math.round(strength * 100)} % of the ${steps} steps run, less than one: ask for at least ${Math.ceil(1 / strength)} steps, or a larger strength.`,
+    );
+  }
+  return strength;
 }
 
 /** A fresh uint32 seed. Seeds are not secrets; Math.random is fine for choosing one (never for sampling). */

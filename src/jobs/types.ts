@@ -9,7 +9,11 @@ import type { Identifier } from '../errors.js';
 import type { GenerateParams } from '../diffusion/types.js';
 
 export type JobState = 'queued' | 'running' | 'delivering' | 'done' | 'failed' | 'cancelled';
-export type JobKind = 'imagine' | 'reroll';
+/**
+ * How a job came to be: `/imagine`; 🔁 of a finished one; a picture's U button (2× upscale of that picture) or V
+ * button (variations of it). U and V jobs start from their parent's picture `sourcePicture` (img2img).
+ */
+export type JobKind = 'imagine' | 'reroll' | 'upscale' | 'variation';
 
 /** What the bot needs to edit the interaction's reply later (the 15-minute token rule is the delivery's business). */
 export interface InteractionRef {
@@ -28,8 +32,10 @@ export interface JobRecord {
   channelId: string;
   userId: string;
   kind: JobKind;
-  /** The job a reroll was made from. */
+  /** The job a reroll, an upscale or a variation was made from. */
   parentJobId?: string;
+  /** Upscale and variation: which of the parent's pictures (0-based; picture i has seed + i) it starts from. */
+  sourcePicture?: number;
   params: GenerateParams;
   /**
    * Whether the channel was age-restricted (Discord's `nsfw` flag; a thread takes its parent's) when the job was

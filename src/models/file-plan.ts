@@ -28,8 +28,8 @@ export interface PlannedFile {
 }
 
 /**
- * Parts the pipeline uses (src/diffusion/model.ts; vae_encoder for img2img), plus SDXL's second text encoder and
- * tokenizer so that such a folder is complete.
+ * Parts the pipeline uses (src/diffusion/model.ts; vae_encoder for img2img, upscaler for U), plus SDXL's second
+ * text encoder and tokenizer so that such a folder is complete.
  */
 export const USED_PARTS = [
   'text_encoder',
@@ -42,6 +42,7 @@ export const USED_PARTS = [
   'scheduler',
   'safety_checker',
   'feature_extractor',
+  'upscaler',
 ] as const;
 
 /** Files at the model's top level: the layout's index, imagine's own defaults, the model card and its licence. */

@@ -4,7 +4,7 @@
  * through here, so a reroll is checked against today's rules exactly as a new request is.
  */
 import { Identifiers, UserError } from '../errors.js';
-import { unknownModel } from '../diffusion/check-inputs.js';
+import { checkInputs, unknownModel } from '../diffusion/check-inputs.js';
 import type { EngineModelListing, GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
 import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
@@ -135,6 +135,9 @@ export function rerollParams(
       scheduler: originalParams.scheduler ?? null,
       // The same number of pictures, checked against today's maximum like the rest.
       count: originalParams.count ?? 1,
+      // An img2img job rolls again from the same picture (the caller passes it on) at the same strength.
+      image: originalParams.strength !== undefined,
+      strength: originalParams.strength ?? null,
     },
     settings,
     { ...context, guidanceDefault: originalParams.guidanceScale },
@@ -143,4 +146,96 @@ export function rerollParams(
   if (originalParams.width !== undefined) params.width = originalParams.width;
   if (originalParams.height !== undefined) params.height = originalParams.height;
   return request;
+}
+
+/** Stands in for the picture's bytes when a request is checked before they are fetched (only their presence counts). */
+const SOME_PICTURE = new Uint8Array([0]);
+
+/**
+ * Refuses, before anything is queued, an img2img request the engine would refuse when it runs: a latent model
+ * without `vae_encoder/`, and what the engine's own `checkInputs` says of a start picture (the strength, too few
+ * steps for it, the `lcm` scheduler). Nothing is checked while the model's facts are not known (not loaded yet).
+ * @throws UserError InvalidInput.
+ */
+export function assertCanStartFromPicture(params: GenerateParams, model: ModelInfo | undefined): void {
+  if (model === undefined) return;
+  if (model.img2img === false && params.upscale !== true) {
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `The model \`${model.name}\` cannot start from a picture: it has no vae_encoder/ folder (img2img needs vae_encoder/model.onnx).`,
+    );
+  }
+  checkInputs({ ...params, initImage: SOME_PICTURE }, model);
+}
+
+/**
+ * How much of the schedule a U runs at twice the size, as the second pass of AUTOMATIC1111's "hires fix" does
+ * (img2img of the enlarged picture at a low denoising strength); issue 13 asks for about 0.35.
+ */
+export const UPSCALE_STRENGTH = 0.35;
+/**
+ * Largest picture a U makes, in pixels: the VAE decodes a picture in one piece (no tiled decode yet), so an
+ * upscale stays at 1024 × 1024 (SD 1.x's 512 × 512, twice) or less.
+ */
+export const UPSCALE_MAX_PIXELS = 1024 * 1024;
+/** Longest side a U makes (the engine's own limit, check-inputs.ts LIMITS.maxSide). */
+export const UPSCALE_MAX_SIDE = 2048;
+
+/**
+ * A U or V press on picture `picture` of `original`, as a job: `request` is the 🔁 of the original under today's
+ * rules (rerollParams), narrowed to the action.
+ * - V (variation): img2img from the picture with a new seed, the server's `variationStrength`, the same count.
+ * - U (upscale): img2img from the picture at twice its width and height with {@link UPSCALE_STRENGTH}, one picture,
+ *   the picture's own seed (the hires fix's second pass); with the model's own upscaler/ (`size.upscaler`), that
+ *   network's enlargement by its scale instead, nothing denoised.
+ * @param size the original's size in pixels (its params', else the model's native size).
+ * @throws UserError when the model cannot: a fixed-size model (U is then a plain resize, not a job), a U over
+ *   {@link UPSCALE_MAX_PIXELS}, or too few steps for the strength.
+ */
+export function pictureActionParams(
+  action: 'upscale' | 'variation',
+  original: { params: GenerateParams },
+  picture: number,
+  request: GuildRequest,
+  settings: Pick<GuildSettings, 'variationStrength'>,
+  size: { width: number; height: number; fixedSize?: boolean; upscaler?: { scale: number } },
+): GuildRequest {
+  const params: GenerateParams = { ...request.params };
+  const label = `${action === 'upscale' ? 'U' : 'V'}${picture + 1}`;
+  if (action === 'variation') {
+    params.strength = settings.variationStrength;
+  } else {
+    const scale = size.upscaler?.scale ?? 2;
+    const width = scale * size.width;
+    const height = scale * size.height;
+    if (size.fixedSize && !size.upscaler) {
+      throw new UserError(Identifiers.InvalidInput, `This model makes only ${size.width}×${size.height} pictures, so it cannot make picture ${picture + 1} larger.`);
+    }
+    if (width > UPSCALE_MAX_SIDE || height > UPSCALE_MAX_SIDE || width * height > UPSCALE_MAX_PIXELS) {
+      throw new UserError(
+        Identifiers.InvalidInput,
+        `Picture ${picture + 1} is ${size.width}×${size.height}; ${scale === 2 ? 'twice' : `${scale} times`} that (${width}×${height}) is more than the ${Math.sqrt(UPSCALE_MAX_PIXELS)}×${Math.sqrt(UPSCALE_MAX_PIXELS)} pixels an upscale may have.`,
+      );
+    }
+    params.width = width;
+    params.height = height;
+    params.seed = (original.params.seed + picture) >>> 0;
+    delete params.count;
+    if (size.upscaler) {
+      // The model's own network enlarges it: nothing is denoised, so no strength and no step to count.
+      delete params.strength;
+      params.upscale = true;
+      return { ...request, params };
+    }
+    params.strength = UPSCALE_STRENGTH;
+  }
+  const runs = Math.floor(params.steps * params.strength!);
+  if (runs < 1) {
+    const needed = Math.ceil(1 / params.strength!);
+    throw new UserError(
+      Identifiers.InvalidInput,
+      `${label} runs ${Math.round(params.strength! * 100)} % of the ${params.steps} steps these pictures were made with, which is less than one step; it needs pictures made with at least ${needed} steps.`,
+    );
+  }
+  return { ...request, params };
 }

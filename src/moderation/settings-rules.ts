@@ -22,6 +22,8 @@ export type SettingsChange =
   | { kind: 'limits'; perMember: number }
   | { kind: 'banned-words'; action: 'add' | 'remove'; words: readonly string[] }
   | { kind: 'reroll'; who: RerollWho }
+  /** A V button's img2img strength, VARIATION_STRENGTH_MIN..1. */
+  | { kind: 'variation'; strength: number }
   | { kind: 'moderator-roles'; action: 'add' | 'remove'; roleId: string }
   | { kind: 'safety'; mode?: SafetyMode; refuseUnchecked?: boolean }
   /** Absent or empty `text` clears the default. */
@@ -30,6 +32,9 @@ export type SettingsChange =
   | { kind: 'model-default'; name?: string; channelId?: string }
   /** `deny` stops members using a model; `allow` lifts that. */
   | { kind: 'model-access'; action: 'allow' | 'deny'; name: string };
+
+/** Smallest V strength a server may set: below it a variation of a 20-step picture runs no step at all. */
+export const VARIATION_STRENGTH_MIN = 0.05;
 
 /** Longest default negative prompt a server may set (a member's own may add up to PROMPT_MAX_LENGTH). */
 export const NEGATIVE_DEFAULT_MAX = 500;
@@ -132,6 +137,14 @@ export function applySettingsChange(
         throw invalid(`Expected \`who\` to be \`requester\` or \`anyone\`, got \`${String(change.who)}\`.`);
       }
       next.rerollWho = change.who;
+      return next;
+    }
+    case 'variation': {
+      const { strength } = change;
+      if (typeof strength !== 'number' || !Number.isFinite(strength) || strength < VARIATION_STRENGTH_MIN || strength > 1) {
+        throw invalid(`Expected \`strength\` to be a number from ${VARIATION_STRENGTH_MIN} to 1, got \`${String(strength)}\`.`);
+      }
+      next.variationStrength = strength;
       return next;
     }
     case 'moderator-roles': {

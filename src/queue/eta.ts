@@ -3,7 +3,7 @@
  * Pure functions over plain numbers: the queue keeps the learned costs in its journal (`readMeta`/`writeMeta`)
  * and hands in what runs and what waits; nothing here reads a clock, a database or the engine.
  */
-import { batchKey, checkInputs } from '../diffusion/check-inputs.js';
+import { batchKey, checkInputs, loopSteps } from '../diffusion/check-inputs.js';
 import type { GenerateParams, ModelInfo, StepProgress } from '../diffusion/types.js';
 import { planBatch, runCost, type CostModel, type PlanJob } from './batch-plan.js';
 import type { JobPosition } from './types.js';
@@ -104,7 +104,8 @@ export function planJob(params: GenerateParams, model: ModelInfo | undefined, re
       : model !== undefined
         ? (params.width ?? model.width) * (params.height ?? model.height)
         : referencePixels;
-  return { key, images: params.count ?? 1, steps: params.steps, area: pixels / referencePixels };
+  // The steps its loop runs (img2img: a share of them), which is what the cost per step multiplies.
+  return { key, images: params.count ?? 1, steps: loopSteps(params), area: pixels / referencePixels };
 }
 
 /** One engine run in progress, as the ETAs see it. */

@@ -176,6 +176,10 @@ export class FairQueue implements JobQueue {
     }
     this.outage.refuseWhileDown();
     checkParams(input.params);
+    if (input.params.initImage !== undefined) {
+      // JSON would journal the bytes as an object of numbers: they go beside the job instead.
+      throw new TypeError('Expected the img2img picture as `SubmitInput.initImage`, got it inside `params`');
+    }
     this.checkCaps(input);
 
     const id = this.ids.next();
@@ -193,6 +197,7 @@ export class FairQueue implements JobQueue {
       createdAt: this.now(),
     };
     if (input.parentJobId !== undefined) fresh.parentJobId = input.parentJobId;
+    if (input.sourcePicture !== undefined) fresh.sourcePicture = input.sourcePicture;
     if (input.channelNsfw !== undefined) fresh.channelNsfw = input.channelNsfw;
     if (input.guildNegative !== undefined) fresh.guildNegative = input.guildNegative;
     if (input.interaction !== undefined) fresh.interaction = { ...input.interaction };
@@ -201,7 +206,7 @@ export class FairQueue implements JobQueue {
 
     let job: JobRecord;
     try {
-      job = this.jobs.insert(fresh);
+      job = this.jobs.insert(fresh, input.initImage);
     } catch (error) {
       throw this.outage.submitFailed(error);
     }
@@ -245,6 +250,10 @@ export class FairQueue implements JobQueue {
 
   get(jobId: string): JobRecord | undefined {
     return this.jobs.get(jobId);
+  }
+
+  initImage(jobId: string): Uint8Array | undefined {
+    return this.jobs.initImage(jobId);
   }
 
   findByMessageId(messageId: string): JobRecord | undefined {

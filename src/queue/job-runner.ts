@@ -1,7 +1,7 @@
 import PQueue from 'p-queue';
 import type { Logger } from '../log.js';
 import { Identifiers, isUserError, type Identifier } from '../errors.js';
-import type { GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../diffusion/types.js';
+import type { GenerateParams, GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../diffusion/types.js';
 import { readMeta, writeMeta, type Db } from '../store/database.js';
 import type { JobStore } from '../store/jobs.js';
 import { planBatch, type CostModel, type PlanJob } from './batch-plan.js';
@@ -248,7 +248,7 @@ export class JobRunner {
     const generations = startGeneration(
       this.options.engine,
       run.entries.map((entry) => ({
-        params: entry.job.params,
+        params: this.engineParams(entry.job),
         options: {
           signal: entry.controller.signal,
           onProgress: (progress) => {
@@ -274,6 +274,12 @@ export class JobRunner {
     this.runs.delete(run);
     this.measure(run, outcomes);
     this.options.onRunsChanged();
+  }
+
+  /** What the engine gets: the journaled params, and the picture an img2img job starts from (kept beside them). */
+  private engineParams(job: JobRecord): GenerateParams {
+    const initImage = this.options.jobs.initImage(job.id);
+    return initImage === undefined ? job.params : { ...job.params, initImage };
   }
 
   /**

@@ -23,6 +23,13 @@ export interface SubmitInput {
   /** Default 'imagine'. */
   kind?: JobKind;
   parentJobId?: string;
+  /** Upscale and variation: the parent's picture it starts from (0-based). */
+  sourcePicture?: number;
+  /**
+   * img2img: the picture to start from (PNG, JPEG or WebP bytes), journaled beside the job rather than in `params`
+   * (which then carries only `strength`), so a restart or a 🔁 still has it. `params.initImage` is refused.
+   */
+  initImage?: Uint8Array;
   interaction?: InteractionRef;
   messageId?: string;
   replyToMessageId?: string;
@@ -167,6 +174,8 @@ export interface JobQueue {
   setMessageId(jobId: string, messageId: string): void;
   /** Any job in the journal, finished or not. */
   get(jobId: string): JobRecord | undefined;
+  /** The picture an img2img job starts from (see `SubmitInput.initImage`); undefined for txt2img jobs. */
+  initImage(jobId: string): Uint8Array | undefined;
   /** The job whose message (or result message) has this id. */
   findByMessageId(messageId: string): JobRecord | undefined;
   /** Place and ETA of a waiting or running job; undefined once it is past running. */

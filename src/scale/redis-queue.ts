@@ -185,6 +185,9 @@ export class RedisJobQueue implements JobQueue {
       throw new UserError(Identifiers.ShuttingDown, 'The bot is restarting and is not taking new images right now. Try again in a minute.');
     }
     checkParams(input.params);
+    if (input.params.initImage !== undefined) {
+      throw new TypeError('Expected the img2img picture as `SubmitInput.initImage`, got it inside `params`');
+    }
     const model = input.params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
     if (model === undefined || !this.seen.models.some((listing) => listing.name === model)) {
       throw new UserError(
@@ -196,7 +199,8 @@ export class RedisJobQueue implements JobQueue {
       throw new UserError(Identifiers.ModelUnavailable, `No image worker serves the model \`${model}\` right now. Try again in a minute, or pick another model.`);
     }
     const id = this.ids.next();
-    const { initImage, ...params } = input.params;
+    const { initImage: _inParams, ...params } = input.params;
+    const initImage = input.initImage;
     const fresh: Omit<JobRecord, 'seq'> = {
       id,
       guildId: input.guildId,
@@ -217,6 +221,7 @@ export class RedisJobQueue implements JobQueue {
     if (input.interaction !== undefined) fresh.interaction = { ...input.interaction };
     if (input.messageId !== undefined) fresh.messageId = input.messageId;
     if (input.replyToMessageId !== undefined) fresh.replyToMessageId = input.replyToMessageId;
+    if (input.sourcePicture !== undefined) fresh.sourcePicture = input.sourcePicture;
     const remote: RemoteJob = {
       id,
       guildId: input.guildId,
@@ -233,7 +238,8 @@ export class RedisJobQueue implements JobQueue {
 
     let job: JobRecord;
     try {
-      job = this.jobs.insert(fresh);
+      // The picture an img2img job starts from is kept beside it here too (a 🔁 and a requeue need it).
+      job = this.jobs.insert(fresh, initImage);
     } catch (error) {
       this.logger.error('Could not journal a job', { error });
       throw new UserError(Identifiers.JournalUnwritable, 'The bot cannot save new jobs right now (its disk is full or read-only). Try again later.');
@@ -302,6 +308,10 @@ export class RedisJobQueue implements JobQueue {
 
   get(jobId: string): JobRecord | undefined {
     return this.jobs.get(jobId);
+  }
+
+  initImage(jobId: string): Uint8Array | undefined {
+    return this.jobs.initImage(jobId);
   }
 
   findByMessageId(messageId: string): JobRecord | undefined {
@@ -578,10 +588,12 @@ export class RedisJobQueue implements JobQueue {
     const model = params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
     if (model === undefined) return;
     this.logger.warn('a job was missing from Redis; queued again', { jobId: job.id, state: job.state });
-    await this.fair.submit(
-      { id: job.id, guildId: job.guildId, channelId: job.channelId, userId: job.userId, kind: job.kind, owner: this.instance, model, params: { ...params, model }, createdAt: job.createdAt, attempts: job.attempts },
-      undefined,
-    );
+    const initImage = this.jobs.initImage(job.id);
+    const remote: RemoteJob = { id: job.id, guildId: job.guildId, channelId: job.channelId, userId: job.userId, kind: job.kind, owner: this.instance, model, params: { ...params, model }, createdAt: job.createdAt, attempts: job.attempts };
+    if (initImage !== undefined) remote.hasInitImage = true;
+    await this.fair.submit(remote, undefined, (multi) => {
+      if (initImage !== undefined) multi.set(this.keys.initImage(job.id), Buffer.from(initImage));
+    });
     await this.ticket(model);
     if (job.state === 'running') {
       this.jobs.markQueued(job.id, job.attempts);

@@ -75,10 +75,21 @@ export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): 
   const record = db.prepare('INSERT INTO migrations (version, name, applied_at) VALUES (?, ?, ?)');
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     if (migration.version <= current) continue;
-    db.transaction(() => {
-      db.exec(migration.sql);
-      record.run(migration.version, migration.name, Date.now());
-    })();
+    // foreign_keys cannot change inside a transaction: off before it, checked inside it, back on after.
+    const keysWereOn = migration.rebuildsTables === true && db.pragma('foreign_keys', { simple: true }) === 1;
+    if (keysWereOn) db.pragma('foreign_keys = OFF');
+    try {
+      db.transaction(() => {
+        db.exec(migration.sql);
+        if (migration.rebuildsTables) {
+          const broken = db.pragma('foreign_key_check') as unknown[];
+          if (broken.length > 0) throw new Error(`Migration ${migration.version} would break ${broken.length} foreign key(s); nothing was changed`);
+        }
+        record.run(migration.version, migration.name, Date.now());
+      })();
+    } finally {
+      if (keysWereOn) db.pragma('foreign_keys = ON');
+    }
   }
   return schemaVersion(db);
 }

@@ -14,6 +14,7 @@ interface JobRow {
   user_id: string;
   kind: JobRecord['kind'];
   parent_job_id: string | null;
+  source_picture: number | null;
   params: string;
   channel_nsfw: number | null;
   guild_negative: string | null;
@@ -49,12 +50,14 @@ export class JobStore {
   constructor(private readonly db: Db) {
     this.statements = {
       insert: db.prepare(`INSERT INTO jobs (
-          id, guild_id, channel_id, user_id, kind, parent_job_id, params, channel_nsfw, guild_negative, state,
+          id, guild_id, channel_id, user_id, kind, parent_job_id, source_picture, params, channel_nsfw, guild_negative, state,
           interaction, message_id, reply_to_message_id, attempts, delivery_attempts, delivery_key, created_at, owner
         ) VALUES (
-          @id, @guild_id, @channel_id, @user_id, @kind, @parent_job_id, @params, @channel_nsfw, @guild_negative, @state,
+          @id, @guild_id, @channel_id, @user_id, @kind, @parent_job_id, @source_picture, @params, @channel_nsfw, @guild_negative, @state,
           @interaction, @message_id, @reply_to_message_id, @attempts, @delivery_attempts, @delivery_key, @created_at, @owner
         )`),
+      insertInitImage: db.prepare('INSERT INTO job_init_images (job_id, bytes) VALUES (?, ?)'),
+      initImage: db.prepare('SELECT bytes FROM job_init_images WHERE job_id = ?'),
       get: db.prepare('SELECT * FROM jobs WHERE id = ?'),
       byMessage: db.prepare(
         `SELECT * FROM jobs WHERE message_id = @id OR result_message_id = @id
@@ -96,8 +99,26 @@ export class JobStore {
     };
   }
 
-  /** Write a new job; returns it with its journal `seq`. */
-  insert(job: NewJob): JobRecord {
+  /**
+   * Write a new job, and the picture an img2img job starts from (kept beside the job, never in its params JSON),
+   * in one transaction; returns it with its journal `seq`.
+   */
+  insert(job: NewJob, initImage?: Uint8Array): JobRecord {
+    if (initImage === undefined) return this.insertRow(job);
+    return this.transaction(() => {
+      const record = this.insertRow(job);
+      this.statements.insertInitImage.run(job.id, Buffer.from(initImage.buffer, initImage.byteOffset, initImage.byteLength));
+      return record;
+    });
+  }
+
+  /** The picture an img2img job starts from; undefined for txt2img jobs (and jobs pruned since). */
+  initImage(id: string): Uint8Array | undefined {
+    const row = this.statements.initImage.get(id) as { bytes: Buffer } | undefined;
+    return row === undefined ? undefined : new Uint8Array(row.bytes.buffer, row.bytes.byteOffset, row.bytes.byteLength);
+  }
+
+  private insertRow(job: NewJob): JobRecord {
     const info = this.statements.insert.run({
       id: job.id,
       guild_id: job.guildId,
@@ -105,6 +126,7 @@ export class JobStore {
       user_id: job.userId,
       kind: job.kind,
       parent_job_id: job.parentJobId ?? null,
+      source_picture: job.sourcePicture ?? null,
       params: JSON.stringify(job.params),
       channel_nsfw: job.channelNsfw === undefined ? null : Number(job.channelNsfw),
       guild_negative: job.guildNegative ?? null,
@@ -224,6 +246,7 @@ function toRecord(row: JobRow): JobRecord {
   };
   // Optional fields are left out rather than set to undefined, so records compare equal after a round trip.
   if (row.parent_job_id !== null) job.parentJobId = row.parent_job_id;
+  if (row.source_picture !== null) job.sourcePicture = row.source_picture;
   if (row.channel_nsfw !== null) job.channelNsfw = row.channel_nsfw === 1;
   if (row.guild_negative !== null) job.guildNegative = row.guild_negative;
   if (row.interaction !== null) job.interaction = JSON.parse(row.interaction);

@@ -6,6 +6,11 @@ export interface Migration {
   version: number;
   name: string;
   sql: string;
+  /**
+   * Run with foreign keys off (SQLite's way to rebuild a table that others reference: sqlite.org/lang_altertable.html,
+   * "Making Other Kinds Of Table Schema Changes"); the keys are checked before the migration commits.
+   */
+  rebuildsTables?: boolean;
 }
 
 export const MIGRATIONS: readonly Migration[] = [
@@ -107,6 +112,65 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 4,
+    name: 'U and V buttons: job kinds upscale and variation, the picture they start from, img2img pictures beside their job',
+    rebuildsTables: true,
+    // A CHECK constraint cannot be altered in place: the jobs table is copied into a new one with the wider list.
+    sql: `
+      CREATE TABLE jobs_v4 (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        id TEXT NOT NULL UNIQUE,
+        guild_id TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        user_id TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('imagine', 'reroll', 'upscale', 'variation')),
+        parent_job_id TEXT,
+        params TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'delivering', 'done', 'failed', 'cancelled')),
+        interaction TEXT,
+        message_id TEXT,
+        reply_to_message_id TEXT,
+        result_message_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        delivery_attempts INTEGER NOT NULL DEFAULT 0,
+        delivery_key TEXT NOT NULL UNIQUE,
+        result TEXT,
+        error TEXT,
+        error_code TEXT,
+        cancelled_by TEXT,
+        created_at INTEGER NOT NULL,
+        started_at INTEGER,
+        finished_at INTEGER,
+        delivered_at INTEGER,
+        channel_nsfw INTEGER,
+        guild_negative TEXT,
+        source_picture INTEGER
+      );
+      INSERT INTO jobs_v4 (
+        seq, id, guild_id, channel_id, user_id, kind, parent_job_id, params, state, interaction, message_id,
+        reply_to_message_id, result_message_id, attempts, delivery_attempts, delivery_key, result, error, error_code,
+        cancelled_by, created_at, started_at, finished_at, delivered_at, channel_nsfw, guild_negative
+      ) SELECT
+        seq, id, guild_id, channel_id, user_id, kind, parent_job_id, params, state, interaction, message_id,
+        reply_to_message_id, result_message_id, attempts, delivery_attempts, delivery_key, result, error, error_code,
+        cancelled_by, created_at, started_at, finished_at, delivered_at, channel_nsfw, guild_negative
+      FROM jobs;
+      DROP TABLE jobs;
+      ALTER TABLE jobs_v4 RENAME TO jobs;
+      CREATE INDEX jobs_by_state ON jobs (state, seq);
+      CREATE INDEX jobs_by_message ON jobs (message_id);
+      CREATE INDEX jobs_by_result_message ON jobs (result_message_id);
+      CREATE INDEX jobs_by_finished ON jobs (finished_at);
+
+      -- The picture an img2img job starts from (a member's attachment, or the picture a U or V button names): kept
+      -- beside the job, not in its params JSON, and removed with it.
+      CREATE TABLE job_init_images (
+        job_id TEXT PRIMARY KEY REFERENCES jobs (id) ON DELETE CASCADE,
+        bytes BLOB NOT NULL
+      );
+    `,
+  },
+  {
+    version: 5,
     name: 'scale-out: the bot process (instance) that submitted a job and delivers it, when several share the journal',
     sql: `
       ALTER TABLE jobs ADD COLUMN owner TEXT;

@@ -40,6 +40,8 @@ export interface GuildSettings {
   channelModels: Record<string, string>;
   /** Models members of this server may not use, by name. Default none. */
   modelsDenied: string[];
+  /** A V button's img2img strength: how far a variation moves from its picture (0 < s ≤ 1). Default 0.6. */
+  variationStrength: number;
 }
 
 /**
@@ -63,7 +65,9 @@ export const MODEL_DEFAULTS = Object.freeze({ modelDefault: '', channelModels: {
   GuildSettings,
   'modelDefault' | 'channelModels' | 'modelsDenied'
 >;
-type DefaultedKey = SafetyKey | keyof typeof COUNT_DEFAULTS | keyof typeof MODEL_DEFAULTS;
+/** A V button's strength for a guild that changed nothing (issue 13: "strength 0.6 (a server setting)"). */
+export const VARIATION_DEFAULTS = Object.freeze({ variationStrength: 0.6 } as const satisfies Pick<GuildSettings, 'variationStrength'>);
+type DefaultedKey = SafetyKey | keyof typeof COUNT_DEFAULTS | keyof typeof MODEL_DEFAULTS | keyof typeof VARIATION_DEFAULTS;
 
 export const SETTING_KEYS = [
   'stepsDefault',
@@ -80,6 +84,7 @@ export const SETTING_KEYS = [
   'modelDefault',
   'channelModels',
   'modelsDenied',
+  'variationStrength',
 ] as const satisfies readonly (keyof GuildSettings)[];
 export type SettingKey = (typeof SETTING_KEYS)[number];
 
@@ -148,7 +153,13 @@ export class SettingsStore {
 
   /** The one way to read a guild's settings. */
   get(guildId: string): GuildSettings {
-    const settings: GuildSettings = structuredClone({ ...SAFETY_DEFAULTS, ...COUNT_DEFAULTS, ...MODEL_DEFAULTS, ...this.options.defaults });
+    const settings: GuildSettings = structuredClone({
+      ...SAFETY_DEFAULTS,
+      ...COUNT_DEFAULTS,
+      ...MODEL_DEFAULTS,
+      ...VARIATION_DEFAULTS,
+      ...this.options.defaults,
+    });
     for (const row of this.selectAll.all(guildId) as { key: string; value: string }[]) {
       if ((SETTING_KEYS as readonly string[]).includes(row.key)) {
         (settings as unknown as Record<string, unknown>)[row.key] = JSON.parse(row.value);

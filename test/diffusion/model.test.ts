@@ -20,7 +20,7 @@ describe('loadModel', () => {
   it('GIVEN sd-tiny THEN it reads an SD-1-like model from its metadata and configs', async () => {
     const model = await loadModel(join(MODELS, 'sd-tiny'));
     try {
-      expect(model.info).toEqual({ name: 'sd-tiny', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'pndm', maxTokens: 77, safetyChecker: false });
+      expect(model.info).toEqual({ name: 'sd-tiny', width: 64, height: 64, latentFactor: 8, defaultScheduler: 'pndm', maxTokens: 77, safetyChecker: false, img2img: true });
       expect(model.info.fixedSize).toBeUndefined();
       expect(model.channels).toBe(4);
       expect(model.scalingFactor).toBe(0.18215);
@@ -40,6 +40,8 @@ describe('loadModel', () => {
     const model = await loadModel(join(MODELS, 'lcm-tiny'));
     try {
       expect(model.info.defaultScheduler).toBe('lcm');
+      // A latent model without vae_encoder/ cannot start from a picture.
+      expect(model.info.img2img).toBe(false);
       expect(model.timestepCondDim).toBe(256);
       expect(model.unet.timestep).toEqual({ name: 'timestep', type: 'float32', shape: [1] });
       expect(model.textEncoder.inputIds.type).toBe('int64');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
-import { combineNegative, memberNegativeOf, paramsUnderGuildRules, rerollParams } from '../../src/moderation/request-rules.js';
+import { combineNegative, memberNegativeOf, paramsUnderGuildRules, pictureActionParams, rerollParams } from '../../src/moderation/request-rules.js';
 import type { GuildSettings } from '../../src/store/settings.js';
 import { guildSettings } from '../store/guild-settings.js';
 
@@ -101,5 +101,47 @@ describe('the chosen model’s own defaults', () => {
     const { params } = paramsUnderGuildRules({ prompt: 'a cat' }, settings, unloaded);
     expect([params.width, params.height, params.model]).toEqual([undefined, undefined, 'pixel-tiny']);
     expect(() => paramsUnderGuildRules({ prompt: 'a cat', aspect: 'portrait' }, settings, unloaded)).toThrow(/`pixel-tiny` has not made a picture yet/);
+  });
+});
+
+describe('U and V presses (pictureActionParams)', () => {
+  const original = { params: { prompt: 'a fox', steps: 20, seed: 4_294_967_295, guidanceScale: 7, width: 512, height: 512, count: 4 } };
+  const request = () => ({ params: { ...original.params, seed: 77 } });
+  const settings = guildSettings();
+
+  it('GIVEN V3 THEN the 🔁 request at the server’s variation strength (default 0.6): new seed, same size and count', () => {
+    expect(settings.variationStrength).toBe(0.6);
+    expect(pictureActionParams('variation', original, 2, request(), settings, { width: 512, height: 512 }).params).toEqual({
+      ...original.params,
+      seed: 77,
+      strength: 0.6,
+    });
+    expect(pictureActionParams('variation', original, 2, request(), guildSettings({ variationStrength: 0.3 }), { width: 512, height: 512 }).params.strength).toBe(0.3);
+  });
+
+  it('GIVEN U2 THEN one picture at twice the size, strength 0.35, with picture 2’s own seed (seed + 1, wrapped at 2^32)', () => {
+    const { params } = pictureActionParams('upscale', original, 1, request(), settings, { width: 512, height: 512 });
+    expect(params).toEqual({ prompt: 'a fox', steps: 20, seed: 0, guidanceScale: 7, width: 1024, height: 1024, strength: 0.35 });
+  });
+
+  it('GIVEN U1 on a model with its own upscaler/ THEN that network’s job: its scale, no strength, even at a fixed size', () => {
+    const request = { params: { ...original.params, seed: 77, strength: 0.5 } };
+    const { params } = pictureActionParams('upscale', original, 0, request, settings, { width: 32, height: 32, fixedSize: true, upscaler: { scale: 4 } });
+    expect(params).toEqual({ prompt: 'a fox', steps: 20, seed: 4_294_967_295, guidanceScale: 7, width: 128, height: 128, upscale: true });
+  });
+
+  it.each([
+    ['a fixed-size model', { width: 32, height: 32, fixedSize: true }, 20, /This model makes only 32×32 pictures, so it cannot make picture 1 larger\./],
+    ['twice the size over 1024×1024', { width: 768, height: 512 }, 20, /Picture 1 is 768×512; twice that \(1536×1024\) is more than the 1024×1024 pixels an upscale may have\./],
+    ['too few steps for 0.35', { width: 64, height: 64 }, 2, /U1 runs 35 % of the 2 steps .* at least 3 steps\./],
+  ])('GIVEN U1 on %s THEN one clear line, nothing to queue', (_label, size, steps, message) => {
+    let error: unknown;
+    try {
+      pictureActionParams('upscale', original, 0, { params: { ...request().params, steps } }, settings, size);
+    } catch (caught) {
+      error = caught;
+    }
+    expect(isUserError(error)).toBe(true);
+    expect((error as Error).message).toMatch(message);
   });
 });

@@ -4,7 +4,8 @@
  * pool, the SQLite journal, the fair queue, discord.js over real sockets to the emulator).
  *
  * Skipped, with a warning, where no chromium is installed (`.ci/run` installs it; CHROMIUM_PATH points elsewhere).
- * `PLAYGROUND_SCREENSHOT=docs/playground.png` also saves the page once two pictures are delivered.
+ * `PLAYGROUND_SCREENSHOT=docs/playground.png` also saves the page once two pictures are delivered;
+ * `PLAYGROUND_BUTTONS_SCREENSHOT=docs/buttons.png` once a grid's V3 and U2 have answered.
  */
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -144,6 +145,37 @@ describe.skipIf(!CHROMIUM)('the playground in a real browser', () => {
     // Within the maximum the same request goes through.
     await send('/imagine prompt:a blue square steps:12');
     await expect.poll(() => pictures().count(), WAIT).toBe(3);
+  });
+
+  it('GIVEN Alice’s /imagine count:4 THEN U1–U4 and V1–V4 under the grid: V3 brings four variations, U2 a 2× resize said to be one', async () => {
+    await actAs('Alice');
+    await send('/imagine prompt:a red circle on a white background count:4 seed:7 steps:12');
+    const grid = answersTo('Alice', '/imagine').last();
+    await expect.poll(() => grid.locator('.component-button').allInnerTexts(), WAIT).toEqual(['U1', 'U2', 'U3', 'U4', 'V1', 'V2', 'V3', 'V4']);
+    await expectDecodedPicture(grid.locator('.embed-image img'));
+
+    await grid.locator('.component-button', { hasText: 'V3' }).click();
+    const variations = messages().filter({ hasText: 'Variations of picture 3' });
+    await expectDecodedPicture(variations.locator('.embed-image img'));
+    await expect.poll(() => variations.locator('.component-button').count(), WAIT).toBe(8);
+    await expect.poll(() => messages().filter({ hasText: 'V3: making 4 variations of picture 3' }).locator('.ephemeral-note').count(), WAIT).toBe(1);
+
+    await grid.locator('.component-button', { hasText: 'U2' }).click();
+    const enlarged = messages().filter({ hasText: 'Picture 2, enlarged 2×' });
+    await enlarged.waitFor(WAIT);
+    expect(await enlarged.innerText()).toContain('a Lanczos resize, no new detail (this model makes only 32×32 pictures)');
+    const image = enlarged.locator('img').first();
+    await expect.poll(() => image.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth), WAIT).toBe(64);
+
+    const screenshot = process.env.PLAYGROUND_BUTTONS_SCREENSHOT;
+    if (screenshot) {
+      await page.setViewportSize({ width: 1280, height: 2250 });
+      await page.mouse.move(1, 1);
+      await grid.scrollIntoViewIfNeeded();
+      await page.locator('#scroller').evaluate((scroller) => scroller.scrollTo(0, scroller.scrollHeight));
+      await page.screenshot({ path: path.resolve(screenshot) });
+      await page.setViewportSize({ width: 1280, height: 860 });
+    }
   });
 
   it('GIVEN Bob over the per-member cap THEN only Bob sees the refusal', async () => {

@@ -126,4 +126,29 @@ describe('restart', () => {
     expect(h.queue.get(interrupted.id)).toMatchObject({ state: 'done', attempts: 2 });
     expect(fs.readdirSync(path.join(dataDir, 'results'))).toEqual([]);
   });
+
+  it('GIVEN an img2img job waiting when the bot stops THEN the next start runs it from the same picture, kept beside the job (never in its params)', async () => {
+    const dataDir = tempDataDir();
+    dirs.push(dataDir);
+    const picture = new Uint8Array(await (await import('sharp')).default({ create: { width: 8, height: 8, channels: 3, background: '#f00' } }).png().toBuffer());
+    const first = await open(dataDir, { engine: { msPerStep: 20 } });
+    await first.queue.resume();
+    const started = nextEvent(first.queue.events, 'started');
+    first.queue.submit(input('a', 'blocker', 1000));
+    await started;
+    const { job } = first.queue.submit({ ...input('b', 'from a picture', 4), params: params('from a picture', { steps: 4, strength: 0.5 }), initImage: picture });
+    expect(() => first.queue.submit({ ...input('c', 'bytes in params'), params: params('x', { initImage: picture, strength: 0.5 }) })).toThrow(/SubmitInput.initImage/);
+    await first.queue.shutdown();
+    const row = first.db.prepare('SELECT params FROM jobs WHERE id = ?').get(job.id) as { params: string };
+    expect(JSON.parse(row.params)).toEqual({ ...params('from a picture', { steps: 4 }), strength: 0.5 });
+    await first.close();
+
+    const seen: (Uint8Array | undefined)[] = [];
+    const second = await open(dataDir, { engine: { msPerStep: 1, onGenerate: (p) => seen.push(p.initImage) } });
+    await second.queue.resume();
+    await second.queue.onIdle();
+    expect(seen).toHaveLength(2); // the blocker again, then the img2img job
+    expect(seen[1]).toEqual(picture);
+    expect(second.delivered.find((d) => d.job.id === job.id)?.result.strength).toBe(0.5);
+  });
 });

@@ -139,4 +139,43 @@ describe('JobStore', () => {
     expect(jobs.get('b')!.channelNsfw).toBe(false);
     db.close();
   });
+
+  it('GIVEN a version-3 journal with jobs and linked messages THEN version 4 keeps every row and link, takes the new kinds, and keeps img2img pictures beside their job until it is pruned', () => {
+    const dataDir = tempDir();
+    const old = openDatabase({ dataDir, migrations: MIGRATIONS.filter((m) => m.version <= 3) });
+    const insert = old.prepare(`INSERT INTO jobs (id, guild_id, channel_id, user_id, kind, parent_job_id, params, state, delivery_key,
+        created_at, finished_at, message_id, channel_nsfw, guild_negative)
+      VALUES (?, 'g', 'c', 'u', ?, ?, '{"prompt":"p","steps":1,"seed":1,"guidanceScale":0}', 'done', ?, 1, 2, ?, 1, 'neg')`);
+    insert.run('j1', 'imagine', null, 'j1', 'm1');
+    insert.run('j2', 'reroll', 'j1', 'j2', 'm2');
+    old.prepare("INSERT INTO job_messages (message_id, job_id) VALUES ('fallback', 'j1')").run();
+    expect(() => insert.run('j3', 'variation', 'j1', 'j3', 'm3')).toThrow(/CHECK constraint/);
+    old.close();
+
+    const db = openDatabase({ dataDir });
+    expect(schemaVersion(db)).toBe(4);
+    expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
+    const jobs = new JobStore(db);
+    expect(jobs.get('j2')).toMatchObject({ kind: 'reroll', parentJobId: 'j1', messageId: 'm2', channelNsfw: true, guildNegative: 'neg' });
+    // The link of migration 2 survived the table's rebuild (foreign keys were off while it was copied).
+    expect(jobs.findByMessageId('fallback')?.id).toBe('j1');
+    const picture = new Uint8Array([137, 80, 78, 71, 1, 2, 3]);
+    const variation = jobs.insert(
+      {
+        id: 'j3', guildId: 'g', channelId: 'c', userId: 'u', kind: 'variation', parentJobId: 'j1', sourcePicture: 2,
+        params: { prompt: 'p', steps: 4, seed: 5, guidanceScale: 0, strength: 0.6 }, state: 'queued', attempts: 0,
+        deliveryAttempts: 0, deliveryKey: 'j3', createdAt: 3,
+      },
+      picture,
+    );
+    expect(jobs.get('j3')).toEqual(variation);
+    expect(jobs.initImage('j3')).toEqual(picture);
+    expect(jobs.initImage('j1')).toBeUndefined();
+    expect(jobs.markRunning('j3', 4) && jobs.markFailed('j3', 'x', undefined, 5)).toBe(true);
+    expect(jobs.prune(10)).toBe(3);
+    expect(jobs.initImage('j3')).toBeUndefined();
+    expect((db.prepare('SELECT count(*) AS n FROM job_init_images').get() as { n: number }).n).toBe(0);
+    expect((db.prepare('SELECT count(*) AS n FROM job_messages').get() as { n: number }).n).toBe(0);
+    db.close();
+  });
 });

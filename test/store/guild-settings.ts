@@ -1,5 +1,5 @@
 /** A guild's settings as a server that changed nothing has them (the stock .env values), for unit tests. */
-import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
+import { COUNT_DEFAULTS, MODEL_DEFAULTS, SAFETY_DEFAULTS, VARIATION_DEFAULTS, type GuildSettings } from '../../src/store/settings.js';
 
 export function guildSettings(overrides: Partial<GuildSettings> = {}): GuildSettings {
   return {
@@ -12,6 +12,7 @@ export function guildSettings(overrides: Partial<GuildSettings> = {}): GuildSett
     ...SAFETY_DEFAULTS,
     ...COUNT_DEFAULTS,
     ...MODEL_DEFAULTS,
+    ...VARIATION_DEFAULTS,
     ...overrides,
   };
 }

@@ -5,6 +5,8 @@ import type { BatchItem, GenerateParams, GenerateResult, ModelInfo, ImageEngine 
 import { Rng } from '../rng.js';
 import { infotext, PARAMETERS_KEYWORD } from '../../image/infotext.js';
 import { withPngText } from '../../image/png-text.js';
+import { initImagePixels } from '../../image/init-image.js';
+import { DEFAULT_STRENGTH, loopSteps } from '../check-inputs.js';
 
 export interface StandInEngineOptions {
   /** Wall time of one step of a one-image run. Default 5. */
@@ -39,7 +41,8 @@ interface Live {
  * A fast fake ImageEngine for load tests and for the bot's end-to-end plumbing: it takes `msPerStep` per step,
  * reports progress with a small preview, answers an aborted job at once (its run stops at the next step when
  * nothing else is left in it), and returns real PNGs (a seeded gradient with noise, made with sharp) of the
- * requested size. No model is loaded. `generateBatch` runs jobs together with the cost model of `batchCost`, so
+ * requested size (img2img: the start picture, mixed with that gradient by `strength`, so a test can tell which
+ * picture a job started from). No model is loaded. `generateBatch` runs jobs together with the cost model of `batchCost`, so
  * queue tests can see what batching gains without a model.
  */
 export class StandInEngine implements ImageEngine {
@@ -69,6 +72,7 @@ export class StandInEngine implements ImageEngine {
       latentFactor: 1,
       defaultScheduler: 'euler',
       maxTokens: 77,
+      img2img: true,
     };
   }
 
@@ -123,7 +127,8 @@ export class StandInEngine implements ImageEngine {
     const images = jobs.reduce((sum, job) => sum + (job.item.params.count ?? 1), 0);
     // The run's cost is fixed when it starts: like the worker pool, an aborted job's rows are computed until the end.
     const stepMs = this.msPerStep * (1 + (images - 1) * this.batchCost);
-    const steps = first.steps;
+    // img2img runs its share of the schedule, as the pipeline does.
+    const steps = loopSteps(first);
     const width = first.width ?? this.width;
     const height = first.height ?? this.height;
     const open = () => jobs.filter((job) => !job.settled);
@@ -156,10 +161,19 @@ export class StandInEngine implements ImageEngine {
     for (const job of open()) {
       const { params } = job.item;
       const count = params.count ?? 1;
+      const strength = params.initImage === undefined ? undefined : (params.strength ?? DEFAULT_STRENGTH);
+      let start: Float32Array | undefined;
+      try {
+        if (params.initImage !== undefined) start = await initImagePixels(params.initImage, width, height);
+      } catch (error) {
+        settle(job, { error: error as Error });
+        continue;
+      }
       const pngs: Uint8Array[] = [];
       for (let i = 0; i < count; i++) {
         const seed = (params.seed + i) >>> 0;
-        const png = await sharp(Buffer.from(pixels(seed, width, height)), { raw: { width, height, channels: 3 } })
+        const rgb = start === undefined ? pixels(seed, width, height) : mixed(start, pixels(seed, width, height), strength!);
+        const png = await sharp(Buffer.from(rgb), { raw: { width, height, channels: 3 } })
           .png()
           .toBuffer();
         const text = infotext({
@@ -172,6 +186,7 @@ export class StandInEngine implements ImageEngine {
           width,
           height,
           model: this.options.model ?? 'stand-in',
+          ...(strength !== undefined ? { strength } : {}),
         });
         pngs.push(withPngText(new Uint8Array(png.buffer, png.byteOffset, png.byteLength), { [PARAMETERS_KEYWORD]: text }));
       }
@@ -186,6 +201,7 @@ export class StandInEngine implements ImageEngine {
           scheduler: params.scheduler ?? 'euler',
           model: this.options.model ?? 'stand-in',
           truncated: false,
+          ...(strength !== undefined ? { strength } : {}),
           timings: { totalMs: performance.now() - started, runtimeMs: 0, unetMs: 0 },
         },
       });
@@ -205,6 +221,19 @@ function pixels(seed: number, width: number, height: number): Uint8Array {
       rgb[o] = (base[0] + (x * 255) / Math.max(width - 1, 1) + noise) & 255;
       rgb[o + 1] = (base[1] + (y * 255) / Math.max(height - 1, 1) + noise) & 255;
       rgb[o + 2] = (base[2] + noise) & 255;
+    }
+  }
+  return rgb;
+}
+
+/** img2img's stand-in: (1 − strength) × the start picture (planar, in [-1, 1]) + strength × the seeded gradient. */
+function mixed(start: Float32Array, noise: Uint8Array, strength: number): Uint8Array {
+  const plane = noise.length / 3;
+  const rgb = new Uint8Array(noise.length);
+  for (let p = 0; p < plane; p++) {
+    for (let c = 0; c < 3; c++) {
+      const picture = ((start[c * plane + p] + 1) / 2) * 255;
+      rgb[p * 3 + c] = Math.round((1 - strength) * picture + strength * noise[p * 3 + c]);
     }
   }
   return rgb;

@@ -53,7 +53,7 @@ export class BotDriver {
     state.payload = {
       ...this.#interactionBase(state, options),
       type: InteractionType.ApplicationCommand,
-      data: chatInputData(options.name, command, options.options, this.#core.ids.next()),
+      data: chatInputData(options.name, command, options.options, this.#core.ids.next(), this.#core.uploads),
     };
     return this.#send(state);
   }

@@ -31,6 +31,8 @@ export interface HttpDeps {
   stats: EmulatorStats;
   log: CallLog;
   store: MessageStore;
+  /** Files attached to slash command options, served at /attachments/uploads/<id>/<name>. */
+  uploads: ReadonlyMap<string, { bytes: Buffer; contentType: string; delayMs: number }>;
   logger: Logger;
   /** `http://127.0.0.1:PORT`. */
   baseUrl(): string;
@@ -180,6 +182,18 @@ export class EmulatorHttp {
 
   #serveAttachment(url: URL, res: ServerResponse): void {
     const [, , , attachmentId] = url.pathname.split('/');
+    const upload = this.#deps.uploads.get(attachmentId ?? '');
+    if (upload) {
+      const send = () => {
+        res.statusCode = 200;
+        res.setHeader('Content-Type', upload.contentType);
+        res.setHeader('Content-Length', upload.bytes.length);
+        res.end(upload.bytes);
+      };
+      if (upload.delayMs > 0) setTimeout(send, upload.delayMs).unref();
+      else send();
+      return;
+    }
     for (const stored of this.#deps.store.list(undefined, true)) {
       const file = stored.files.get(attachmentId ?? '');
       if (file) {

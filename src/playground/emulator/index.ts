@@ -39,6 +39,7 @@ import type { AddressInfo } from 'node:net';
 import {
   GatewayDispatchEvents,
   type APIApplicationCommand,
+  type APIAttachment,
   type APIRole,
   type APITextChannel,
   type APIThreadChannel,
@@ -59,6 +60,7 @@ import type { EmulatorOptions } from './options.js';
 import { Polls } from './polls.js';
 import { defaultRateLimitRules, RateLimiter, type InjectedFault, type RateLimitRule, type RequestMatcher } from './rate-limits.js';
 import { registerRoutes, type EmulatorCore } from './rest-routes.js';
+import type { UploadedAttachment } from './routes/shared.js';
 import { Router } from './router.js';
 import { SnowflakeFactory } from './snowflake.js';
 import { World } from './world.js';
@@ -96,6 +98,7 @@ export class DiscordEmulator {
   readonly #interactionsById = new Map<string, InteractionState>();
   readonly #interactionsByToken = new Map<string, InteractionState>();
   readonly #commands = new Map<string, APIApplicationCommand[]>();
+  readonly #uploads = new Map<string, UploadedAttachment>();
   readonly #driver: BotDriver;
   #port = 0;
   #closed = false;
@@ -142,6 +145,7 @@ export class DiscordEmulator {
       interactionsByToken: this.#interactionsByToken,
       commands: this.#commands,
       settings: this.settings,
+      uploads: this.#uploads,
       gatewayUrl: () => this.gatewayUrl,
       dispatch: (event) => {
         if (this.gateway.current) this.gateway.dispatch(event);
@@ -157,6 +161,7 @@ export class DiscordEmulator {
       stats: this.stats,
       log: this.log,
       store: this.store,
+      uploads: this.#uploads,
       logger,
       baseUrl: () => this.baseUrl,
       pages: () => this.#pages,
@@ -297,6 +302,32 @@ export class DiscordEmulator {
    */
   sendAutocomplete(options: SendAutocompleteOptions): InteractionHandle {
     return this.#driver.sendAutocomplete(options);
+  }
+
+  /**
+   * A file a member attaches to a slash command's attachment option: pass the returned attachment's `id` as that
+   * option's value in `sendCommand`, and the interaction carries it in `data.resolved.attachments`, as Discord's
+   * does. Served at its `url` by this emulator's CDN (after `delayMs`, for a slow download), unless `url` names
+   * another address (an unreachable one). `size` and `contentType` default to the bytes' length and image/png.
+   */
+  uploadAttachment(options: { filename: string; bytes: Buffer | Uint8Array; contentType?: string; size?: number; url?: string; delayMs?: number }): APIAttachment {
+    const id = this.#ids.next();
+    const bytes = Buffer.from(options.bytes);
+    const contentType = options.contentType ?? 'image/png';
+    const url = options.url ?? `${this.baseUrl}/attachments/uploads/${id}/${encodeURIComponent(options.filename)}`;
+    const size = pngSize(bytes);
+    const attachment: APIAttachment = {
+      id,
+      filename: options.filename,
+      size: options.size ?? bytes.length,
+      url,
+      proxy_url: url,
+      content_type: contentType,
+      ...(size ? { width: size.width, height: size.height } : {}),
+      ephemeral: true,
+    };
+    this.#uploads.set(id, { attachment, bytes, contentType, delayMs: options.delayMs ?? 0 });
+    return attachment;
   }
 
   /** Sends a button click (INTERACTION_CREATE type 3) on a stored message. */

@@ -9,6 +9,7 @@ import {
   InteractionType,
   Locale,
   type APIApplicationCommand,
+  type APIAttachment,
   type APIApplicationCommandInteractionDataOption,
   type APIApplicationCommandOption,
   type APIApplicationCommandAutocompleteGuildInteraction,
@@ -196,6 +197,9 @@ export function buildOptions(
         return { name, type, value: Number(value) };
       case ApplicationCommandOptionType.Boolean:
         return { name, type, value: Boolean(value) };
+      case ApplicationCommandOptionType.Attachment:
+        // The id `uploadAttachment()` returned; the file itself goes in `data.resolved.attachments`.
+        return { name, type, value: String(value) };
       default:
         throw new Error(`Option \`${name}\` has type ${type}, which sendCommand() cannot build from a plain value; pass Discord's option array`);
     }
@@ -251,14 +255,29 @@ export function baseGuildInteraction(world: World, options: {
   };
 }
 
-export function chatInputData(name: string, command: APIApplicationCommand | undefined, options: SendCommandOptions['options'], fallbackId: string) {
+export function chatInputData(
+  name: string,
+  command: APIApplicationCommand | undefined,
+  options: SendCommandOptions['options'],
+  fallbackId: string,
+  uploads?: ReadonlyMap<string, { attachment: APIAttachment }>,
+) {
   const built = buildOptions(options, command);
+  // Discord sends the files of attachment options resolved beside the options, keyed by the option's value.
+  const attachments: Record<string, APIAttachment> = {};
+  for (const option of built ?? []) {
+    if (option.type !== ApplicationCommandOptionType.Attachment) continue;
+    const upload = uploads?.get(String(option.value));
+    if (!upload) throw new Error(`Option \`${option.name}\` names attachment \`${String(option.value)}\`, which uploadAttachment() did not make`);
+    attachments[upload.attachment.id] = upload.attachment;
+  }
   return {
     id: command?.id ?? fallbackId,
     name,
     type: ApplicationCommandType.ChatInput as const,
     ...(command?.guild_id ? { guild_id: command.guild_id } : {}),
     ...(built ? { options: built } : {}),
+    ...(Object.keys(attachments).length > 0 ? { resolved: { attachments } } : {}),
   };
 }
 

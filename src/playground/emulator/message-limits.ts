@@ -21,6 +21,14 @@ export const MESSAGE_LIMITS = {
   fileBytes: 10 * 1024 * 1024,
   /** Whole request cap (reference/discord-protocol.md). */
   requestBytes: 25 * 1024 * 1024,
+  /**
+   * Buttons (discord.com/developers/docs/components/reference, "Action Row" and "Button"): 5 action rows a
+   * message, 5 buttons a row, a custom_id of 1–100 characters, unique on the message, a label of at most 80.
+   */
+  actionRows: 5,
+  buttonsPerRow: 5,
+  customId: 100,
+  buttonLabel: 80,
 } as const;
 
 const maxLength = (path: string, max: number) =>
@@ -30,11 +38,12 @@ const maxLength = (path: string, max: number) =>
  * Throws Discord's 50035 Invalid Form Body for content, embed, URL and allowed-mentions rules,
  * first violation wins.
  */
-export function validateMessageBody(body: { content?: unknown; embeds?: unknown; allowed_mentions?: unknown }): void {
+export function validateMessageBody(body: { content?: unknown; embeds?: unknown; allowed_mentions?: unknown; components?: unknown }): void {
   if (typeof body.content === 'string' && [...body.content].length > MESSAGE_LIMITS.content) {
     throw maxLength('content', MESSAGE_LIMITS.content);
   }
   validateAllowedMentions(body.allowed_mentions);
+  validateComponents(body.components);
   if (body.embeds === undefined || body.embeds === null) return;
   if (!Array.isArray(body.embeds)) throw formError('embeds', 'LIST_TYPE_CONVERT', 'Only iterables may be used in a ListType');
   if (body.embeds.length > MESSAGE_LIMITS.embeds) throw maxLength('embeds', MESSAGE_LIMITS.embeds);
@@ -71,6 +80,34 @@ export function validateMessageBody(body: { content?: unknown; embeds?: unknown;
   }
   if (total > MESSAGE_LIMITS.embedTotal) {
     throw formError('embeds', 'MAX_EMBED_SIZE_EXCEEDED', `Embed size exceeds maximum size of ${MESSAGE_LIMITS.embedTotal}`);
+  }
+}
+
+/** Action rows of buttons (the legacy components, not Components V2): Discord's counts and lengths. */
+function validateComponents(value: unknown): void {
+  if (value === undefined || value === null) return;
+  if (!Array.isArray(value)) throw formError('components', 'LIST_TYPE_CONVERT', 'Only iterables may be used in a ListType');
+  if (value.length > MESSAGE_LIMITS.actionRows) throw maxLength('components', MESSAGE_LIMITS.actionRows);
+  const ids = new Set<string>();
+  for (const [i, row] of (value as { type?: number; components?: unknown }[]).entries()) {
+    if (row?.type !== 1 || !Array.isArray(row.components)) {
+      throw formError(`components.${i}`, 'UNION_TYPE_CHOICES', 'Value of field "type" must be one of (1,).');
+    }
+    if (row.components.length === 0 || row.components.length > MESSAGE_LIMITS.buttonsPerRow) {
+      throw formError(`components.${i}.components`, 'BASE_TYPE_BAD_LENGTH', `Must be between 1 and ${MESSAGE_LIMITS.buttonsPerRow} in length.`);
+    }
+    for (const [j, button] of (row.components as { type?: number; style?: number; label?: string; custom_id?: string }[]).entries()) {
+      const at = `components.${i}.components.${j}`;
+      if (button?.type !== 2) continue; // select menus and others: not checked here
+      if (button.label !== undefined && [...button.label].length > MESSAGE_LIMITS.buttonLabel) throw maxLength(`${at}.label`, MESSAGE_LIMITS.buttonLabel);
+      if (button.style === 5) continue; // a link button has a url, no custom_id
+      if (typeof button.custom_id !== 'string' || button.custom_id.length === 0) {
+        throw formError(`${at}.custom_id`, 'BASE_TYPE_REQUIRED', 'This field is required');
+      }
+      if (button.custom_id.length > MESSAGE_LIMITS.customId) throw maxLength(`${at}.custom_id`, MESSAGE_LIMITS.customId);
+      if (ids.has(button.custom_id)) throw formError(`${at}.custom_id`, 'COMPONENT_CUSTOM_ID_DUPLICATED', 'Component custom id cannot be duplicated');
+      ids.add(button.custom_id);
+    }
   }
 }
 

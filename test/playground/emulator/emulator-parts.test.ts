@@ -22,6 +22,23 @@ function thrown(fn: () => unknown): ApiError | undefined {
 const field = (i: number) => ({ name: `n${i}`, value: 'v' });
 
 describe('message limits', () => {
+  it('GIVEN buttons at Discord’s limits THEN they pass; a sixth row, a sixth button, a 101-character or repeated custom id are 50035 naming the field', () => {
+    const button = (id: string) => ({ type: 2, style: 1, label: 'U1', custom_id: id });
+    const row = (r: number, n = 5) => ({ type: 1, components: Array.from({ length: n }, (_, b) => button(`r${r}b${b}`)) });
+    const fiveByFive = Array.from({ length: 5 }, (_, r) => row(r));
+    expect(thrown(() => validateMessageBody({ components: fiveByFive }))).toBeUndefined();
+    expect(thrown(() => validateMessageBody({ components: [{ type: 1, components: [button('x'.repeat(100))] }] }))).toBeUndefined();
+    const errorsOf = (components: unknown) => thrown(() => validateMessageBody({ components }))?.body.errors;
+    expect(errorsOf([...fiveByFive, row(5, 1)])).toEqual({ components: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH', message: 'Must be 5 or fewer in length.' }] } });
+    expect(errorsOf([row(0, 6)])).toMatchObject({ components: { 0: { components: { _errors: [{ code: 'BASE_TYPE_BAD_LENGTH' }] } } } });
+    expect(errorsOf([{ type: 1, components: [button('x'.repeat(101))] }])).toMatchObject({
+      components: { 0: { components: { 0: { custom_id: { _errors: [{ code: 'BASE_TYPE_MAX_LENGTH' }] } } } } },
+    });
+    expect(errorsOf([{ type: 1, components: [button('same')] }, { type: 1, components: [button('same')] }])).toMatchObject({
+      components: { 1: { components: { 0: { custom_id: { _errors: [{ code: 'COMPONENT_CUSTOM_ID_DUPLICATED' }] } } } } },
+    });
+  });
+
   it('GIVEN content at 2000 and 2001 characters THEN only the longer one is 50035 on `content`', () => {
     expect(thrown(() => validateMessageBody({ content: 'x'.repeat(MESSAGE_LIMITS.content) }))).toBeUndefined();
     const error = thrown(() => validateMessageBody({ content: 'x'.repeat(MESSAGE_LIMITS.content + 1) }));

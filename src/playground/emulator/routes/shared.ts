@@ -1,4 +1,4 @@
-import { GatewayDispatchEvents, MessageFlags, type APIApplicationCommand, type APIUser } from 'discord-api-types/v10';
+import { GatewayDispatchEvents, MessageFlags, type APIApplicationCommand, type APIAttachment, type APIUser } from 'discord-api-types/v10';
 import { errors, formError } from '../api-error.js';
 import type { EmulatorClock } from '../clock.js';
 import type { DispatchInput } from '../gateway.js';
@@ -9,6 +9,15 @@ import type { UploadedFile } from '../multipart.js';
 import type { RouteResult } from '../router.js';
 import type { SnowflakeFactory } from '../snowflake.js';
 import type { World } from '../world.js';
+
+/** A member's file for an attachment option, as the CDN serves it. */
+export interface UploadedAttachment {
+  attachment: APIAttachment;
+  bytes: Buffer;
+  contentType: string;
+  /** The CDN waits this long before answering (a slow download). */
+  delayMs: number;
+}
 
 /** What the REST routes need from the emulator. */
 export interface EmulatorCore {
@@ -24,6 +33,8 @@ export interface EmulatorCore {
   /** Registered commands: key `global` or a guild id. */
   commands: Map<string, APIApplicationCommand[]>;
   settings: { interactionDeadlineMs: number; tokenLifetimeMs: number; attachmentSizeLimit: number };
+  /** Files members attached to slash command options (`uploadAttachment`), by attachment id. */
+  uploads: Map<string, UploadedAttachment>;
   gatewayUrl(): string;
   /** Dispatches when a gateway session exists; a no-op before login. */
   dispatch(event: DispatchInput): void;
