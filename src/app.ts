@@ -10,7 +10,7 @@ import type { Config } from './config.js';
 import type { ModelInfo, ImageEngine } from './diffusion/types.js';
 import { JobMessenger } from './delivery/job-messenger.js';
 import { FairQueue } from './queue/fair-queue.js';
-import type { ResumeReport, ShutdownReport } from './queue/types.js';
+import type { DeliverFn, JobQueue, ResumeReport, ShutdownReport } from './queue/types.js';
 import { journalWritable, openDatabase, type Db } from './store/database.js';
 import { startJournalSweeps } from './store/housekeeping.js';
 import { SettingsStore } from './store/settings.js';
@@ -39,7 +39,8 @@ export interface AppOverrides {
 export interface App {
   readonly config: Config;
   readonly client: Client;
-  readonly queue: FairQueue;
+  /** The embedded FairQueue, or with REDIS_URL the scaled RedisJobQueue. */
+  readonly queue: JobQueue;
   readonly messenger: JobMessenger;
   readonly settings: SettingsStore;
   readonly db: Db;
@@ -78,28 +79,52 @@ export async function startApp(config: Config, overrides: AppOverrides = {}): Pr
     hardStepsCap: config.stepsHardCap,
   });
   const ownEngine = overrides.engine === undefined;
-  const engine = overrides.engine ?? (await createEngine(config, logger, engineModels(config.modelsDir)));
+  let messenger: JobMessenger | undefined;
+  const deliver: DeliverFn = (job, result, context) => messenger!.deliver(job, result, context);
+  let engine: ImageEngine;
+  let queue: JobQueue;
+  if (config.redisUrl !== undefined && overrides.engine === undefined) {
+    // Scaled mode (issue 11): this process talks to Discord and loads no model; `npm run worker` processes
+    // make the pictures through Redis. The model facts come from what the workers published.
+    const { RedisJobQueue } = await import('./scale/redis-queue.js');
+    const { RemoteEngine, publishedDefaultModel } = await import('./scale/remote-engine.js');
+    const redis = { url: config.redisUrl };
+    const defaultModel = await publishedDefaultModel(redis, logger);
+    const scaled = new RedisJobQueue({
+      redis,
+      db,
+      deliver,
+      resultsDir: path.join(config.dataDir, 'results'),
+      instance: config.botInstance,
+      memberCap: (guildId) => settings.get(guildId).perMemberCap,
+      globalCap: config.queueMaxTotal,
+      logger,
+    });
+    queue = scaled;
+    engine = new RemoteEngine(defaultModel, scaled);
+  } else {
+    engine = overrides.engine ?? (await createEngine(config, logger, engineModels(config.modelsDir)));
+    queue = new FairQueue({
+      db,
+      engine,
+      deliver,
+      resultsDir: path.join(config.dataDir, 'results'),
+      concurrency: config.engineWorkers,
+      // The queue picks batches (fairly); the pool's own grouping stays off so it cannot bypass that order.
+      maxBatchImages: config.batchImages,
+      memberCap: (guildId) => settings.get(guildId).perMemberCap,
+      globalCap: config.queueMaxTotal,
+      jobTimeoutMs: config.jobTimeoutMs,
+      logger,
+    });
+  }
   const model = await engine.info();
-  logger.info('model ready', { model: model.name, width: model.width, height: model.height, engine: config.engine });
+  logger.info('model ready', { model: model.name, width: model.width, height: model.height, engine: config.redisUrl ? 'redis' : config.engine });
 
   const client = createClient({ apiUrl: config.discordApiUrl, extra: overrides.clientOptions });
   // Deliveries of jobs from before a restart may start before the gateway is up: REST needs the token now.
   client.rest.setToken(token);
 
-  let messenger: JobMessenger | undefined;
-  const queue = new FairQueue({
-    db,
-    engine,
-    deliver: (job, result, context) => messenger!.deliver(job, result, context),
-    resultsDir: path.join(config.dataDir, 'results'),
-    concurrency: config.engineWorkers,
-    // The queue picks batches (fairly); the pool's own grouping stays off so it cannot bypass that order.
-    maxBatchImages: config.batchImages,
-    memberCap: (guildId) => settings.get(guildId).perMemberCap,
-    globalCap: config.queueMaxTotal,
-    jobTimeoutMs: config.jobTimeoutMs,
-    logger,
-  });
   // Safety (issue 14): the server's rules at delivery, the log of held-back and deleted pictures.
   const moderationLog = new ModerationLog(db);
   messenger = new JobMessenger({

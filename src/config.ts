@@ -212,6 +212,13 @@ const schema = z.object({
   WORKER_MODELS: optionalString().transform((raw) =>
     raw === undefined ? undefined : raw.split(',').map((name) => name.trim()).filter((name) => name.length > 0),
   ),
+  // This bot process's name in the scaled mode (it delivers the jobs it submitted). discord.js's ShardingManager sets
+  // SHARDS (the shard ids) in each shard process; BOT_INSTANCE names a process by hand.
+  BOT_INSTANCE: optionalString().refine(
+    (name) => name === undefined || /^[A-Za-z0-9._-]{1,64}$/.test(name),
+    'Expected `BOT_INSTANCE` to be 1–64 letters, digits, dots, dashes or underscores',
+  ),
+  SHARDS: optionalString(),
   WORKER_LOCK_SECONDS: intKey('WORKER_LOCK_SECONDS', 1, 600, 30),
   LOG_LEVEL: z
     .string()
@@ -307,6 +314,11 @@ export interface Config {
    * about this long (BullMQ's lock duration). Default 30 s.
    */
   readonly workerLockMs: number;
+  /**
+   * This bot process's name in the scaled mode, stable across its restarts: it delivers the jobs it submitted.
+   * BOT_INSTANCE, else `shard-<ids>` in a shard process of the ShardingManager, else `bot`.
+   */
+  readonly botInstance: string;
 }
 
 /**
@@ -360,6 +372,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     redisUrl: v.REDIS_URL,
     shards: v.DISCORD_SHARDS,
     workerLockMs: v.WORKER_LOCK_SECONDS * 1000,
+    botInstance: v.BOT_INSTANCE ?? (v.SHARDS !== undefined ? `shard-${v.SHARDS.replace(/[^0-9]+/g, '-')}` : 'bot'),
     workerModels: v.WORKER_MODELS === undefined ? undefined : Object.freeze([...v.WORKER_MODELS]),
   });
 }

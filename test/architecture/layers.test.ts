@@ -41,16 +41,20 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src/playground': [],
   // Metrics listen to the queue's events and read the engine's health: they watch, nothing calls into them.
   'src/metrics': ['src/queue', 'src/jobs', 'src/diffusion'],
+  // The scaled mode (issue 11): the queue's other implementation (bot side) and the image worker, over Redis.
+  // It reuses the queue's pure parts (fair order, caps, ETAs, delivery runner) and the engine's contract; it
+  // knows nothing of Discord.
+  'src/scale': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion'],
   commands: ['src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   'src/discord': ['commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
   // The composition roots and command-line entries wire everything, but never tests or tools.
   // It hands the engine the model library's list of installed models (the engine itself does not scan folders).
-  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics', 'src/models'],
+  'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics', 'src/models', 'src/scale'],
   'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
   'src:node-version': [],
   'src:lifecycle': [],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
-  'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval', 'src/models'],
+  'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval', 'src/models', 'src/scale', 'src:node-version', 'src:lifecycle'],
   'src:log': ['src:config'],
   'src:config': [],
   'src:errors': [],

@@ -153,7 +153,8 @@ describe('JobStore', () => {
     old.close();
 
     const db = openDatabase({ dataDir });
-    expect(schemaVersion(db)).toBe(4);
+    // Version 4 and every later one (5 adds the scaled mode's job owner) applied over the old rows.
+    expect(schemaVersion(db)).toBe(MIGRATIONS.at(-1)!.version);
     expect(db.pragma('foreign_keys', { simple: true })).toBe(1);
     const jobs = new JobStore(db);
     expect(jobs.get('j2')).toMatchObject({ kind: 'reroll', parentJobId: 'j1', messageId: 'm2', channelNsfw: true, guildNegative: 'neg' });
