@@ -16,7 +16,7 @@ import type { Redis } from 'ioredis';
 import PQueue from 'p-queue';
 import { Identifiers, isUserError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { GenerateParams, GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../diffusion/types.js';
+import type { EngineModelListing, GenerateParams, GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../diffusion/types.js';
 import { planBatch } from '../queue/batch-plan.js';
 import { settleGeneration, startGeneration } from '../queue/engine-run.js';
 import { timeoutMessage } from '../queue/job-runner.js';
@@ -70,6 +70,7 @@ export class ImageWorker {
   private costs: StepCosts = loadStepCosts({}, 1000);
   private measured = false;
   private served: string[] = [];
+  private published: EngineModelListing[] = [];
   private info = new Map<string, ModelInfo | undefined>();
   private heartbeat?: NodeJS.Timeout;
   private closing?: Promise<void>;
@@ -103,7 +104,7 @@ export class ImageWorker {
     if (missing.length > 0) throw new Error(`This worker has no model named ${missing.join(', ')} (it has: ${all.map((m) => m.name).join(', ')})`);
     this.served = served.map((model) => model.name);
     for (const model of served) this.info.set(model.name, model.isDefault ? defaultInfo : model.info);
-    await this.registry.publishModels(served.map((model) => (model.isDefault ? { ...model, info: defaultInfo, dir: '' } : { ...model, dir: '' })));
+    this.published = served.map((model) => (model.isDefault ? { ...model, info: defaultInfo, dir: '' } : { ...model, dir: '' }));
     await this.beat();
     this.heartbeat = setInterval(() => void this.beat().catch((error: unknown) => logger.warn('heartbeat failed', { error })), HEARTBEAT_MS);
     this.heartbeat.unref();
@@ -137,7 +138,9 @@ export class ImageWorker {
     })());
   }
 
+  /** With every heartbeat: a Redis that restarted without its data learns again what this worker serves. */
   private async beat(): Promise<void> {
+    await this.registry.publishModels(this.published);
     const record: WorkerRecord = {
       id: this.id,
       host: hostname(),

@@ -188,7 +188,12 @@ export class RedisJobQueue implements JobQueue {
     if (input.params.initImage !== undefined) {
       throw new TypeError('Expected the img2img picture as `SubmitInput.initImage`, got it inside `params`');
     }
-    const model = input.params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
+    // What the workers published may be newer than the last read (a worker just started, Redis just came back).
+    const known = (name: string | undefined) => name !== undefined && this.seen.models.some((listing) => listing.name === name);
+    const served = (name: string) => this.seen.workers.some((worker) => worker.models.includes(name));
+    const wanted = () => input.params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
+    if (!known(wanted()) || !served(wanted()!)) await this.refresh().catch(() => undefined);
+    const model = wanted();
     if (model === undefined || !this.seen.models.some((listing) => listing.name === model)) {
       throw new UserError(
         Identifiers.ModelUnavailable,
