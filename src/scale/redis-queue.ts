@@ -560,6 +560,9 @@ export class RedisJobQueue implements JobQueue {
     if (this.closing || this.redis.status !== 'ready') return;
     const unfinished = this.jobs.listByOwner(this.instance, 'queued', 'running');
     if (unfinished.length === 0) return;
+    // A job journaled but not yet written to Redis is in `submitting` until its write answered: one that is not
+    // in it now was written before the read below, so the read shows it.
+    const inFlight = new Set(this.submitting);
     // One consistent read of where every job stands: a worker moves jobs from waiting to taken in one MULTI.
     const read = await this.redis.multi().get(this.keys.fair).hgetall(this.keys.taken).exec();
     if (read === null || read.some(([error]) => error !== null)) return;
@@ -568,8 +571,11 @@ export class RedisJobQueue implements JobQueue {
     for (const raw of Object.values(read[1][1] as Record<string, string>)) {
       for (const job of (JSON.parse(raw) as TakenRecord).jobs) takenIds.add(job.id);
     }
-    for (const job of unfinished) {
-      if (this.submitting.has(job.id) || this.finishing.has(job.id)) continue;
+    for (const listed of unfinished) {
+      if (inFlight.has(listed.id) || this.finishing.has(listed.id)) continue;
+      // Its outcome may have been taken in since the list was read (the event path runs beside this one).
+      const job = this.jobs.get(listed.id);
+      if (job === undefined || (job.state !== 'queued' && job.state !== 'running')) continue;
       if (await this.outcomes.has(job.id)) {
         await this.finishFromOutcome(job.id);
         continue;
@@ -580,6 +586,9 @@ export class RedisJobQueue implements JobQueue {
         continue;
       }
       // Neither waiting, nor taken, nor finished: Redis lost it (restarted without its data) or its ticket failed.
+      // (Unless its outcome was taken in while this pass waited on Redis: the journal says so.)
+      const now = this.jobs.get(job.id);
+      if (this.finishing.has(job.id) || (now?.state !== 'queued' && now?.state !== 'running')) continue;
       if (job.attempts >= this.maxAttempts) {
         this.fail(job, `The image worker stopped while making this image ${job.attempts} times, so it was stopped to keep the queue moving.`, Identifiers.Timeout);
         continue;
