@@ -64,6 +64,11 @@ export interface RedisJobQueueOptions {
   deliveryRetryDelayMs?: number;
   /** How often this process compares its unfinished jobs with Redis. Default 2000. */
   reconcileMs?: number;
+  /**
+   * A run taken by a worker that has stopped beating for this long, whose ticket BullMQ has given up on (failed
+   * after too many stalls, or gone), is taken back and its jobs queued again. Default 60 000.
+   */
+  orphanAfterMs?: number;
   /** How often places and ETAs are read again when nothing announces a change. Default 1000. */
   refreshMs?: number;
   logger?: Logger;
@@ -452,9 +457,14 @@ export class RedisJobQueue implements JobQueue {
 
   /** The BullMQ queue of a model's tickets; one ticket is added per submitted job. */
   private async ticket(model: string): Promise<void> {
-    let queue = this.tickets.get(model);
+    const queue = this.ticketQueue(this.keys.ticketQueue(model));
+    await withinMs(queue.add('ticket', { model }, { removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } }), 5000, 'a ticket');
+  }
+
+  private ticketQueue(name: string): Queue {
+    let queue = this.tickets.get(name);
     if (queue === undefined) {
-      queue = new Queue(this.keys.ticketQueue(model), {
+      queue = new Queue(name, {
         // Fails fast while Redis is away (the submit is refused), unlike the workers' blocking connections.
         connection: commandConnection(this.options.redis, `imagine-bot-${this.instance}-tickets`),
         prefix: this.keys.prefix,
@@ -462,9 +472,9 @@ export class RedisJobQueue implements JobQueue {
         streams: { events: { maxLen: 1000 } },
       });
       queue.on('error', (error) => this.logger.debug('ticket queue error', { error }));
-      this.tickets.set(model, queue);
+      this.tickets.set(name, queue);
     }
-    await withinMs(queue.add('ticket', { model }, { removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } }), 5000, 'a ticket');
+    return queue;
   }
 
   /** Progress and outcomes of a model's tickets, from BullMQ's event stream. */
@@ -568,8 +578,11 @@ export class RedisJobQueue implements JobQueue {
     if (read === null || read.some(([error]) => error !== null)) return;
     const waitingIds = new Set(fairView(read[0][1] as string | null).all().map((job) => job.id));
     const takenIds = new Set<string>();
-    for (const raw of Object.values(read[1][1] as Record<string, string>)) {
-      for (const job of (JSON.parse(raw) as TakenRecord).jobs) takenIds.add(job.id);
+    const mine = new Set(unfinished.map((job) => job.id));
+    for (const [runId, raw] of Object.entries(read[1][1] as Record<string, string>)) {
+      const record = JSON.parse(raw) as TakenRecord;
+      if (record.jobs.some((job) => mine.has(job.id)) && (await this.orphaned(runId, record))) continue;
+      for (const job of record.jobs) takenIds.add(job.id);
     }
     for (const listed of unfinished) {
       if (inFlight.has(listed.id) || this.finishing.has(listed.id)) continue;
@@ -595,6 +608,22 @@ export class RedisJobQueue implements JobQueue {
       }
       await this.requeue(job);
     }
+  }
+
+  /**
+   * Whether a taken run is lost for good: its worker stopped beating `orphanAfterMs` ago and BullMQ will not hand
+   * its ticket to anyone (failed after too many stalls, or gone). Then its record is dropped, so its jobs, found
+   * nowhere, are queued again (or failed, past their attempts).
+   */
+  private async orphaned(runId: string, record: TakenRecord): Promise<boolean> {
+    if (this.seen.workers.some((worker) => worker.id === record.worker)) return false;
+    if (this.now() - record.startedAt < (this.options.orphanAfterMs ?? 60_000)) return false;
+    const split = runId.lastIndexOf(':');
+    const state = await this.ticketQueue(runId.slice(0, split)).getJobState(runId.slice(split + 1));
+    if (state !== 'failed' && state !== 'unknown' && state !== 'completed') return false;
+    this.logger.warn('a run was lost with its worker; its jobs are queued again', { run: runId, worker: record.worker, ticket: state });
+    await this.redis.hdel(this.keys.taken, runId);
+    return true;
   }
 
   private async requeue(job: JobRecord): Promise<void> {

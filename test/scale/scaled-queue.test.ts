@@ -20,6 +20,7 @@ import { openDatabase, type Db } from '../../src/store/database.js';
 import { ImageWorker } from '../../src/scale/image-worker.js';
 import { Keys } from '../../src/scale/redis.js';
 import { RedisJobQueue } from '../../src/scale/redis-queue.js';
+import { RedisFairState } from '../../src/scale/fair-state.js';
 import { HAVE_REDIS, RedisServer } from './redis-server.js';
 import { fileURLToPath } from 'node:url';
 
@@ -64,7 +65,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
     progress: Map<string, number>;
   }
 
-  async function bot(prefix: string, instance: string): Promise<Bot> {
+  async function bot(prefix: string, instance: string, extra: { orphanAfterMs?: number } = {}): Promise<Bot> {
     const db = openDatabase({ dataDir: path.join(dir, `${prefix}-${instance}`) });
     const delivered = new Map<string, number>();
     const progress = new Map<string, number>();
@@ -76,6 +77,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
       memberCap: 20,
       reconcileMs: 200,
       refreshMs: 200,
+      ...extra,
       deliver: async (job, result) => {
         // Real PNG bytes came through Redis.
         const meta = await sharp(Buffer.from(result.images[0])).metadata();
@@ -230,5 +232,26 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
     await until(() => b.delivered.size === 6, 'six pictures');
     // The four members' first jobs share one run; alice's second job, next round, runs after it.
     expect(runs).toEqual([['z'], ['a', 'b', 'c', 'd'], ['a']]);
+  });
+
+  it('GIVEN a run taken by a worker that vanished and whose ticket BullMQ gave up on THEN its job is queued again and delivered once', async () => {
+    const prefix = `p${++n}`;
+    const started: string[] = [];
+    await worker(prefix, started, 20);
+    const b = await bot(prefix, 'bot-1', { orphanAfterMs: 300 });
+    const { job: blocker } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'z', params: params('blocker', { steps: 40 }) });
+    await until(() => b.queue.get(blocker.id)?.state === 'running', 'the blocker to run');
+    const { job } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u', params: params('orphan') });
+    // A worker that no longer exists takes it, under a ticket BullMQ never had.
+    const connection = new Redis(server.url);
+    cleanups.push(() => connection.disconnect());
+    const ghost = new RedisFairState(connection, new Keys(prefix));
+    const taken = await ghost.take('stand-in', 'runs-stand-in:999999', 'ghost-worker', () => [0], Date.now());
+    expect(taken.map((j) => j.id)).toEqual([job.id]);
+    await until(() => b.delivered.get(job.id) === 1, 'the orphaned job made by the live worker and delivered');
+    await sleep(500);
+    expect(b.delivered.get(job.id)).toBe(1);
+    expect(started.filter((prompt) => prompt === 'orphan')).toHaveLength(1);
+    expect(await connection.hexists(new Keys(prefix).taken, 'runs-stand-in:999999')).toBe(0);
   });
 });
