@@ -49,8 +49,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
   'src:node-version': [],
   'src:lifecycle': [],
+  // The scaled mode (Redis, BullMQ): a second JobQueue beside the embedded one, and the image worker's side.
+  'src/scale': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion'],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],
-  'src/cli': ['src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval', 'src/models'],
+  'src/cli': ['src:node-version', 'src:lifecycle', 'src/scale', 'src:app', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/eval', 'src/models'],
   'src:log': ['src:config'],
   'src:config': [],
   'src:errors': [],

@@ -19,7 +19,7 @@ import { openDatabase, type Db } from '../../src/store/database.js';
 import { ImageWorker } from '../../src/scale/image-worker.js';
 import { Keys } from '../../src/scale/redis.js';
 import { RedisJobQueue } from '../../src/scale/redis-queue.js';
-import { HAVE_REDIS, RedisServer } from './redis-server.js';
+import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
 
 const logger = createLogger({ level: 'silent' });
 
