@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
 import type { GenerateParams } from '../../src/diffusion/types.js';
+import type { JobRecord } from '../../src/queue/types.js';
 import { openDatabase } from '../../src/store/database.js';
 import { ImageWorker } from '../../src/scale/image-worker.js';
 import { Keys } from '../../src/scale/redis.js';
@@ -100,18 +101,28 @@ describe.skipIf(!HAVE_REDIS)('npm run status on a real redis-server', () => {
       db.close();
     });
     await queue.resume();
+    // Whatever happens below, let the long jobs go (waiting ones first, then the running ones stop at their next
+    // step), so the workers close at once, and leave the default prefix empty for the next test.
+    const submitted: JobRecord[] = [];
+    const redis = new Redis(server.url);
+    cleanups.push(async () => {
+      for (const job of [...submitted].reverse()) await queue.cancel(job.id, 'test').catch(() => undefined);
+      await redis.del(...[keys.fair, keys.taken, keys.workers].map((key) => key.replace(`${prefix}:`, 'imagine:')));
+      redis.disconnect();
+    });
     await until(() => queue.workers().length === 2, 'the bot to see both workers');
 
-    const submit = async (guildId: string, userId: string, prompt: string, overrides: Partial<GenerateParams> = {}) =>
-      (await queue.submit({ guildId, channelId: 'c', userId, params: params(prompt, overrides) })).job;
+    const submit = async (guildId: string, userId: string, prompt: string, overrides: Partial<GenerateParams> = {}) => {
+      const { job } = await queue.submit({ guildId, channelId: 'c', userId, params: params(prompt, overrides) });
+      submitted.push(job);
+      return job;
+    };
     const first = await submit('g1', 'alice', 'running-1');
     const second = await submit('g1', 'bob', 'running-2');
     await until(() => started.length === 2, 'both workers to start a job');
     const oldest = await submit('g1', 'alice', 'waiting-1');
     const waiting = [oldest, await submit('g2', 'carol', 'waiting-2', { count: 2 }), await submit('g2', 'carol', 'waiting-3'), await submit('g3', 'dave', 'waiting-4')];
     // A worker that stopped beating long ago (its machine lost Redis): shown, and marked.
-    const redis = new Redis(server.url);
-    cleanups.push(() => redis.disconnect());
     const now = Date.now();
     await new Registry(redis, keys).beat({ id: 'worker-gone', host: 'far-away', pid: 1, models: ['stand-in'], msPerStep: 31, current: [], startedAt: now - 120_000, beatAt: now - STALE_MS - 5000 });
     // The heartbeat names the current job every 2 s: wait for both workers' beats to show theirs.
@@ -161,7 +172,6 @@ describe.skipIf(!HAVE_REDIS)('npm run status on a real redis-server', () => {
     expect(text.stdout).toMatch(/Running: 2 runs/);
 
     // Let the long jobs go: the waiting ones are taken out, the running ones stop at their next step.
-    await redis.del(...[keys.fair, keys.taken, keys.workers].map((key) => key.replace(`${prefix}:`, 'imagine:')));
     for (const job of [...waiting, first, second]) await queue.cancel(job.id, 'test');
     await until(() => [first, second].every((job) => queue.get(job.id)!.state === 'cancelled'), 'the running jobs to stop');
   }, 90_000);
