@@ -28,7 +28,7 @@ export interface ScaleInput {
   workerCounts?: number[];
   /** Jobs per worker in each throughput run. Default 8. */
   jobsPerWorker?: number;
-  /** Jobs timed one by one for the submit → start overhead. Default 120. */
+  /** Jobs timed one by one for the submit → start overhead. Default 200. */
   overheadJobs?: number;
   /** Jobs of the flooding member. Default 12. */
   floodJobs?: number;
@@ -264,7 +264,7 @@ export async function measureScale(raw: ScaleInput, log: (line: string) => void)
     steps: raw.steps ?? 20,
     workerCounts: raw.workerCounts ?? [1, 2, 4],
     jobsPerWorker: raw.jobsPerWorker ?? 8,
-    overheadJobs: raw.overheadJobs ?? 120,
+    overheadJobs: raw.overheadJobs ?? 200,
     floodJobs: raw.floodJobs ?? 12,
     singles: raw.singles ?? 3,
     floodLanes: raw.floodLanes ?? 3,
