@@ -254,6 +254,7 @@ export function formatReport(results: BenchResults): string {
         ...scale.throughput.map((run) => [`images/min with ${run.workers} worker${run.workers === 1 ? '' : 's'} (${run.jobs} jobs at once, to the last delivery)`, `${fmt(run.imagesPerMinute)} (${fmt(run.seconds, ' s')})`]),
         [`images/min at ${scale.linearAt} workers vs linear`, `${fmt(scale.linearRatio)} ×`],
         [`submit() called → generate starts, ${o.workers} idle workers, ${o.fromCall.n} jobs, p50 / p99 / max`, `${fmt(o.fromCall.p50)} / ${fmt(o.fromCall.p99)} / ${fmt(o.fromCall.max)} ms`],
+        [`control: the embedded FairQueue's submit() called → generate starts, same machine, ${o.embeddedFromCall.n} jobs, p50 / p99 / max`, `${fmt(o.embeddedFromCall.p50)} / ${fmt(o.embeddedFromCall.p99)} / ${fmt(o.embeddedFromCall.max)} ms`],
         ['submit() resolved → generate starts, p50 / p99 (negative: started before the answer)', `${fmt(o.fromResolved.p50)} / ${fmt(o.fromResolved.p99)} ms`],
         ['submit() itself (journal, fair-state transaction, ticket, places), p50 / p99', `${fmt(o.submit.p50)} / ${fmt(o.submit.p99)} ms`],
         [`single-job members' waits beside a flood of ${f.floodJobs}, scaled (${f.lanes} workers)`, f.scaledWaitsMs.map((ms) => fmt(ms)).join(', ') + ' ms'],

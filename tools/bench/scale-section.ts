@@ -63,6 +63,11 @@ export interface ScaleResult {
     /** The submit call itself (journal, fair-state transaction, ticket, places). */
     submit: Summary;
     workers: number;
+    /**
+     * The control on the same machine: the embedded FairQueue's submit() called → generate starts, as many jobs,
+     * one by one. What is left of the scaled figure above it is Redis and BullMQ; a p99 that both share is the machine.
+     */
+    embeddedFromCall: Summary;
   };
   fairness: {
     floodJobs: number;
@@ -174,9 +179,48 @@ async function overhead(server: RedisServer, dir: string, input: Required<ScaleI
       // Idle workers: let the worker that made it go back to waiting for a ticket.
       await sleep(20);
     }
-    return { fromCall: summarize(fromCall), fromResolved: summarize(fromResolved), submit: summarize(submit), workers };
+    return { fromCall: summarize(fromCall), fromResolved: summarize(fromResolved), submit: summarize(submit), workers, embeddedFromCall: await embeddedOverhead(dir, input) };
   } finally {
     await f.close();
+  }
+}
+
+async function embeddedOverhead(dir: string, input: Required<ScaleInput>): Promise<Summary> {
+  const startedAt = new Map<string, number>();
+  const engine = new StandInEngine({ msPerStep: input.msPerStep, onGenerate: (p) => startedAt.set(p.prompt, performance.now()) });
+  const db = openDatabase({ dataDir: path.join(dir, 'embedded-overhead') });
+  const delivered = new Set<string>();
+  const queue = new FairQueue({
+    db,
+    engine,
+    concurrency: 2,
+    maxBatchImages: 1,
+    memberCap: 1000,
+    globalCap: 10_000,
+    resultsDir: path.join(dir, 'embedded-overhead', 'results'),
+    deliver: async (job) => {
+      delivered.add(job.id);
+      return { messageId: `m-${job.id}` };
+    },
+    logger,
+  });
+  try {
+    await queue.resume();
+    const fromCall: number[] = [];
+    const warmup = 5;
+    for (let i = 0; i < warmup + input.overheadJobs; i++) {
+      const prompt = `e-${i}`;
+      const called = performance.now();
+      const { job } = queue.submit({ guildId: `g${i % 3}`, channelId: 'c', userId: `m${i % 7}`, params: params(prompt, 1) });
+      await until(() => delivered.has(job.id), 'the picture', 20_000);
+      if (i >= warmup) fromCall.push(startedAt.get(prompt)! - called);
+      await sleep(20);
+    }
+    return summarize(fromCall);
+  } finally {
+    await queue.shutdown({ deliveryGraceMs: 1000 });
+    await engine.close();
+    db.close();
   }
 }
 

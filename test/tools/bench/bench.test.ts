@@ -173,7 +173,7 @@ describe('bench helpers', () => {
       ],
       linearRatio: fourWorkers / 480,
       linearAt: 4,
-      overhead: { fromCall: summary(p99), fromResolved: summary(p99 / 2), submit: summary(3), workers: 2 },
+      overhead: { fromCall: summary(p99), fromResolved: summary(p99 / 2), submit: summary(3), workers: 2, embeddedFromCall: summary(2) },
       fairness: { floodJobs: 12, singles: 3, lanes: 3, scaledLongestMs, embeddedLongestMs: 500, scaledWaitsMs: [scaledLongestMs], embeddedWaitsMs: [500] },
     });
     const judged = (result: ScaleResult) => judgeTargets({ machine: machineInfo(), executionProvider: 'cpu', notes: [], models: [], scale: result, durationS: 1 }).filter((t) => t.name.startsWith('scaled:'));
