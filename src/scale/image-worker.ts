@@ -213,7 +213,8 @@ export class ImageWorker {
   private async run(ticket: Job, jobs: RemoteJob[]): Promise<void> {
     const { engine, logger } = this.options;
     for (const job of jobs) this.current.add(job.id);
-    await this.publish(ticket, { type: 'started', jobs: jobs.map((job) => job.id), worker: this.id });
+    // Not awaited: the engine starts now, and the bots take a first step's progress as a start as well.
+    void this.publish(ticket, { type: 'started', jobs: jobs.map((job) => job.id), worker: this.id }).catch(() => undefined);
     const controllers = jobs.map(() => new AbortController());
     const aborts: ({ kind: 'cancel'; by?: string } | { kind: 'timeout' } | undefined)[] = jobs.map(() => undefined);
     const lastSent = jobs.map(() => 0);

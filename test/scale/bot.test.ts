@@ -8,7 +8,7 @@ import { createLogger } from '../../src/log.js';
 import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
 import { ImageWorker } from '../../src/scale/image-worker.js';
 import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
-import { HAVE_REDIS, RedisServer } from './redis-server.js';
+import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
 
 describe.skipIf(!HAVE_REDIS)('/imagine in the scaled mode (bot + image worker over a real redis-server)', () => {
   let server: RedisServer;

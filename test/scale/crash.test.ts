@@ -17,7 +17,7 @@ import { RedisJobQueue } from '../../src/scale/redis-queue.js';
 import { Registry } from '../../src/scale/registry.js';
 import { Keys } from '../../src/scale/redis.js';
 import { Redis } from 'ioredis';
-import { HAVE_REDIS, RedisServer } from './redis-server.js';
+import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORKER = path.join(ROOT, 'dist', 'src', 'cli', 'worker.js');

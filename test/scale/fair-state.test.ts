@@ -4,7 +4,7 @@ import { isUserError } from '../../src/errors.js';
 import { FairScheduler } from '../../src/queue/fair-scheduler.js';
 import { RedisFairState, type RemoteJob } from '../../src/scale/fair-state.js';
 import { Keys } from '../../src/scale/redis.js';
-import { HAVE_REDIS, RedisServer } from './redis-server.js';
+import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
 
 function job(id: string, guildId: string, userId: string, count = 1, model = 'm'): RemoteJob {
   return {

@@ -21,7 +21,7 @@ import { ImageWorker } from '../../src/scale/image-worker.js';
 import { Keys } from '../../src/scale/redis.js';
 import { RedisJobQueue } from '../../src/scale/redis-queue.js';
 import { RedisFairState } from '../../src/scale/fair-state.js';
-import { HAVE_REDIS, RedisServer } from './redis-server.js';
+import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

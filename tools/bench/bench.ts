@@ -2,7 +2,7 @@
  * `npm run bench`: how fast imagine is on this machine, measured side by side (issue 6). Prints a table and
  * writes tools/bench/results.json (machine, versions, execution provider, date, every number and the targets judged).
  *
- *   npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE]
+ *   npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--no-scale | --scale-only] [--embedded DIR] [--shapes-checkpoint FILE]
  *                    [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]
  *
  * Exit code 0 when the bench ran (missed targets are reported, not failures); 2 on bad arguments.
@@ -17,7 +17,7 @@ import { formatReport } from './report.js';
 import { runBench, type BenchOptions } from './run-bench.js';
 
 const USAGE =
-  'usage: npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--embedded DIR] [--shapes-checkpoint FILE] [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]';
+  'usage: npm run bench -- [--quick] [--no-torch] [--no-bot] [--no-levers] [--no-scale | --scale-only] [--embedded DIR] [--shapes-checkpoint FILE] [--python PATH] [--provider cpu,cuda,webgpu] [--out FILE]';
 
 export interface BenchCliArgs extends BenchOptions {
   out: string;
@@ -44,6 +44,8 @@ export function parseBenchArgs(argv: string[]): BenchCliArgs {
       'no-torch': { type: 'boolean' },
       'no-bot': { type: 'boolean' },
       'no-levers': { type: 'boolean' },
+      'no-scale': { type: 'boolean' },
+      'scale-only': { type: 'boolean' },
       embedded: { type: 'string' },
       'shapes-checkpoint': { type: 'string' },
       python: { type: 'string' },
@@ -52,12 +54,15 @@ export function parseBenchArgs(argv: string[]): BenchCliArgs {
     },
   });
   if (positionals.length > 0) throw new Error(`Expected no positional arguments, got \`${positionals.join(' ')}\``);
+  if (values['no-scale'] && values['scale-only']) throw new Error('Expected at most one of `--no-scale` and `--scale-only`, got both');
   return {
     out: path.resolve(values.out ?? path.join(ROOT, 'tools', 'bench', 'results.json')),
     quick: values.quick ?? false,
     skipTorch: values['no-torch'] ?? false,
     skipBot: values['no-bot'] ?? false,
     skipLevers: values['no-levers'] ?? false,
+    skipScale: values['no-scale'] ?? false,
+    scaleOnly: values['scale-only'] ?? false,
     ...(values.embedded !== undefined ? { embeddedDir: path.resolve(values.embedded) } : {}),
     ...(values['shapes-checkpoint'] !== undefined ? { shapesCheckpoint: path.resolve(values['shapes-checkpoint']) } : {}),
     ...(values.python !== undefined ? { python: values.python } : {}),

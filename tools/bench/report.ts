@@ -4,6 +4,7 @@ import type { Fp16Result, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
 import type { MachineInfo } from './machine.js';
 import type { ModelSectionResult } from './model-section.js';
+import type { ScaleResult } from './scale-section.js';
 import { round } from './stats.js';
 
 /** A part that did not run, and why (no torch, no python, a section that failed). */
@@ -47,6 +48,8 @@ export interface BenchResults {
     /** The bot as a process with each lever of `processLevers`' names (load options), beside `process`. */
     processLevers?: { name: string; result: BotProcessResult | Skipped }[];
   };
+  /** The scaled mode (issue 11): redis-server, bot queue and image workers on the stand-in engine. */
+  scale?: ScaleResult | Skipped;
   targets: Target[];
   durationS: number;
 }
@@ -125,6 +128,28 @@ export function judgeTargets(results: Omit<BenchResults, 'targets'>): Target[] {
     atMost('/imagine → picture, queue idle, p99', '≤ 1 s', bot.process.pictureIdle.p99Ms, 1000, ' ms');
     atMost('edits refused by the per-message limit while timing pictures', '0', bot.process.pictureIdle.rateLimited, 0, '');
   }
+  const scale = results.scale;
+  if (scale && !isSkipped(scale)) {
+    const ratio = scale.linearRatio;
+    const perWorker = scale.throughput.map((run) => `${run.workers}: ${fmt(run.imagesPerMinute)}`).join(', ');
+    targets.push({
+      name: `scaled: images/min with ${scale.linearAt} workers vs linear (stand-in, ${scale.steps} × ${scale.msPerStep} ms)`,
+      target: '≥ 0.9 × linear',
+      measured: `${fmt(ratio)} × linear (images/min by workers ${perWorker})`,
+      met: Number.isFinite(ratio) ? ratio >= 0.9 : null,
+      ...(ratio < 0.9 ? { gap: `${fmt(0.9 - ratio)} short` } : {}),
+    });
+    atMost(`scaled: submit() called → worker starts, idle workers, p99 of ${scale.overhead.fromCall.n}`, '≤ 20 ms', scale.overhead.fromCall.p99, 20, ' ms');
+    const f = scale.fairness;
+    const over = f.scaledLongestMs - f.embeddedLongestMs;
+    targets.push({
+      name: `scaled: longest wait of a single-job member beside a flood of ${f.floodJobs} (${f.lanes} workers vs ${f.lanes} embedded lanes)`,
+      target: `within one job time (${fmt(scale.jobMs)} ms) of embedded`,
+      measured: `${fmt(f.scaledLongestMs)} vs ${fmt(f.embeddedLongestMs)} ms (${over >= 0 ? '+' : ''}${fmt(over)} ms)`,
+      met: over <= scale.jobMs,
+      ...(over > scale.jobMs ? { gap: `${fmt(over - scale.jobMs)} ms over` } : {}),
+    });
+  }
   return targets;
 }
 
@@ -160,8 +185,8 @@ export function formatReport(results: BenchResults): string {
       e.torch ? (isSkipped(e.torch) ? `skipped: ${e.torch.skipped}` : `${fmt(e.torch.onnxMs)} vs ${fmt(e.torch.torchMs)} ms: ${fmt(e.torch.speedup)}×`) : '',
     ]);
   }
-  out.push('', 'Per model (guidance 7.5, so 2 UNet rows per image; euler; 20 steps; medians):', '');
-  out.push(table(['model', 'load', 'UNet/step', 'per image', 'overhead', 'step: pipeline / bare run()', 'step w/ preview', 'peak RSS', 'runtime vs PyTorch (same net, same threads)'], modelRows));
+  if (modelRows.length > 0) out.push('', 'Per model (guidance 7.5, so 2 UNet rows per image; euler; 20 steps; medians):', '');
+  if (modelRows.length > 0) out.push(table(['model', 'load', 'UNet/step', 'per image', 'overhead', 'step: pipeline / bare run()', 'step w/ preview', 'peak RSS', 'runtime vs PyTorch (same net, same threads)'], modelRows));
 
   const batchRows: string[][] = [];
   for (const e of results.models) {
@@ -218,7 +243,27 @@ export function formatReport(results: BenchResults): string {
     out.push(table(['measure', 'value'], rows));
   }
 
-  out.push('', 'Targets (issue 6):', '');
+  const scale = results.scale;
+  if (scale) {
+    if (isSkipped(scale)) out.push('', `The scaled mode: skipped: ${scale.skipped}`);
+    else {
+      const o = scale.overhead;
+      const f = scale.fairness;
+      out.push('', `The scaled mode (redis-server ${scale.redisVersion} on 127.0.0.1; bot queue and image workers in one process; stand-in engine, ${scale.steps} steps × ${scale.msPerStep} ms = ${scale.jobMs} ms a job, one job per run):`, '');
+      out.push(table(['measure', 'value'], [
+        ...scale.throughput.map((run) => [`images/min with ${run.workers} worker${run.workers === 1 ? '' : 's'} (${run.jobs} jobs at once, to the last delivery)`, `${fmt(run.imagesPerMinute)} (${fmt(run.seconds, ' s')})`]),
+        [`images/min at ${scale.linearAt} workers vs linear`, `${fmt(scale.linearRatio)} ×`],
+        [`submit() called → generate starts, ${o.workers} idle workers, ${o.fromCall.n} jobs, p50 / p99 / max`, `${fmt(o.fromCall.p50)} / ${fmt(o.fromCall.p99)} / ${fmt(o.fromCall.max)} ms`],
+        [`control: the embedded FairQueue's submit() called → generate starts, same machine, ${o.embeddedFromCall.n} jobs, p50 / p99 / max`, `${fmt(o.embeddedFromCall.p50)} / ${fmt(o.embeddedFromCall.p99)} / ${fmt(o.embeddedFromCall.max)} ms`],
+        ['submit() resolved → generate starts, p50 / p99 (negative: started before the answer)', `${fmt(o.fromResolved.p50)} / ${fmt(o.fromResolved.p99)} ms`],
+        ['submit() itself (journal, fair-state transaction, ticket, places), p50 / p99', `${fmt(o.submit.p50)} / ${fmt(o.submit.p99)} ms`],
+        [`single-job members' waits beside a flood of ${f.floodJobs}, scaled (${f.lanes} workers)`, f.scaledWaitsMs.map((ms) => fmt(ms)).join(', ') + ' ms'],
+        [`the same, embedded FairQueue with ${f.lanes} lanes`, f.embeddedWaitsMs.map((ms) => fmt(ms)).join(', ') + ' ms'],
+      ]));
+    }
+  }
+
+  out.push('', 'Targets (issue 6, and issue 11 for the scaled mode):', '');
   out.push(table(['target', 'wanted', 'measured', 'met'], results.targets.map((t) => [t.name, t.target, t.measured, t.met === null ? 'n/a' : t.met ? 'met' : `MISSED (${t.gap})`])));
   return out.join('\n');
 }

@@ -14,6 +14,7 @@ import type { Fp16Result, LeversInput, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
 import { machineInfo } from './machine.js';
 import type { ModelSectionInput, ModelSectionResult } from './model-section.js';
+import type { ScaleInput, ScaleResult } from './scale-section.js';
 import { buildBenchModels, DEFAULT_PYTHON, probeTorch, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
 import { judgeTargets, type BenchResults, type ModelEntry, type Skipped, type TorchComparison } from './report.js';
 import { median } from './stats.js';
@@ -35,6 +36,10 @@ export interface BenchOptions {
   skipTorch?: boolean;
   skipBot?: boolean;
   skipLevers?: boolean;
+  /** Leave out the scaled mode's section (redis-server, stand-in workers). */
+  skipScale?: boolean;
+  /** Only the scaled mode's section: no models, levers, PyTorch or bot. */
+  scaleOnly?: boolean;
   /** Fewer samples everywhere: a quick look, not numbers to report. */
   quick?: boolean;
   log?: (line: string) => void;
@@ -64,6 +69,12 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
   const machine = machineInfo();
   const notes: string[] = [];
   log(`bench on ${machine.cpu}, ${cores} cores, load average ${machine.loadAverage.toFixed(1)}`);
+  if (options.scaleOnly) {
+    notes.push('Only the scaled mode\'s section ran (--scale-only).');
+    const scale = await runScale(quick, log);
+    const partial = { machine, executionProvider: 'cpu', notes, models: [], scale, durationS: (performance.now() - started) / 1000 };
+    return { ...partial, targets: judgeTargets(partial) };
+  }
 
   // 1. Models: the embedded one (or its architecture twin) and the SD-contract model at a meaningful size.
   const torch = probeTorch(python);
@@ -193,9 +204,19 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
     bot = { model: embedded.label, inProcess, process: proc, processLevers };
   }
 
+  // 4. The scaled mode: bot queue and image workers on a redis-server of its own, stand-in engine.
+  const scale = options.skipScale ? undefined : await runScale(quick, log);
+
   // The provider the model sections actually ran on (a requested one that is missing falls back to cpu).
   const executionProvider = models.map((m) => m.result).find((r): r is ModelSectionResult => !('skipped' in r))?.executionProvider ?? 'cpu';
   if (providers.join(',') !== 'cpu') notes.push(`Requested providers ${providers.join(', ')}; the model sections ran on ${executionProvider}; levers and PyTorch on cpu.`);
-  const partial = { machine, executionProvider, notes, models, fp16, bot, durationS: (performance.now() - started) / 1000 };
+  const partial = { machine, executionProvider, notes, models, fp16, bot, scale, durationS: (performance.now() - started) / 1000 };
   return { ...partial, targets: judgeTargets(partial) };
+}
+
+/** The scaled mode's section (scale-section.ts), in its own process like the others. */
+async function runScale(quick: boolean, log: (line: string) => void): Promise<ScaleResult | Skipped> {
+  const input: ScaleInput = quick ? { jobsPerWorker: 3, overheadJobs: 100 } : {};
+  log('— the scaled mode: redis-server, bot queue and stand-in image workers in one process');
+  return attempt('scale section', () => runSection<ScaleResult>('scale', input, SECTION_TIMEOUT_MS), log);
 }

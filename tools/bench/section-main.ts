@@ -43,8 +43,13 @@ async function main(): Promise<void> {
       output = await measureBotProcess(input, log);
       break;
     }
+    case 'scale': {
+      const { measureScale } = await import('./scale-section.js');
+      output = await measureScale(input, log);
+      break;
+    }
     default:
-      throw new Error(`Expected a section from model, levers, bare-unet, bot, bot-process, loop-levers, fp16, got \`${String(section)}\``);
+      throw new Error(`Expected a section from model, levers, bare-unet, bot, bot-process, loop-levers, fp16, scale, got \`${String(section)}\``);
   }
   writeFileSync(outputFile, JSON.stringify(output));
   // Worker threads, sockets or native pools left behind must not keep the bench waiting.

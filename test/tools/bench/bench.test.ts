@@ -15,6 +15,7 @@ import { measureLoopLevers } from '../../../tools/bench/loop-levers-section.js';
 import { measureModel, type ModelSectionResult } from '../../../tools/bench/model-section.js';
 import { unetSpecOf } from '../../../tools/bench/python.js';
 import { formatReport, judgeTargets, type ModelEntry } from '../../../tools/bench/report.js';
+import type { ScaleResult } from '../../../tools/bench/scale-section.js';
 import { machineInfo } from '../../../tools/bench/machine.js';
 import { percentile, summarize } from '../../../tools/bench/stats.js';
 
@@ -80,7 +81,7 @@ describe('bench model section on sd-tiny', () => {
     const text = formatReport({ ...partial, targets });
     expect(text).toContain('sd-tiny (');
     expect(text).toContain('a note');
-    expect(text).toMatch(/Targets \(issue 6\)/);
+    expect(text).toMatch(/Targets \(issue 6/);
     expect(text.split('\n').filter((line) => line.startsWith('| sd-tiny')).length).toBeGreaterThanOrEqual(3);
   });
 });
@@ -153,5 +154,35 @@ describe('bench helpers', () => {
     expect(() => parseBenchArgs(['--provider', 'tpu'])).toThrow(/Expected `--provider` to be a comma-separated list of cpu, cuda, webgpu, got `tpu`/);
     expect(() => parseBenchArgs(['--fast'])).toThrow(/Unknown option/);
     expect(() => parseBenchArgs(['extra'])).toThrow(/no positional arguments/);
+    expect(parseBenchArgs([])).toMatchObject({ skipScale: false, scaleOnly: false });
+    expect(parseBenchArgs(['--no-scale'])).toMatchObject({ skipScale: true, scaleOnly: false });
+    expect(parseBenchArgs(['--scale-only'])).toMatchObject({ skipScale: false, scaleOnly: true });
+    expect(() => parseBenchArgs(['--no-scale', '--scale-only'])).toThrow(/at most one of `--no-scale` and `--scale-only`/);
+  });
+
+  it('GIVEN scaled-mode figures THEN each of its three targets is judged from them, and a missed one says by how much', () => {
+    const summary = (p99: number) => ({ n: 120, p50: p99 / 2, p99, mean: p99 / 2, min: 1, max: p99 });
+    const scale = (fourWorkers: number, p99: number, scaledLongestMs: number): ScaleResult => ({
+      redisVersion: '7.0.15',
+      msPerStep: 25,
+      steps: 20,
+      jobMs: 500,
+      throughput: [
+        { workers: 1, jobs: 8, seconds: 4, imagesPerMinute: 120 },
+        { workers: 4, jobs: 32, seconds: 4, imagesPerMinute: fourWorkers },
+      ],
+      linearRatio: fourWorkers / 480,
+      linearAt: 4,
+      overhead: { fromCall: summary(p99), fromResolved: summary(p99 / 2), submit: summary(3), workers: 2, embeddedFromCall: summary(2) },
+      fairness: { floodJobs: 12, singles: 3, lanes: 3, scaledLongestMs, embeddedLongestMs: 500, scaledWaitsMs: [scaledLongestMs], embeddedWaitsMs: [500] },
+    });
+    const judged = (result: ScaleResult) => judgeTargets({ machine: machineInfo(), executionProvider: 'cpu', notes: [], models: [], scale: result, durationS: 1 }).filter((t) => t.name.startsWith('scaled:'));
+    expect(judged(scale(470, 14, 900)).map((t) => t.met)).toEqual([true, true, true]);
+    const missed = judged(scale(400, 25, 1100));
+    expect(missed.map((t) => t.met)).toEqual([false, false, false]);
+    expect(missed.map((t) => t.gap)).toEqual(['0.067 short', '5 ms over', '100 ms over']);
+    const text = formatReport({ machine: machineInfo(), executionProvider: 'cpu', notes: [], models: [], scale: scale(470, 14, 900), targets: judged(scale(470, 14, 900)), durationS: 1 });
+    expect(text).toContain('images/min with 4 workers (32 jobs at once, to the last delivery)');
+    expect(text).not.toContain('Per model');
   });
 });

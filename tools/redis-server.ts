@@ -1,5 +1,5 @@
 /**
- * A real Debian `redis-server` for one test file: a free loopback port, a temporary directory, AOF when asked,
+ * A real Debian `redis-server` for a test file or the bench (tests import it from tools/, never the reverse): a free loopback port, a temporary directory, AOF when asked,
  * stopped (and restartable on the same port and data, to test a Redis restart) by the test. No Redis mock.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
