@@ -140,6 +140,15 @@ export function judgeTargets(results: Omit<BenchResults, 'targets'>): Target[] {
       ...(ratio < 0.9 ? { gap: `${fmt(0.9 - ratio)} short` } : {}),
     });
     atMost(`scaled: submit() called → worker starts, idle workers, p99 of ${scale.overhead.fromCall.n}`, '≤ 20 ms', scale.overhead.fromCall.p99, 20, ' ms');
+    if (scale.progress !== undefined && scale.progress.events > 0) {
+      atMost(
+        `scaled: a step's progress, worker's engine → bot's queue, p99 of ${scale.progress.events}`,
+        `≤ one edit interval (${scale.progress.editIntervalMs} ms)`,
+        scale.progress.latency.p99,
+        scale.progress.editIntervalMs,
+        ' ms',
+      );
+    }
     const f = scale.fairness;
     const over = f.scaledLongestMs - f.embeddedLongestMs;
     targets.push({
@@ -257,6 +266,9 @@ export function formatReport(results: BenchResults): string {
         [`control: the embedded FairQueue's submit() called → generate starts, same machine, ${o.embeddedFromCall.n} jobs, p50 / p99 / max`, `${fmt(o.embeddedFromCall.p50)} / ${fmt(o.embeddedFromCall.p99)} / ${fmt(o.embeddedFromCall.max)} ms`],
         ['submit() resolved → generate starts, p50 / p99 (negative: started before the answer)', `${fmt(o.fromResolved.p50)} / ${fmt(o.fromResolved.p99)} ms`],
         ['submit() itself (journal, fair-state transaction, ticket, places), p50 / p99', `${fmt(o.submit.p50)} / ${fmt(o.submit.p99)} ms`],
+        ...(scale.progress !== undefined
+          ? [[`a step's progress, worker's engine → bot's queue, ${scale.progress.events} events, p50 / p99 / max`, `${fmt(scale.progress.latency.p50)} / ${fmt(scale.progress.latency.p99)} / ${fmt(scale.progress.latency.max)} ms`]]
+          : []),
         [`single-job members' waits beside a flood of ${f.floodJobs}, scaled (${f.lanes} workers)`, f.scaledWaitsMs.map((ms) => fmt(ms)).join(', ') + ' ms'],
         [`the same, embedded FairQueue with ${f.lanes} lanes`, f.embeddedWaitsMs.map((ms) => fmt(ms)).join(', ') + ' ms'],
       ]));

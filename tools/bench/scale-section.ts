@@ -69,6 +69,11 @@ export interface ScaleResult {
      */
     embeddedFromCall: Summary;
   };
+  /**
+   * A step's progress, from the worker's engine reporting it to the bot's queue emitting it (what its message edit
+   * waits on): target within one edit interval (EDIT_INTERVAL_MS, 1500 ms by default).
+   */
+  progress: { latency: Summary; events: number; editIntervalMs: number };
   fairness: {
     floodJobs: number;
     singles: number;
@@ -130,6 +135,61 @@ async function fleet(server: RedisServer, dir: string, prefix: string, workers: 
     for (const closer of closers.reverse()) await closer();
   };
   return { queue, delivered, close };
+}
+
+/** Progress events from the worker's engine to the bot's queue, one worker, jobs one after another. */
+async function progressLatency(server: RedisServer, dir: string, input: Required<ScaleInput>): Promise<ScaleResult['progress']> {
+  const prefix = 'progress';
+  const reported = new Map<string, number>();
+  const engine = new StandInEngine({ msPerStep: input.msPerStep });
+  const generateBatch = engine.generateBatch.bind(engine);
+  engine.generateBatch = (items) =>
+    generateBatch(
+      items.map((item) => ({
+        ...item,
+        options: {
+          ...item.options,
+          onProgress: (progress) => {
+            reported.set(`${item.params.prompt}#${progress.step}`, performance.now());
+            item.options?.onProgress?.(progress);
+          },
+        },
+      })),
+    );
+  const worker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine, logger, maxBatchImages: 1 });
+  const db = openDatabase({ dataDir: path.join(dir, prefix) });
+  const delivered = new Set<string>();
+  const queue = new RedisJobQueue({
+    redis: { url: server.url, prefix },
+    db,
+    instance: 'bench-bot',
+    resultsDir: path.join(dir, prefix, 'results'),
+    memberCap: 1000,
+    deliver: async (job) => {
+      delivered.add(job.id);
+      return { messageId: job.id };
+    },
+    logger,
+  });
+  const latencies: number[] = [];
+  queue.events.on('progress', ({ job, progress }) => {
+    const at = reported.get(`${job.params.prompt}#${progress.step}`);
+    if (at !== undefined) latencies.push(performance.now() - at);
+  });
+  try {
+    await queue.resume();
+    await until(() => queue.workers().length === 1, 'the worker to be seen', 20_000);
+    for (let i = 0; i < 10; i++) {
+      const { job } = await queue.submit({ guildId: 'g', channelId: 'c', userId: 'm', params: params(`p-${i}`, input.steps) });
+      await until(() => delivered.has(job.id), 'the picture', 60_000);
+    }
+  } finally {
+    await queue.shutdown({ deliveryGraceMs: 1000 });
+    db.close();
+    await worker.close();
+    await engine.close();
+  }
+  return { latency: summarize(latencies), events: latencies.length, editIntervalMs: 1500 };
 }
 
 async function throughput(server: RedisServer, dir: string, workers: number, input: Required<ScaleInput>): Promise<ScaleThroughput> {
@@ -324,6 +384,8 @@ export async function measureScale(raw: ScaleInput, log: (line: string) => void)
     }
     log(`scale: submit → start overhead, ${input.overheadJobs} jobs, idle workers`);
     const over = await overhead(server, dir, input);
+    log('scale: progress from a worker to the bot');
+    const progress = await progressLatency(server, dir, input);
     log(`scale: fairness under a flood of ${input.floodJobs}, ${input.singles} single jobs, ${input.floodLanes} lanes`);
     const fair = await fairness(server, dir, input);
     const one = runs.find((run) => run.workers === 1);
@@ -337,6 +399,7 @@ export async function measureScale(raw: ScaleInput, log: (line: string) => void)
       linearRatio: one === undefined ? Number.NaN : most.imagesPerMinute / (most.workers * one.imagesPerMinute),
       linearAt: most.workers,
       overhead: over,
+      progress,
       fairness: fair,
     };
   } finally {
