@@ -17,6 +17,16 @@ function withoutCredentials(raw: string): string {
   return raw.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^/@\s]*@/i, '$1');
 }
 
+/** `raw` as a URL with one of these protocols (`'https:'`), or undefined. */
+function parsedUrl(raw: string, protocols: readonly string[]): URL | undefined {
+  try {
+    const url = new URL(raw);
+    return protocols.includes(url.protocol) ? url : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** A configuration problem the owner must fix: one line, shown before anything starts. */
 export class ConfigError extends Error {
   override readonly name = 'ConfigError';
@@ -73,13 +83,8 @@ const schema = z.object({
   PLAYGROUND_PORT: intKey('PLAYGROUND_PORT', 0, 65_535, 3210),
   DISCORD_API_URL: optionalString().superRefine((raw, ctx) => {
     if (raw === undefined) return;
-    let url: URL | undefined;
-    try {
-      url = new URL(raw);
-    } catch {
-      url = undefined;
-    }
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    const url = parsedUrl(raw, ['http:', 'https:']);
+    if (!url) {
       ctx.addIssue({ code: 'custom', message: `Expected \`DISCORD_API_URL\` to be an http(s) URL, got \`${withoutCredentials(raw)}\`` });
       return;
     }
@@ -100,13 +105,7 @@ const schema = z.object({
   ),
   HF_ENDPOINT: optionalString().transform((raw, ctx) => {
     const value = (raw ?? 'https://huggingface.co').replace(/\/+$/, '');
-    let url: URL | undefined;
-    try {
-      url = new URL(value);
-    } catch {
-      url = undefined;
-    }
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    if (!parsedUrl(value, ['http:', 'https:'])) {
       ctx.addIssue({ code: 'custom', message: `Expected \`HF_ENDPOINT\` to be an http(s) URL, got \`${withoutCredentials(raw ?? '')}\`` });
       return z.NEVER;
     }
@@ -186,13 +185,7 @@ const schema = z.object({
   // Scaled mode (issue 11): a redis:// or rediss:// URL; unset: the embedded queue in this process.
   REDIS_URL: optionalString().superRefine((raw, ctx) => {
     if (raw === undefined) return;
-    let url: URL | undefined;
-    try {
-      url = new URL(raw);
-    } catch {
-      url = undefined;
-    }
-    if (!url || (url.protocol !== 'redis:' && url.protocol !== 'rediss:')) {
+    if (!parsedUrl(raw, ['redis:', 'rediss:'])) {
       ctx.addIssue({ code: 'custom', message: `Expected \`REDIS_URL\` to be a redis:// or rediss:// URL, got \`${withoutCredentials(raw)}\`` });
     }
   }),

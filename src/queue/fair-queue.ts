@@ -3,6 +3,7 @@ import { Identifiers, UserError } from '../errors.js';
 import { JobStore } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
 import { checkCaps, imagesOf } from './caps.js';
+import { newJobRecord } from './new-job.js';
 import { DeliveryRunner } from './delivery-runner.js';
 import { positions } from './eta.js';
 import { FairScheduler } from './fair-scheduler.js';
@@ -183,26 +184,7 @@ export class FairQueue implements JobQueue {
     this.checkCaps(input);
 
     const id = this.ids.next();
-    const fresh: Omit<JobRecord, 'seq'> = {
-      id,
-      guildId: input.guildId,
-      channelId: input.channelId,
-      userId: input.userId,
-      kind: input.kind ?? 'imagine',
-      params: structuredClone(input.params),
-      state: 'queued',
-      attempts: 0,
-      deliveryAttempts: 0,
-      deliveryKey: id,
-      createdAt: this.now(),
-    };
-    if (input.parentJobId !== undefined) fresh.parentJobId = input.parentJobId;
-    if (input.sourcePicture !== undefined) fresh.sourcePicture = input.sourcePicture;
-    if (input.channelNsfw !== undefined) fresh.channelNsfw = input.channelNsfw;
-    if (input.guildNegative !== undefined) fresh.guildNegative = input.guildNegative;
-    if (input.interaction !== undefined) fresh.interaction = { ...input.interaction };
-    if (input.messageId !== undefined) fresh.messageId = input.messageId;
-    if (input.replyToMessageId !== undefined) fresh.replyToMessageId = input.replyToMessageId;
+    const fresh = newJobRecord(id, input, this.now());
 
     let job: JobRecord;
     try {

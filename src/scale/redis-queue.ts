@@ -21,6 +21,7 @@ import { ResultFiles } from '../store/results.js';
 import { DeliveryRunner } from '../queue/delivery-runner.js';
 import { costModel, loadStepCosts, planJob, positions, type RunInProgress } from '../queue/eta.js';
 import { JobIdFactory } from '../queue/ids.js';
+import { newJobRecord } from '../queue/new-job.js';
 import { cancelledMessage } from '../queue/job-runner.js';
 import { checkParams } from '../queue/options.js';
 import { TypedEmitter } from '../queue/typed-emitter.js';
@@ -211,27 +212,7 @@ export class RedisJobQueue implements JobQueue {
     const id = this.ids.next();
     const { initImage: _inParams, ...params } = input.params;
     const initImage = input.initImage;
-    const fresh: Omit<JobRecord, 'seq'> = {
-      id,
-      guildId: input.guildId,
-      channelId: input.channelId,
-      userId: input.userId,
-      kind: input.kind ?? 'imagine',
-      params: structuredClone(input.params),
-      state: 'queued',
-      attempts: 0,
-      deliveryAttempts: 0,
-      deliveryKey: id,
-      createdAt: this.now(),
-      owner: this.instance,
-    };
-    if (input.parentJobId !== undefined) fresh.parentJobId = input.parentJobId;
-    if (input.channelNsfw !== undefined) fresh.channelNsfw = input.channelNsfw;
-    if (input.guildNegative !== undefined) fresh.guildNegative = input.guildNegative;
-    if (input.interaction !== undefined) fresh.interaction = { ...input.interaction };
-    if (input.messageId !== undefined) fresh.messageId = input.messageId;
-    if (input.replyToMessageId !== undefined) fresh.replyToMessageId = input.replyToMessageId;
-    if (input.sourcePicture !== undefined) fresh.sourcePicture = input.sourcePicture;
+    const fresh = newJobRecord(id, input, this.now(), this.instance);
     const remote: RemoteJob = {
       id,
       guildId: input.guildId,
