@@ -203,7 +203,7 @@ const schema = z.object({
     if (raw.toLowerCase() === 'auto') return 'auto' as const;
     const value = Number(raw);
     if (!Number.isInteger(value) || value < 1 || value > 1000) {
-      ctx.addIssue({ code: 'custom', message: `Expected \`SHARDS\` to be \`auto\` or a number of shards from 1 to 1000, got \`${raw}\`` });
+      ctx.addIssue({ code: 'custom', message: `Expected \`DISCORD_SHARDS\` to be \`auto\` or a number of shards from 1 to 1000, got \`${raw}\`` });
       return z.NEVER;
     }
     return value;
@@ -219,6 +219,8 @@ const schema = z.object({
     'Expected `BOT_INSTANCE` to be 1–64 letters, digits, dots, dashes or underscores',
   ),
   SHARDS: optionalString(),
+  // Set to `true` by discord.js's ShardingManager in each shard process it forks (with SHARDS and SHARD_COUNT).
+  SHARDING_MANAGER: optionalString(),
   WORKER_LOCK_SECONDS: intKey('WORKER_LOCK_SECONDS', 1, 600, 30),
   LOG_LEVEL: z
     .string()
@@ -319,6 +321,11 @@ export interface Config {
    * BOT_INSTANCE, else `shard-<ids>` in a shard process of the ShardingManager, else `bot`.
    */
   readonly botInstance: string;
+  /**
+   * True in a shard process forked by discord.js's ShardingManager (it sets SHARDING_MANAGER and SHARDS): this
+   * process runs one bot on the shards it was given and never starts a manager of its own.
+   */
+  readonly shardProcess: boolean;
 }
 
 /**
@@ -373,6 +380,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     shards: v.DISCORD_SHARDS,
     workerLockMs: v.WORKER_LOCK_SECONDS * 1000,
     botInstance: v.BOT_INSTANCE ?? (v.SHARDS !== undefined ? `shard-${v.SHARDS.replace(/[^0-9]+/g, '-')}` : 'bot'),
+    shardProcess: v.SHARDING_MANAGER !== undefined || v.SHARDS !== undefined,
     workerModels: v.WORKER_MODELS === undefined ? undefined : Object.freeze([...v.WORKER_MODELS]),
   });
 }
