@@ -64,7 +64,7 @@ export async function startSharding(options: ShardingOptions): Promise<ShardedBo
   });
   manager.on('shardCreate', (shard: Shard) => {
     // Mode `process`: the shard's child is a ChildProcess (`shard.process`), never a Worker.
-    shard.on('spawn', () => logger.info('shard started', { shard: shard.id, totalShards, pid: shard.process?.pid }));
+    shard.on('spawn', () => logger.info('shard started', { shard: shard.id, totalShards, shardPid: shard.process?.pid }));
     shard.on('error', (error: unknown) => logger.error('shard error', { shard: shard.id, error }));
     shard.on('ready', () => logger.info('shard ready', { shard: shard.id }));
     shard.on('death', () => {
