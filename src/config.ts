@@ -300,7 +300,7 @@ export interface Config {
   readonly logLevel: LogLevel;
   /**
    * Port of the Prometheus metrics and `/healthz` endpoint; undefined (the default): no endpoint. 0: any free
-   * port (the address is logged).
+   * port (the address is logged). In shard process N of DISCORD_SHARDS: METRICS_PORT + N.
    */
   readonly metricsPort: number | undefined;
   /** Address the metrics endpoint listens on. Default `127.0.0.1` (this machine only). */
@@ -326,6 +326,18 @@ export interface Config {
    * process runs one bot on the shards it was given and never starts a manager of its own.
    */
   readonly shardProcess: boolean;
+}
+
+/**
+ * A shard process of the ShardingManager serves its metrics on METRICS_PORT + its (first) shard id, so the shards of
+ * one machine do not fight for one port; 0 (any free port) and unset stay as they are.
+ */
+function shardMetricsPort(port: number | undefined, shards: string | undefined): number | undefined {
+  const firstShard = shards === undefined ? undefined : /\d+/.exec(shards)?.[0];
+  if (port === undefined || port === 0 || firstShard === undefined) return port;
+  const shifted = port + Number(firstShard);
+  if (shifted > 65_535) throw new ConfigError(`\`METRICS_PORT\` + the shard id (${port} + ${firstShard}) is above 65535: pick a lower METRICS_PORT`);
+  return shifted;
 }
 
 /**
@@ -374,7 +386,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     editsPerChannelPerMinute: v.EDITS_PER_CHANNEL_PER_MINUTE,
     jobRetentionDays: v.JOB_RETENTION_DAYS,
     logLevel: v.LOG_LEVEL,
-    metricsPort: v.METRICS_PORT,
+    metricsPort: shardMetricsPort(v.METRICS_PORT, v.SHARDS),
     metricsHost: v.METRICS_HOST,
     redisUrl: v.REDIS_URL,
     shards: v.DISCORD_SHARDS,
