@@ -102,7 +102,7 @@ describe('DISCORD_SHARDS configuration', () => {
 });
 
 describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: the ShardingManager, two shard processes, an image worker, one redis-server', () => {
-  it('GIVEN a guild on each shard THEN each shard identifies with its id, /imagine in each guild gets its picture from the shard that holds it, and SIGTERM ends every process, the manager with 0', async () => {
+  it('GIVEN a guild on each shard THEN each shard identifies with its id, /imagine in each guild gets its picture from the shard that holds it, a killed shard comes back, and SIGTERM ends every process, the manager with 0', async () => {
     const server = await RedisServer.start();
     cleanups.push(() => server.close());
     const emulator = await DiscordEmulator.start({ shards: 2 });
@@ -111,6 +111,7 @@ describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: the ShardingManager, two shard p
     const firstShard = emulator.shardOf(first.guildId);
     const second = emulator.createGuild({ name: 'Second Guild', shard: 1 - firstShard });
     expect(emulator.shardOf(second.guildId)).toBe(1 - firstShard);
+    const guildOn = (shard: number) => (emulator.shardOf(first.guildId) === shard ? first : second);
     const rest = new REST({ api: emulator.apiUrl }).setToken(emulator.token);
     for (const guild of [first, second]) {
       await rest.put(Routes.applicationGuildCommands(emulator.defaults.applicationId, guild.guildId), {
@@ -155,6 +156,25 @@ describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: the ShardingManager, two shard p
       );
     }
 
+    // A shard process that dies is started again by the manager, and identifies again with its id.
+    const victim = started.find((line) => line.shard === 1)!;
+    process.kill(Number(victim.shardPid), 'SIGKILL');
+    await eventually(
+      () => logLines(manager.output()).filter((line) => line.msg === 'shard started' && line.shard === 1).length === 2 || undefined,
+      60_000,
+      () => `shard 1 to be started again; ${said()}`,
+    );
+    expect(logLines(manager.output()).some((line) => line.msg === 'shard exited; starting it again' && line.shard === 1)).toBe(true);
+    await eventually(() => (emulator.identifiedShards.length === 3 && emulator.gateway.allShardsLive) || undefined, 60_000, () => `shard 1 to identify again; ${said()}`);
+    expect([...emulator.identifiedShards[2]!]).toEqual([1, 2]);
+    const again = emulator.sendCommand({ name: 'imagine', guildId: guildOn(1).guildId, channelId: guildOn(1).channelId, options: { prompt: 'after the restart' } });
+    await eventually(
+      () => again.original()?.message.attachments.some((attachment) => attachment.filename.startsWith('imagine-')),
+      90_000,
+      () => `the picture after shard 1 restarted; ${said()}`,
+    );
+    shardPids.push(...logLines(manager.output()).filter((line) => line.msg === 'shard started').slice(2).map((line) => Number(line.shardPid)));
+
     // SIGTERM to the manager: it passes SIGTERM on, every shard stops gracefully, the manager exits 0.
     manager.child.kill('SIGTERM');
     expect(await manager.exited).toEqual({ code: 0, signal: null });
@@ -166,11 +186,10 @@ describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: the ShardingManager, two shard p
     // One DATA_DIR for both shard processes: each journaled (and delivered) the job of its own guild.
     const db = openDatabase({ dataDir });
     try {
-      const jobs = db.prepare('SELECT guild_id AS guildId, owner, state FROM jobs ORDER BY guild_id').all() as Array<{ guildId: string; owner: string; state: string }>;
-      expect(jobs.sort((a, b) => a.guildId.localeCompare(b.guildId))).toEqual(
-        [first.guildId, second.guildId]
-          .map((guildId) => ({ guildId, owner: `shard-${emulator.shardOf(guildId)}`, state: 'done' }))
-          .sort((a, b) => a.guildId.localeCompare(b.guildId)),
+      const jobs = db.prepare('SELECT guild_id AS guildId, owner, state FROM jobs').all() as Array<{ guildId: string; owner: string; state: string }>;
+      const row = (guildId: string) => `${guildId} shard-${emulator.shardOf(guildId)} done`;
+      expect(jobs.map((job) => `${job.guildId} ${job.owner} ${job.state}`).sort()).toEqual(
+        [row(first.guildId), row(second.guildId), row(guildOn(1).guildId)].sort(),
       );
     } finally {
       db.close();
