@@ -26,16 +26,13 @@ function readConfigOrExit(): Config {
 async function main(): Promise<void> {
   const config = readConfigOrExit();
   // Loaded after the config check, so a bad .env fails in milliseconds, before discord.js or onnxruntime load.
-  const [{ createLogger }, { startApp, startPlaygroundApp }, { guardProcess }] = await Promise.all([
-    import('./log.js'),
-    import('./app.js'),
-    import('./lifecycle.js'),
-  ]);
+  const [{ createLogger }, { guardProcess, SHUTDOWN_TIMEOUT_MS }] = await Promise.all([import('./log.js'), import('./lifecycle.js')]);
   const logger = createLogger({ level: config.logLevel });
   // ---- sharding (issue 11): the manager process; its shard processes run this file again, as bots ----
   const playground = config.discordToken === undefined || process.argv.includes('--playground');
   if (!playground && config.shards !== 1 && !config.shardProcess) {
-    const [{ startSharding }, { SHUTDOWN_TIMEOUT_MS }] = await Promise.all([import('./discord/sharding.js'), import('./lifecycle.js')]);
+    // The manager loads neither the app nor the engine: it only forks and watches the shard processes.
+    const { startSharding } = await import('./discord/sharding.js');
     let sharded: Awaited<ReturnType<typeof startSharding>> | undefined;
     const guard = guardProcess({
       logger,
@@ -56,6 +53,7 @@ async function main(): Promise<void> {
     return;
   }
   // ---- end sharding ----
+  const { startApp, startPlaygroundApp } = await import('./app.js');
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
   const guard = guardProcess({
     logger,
