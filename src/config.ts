@@ -196,7 +196,7 @@ const schema = z.object({
     if (raw.toLowerCase() === 'auto') return 'auto' as const;
     const value = Number(raw);
     if (!Number.isInteger(value) || value < 1 || value > 1000) {
-      ctx.addIssue({ code: 'custom', message: `Expected \`SHARDS\` to be \`auto\` or a number of shards from 1 to 1000, got \`${raw}\`` });
+      ctx.addIssue({ code: 'custom', message: `Expected \`DISCORD_SHARDS\` to be \`auto\` or a number of shards from 1 to 1000, got \`${raw}\`` });
       return z.NEVER;
     }
     return value;
@@ -212,6 +212,8 @@ const schema = z.object({
     'Expected `BOT_INSTANCE` to be 1–64 letters, digits, dots, dashes or underscores',
   ),
   SHARDS: optionalString(),
+  // Set to `true` by discord.js's ShardingManager in each shard process it forks (with SHARDS and SHARD_COUNT).
+  SHARDING_MANAGER: optionalString(),
   WORKER_LOCK_SECONDS: intKey('WORKER_LOCK_SECONDS', 1, 600, 30),
   LOG_LEVEL: z
     .string()
@@ -291,7 +293,7 @@ export interface Config {
   readonly logLevel: LogLevel;
   /**
    * Port of the Prometheus metrics and `/healthz` endpoint; undefined (the default): no endpoint. 0: any free
-   * port (the address is logged).
+   * port (the address is logged). In shard process N of DISCORD_SHARDS: METRICS_PORT + N.
    */
   readonly metricsPort: number | undefined;
   /** Address the metrics endpoint listens on. Default `127.0.0.1` (this machine only). */
@@ -312,6 +314,23 @@ export interface Config {
    * BOT_INSTANCE, else `shard-<ids>` in a shard process of the ShardingManager, else `bot`.
    */
   readonly botInstance: string;
+  /**
+   * True in a shard process forked by discord.js's ShardingManager (it sets SHARDING_MANAGER and SHARDS): this
+   * process runs one bot on the shards it was given and never starts a manager of its own.
+   */
+  readonly shardProcess: boolean;
+}
+
+/**
+ * A shard process of the ShardingManager serves its metrics on METRICS_PORT + its (first) shard id, so the shards of
+ * one machine do not fight for one port; 0 (any free port) and unset stay as they are.
+ */
+function shardMetricsPort(port: number | undefined, shards: string | undefined): number | undefined {
+  const firstShard = shards === undefined ? undefined : /\d+/.exec(shards)?.[0];
+  if (port === undefined || port === 0 || firstShard === undefined) return port;
+  const shifted = port + Number(firstShard);
+  if (shifted > 65_535) throw new ConfigError(`\`METRICS_PORT\` + the shard id (${port} + ${firstShard}) is above 65535: pick a lower METRICS_PORT`);
+  return shifted;
 }
 
 /**
@@ -360,12 +379,13 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     editsPerChannelPerMinute: v.EDITS_PER_CHANNEL_PER_MINUTE,
     jobRetentionDays: v.JOB_RETENTION_DAYS,
     logLevel: v.LOG_LEVEL,
-    metricsPort: v.METRICS_PORT,
+    metricsPort: shardMetricsPort(v.METRICS_PORT, v.SHARDS),
     metricsHost: v.METRICS_HOST,
     redisUrl: v.REDIS_URL,
     shards: v.DISCORD_SHARDS,
     workerLockMs: v.WORKER_LOCK_SECONDS * 1000,
     botInstance: v.BOT_INSTANCE ?? (v.SHARDS !== undefined ? `shard-${v.SHARDS.replace(/[^0-9]+/g, '-')}` : 'bot'),
+    shardProcess: v.SHARDING_MANAGER !== undefined || v.SHARDS !== undefined,
     workerModels: v.WORKER_MODELS === undefined ? undefined : Object.freeze([...v.WORKER_MODELS]),
   });
 }

@@ -3,8 +3,12 @@
  * stop it gracefully on SIGTERM/SIGINT (exit 0; waiting jobs keep their place for the next start; past lifecycle.ts's
  * bound the journal is closed and the process ends itself with SIGKILL). An uncaught exception exits 1 after closing the journal.
  * With no DISCORD_TOKEN (or `npm run playground`, `--playground`) the same bot runs in the local playground.
+ * With DISCORD_SHARDS above 1 (or `auto`; needs REDIS_URL) this process is only discord.js's ShardingManager: it
+ * forks this same file once per gateway shard (each a normal scaled bot) and on SIGTERM/SIGINT passes SIGTERM on,
+ * waits for every shard to stop, and exits 0.
  */
 import './node-version.js'; // first: an older Node gets one line before any dependency loads
+import { fileURLToPath } from 'node:url';
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 function readConfigOrExit(): Config {
@@ -22,12 +26,34 @@ function readConfigOrExit(): Config {
 async function main(): Promise<void> {
   const config = readConfigOrExit();
   // Loaded after the config check, so a bad .env fails in milliseconds, before discord.js or onnxruntime load.
-  const [{ createLogger }, { startApp, startPlaygroundApp }, { guardProcess }] = await Promise.all([
-    import('./log.js'),
-    import('./app.js'),
-    import('./lifecycle.js'),
-  ]);
+  const [{ createLogger }, { guardProcess, SHUTDOWN_TIMEOUT_MS }] = await Promise.all([import('./log.js'), import('./lifecycle.js')]);
   const logger = createLogger({ level: config.logLevel });
+  // ---- sharding (issue 11): the manager process; its shard processes run this file again, as bots ----
+  const playground = config.discordToken === undefined || process.argv.includes('--playground');
+  if (!playground && config.shards !== 1 && !config.shardProcess) {
+    // The manager loads neither the app nor the engine: it only forks and watches the shard processes.
+    const { startSharding } = await import('./discord/sharding.js');
+    let sharded: Awaited<ReturnType<typeof startSharding>> | undefined;
+    const guard = guardProcess({
+      logger,
+      stop: async () => sharded?.stop(),
+      closeNow: () => sharded?.signalAll(),
+      // Each shard stops within its own SHUTDOWN_TIMEOUT_MS (or ends itself): the manager waits a little longer.
+      shutdownTimeoutMs: SHUTDOWN_TIMEOUT_MS + 5_000,
+    });
+    sharded = await startSharding({
+      file: fileURLToPath(import.meta.url),
+      execArgv: process.execArgv,
+      token: config.discordToken!,
+      apiUrl: config.discordApiUrl,
+      totalShards: config.shards,
+      logger,
+    });
+    guard.started();
+    return;
+  }
+  // ---- end sharding ----
+  const { startApp, startPlaygroundApp } = await import('./app.js');
   let app: Awaited<ReturnType<typeof startApp>> | undefined;
   const guard = guardProcess({
     logger,
@@ -41,8 +67,8 @@ async function main(): Promise<void> {
     },
   });
   // ---- playground (issue 15): no token, or --playground ----
-  const playground = config.discordToken === undefined || process.argv.includes('--playground');
   if (playground) {
+    if (config.shards !== 1) logger.warn('DISCORD_SHARDS is for Discord: the playground runs one gateway connection');
     logger.info(
       config.discordToken === undefined
         ? 'no DISCORD_TOKEN: starting the local playground instead of connecting to Discord'

@@ -176,3 +176,34 @@ describe('parseConfig', () => {
     expect(config.dataDir).toBe('./data');
   });
 });
+
+describe('DISCORD_SHARDS and the shard processes', () => {
+  const REDIS = 'redis://127.0.0.1:6379';
+
+  it('GIVEN nothing THEN one shard in this process, named `bot`, not a shard process', () => {
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN })).toMatchObject({ shards: 1, shardProcess: false, botInstance: 'bot' });
+  });
+
+  it('GIVEN a number or auto with REDIS_URL THEN it is taken', () => {
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN, REDIS_URL: REDIS, DISCORD_SHARDS: '2' }).shards).toBe(2);
+    expect(parseConfig({ DISCORD_TOKEN: TOKEN, REDIS_URL: REDIS, DISCORD_SHARDS: 'AUTO' }).shards).toBe('auto');
+  });
+
+  it('GIVEN DISCORD_SHARDS without REDIS_URL THEN one line says it needs REDIS_URL', () => {
+    expect(errorOf({ DISCORD_TOKEN: TOKEN, DISCORD_SHARDS: '2' })).toMatch(/^`DISCORD_SHARDS` needs `REDIS_URL`/);
+  });
+
+  it('GIVEN a bad count THEN the error names DISCORD_SHARDS (not SHARDS, which discord.js sets)', () => {
+    expect(errorOf({ DISCORD_TOKEN: TOKEN, REDIS_URL: REDIS, DISCORD_SHARDS: '0' })).toBe(
+      'Expected `DISCORD_SHARDS` to be `auto` or a number of shards from 1 to 1000, got `0`',
+    );
+  });
+
+  it('GIVEN the env discord.js ShardingManager gives a shard process THEN it is a shard process named shard-<id>, with its own metrics port', () => {
+    const env = { DISCORD_TOKEN: TOKEN, REDIS_URL: REDIS, DISCORD_SHARDS: '2', SHARDING_MANAGER: 'true', SHARDS: '1', SHARD_COUNT: '2', METRICS_PORT: '9100' };
+    expect(parseConfig(env)).toMatchObject({ shardProcess: true, botInstance: 'shard-1', metricsPort: 9101 });
+    expect(parseConfig({ ...env, SHARDS: '0' }).metricsPort).toBe(9100);
+    expect(parseConfig({ ...env, METRICS_PORT: '0' }).metricsPort).toBe(0);
+    expect(errorOf({ ...env, METRICS_PORT: '65535' })).toMatch(/^`METRICS_PORT` \+ the shard id \(65535 \+ 1\) is above 65535/);
+  });
+});

@@ -42,13 +42,14 @@ export function openDatabase(options: OpenDatabaseOptions = {}): Db {
   }
   const db = new Database(file);
   try {
+    // Another process (a second shard of the same bot, the sqlite3 shell) may hold the lock briefly: wait for it,
+    // from the first statement on (switching a new file to WAL needs the lock too).
+    db.pragma('busy_timeout = 5000');
     db.pragma('journal_mode = WAL');
     // Deleted rows (blanked tokens, pruned jobs) are overwritten with zeros, not left in free pages.
     db.pragma('secure_delete = ON');
     db.pragma(`synchronous = ${synchronous}`);
     db.pragma('foreign_keys = ON');
-    // Another process (a second bot by mistake, the sqlite3 shell) may hold the lock briefly.
-    db.pragma('busy_timeout = 5000');
     migrate(db, options.migrations ?? MIGRATIONS);
     return db;
   } catch (error) {
@@ -57,7 +58,10 @@ export function openDatabase(options: OpenDatabaseOptions = {}): Db {
   }
 }
 
-/** Apply every migration above the stored version, each in a transaction. Returns the version reached. */
+/**
+ * Apply every migration above the stored version, each in an IMMEDIATE transaction that checks the version again
+ * (several processes may migrate one file at once). Returns the version reached.
+ */
 export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): number {
   db.exec(`CREATE TABLE IF NOT EXISTS migrations (
     version INTEGER PRIMARY KEY,
@@ -79,14 +83,17 @@ export function migrate(db: Db, migrations: readonly Migration[] = MIGRATIONS): 
     const keysWereOn = migration.rebuildsTables === true && db.pragma('foreign_keys', { simple: true }) === 1;
     if (keysWereOn) db.pragma('foreign_keys = OFF');
     try {
+      // IMMEDIATE takes the write lock before the version is read again: the shard processes of one bot open the
+      // same file at once, and only the first applies a migration; the others find it applied and skip it.
       db.transaction(() => {
+        if (schemaVersion(db) >= migration.version) return;
         db.exec(migration.sql);
         if (migration.rebuildsTables) {
           const broken = db.pragma('foreign_key_check') as unknown[];
           if (broken.length > 0) throw new Error(`Migration ${migration.version} would break ${broken.length} foreign key(s); nothing was changed`);
         }
         record.run(migration.version, migration.name, Date.now());
-      })();
+      }).immediate();
     } finally {
       if (keysWereOn) db.pragma('foreign_keys = ON');
     }

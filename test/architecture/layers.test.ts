@@ -50,7 +50,7 @@ const ALLOWED: Record<string, readonly string[]> = {
   // The composition roots and command-line entries wire everything, but never tests or tools.
   // It hands the engine the model library's list of installed models (the engine itself does not scan folders).
   'src:app': ['src/playground', 'src/discord', 'commands', 'src/delivery', 'src/queue', 'src/moderation', 'src/store', 'src/jobs', 'src/diffusion', 'src/image', 'src/metrics', 'src/models', 'src/scale'],
-  'src:index': ['src:node-version', 'src:app', 'src:lifecycle'],
+  'src:index': ['src:node-version', 'src:app', 'src:lifecycle', 'src/discord'],
   'src:node-version': [],
   'src:lifecycle': [],
   'src:worker': ['src/queue', 'src/store', 'src/jobs', 'src/diffusion', 'src/image'],

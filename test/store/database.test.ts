@@ -1,7 +1,9 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
 import { migrate, openDatabase, readMeta, schemaVersion, writeMeta } from '../../src/store/database.js';
 import { JobStore } from '../../src/store/jobs.js';
@@ -34,6 +36,36 @@ describe('openDatabase', () => {
     again.close();
     expect(fs.existsSync(path.join(dataDir, 'imagine.db'))).toBe(true);
   });
+
+  it('GIVEN four processes (the shards of one bot) opening one new DATA_DIR at once THEN each opens it, and each migration is applied once', async () => {
+    const dataDir = path.join(tempDir(), 'data');
+    const go = path.join(tempDir(), 'go');
+    const database = fileURLToPath(new URL('../../src/store/database.ts', import.meta.url));
+    // Each process waits for the same signal (a file), then opens the database: they race for the first migration.
+    const script = `
+      import fs from 'node:fs';
+      import { openDatabase } from ${JSON.stringify(database)};
+      console.log('waiting');
+      while (!fs.existsSync(${JSON.stringify(go)})) {}
+      const db = openDatabase({ dataDir: ${JSON.stringify(dataDir)} });
+      console.log('opened', db.prepare('SELECT COUNT(*) AS n FROM migrations').get().n);
+      db.close();
+    `;
+    const runs = Array.from({ length: 4 }, () => {
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let output = '';
+      child.stdout.on('data', (chunk) => (output += chunk));
+      child.stderr.on('data', (chunk) => (output += chunk));
+      const waiting = new Promise<void>((resolve) => child.stdout.on('data', () => output.includes('waiting') && resolve()));
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      return { output: () => output, waiting, exited };
+    });
+    await Promise.all(runs.map((run) => run.waiting));
+    fs.writeFileSync(go, '');
+    const codes = await Promise.all(runs.map((run) => run.exited));
+    expect(codes, runs.map((run) => run.output()).join('\n---\n')).toEqual([0, 0, 0, 0]);
+    for (const run of runs) expect(run.output()).toContain(`opened ${MIGRATIONS.length}`);
+  }, 60_000);
 
   it('GIVEN a later migration THEN only it is applied, in a transaction', () => {
     const dataDir = tempDir();

@@ -1,6 +1,6 @@
 import { GatewayDispatchEvents } from 'discord-api-types/v10';
 import type { EmulatorDefaults } from './defaults.js';
-import type { GatewayOptions } from './gateway.js';
+import { shardOfGuild, type GatewayOptions } from './gateway.js';
 import type { World } from './world.js';
 
 /** How the gateway greets a session from the world (READY, GUILD_CREATE) and answers REQUEST_GUILD_MEMBERS. */
@@ -11,7 +11,9 @@ export function worldGatewayHooks(
 ): Pick<GatewayOptions, 'onIdentify' | 'onRequestGuildMembers'> {
   return {
     onIdentify: (session, gateway) => {
-      const guildIds = [...world.guilds.keys()];
+      // A shard is told only of the guilds it holds (https://discord.com/developers/docs/events/gateway#sharding).
+      const [shardId, numShards] = session.shard;
+      const guildIds = [...world.guilds.keys()].filter((id) => shardOfGuild(id, numShards) === shardId);
       gateway.dispatchTo(session, {
         t: GatewayDispatchEvents.Ready,
         d: {
@@ -20,7 +22,7 @@ export function worldGatewayHooks(
           guilds: guildIds.map((id) => ({ id, unavailable: true })),
           session_id: session.id,
           resume_gateway_url: resumeUrl(),
-          shard: [0, 1],
+          shard: [shardId, numShards],
           application: { id: defaults.applicationId, flags: 0 as never, flags_new: '0' },
         },
       });

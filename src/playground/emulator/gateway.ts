@@ -57,6 +57,8 @@ export class GatewaySession {
   constructor(
     readonly id: string,
     readonly intents: number,
+    /** IDENTIFY's `shard: [shard_id, num_shards]`; `[0, 1]` when the client sent none. */
+    readonly shard: readonly [number, number] = [0, 1],
   ) {}
 
   get live(): boolean {
@@ -75,6 +77,25 @@ export interface GatewayOptions {
   onRequestGuildMembers: (session: GatewaySession, data: GatewayRequestGuildMembersData, gateway: Gateway) => void;
   resumeUrl: () => string;
   newSessionId: () => string;
+  /** `GET /gateway/bot`'s recommended `shards`; IDENTIFY may still ask for any count. Default 1. */
+  shards?: number;
+}
+
+/**
+ * The shard that receives a guild's events: `shard_id = (guild_id >> 22) % num_shards`
+ * (https://discord.com/developers/docs/events/gateway#sharding).
+ */
+export function shardOfGuild(guildId: string, numShards: number): number {
+  return Number((BigInt(guildId) >> 22n) % BigInt(numShards));
+}
+
+/** The guild an event belongs to: `guild_id`, or `id` for the GUILD_* events about the guild itself. */
+function guildOf(event: DispatchInput): string | undefined {
+  const d = event.d as { guild_id?: unknown; id?: unknown } | null;
+  if (d && typeof d.guild_id === 'string') return d.guild_id;
+  const aboutGuild: string[] = [GatewayDispatchEvents.GuildCreate, GatewayDispatchEvents.GuildUpdate, GatewayDispatchEvents.GuildDelete];
+  if (d && aboutGuild.includes(event.t) && typeof d.id === 'string') return d.id;
+  return undefined;
 }
 
 /** Counters a test can assert on. */
@@ -96,8 +117,12 @@ export interface GatewayStats {
  */
 export class Gateway {
   readonly stats: GatewayStats = { connections: 0, resumeUrlConnections: 0, identifies: 0, resumes: 0, heartbeats: 0, replayed: 0 };
-  /** The latest identified session; dispatches go to it. */
+  /** The latest identified (or resumed) session; with one shard, dispatches go to it. */
   current: GatewaySession | undefined;
+  /** `[shard_id, num_shards]` of every IDENTIFY, in order. */
+  readonly identifiedShards: Array<readonly [number, number]> = [];
+  /** The latest session of each shard id. */
+  readonly #byShard = new Map<number, GatewaySession>();
   readonly #sessions = new Map<string, GatewaySession>();
   readonly #wss = new WebSocketServer({ noServer: true });
   readonly #sockets = new Set<WebSocket>();
@@ -124,11 +149,45 @@ export class Gateway {
     this.#wss.handleUpgrade(request, socket, head, (ws) => this.#wss.emit('connection', ws, request));
   }
 
-  /** Sends an event to the current session (or keeps it for a RESUME when the socket is down). */
+  /** `GET /gateway/bot`'s `shards`. */
+  get recommendedShards(): number {
+    return this.options.shards ?? 1;
+  }
+
+  /**
+   * The session an event goes to: a guild's events to the shard that holds the guild, anything else (DMs) to
+   * shard 0, as Discord does; with one shard, the current session. Undefined before that shard identified.
+   */
+  sessionFor(event: DispatchInput): GatewaySession | undefined {
+    const numShards = this.current?.shard[1] ?? 1;
+    if (numShards === 1) return this.current;
+    const guildId = guildOf(event);
+    return this.#byShard.get(guildId === undefined ? 0 : shardOfGuild(guildId, numShards));
+  }
+
+  /** Every shard of the latest session's count has a live session (one shard: the current session is live). */
+  get allShardsLive(): boolean {
+    const numShards = this.current?.shard[1];
+    if (numShards === undefined) return false;
+    for (let id = 0; id < numShards; id++) {
+      const session = this.#byShard.get(id);
+      if (!session?.live || session.shard[1] !== numShards) return false;
+    }
+    return true;
+  }
+
+  /** Sends an event to the session of its shard (or keeps it for a RESUME when the socket is down). */
   dispatch(event: DispatchInput): SentDispatch | undefined {
-    const session = this.current;
-    if (!session) throw new Error('No gateway session yet: log the client in and wait for READY first');
+    if (!this.current) throw new Error('No gateway session yet: log the client in and wait for READY first');
+    const session = this.sessionFor(event);
+    if (!session) throw new Error(`No gateway session for the shard of this \`${event.t}\` yet: wait for every shard's READY first`);
     return this.dispatchTo(session, event);
+  }
+
+  /** Like `dispatch`, but a no-op while no session holds the event's shard (before login). */
+  dispatchIfConnected(event: DispatchInput): void {
+    const session = this.sessionFor(event);
+    if (session) this.dispatchTo(session, event);
   }
 
   dispatchTo(session: GatewaySession, event: DispatchInput): SentDispatch | undefined {
@@ -246,10 +305,17 @@ export class Gateway {
           if (Number(payload.d.intents) & PRIVILEGED_INTENTS & ~this.options.privilegedIntents) {
             return socket.close(GatewayCloseCodes.DisallowedIntents, 'Disallowed intent(s).');
           }
+          const shard = payload.d.shard ?? [0, 1];
+          const [shardId, numShards] = shard;
+          if (!Number.isInteger(numShards) || numShards < 1 || !Number.isInteger(shardId) || shardId < 0 || shardId >= numShards) {
+            return socket.close(GatewayCloseCodes.InvalidShard, 'Invalid shard.');
+          }
           this.stats.identifies++;
-          session = new GatewaySession(this.options.newSessionId(), Number(payload.d.intents));
+          this.identifiedShards.push([shardId, numShards]);
+          session = new GatewaySession(this.options.newSessionId(), Number(payload.d.intents), [shardId, numShards]);
           session.socket = socket;
           this.#sessions.set(session.id, session);
+          this.#byShard.set(shardId, session);
           this.current = session;
           this.options.onIdentify(session, this);
           this.#notify();
@@ -275,6 +341,7 @@ export class Gateway {
           }
           this.#send(socket, { op: GatewayOpcodes.Dispatch, t: GatewayDispatchEvents.Resumed, s: ++resumed.seq, d: {} });
           resumed.sent.push({ s: resumed.seq, t: GatewayDispatchEvents.Resumed, d: {} });
+          this.#byShard.set(resumed.shard[0], resumed);
           this.current = resumed;
           this.#notify();
           break;

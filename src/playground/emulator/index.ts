@@ -50,7 +50,7 @@ import { CallLog, type RecordedCall } from './call-log.js';
 import { EmulatorClock } from './clock.js';
 import { BotDriver, type SeedMessageOptions } from './driver.js';
 import { createDefaultWorld, fakeToken, type EmulatorDefaults } from './defaults.js';
-import { Gateway, type DispatchInput, type GatewayStats } from './gateway.js';
+import { Gateway, shardOfGuild, type DispatchInput, type GatewayStats } from './gateway.js';
 import { worldGatewayHooks } from './gateway-hooks.js';
 import { EmulatorHttp, type EmulatorStats, type PageHandler } from './http.js';
 import type { InteractionHandle, InteractionState, SendAutocompleteOptions, SendButtonOptions, SendCommandOptions } from './interactions.js';
@@ -63,7 +63,7 @@ import { registerRoutes, type EmulatorCore } from './rest-routes.js';
 import type { UploadedAttachment } from './routes/shared.js';
 import { Router } from './router.js';
 import { SnowflakeFactory } from './snowflake.js';
-import { World } from './world.js';
+import { BOT_PERMISSIONS, World } from './world.js';
 
 export type { RecordedCall } from './call-log.js';
 export type { StoredMessage } from './message-store.js';
@@ -131,6 +131,7 @@ export class DiscordEmulator {
       heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
       resumeUrl: () => this.resumeGatewayUrl,
       newSessionId: () => this.#ids.next(),
+      shards: options.shards ?? 1,
       ...worldGatewayHooks(this.world, this.defaults, () => this.resumeGatewayUrl),
     });
     const core: EmulatorCore = {
@@ -147,9 +148,8 @@ export class DiscordEmulator {
       settings: this.settings,
       uploads: this.#uploads,
       gatewayUrl: () => this.gatewayUrl,
-      dispatch: (event) => {
-        if (this.gateway.current) this.gateway.dispatch(event);
-      },
+      shards: options.shards ?? 1,
+      dispatch: (event) => this.gateway.dispatchIfConnected(event),
     };
     this.#driver = new BotDriver(core, this.gateway, this.log, this.defaults);
     registerRoutes(this.#router, core);
@@ -218,9 +218,22 @@ export class DiscordEmulator {
     return this.log.calls;
   }
 
-  /** Resolves when a client has identified and got READY and every GUILD_CREATE. */
+  /**
+   * Resolves when a client has identified and got READY and every GUILD_CREATE; sharded, when every shard of
+   * the count the latest IDENTIFY gave has a live session.
+   */
   waitForReady(timeoutMs = 30_000): Promise<void> {
-    return this.gateway.waitUntil(() => this.gateway.current?.live === true, timeoutMs, 'a client to identify');
+    return this.gateway.waitUntil(() => this.gateway.allShardsLive, timeoutMs, 'a client to identify');
+  }
+
+  /** `[shard_id, num_shards]` of every IDENTIFY so far, in order. */
+  get identifiedShards(): ReadonlyArray<readonly [number, number]> {
+    return this.gateway.identifiedShards;
+  }
+
+  /** The shard that holds `guildId` out of `numShards`: `(guild_id >> 22) % num_shards`. */
+  shardOf(guildId: string, numShards = this.gateway.recommendedShards): number {
+    return shardOfGuild(guildId, numShards);
   }
 
   /**
@@ -256,23 +269,24 @@ export class DiscordEmulator {
   createRole(options: { name: string; permissions: bigint; guildId?: string }): APIRole {
     const guildId = options.guildId ?? this.defaults.guildId;
     const role = this.world.createRole(guildId, options);
-    if (this.gateway.current) this.gateway.dispatch({ t: GatewayDispatchEvents.GuildRoleCreate, d: { guild_id: guildId, role } });
+    this.gateway.dispatchIfConnected({ t: GatewayDispatchEvents.GuildRoleCreate, d: { guild_id: guildId, role } });
     return role;
   }
 
   /** Adds a text channel (`nsfw`: age-restricted); after login the client hears of it through CHANNEL_CREATE. */
   createTextChannel(options: { name: string; guildId?: string; nsfw?: boolean }): APITextChannel {
     const channel = this.world.createTextChannel(options.guildId ?? this.defaults.guildId, options);
-    if (this.gateway.current) this.gateway.dispatch({ t: GatewayDispatchEvents.ChannelCreate, d: { ...channel, guild_id: channel.guild_id! } });
+    this.gateway.dispatchIfConnected({ t: GatewayDispatchEvents.ChannelCreate, d: { ...channel, guild_id: channel.guild_id! } });
     return channel;
   }
 
   /** Adds a public thread of a text channel (as age-restricted as its parent); after login, THREAD_CREATE. */
   createThread(options: { parentId: string; name: string; guildId?: string }): APIThreadChannel {
     const thread = this.world.createThread(options.guildId ?? this.defaults.guildId, options);
-    if (this.gateway.current) {
-      this.gateway.dispatch({ t: GatewayDispatchEvents.ThreadCreate, d: { ...structuredClone(thread), guild_id: thread.guild_id!, newly_created: true } });
-    }
+    this.gateway.dispatchIfConnected({
+      t: GatewayDispatchEvents.ThreadCreate,
+      d: { ...structuredClone(thread), guild_id: thread.guild_id!, newly_created: true },
+    });
     return thread;
   }
 
@@ -282,6 +296,30 @@ export class DiscordEmulator {
    */
   addMember(options: { userId: string; roles?: string[]; guildId?: string }): void {
     this.world.addMember(options.guildId ?? this.defaults.guildId, options.userId, options.roles ?? []);
+  }
+
+  /**
+   * Adds a guild like the default one: the owner, the bot (with its managed role), alice, bob and a #general.
+   * `shard` (with the emulator's `shards` option) picks an id that `(guild_id >> 22) % shards` maps to that
+   * shard. After login, the shard that holds it hears of it through GUILD_CREATE.
+   */
+  createGuild(options: { name: string; shard?: number }): { guildId: string; channelId: string } {
+    const numShards = this.gateway.recommendedShards;
+    if (options.shard !== undefined && (!Number.isInteger(options.shard) || options.shard < 0 || options.shard >= numShards)) {
+      throw new Error(`Expected \`shard\` to be an integer from 0 to ${numShards - 1} (the emulator's \`shards\` option), got \`${options.shard}\``);
+    }
+    let id = this.#ids.next();
+    // A snowflake's bits above 22 are its milliseconds: step back one ms at a time until the formula agrees.
+    while (options.shard !== undefined && shardOfGuild(id, numShards) !== options.shard) {
+      id = this.#ids.next(SnowflakeFactory.timestamp(id) - 1);
+    }
+    const guild = this.world.createGuild({ id, name: options.name, ownerId: this.defaults.users.owner.id });
+    const botRole = this.world.createRole(guild.id, { name: this.world.user(this.defaults.botUserId).username, permissions: BOT_PERMISSIONS, managed: true, botId: this.defaults.botUserId });
+    const channel = this.world.createTextChannel(guild.id, { name: 'general' });
+    this.world.addMember(guild.id, this.defaults.botUserId, [botRole.id]);
+    for (const user of [this.defaults.users.owner, this.defaults.users.alice, this.defaults.users.bob]) this.world.addMember(guild.id, user.id);
+    this.gateway.dispatchIfConnected({ t: GatewayDispatchEvents.GuildCreate, d: this.world.guildCreate(guild.id) });
+    return { guildId: guild.id, channelId: channel.id };
   }
 
   // Driving the bot ----------------------------------------------------------------------------

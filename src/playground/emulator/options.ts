@@ -27,6 +27,11 @@ export interface EmulatorOptions {
    * MessageContent). Default none: identifying with one closes the gateway with 4014, as Discord does.
    */
   privilegedIntents?: number;
+  /**
+   * `GET /gateway/bot`'s recommended shard count. Default 1. Each IDENTIFY names its own `shard: [id, count]`;
+   * guild events go only to the session of shard `(guild_id >> 22) % count`, others (DMs) to shard 0.
+   */
+  shards?: number;
   /** Port on 127.0.0.1. Default 0: an ephemeral port. A port in use rejects `start()` with EADDRINUSE. */
   port?: number;
   /** The bot user's name. Default `imagine-test-bot`. */

@@ -13,7 +13,7 @@ export function registerDiscoveryRoutes(router: Router, core: EmulatorCore): voi
   router.add('GET', '/gateway/bot', () => {
     const result: RESTGetAPIGatewayBotResult = {
       url: core.gatewayUrl(),
-      shards: 1,
+      shards: core.shards,
       session_start_limit: { total: 1000, remaining: 999, reset_after: 14_400_000, max_concurrency: 1 },
     };
     return ok(result);

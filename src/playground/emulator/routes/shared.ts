@@ -36,6 +36,8 @@ export interface EmulatorCore {
   /** Files members attached to slash command options (`uploadAttachment`), by attachment id. */
   uploads: Map<string, UploadedAttachment>;
   gatewayUrl(): string;
+  /** `GET /gateway/bot`'s recommended shard count (the emulator's `shards` option). */
+  shards: number;
   /** Dispatches when a gateway session exists; a no-op before login. */
   dispatch(event: DispatchInput): void;
 }
