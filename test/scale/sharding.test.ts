@@ -16,7 +16,7 @@ import { recommendedShardCount } from '../../src/discord/sharding.js';
 import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { openDatabase } from '../../src/store/database.js';
 import { eventually } from '../../tools/discord-emulator/harness.js';
-import { HAVE_REDIS, RedisServer } from './redis-server.js';
+import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
