@@ -6,6 +6,8 @@ import { loadModel, type DiffusionModel } from '../../src/diffusion/model.js';
 import { noiseSource } from '../../src/diffusion/noise.js';
 import { generate, generateBatch } from '../../src/diffusion/pipeline.js';
 import { BatchNoise } from '../../src/diffusion/pipeline-steps.js';
+import { EulerAncestralDiscreteScheduler } from '../../src/diffusion/schedulers/euler-ancestral-discrete.js';
+import { createScheduler } from '../../src/diffusion/schedulers/index.js';
 import { Rng } from '../../src/diffusion/rng.js';
 import { TorchCpuGenerator } from '../../src/diffusion/torch-generator.js';
 import { DEFAULT_NOISE, type GenerateParams } from '../../src/diffusion/types.js';
@@ -85,17 +87,20 @@ describe('BatchNoise', () => {
 
 describe('the pipeline\'s initial latents', () => {
   let model: DiffusionModel;
-  /** Copies of the UNet's `sample` input, one per call. */
+  /** Copies of the UNet's `sample` input and of its output, one per call. */
   const samples: Float32Array[] = [];
+  const outputs: Float32Array[] = [];
   beforeAll(async () => {
     model = await loadModel(join(import.meta.dirname, '..', 'fixtures', 'models', 'sd-tiny'));
     // Watch the UNet's input: with DDIM (init_noise_sigma 1, no input scaling) and no CFG, the first call's sample
     // is the initial latents themselves, image by image.
     const session = model.unet.session;
     const run = session.run.bind(session) as (...args: unknown[]) => Promise<ort.InferenceSession.ReturnType>;
-    (session as { run: unknown }).run = (feeds: Record<string, ort.Tensor>, ...rest: unknown[]) => {
+    (session as { run: unknown }).run = async (feeds: Record<string, ort.Tensor>, ...rest: unknown[]) => {
       samples.push(Float32Array.from(feeds[model.unet.sample.name].data as Float32Array));
-      return run(feeds, ...rest);
+      const result = await run(feeds, ...rest);
+      outputs.push(Float32Array.from(result[model.unet.output.name].data as Float32Array));
+      return result;
     };
   });
   afterAll(async () => {
@@ -135,6 +140,32 @@ describe('the pipeline\'s initial latents', () => {
     const xoshiro = new Float32Array(256);
     new Rng(7).fillNormal(xoshiro);
     expect(Array.from(samples[0].subarray(256))).toEqual(Array.from(xoshiro));
+  });
+
+  it('GIVEN Euler ancestral THEN its step noise is the next torch.randn of the image\'s generator, after the latents', async () => {
+    // k-diffusion's sample_euler_ancestral, as diffusers' EulerAncestralDiscreteScheduler.step: x1 = x0 + eps ×
+    // (σ_down − σ0) + noise × σ_up, and the UNet's second input is x1 / √(σ1² + 1). Solving for the noise from what
+    // the UNet was fed and answered must give PyTorch's second draw of the seed's generator.
+    samples.length = 0;
+    outputs.length = 0;
+    await generate(model, { ...job, seed: 42, steps: 2, scheduler: 'euler_a', noise: 'torch' });
+    const scheduler = createScheduler('euler_a', model.schedulerConfig) as EulerAncestralDiscreteScheduler;
+    scheduler.setTimesteps(2);
+    const [s0, s1] = scheduler.sigmas;
+    const sigmaUp = Math.sqrt((s1 * s1 * (s0 * s0 - s1 * s1)) / (s0 * s0));
+    const sigmaDown = Math.sqrt(s1 * s1 - sigmaUp * sigmaUp);
+    const [first, second] = drawsOf(42);
+    const recovered = first.map((n, i) => {
+      const x0 = n * scheduler.initNoiseSigma;
+      const x1 = samples[1][i] * Math.sqrt(s1 * s1 + 1);
+      return (x1 - x0 - outputs[0][i] * (sigmaDown - s0)) / sigmaUp;
+    });
+    // The first input is the latents × init_noise_sigma / √(σ0² + 1): PyTorch's first draw.
+    expectFloat32Close(samples[0].map((x) => (x * Math.sqrt(s0 * s0 + 1)) / scheduler.initNoiseSigma), first);
+    let worst = 0;
+    for (let i = 0; i < second.length; i++) worst = Math.max(worst, Math.abs(recovered[i] - second[i]));
+    // float32 arithmetic over values of size σ0 ≈ 15, divided by σ_up: within 3e-4 here; another draw is off by ~1–6.
+    expect(worst).toBeLessThan(1e-3);
   });
 
   it('GIVEN an unknown noise name THEN the job is refused before any work, naming the choices', async () => {
