@@ -12,7 +12,7 @@ export const NOISE_NAMES = ['torch', 'xoshiro'] as const;
 export type NoiseName = (typeof NOISE_NAMES)[number];
 /**
  * The noise of a job that names none: torch's CPU generator, as diffusers and ComfyUI draw it (its cost is a
- * fraction of a percent of an image; see the README's "Seeds" note).
+ * fraction of a percent of an image: tools/bench/noise-cost.ts, and the README's "Seeds that match other tools").
  */
 export const DEFAULT_NOISE: NoiseName = 'torch';
 /** The noise of a job recorded before `noise` existed (journal, job store, 🔁 of an old picture): xoshiro. */
