@@ -56,7 +56,7 @@ export function startTimesteps(scheduler: Scheduler, steps: number, strength: nu
  * repeated for its images, then `scheduler.add_noise(init_latents, noise, timesteps[:1])` with image i's noise from
  * its own generator (seed + i, of the job's `noise` kind), one draw of the whole latent per image as diffusers'
  * `randn_tensor(shape, generator)`. As in the ONNX pipeline, the VAE's sampling is inside vae_encoder, so the
- * generators' first draw is this noise (as in ComfyUI, whose VAE encode does not use the seed; diffusers' torch
+ * generators' first draw is this noise (as in ComfyUI, whose VAE encode does not draw from the seed's generator; diffusers' torch
  * img2img pipeline draws the VAE's posterior sample from the generator first, so its img2img noise differs);
  * ancestral schedulers keep drawing from them in step().
  */

@@ -3,8 +3,9 @@
  * into a {@link NoiseSource}.
  *
  * - `torch`: torch.Generator("cpu").manual_seed(seed) + torch.randn (./torch-generator.ts). diffusers' pipelines
- *   with `generator=[torch.Generator("cpu").manual_seed(seed + i) for i …]` and ComfyUI's CPU noise draw the same
- *   initial latents, so a seed means the same picture there and here (same model, scheduler and settings).
+ *   with `generator=[torch.Generator("cpu").manual_seed(seed + i) for i …]` draw the same initial latents and
+ *   ancestral step noise, and ComfyUI the same initial latents for a single picture, so a seed means the same
+ *   picture there and here (same model, scheduler and settings).
  * - `xoshiro`: imagine's own xoshiro128** stream (./rng.ts), what every job used before `torch`; a job recorded
  *   without a `noise` field was made with it.
  */
