@@ -4,7 +4,7 @@ import type { LoopCase } from './conformance-loop.js';
  * diffusers' own full-loop expectations (huggingface/diffusers, tests/schedulers/, CPU fp32), each with the test
  * file and test function it comes from. `sum` / `mean` are sum(|x|) and mean(|x|) of the final sample; the
  * tolerances are the test's own (`abs(result - expected) < tol`). Cases that draw noise use diffusers'
- * `torch.manual_seed(0)` generator, reproduced by ./torch-generator.ts.
+ * `torch.manual_seed(0)` generator, reproduced by ../diffusion/torch-generator.ts.
  *
  * Not listed: the thresholding loops (thresholding is refused, it needs per-image quantiles) and the
  * custom-timesteps / custom-sigmas loops (our contract takes a step count only).

@@ -1,7 +1,7 @@
 import { pathToFileURL } from 'node:url';
 import { CONFORMANCE_CASES, matches } from './conformance-cases.js';
 import { parseLoopCase, runLoop } from './conformance-loop.js';
-import { TorchCpuGenerator } from './torch-generator.js';
+import { TorchCpuGenerator } from '../diffusion/torch-generator.js';
 
 /**
  * Scheduler conformance against diffusers' own test numbers.

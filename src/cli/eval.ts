@@ -1,7 +1,8 @@
 /**
  * Held-out evaluation of the embedded model (or any shapes model):
  *
- *   npm run eval -- [--model DIR] [--steps 20] [--guidance 7.5] [--scheduler NAME] [--limit N] [--out FILE] [--json FILE]
+ *   npm run eval -- [--model DIR] [--steps 20] [--guidance 7.5] [--scheduler NAME] [--noise torch|xoshiro] [--limit N]
+ *                   [--out FILE] [--json FILE]
  *
  * Generates the prompts of src/eval/heldout.json (phrasings never seen in training) with their fixed seeds through
  * the normal pipeline, scores each picture with the checker in src/eval/checker.ts, prints accuracy per attribute
@@ -13,7 +14,7 @@ import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadModel } from '../diffusion/model.js';
 import { resolveModelDir } from '../diffusion/model-path.js';
-import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/types.js';
+import { NOISE_NAMES, SCHEDULER_NAMES, type NoiseName, type SchedulerName } from '../diffusion/types.js';
 import { contactSheet, formatReport, loadHeldout, runEval, TARGETS } from '../eval/run-eval.js';
 
 function fail(message: string): never {
@@ -39,6 +40,7 @@ async function main(): Promise<void> {
         steps: { type: 'string' },
         guidance: { type: 'string' },
         scheduler: { type: 'string' },
+        noise: { type: 'string' },
         limit: { type: 'string' },
         out: { type: 'string' },
         json: { type: 'string' },
@@ -52,6 +54,10 @@ async function main(): Promise<void> {
   if (scheduler !== undefined && !(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) {
     fail(`Expected \`--scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${scheduler}\``);
   }
+  const noise = values.noise;
+  if (noise !== undefined && !(NOISE_NAMES as readonly string[]).includes(noise)) {
+    fail(`Expected \`--noise\` to be one of ${NOISE_NAMES.join(', ')}, got \`${noise}\``);
+  }
   const limit = numberArg('limit', values.limit, true);
   if (limit !== undefined && limit < 1) fail(`Expected \`--limit\` to be at least 1, got \`${limit}\``);
   const items = loadHeldout().slice(0, limit);
@@ -62,6 +68,7 @@ async function main(): Promise<void> {
       steps: numberArg('steps', values.steps, true),
       guidanceScale: numberArg('guidance', values.guidance, false),
       scheduler: scheduler as SchedulerName | undefined,
+      noise: noise as NoiseName | undefined,
       onItem: (done, total) => process.stderr.write(`\r${done}/${total}`),
     });
     process.stderr.write('\n');
@@ -83,6 +90,7 @@ async function main(): Promise<void> {
         steps: report.steps,
         guidanceScale: report.guidanceScale,
         scheduler: report.scheduler,
+        noise: report.noise,
         prompts: report.results.length,
         tally: report.tally,
         msPerImage: Math.round(report.msPerImage),

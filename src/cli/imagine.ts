@@ -3,10 +3,11 @@
  *
  *   npm run imagine -- "<prompt>" [--negative TEXT] [--steps N] [--seed N] [--guidance X] [--scheduler NAME]
  *                      [--width W] [--height H] [--count N] [--model DIR] [--out FILE] [--provider LIST]
- *                      [--image FILE [--strength X]]
+ *                      [--image FILE [--strength X]] [--noise torch|xoshiro]
  *
  * `--image`: img2img from a PNG, JPEG or WebP picture (latent models need vae_encoder/), `--strength` 0 < X ≤ 1
- * (default 0.8). Writes PNG(s) (count > 1: out-1.png, out-2.png, ...), with a progress bar on stderr. Bad arguments: exit code 2,
+ * (default 0.8). `--noise`: the generator the seed drives, torch's CPU one (the default: diffusers' and ComfyUI's
+ * noise for the same seed) or imagine's xoshiro (pictures made before it). Writes PNG(s) (count > 1: out-1.png, out-2.png, ...), with a progress bar on stderr. Bad arguments: exit code 2,
  * one line on stderr, nothing written.
  */
 import { randomInt } from 'node:crypto';
@@ -17,11 +18,11 @@ import { isUserError } from '../errors.js';
 import { EXECUTION_PROVIDERS, loadModel, ModelLoadError, type ExecutionProviderName } from '../diffusion/model.js';
 import { resolveModelDir } from '../diffusion/model-path.js';
 import { checkInputs, generate } from '../diffusion/pipeline.js';
-import { SCHEDULER_NAMES, type GenerateParams, type GenerateResult, type SchedulerName, type StepProgress } from '../diffusion/types.js';
+import { NOISE_NAMES, SCHEDULER_NAMES, type GenerateParams, type GenerateResult, type NoiseName, type SchedulerName, type StepProgress } from '../diffusion/types.js';
 
 const USAGE =
   'usage: npm run imagine -- "<prompt>" [--negative TEXT] [--steps N] [--seed N] [--guidance X] [--scheduler NAME] ' +
-  '[--width W] [--height H] [--count N] [--model DIR] [--out FILE] [--provider cpu,cuda,webgpu] [--image FILE [--strength X]]';
+  '[--width W] [--height H] [--count N] [--model DIR] [--out FILE] [--provider cpu,cuda,webgpu] [--image FILE [--strength X]] [--noise torch|xoshiro]';
 
 /** Default steps: few for consistency models, which are made for 1–8 steps; 20 for the rest. */
 const DEFAULT_STEPS = 20;
@@ -48,6 +49,8 @@ export interface CliArgs {
   /** img2img: the picture to start from, and how much of the schedule runs. */
   image?: string;
   strength?: number;
+  /** The noise generator; omitted: the engine's default. */
+  noise?: NoiseName;
   providers: ExecutionProviderName[];
   help?: boolean;
 }
@@ -81,6 +84,7 @@ export function parseCliArgs(argv: string[]): CliArgs {
         provider: { type: 'string' },
         image: { type: 'string' },
         strength: { type: 'string' },
+        noise: { type: 'string' },
         help: { type: 'boolean' },
       },
     });
@@ -112,6 +116,10 @@ export function parseCliArgs(argv: string[]): CliArgs {
   if (scheduler !== undefined && !(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) {
     throw new UsageError(`Expected \`--scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${scheduler}\``);
   }
+  const noise = values.noise;
+  if (noise !== undefined && !(NOISE_NAMES as readonly string[]).includes(noise)) {
+    throw new UsageError(`Expected \`--noise\` to be one of ${NOISE_NAMES.join(', ')}, got \`${noise}\``);
+  }
   const providers = (values.provider ?? 'cpu').split(',').map((p) => p.trim().toLowerCase()).filter(Boolean);
   for (const provider of providers) {
     if (!(EXECUTION_PROVIDERS as readonly string[]).includes(provider)) {
@@ -135,6 +143,7 @@ export function parseCliArgs(argv: string[]): CliArgs {
     out: values.out,
     image: values.image,
     strength,
+    noise: noise as NoiseName | undefined,
     providers: providers as ExecutionProviderName[],
   };
 }
@@ -176,6 +185,7 @@ export async function main(argv: string[]): Promise<number> {
       width: args.width,
       height: args.height,
       count: args.count,
+      noise: args.noise,
       ...(initImage ? { initImage, strength: args.strength } : {}),
     };
     // Validate before any work, so a bad value is one line and nothing is written.
@@ -198,7 +208,7 @@ export async function main(argv: string[]): Promise<number> {
     const notes = result.truncated ? ' (prompt truncated to the text encoder length)' : '';
     process.stderr.write(
       `${files.join(', ')}: ${result.width}×${result.height}, ${result.model}, ${result.scheduler}, ${result.steps} steps, ` +
-        `guidance ${result.guidanceScale}${strength}, seed ${result.seed}, ${(result.timings.totalMs / 1000).toFixed(2)} s${notes}\n` +
+        `guidance ${result.guidanceScale}${strength}, seed ${result.seed} (${result.noise} noise), ${(result.timings.totalMs / 1000).toFixed(2)} s${notes}\n` +
         `${safetyLine(result)}\n`,
     );
     return 0;

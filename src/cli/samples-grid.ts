@@ -46,7 +46,8 @@ async function main(): Promise<void> {
   try {
     const tiles: SheetTile[] = [];
     for (const [i, prompt] of PROMPTS.entries()) {
-      const out = await generate(model, { prompt, seed: 42 + i, steps, guidanceScale }, { previewEvery: 0 });
+      // docs/samples.png was made with xoshiro noise, before torch's became the default: pinned, so it reproduces.
+      const out = await generate(model, { prompt, seed: 42 + i, steps, guidanceScale, noise: 'xoshiro' }, { previewEvery: 0 });
       const { data, info } = await sharp(out.images[0]).removeAlpha().raw().toBuffer({ resolveWithObject: true });
       tiles.push({ image: { width: info.width, height: info.height, rgb: new Uint8Array(data) }, caption: prompt });
     }

@@ -3,7 +3,7 @@
  * renders and tests can read them. Anything echoing member input goes out with mentions disabled.
  */
 import type { APIEmbed, APIAllowedMentions } from 'discord-api-types/v10';
-import type { GenerateParams, GenerateResult } from '../diffusion/types.js';
+import type { GenerateParams, GenerateResult, NoiseName } from '../diffusion/types.js';
 import { DISCORD_LIMITS, clip, echoWithin } from './text.js';
 import type { ButtonRow } from './picture-buttons.js';
 
@@ -107,6 +107,9 @@ export function renderKey(message: MessageBody): string {
   return JSON.stringify([message.content, message.embeds, message.attachments.length, message.components ?? null]);
 }
 
+/** The embed's name for each noise generator (GenerateParams.noise). */
+const NOISE_LABELS: Record<NoiseName, string> = { torch: 'torch CPU', xoshiro: 'xoshiro (imagine)' };
+
 /** Embed field values are capped at 1024 characters (the bot's own values are short; member text is clipped). */
 function field(name: string, value: string, inline = true) {
   return { name, value: clip(value, DISCORD_LIMITS.embedFieldValue), inline };
@@ -117,7 +120,7 @@ const DESCRIPTION_MAX = 2500;
 
 export interface FinalDetails {
   params: GenerateParams;
-  result: Pick<GenerateResult, 'width' | 'height' | 'seed' | 'steps' | 'guidanceScale' | 'scheduler' | 'model' | 'truncated' | 'timings'>;
+  result: Pick<GenerateResult, 'width' | 'height' | 'seed' | 'steps' | 'guidanceScale' | 'scheduler' | 'noise' | 'model' | 'truncated' | 'timings'>;
   /** What the embed shows: the picture, or the grid of several. */
   image: OutgoingFile;
   /**
@@ -153,6 +156,8 @@ export function renderFinal(details: FinalDetails): MessageBody {
     field('Scheduler', result.scheduler),
     field('Size', `${result.width}×${result.height}`),
     field('Model', result.model),
+    // Which generator the seed drove: torch's CPU one gives diffusers' and ComfyUI's picture for the same seed.
+    ...(result.noise === undefined ? [] : [field('Noise', NOISE_LABELS[result.noise])]),
     field('Time', result.timings.totalMs < 60_000 ? `${(result.timings.totalMs / 1000).toFixed(1)} s` : formatDuration(result.timings.totalMs)),
   );
   const embed: APIEmbed = {

@@ -3,7 +3,7 @@
  * job without loading onnxruntime. Validate first, never silently fix.
  */
 import { Identifiers, UserError } from '../errors.js';
-import { SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type SchedulerName } from './types.js';
+import { DEFAULT_NOISE, NOISE_NAMES, SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type NoiseName, type SchedulerName } from './types.js';
 
 /** Bounds every job is checked against; the guild and the model narrow them further upstream. */
 export const LIMITS = {
@@ -27,6 +27,8 @@ export interface CheckedParams {
   width: number;
   height: number;
   count: number;
+  /** The noise generator (GenerateParams.noise, default {@link DEFAULT_NOISE}). */
+  noise: NoiseName;
   /** img2img: the picture's bytes (not yet decoded) and the strength, default 0.8; both absent for txt2img. */
   initImage?: Uint8Array;
   strength?: number;
@@ -93,6 +95,10 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
   if (scheduler !== undefined && !(SCHEDULER_NAMES as readonly string[]).includes(scheduler)) {
     throw invalid(`Expected \`scheduler\` to be one of ${SCHEDULER_NAMES.join(', ')}, got \`${show(scheduler)}\``);
   }
+  const noise = params.noise ?? DEFAULT_NOISE;
+  if (!(NOISE_NAMES as readonly string[]).includes(noise)) {
+    throw invalid(`Expected \`noise\` to be one of ${NOISE_NAMES.join(', ')}, got \`${show(noise)}\``);
+  }
   // Latent models: multiples of 8 latent cells (the UNet downsamples three times); pixel-space: multiples of 8.
   const multiple = 8 * info.latentFactor;
   const size = (key: 'width' | 'height', native: number): number => {
@@ -104,7 +110,7 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
   };
   const width = size('width', info.width);
   const height = size('height', info.height);
-  if (params.upscale === true) return checkUpscale(params, { prompt, negativePrompt: negativePrompt ?? '', steps, seed, guidanceScale, scheduler: scheduler ?? info.defaultScheduler, width, height, count: params.count ?? 1 }, info);
+  if (params.upscale === true) return checkUpscale(params, { prompt, negativePrompt: negativePrompt ?? '', steps, seed, guidanceScale, scheduler: scheduler ?? info.defaultScheduler, width, height, count: params.count ?? 1, noise }, info);
   if (info.fixedSize && (width !== info.width || height !== info.height)) {
     throw invalid(`This model makes only ${info.width}×${info.height} pictures, got \`${width}×${height}\``);
   }
@@ -122,6 +128,7 @@ export function checkInputs(params: GenerateParams, info: ModelInfo): CheckedPar
     width,
     height,
     count,
+    noise,
   };
   return checkImg2img(params, checked);
 }

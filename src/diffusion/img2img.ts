@@ -54,8 +54,11 @@ export function startTimesteps(scheduler: Scheduler, steps: number, strength: nu
 /**
  * Step 5 for img2img, OnnxStableDiffusionImg2ImgPipeline's: each job's picture encoded once (× scaling factor) and
  * repeated for its images, then `scheduler.add_noise(init_latents, noise, timesteps[:1])` with image i's noise from
- * its own generator (seed + i). As in the ONNX pipeline, the VAE's sampling is inside vae_encoder, so the
- * generators' first draw is this noise; ancestral schedulers keep drawing from them in step().
+ * its own generator (seed + i, of the job's `noise` kind), one draw of the whole latent per image as diffusers'
+ * `randn_tensor(shape, generator)`. As in the ONNX pipeline, the VAE's sampling is inside vae_encoder, so the
+ * generators' first draw is this noise (as in ComfyUI, whose VAE encode does not draw from the seed's generator; diffusers' torch
+ * img2img pipeline draws the VAE's posterior sample from the generator first, so its img2img noise differs);
+ * ancestral schedulers keep drawing from them in step().
  */
 export async function prepareImg2imgLatents(
   model: DiffusionModel,
@@ -71,13 +74,12 @@ export async function prepareImg2imgLatents(
   const all = new Float32Array(pictures.length * perPicture);
   pictures.forEach((p, k) => all.set(p, k * perPicture));
   const encoded = await encodeImages(model, all, pictures.length, shape, clock);
-  const seeds = members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0));
-  const initLatents = new Float32Array(seeds.length * shape.perImage);
+  const noise = BatchNoise.of(members);
+  const initLatents = new Float32Array(members.reduce((n, m) => n + m.checked.count, 0) * shape.perImage);
   members.forEach((m, k) => {
     const latent = encoded.subarray(k * shape.perImage, (k + 1) * shape.perImage);
     for (let i = 0; i < m.checked.count; i++) initLatents.set(latent, (m.firstImage + i) * shape.perImage);
   });
-  const noise = new BatchNoise(seeds);
   const drawn = new Float32Array(initLatents.length);
   noise.fillNormal(drawn);
   return { latents: scheduler.addNoise(initLatents, drawn, firstTimestep), noise };

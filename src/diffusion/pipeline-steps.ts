@@ -4,19 +4,30 @@
  * the VAE decode (and img2img's encode), and the clock that sums the runtime's time.
  */
 import * as ort from 'onnxruntime-node';
+import type { CheckedParams } from './check-inputs.js';
 import type { DiffusionModel, FloatType, TensorSpec, TextEncoderPart, UnetPart } from './model.js';
-import { Rng } from './rng.js';
+import { noiseSource } from './noise.js';
 import type { NoiseSource } from './schedulers/types.js';
 import { floatToHalf, fromHalf, toHalf } from './tensor.js';
+import type { NoiseName } from './types.js';
 
 /**
- * Noise for a batch where every image has its own generator (a job's image i: seed + i mod 2^32), so an image in
- * a batch gets the noise it would get alone.
+ * Noise for a batch where every image has its own generator (a job's image i: seed + i mod 2^32, of the job's
+ * `noise` kind), so an image in a batch gets the noise it would get alone. As diffusers' `randn_tensor` with a list
+ * of generators (utils/torch_utils.py): one `torch.randn((1,) + shape[1:], generator=generator[i])` per image, for
+ * the initial latents and for every later draw (the ancestral schedulers' step()).
  */
 export class BatchNoise implements NoiseSource {
-  private readonly rngs: Rng[];
-  constructor(seeds: readonly number[]) {
-    this.rngs = seeds.map((seed) => new Rng(seed));
+  private readonly rngs: NoiseSource[];
+  constructor(images: readonly { seed: number; noise: NoiseName }[]) {
+    this.rngs = images.map(({ seed, noise }) => noiseSource(noise, seed));
+  }
+
+  /** One generator per image of `members`' jobs, in image order: job image i from seed + i. */
+  static of(members: readonly { checked: Pick<CheckedParams, 'seed' | 'count' | 'noise'> }[]): BatchNoise {
+    return new BatchNoise(
+      members.flatMap(({ checked }) => Array.from({ length: checked.count }, (_, i) => ({ seed: (checked.seed + i) >>> 0, noise: checked.noise }))),
+    );
   }
   fillNormal(out: Float32Array): void {
     if (out.length % this.rngs.length !== 0) {

@@ -267,13 +267,15 @@ async function encodePrompts(model: DiffusionModel, members: readonly Member[], 
 }
 
 /**
- * Step 5, diffusers' `prepare_latents`: image i of a job from its own generator (seed + i), scaled by the
- * scheduler's init_noise_sigma. The generators stay with the batch: ancestral schedulers draw from them in step().
+ * Step 5, diffusers' `prepare_latents` (pipelines/stable_diffusion/pipeline_stable_diffusion.py): `latents =
+ * randn_tensor(shape, generator)`, image i of a job from its own generator (seed + i), the first draw of each, then
+ * scaled by the scheduler's init_noise_sigma. The generators stay with the batch: the ancestral schedulers draw their
+ * step noise from them afterwards, as diffusers' `scheduler.step(…, generator=generator)` does
+ * (EulerAncestralDiscreteScheduler.step: `noise = randn_tensor(model_output.shape, generator=generator)`).
  */
 function prepareLatents(members: readonly Member[], shape: ImageShape, scheduler: Scheduler): { latents: Float32Array; noise: BatchNoise } {
-  const seeds = members.flatMap((m) => Array.from({ length: m.checked.count }, (_, i) => (m.checked.seed + i) >>> 0));
-  const noise = new BatchNoise(seeds);
-  const latents = new Float32Array(seeds.length * shape.perImage);
+  const noise = BatchNoise.of(members);
+  const latents = new Float32Array(members.reduce((n, m) => n + m.checked.count, 0) * shape.perImage);
   noise.fillNormal(latents);
   scaleInto(latents, scheduler.initNoiseSigma, latents);
   return { latents, noise };
@@ -443,8 +445,8 @@ function toPngs(model: DiffusionModel, finishing: readonly Member[], rgb: Uint8A
     rgb.map((images, k) =>
       Promise.all(
         images.map(async (bytes, i) => {
-          const { prompt, negativePrompt, steps, scheduler, guidanceScale, seed, strength } = finishing[k].checked;
-          const text = infotext({ prompt, negativePrompt, steps, scheduler, karras, guidanceScale, seed: (seed + i) >>> 0, width, height, model: model.info.name, strength });
+          const { prompt, negativePrompt, steps, scheduler, guidanceScale, seed, strength, noise } = finishing[k].checked;
+          const text = infotext({ prompt, negativePrompt, steps, scheduler, karras, guidanceScale, seed: (seed + i) >>> 0, width, height, model: model.info.name, strength, noise });
           return withPngText(await encodePng(bytes, width, height), { [PARAMETERS_KEYWORD]: text });
         }),
       ),
@@ -460,9 +462,9 @@ function resultOf(
   started: number,
   safety?: { flagged: boolean[]; ms: number },
 ): GenerateResult {
-  const { width, height, seed, steps, guidanceScale, scheduler } = m.checked;
+  const { width, height, seed, steps, guidanceScale, scheduler, noise } = m.checked;
   const timings: GenerateResult['timings'] = { totalMs: performance.now() - started, runtimeMs: clock.runtimeMs, unetMs: clock.unetMs };
-  const result: GenerateResult = { images, width, height, seed, steps, guidanceScale, scheduler, model: model.info.name, truncated: m.truncated, timings };
+  const result: GenerateResult = { images, width, height, seed, steps, guidanceScale, scheduler, noise, model: model.info.name, truncated: m.truncated, timings };
   if (m.checked.strength !== undefined) result.strength = m.checked.strength;
   if (safety) {
     result.flagged = safety.flagged;

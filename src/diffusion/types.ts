@@ -7,6 +7,17 @@
 export const SCHEDULER_NAMES = ['ddpm', 'ddim', 'pndm', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m', 'lcm'] as const;
 export type SchedulerName = (typeof SCHEDULER_NAMES)[number];
 
+/** Noise generators a job may ask for (see noise.ts). */
+export const NOISE_NAMES = ['torch', 'xoshiro'] as const;
+export type NoiseName = (typeof NOISE_NAMES)[number];
+/**
+ * The noise of a job that names none: torch's CPU generator, as diffusers and ComfyUI draw it (its cost is a
+ * fraction of a percent of an image: tools/bench/noise-cost.ts, and the README's "Seeds that match other tools").
+ */
+export const DEFAULT_NOISE: NoiseName = 'torch';
+/** The noise of a job recorded before `noise` existed (journal, job store, 🔁 of an old picture): xoshiro. */
+export const RECORDED_NOISE_BEFORE_FIELD: NoiseName = 'xoshiro';
+
 /** What one job asks the engine for. Validated by `checkInputs` in pipeline.ts before any work starts. */
 export interface GenerateParams {
   prompt: string;
@@ -25,6 +36,11 @@ export interface GenerateParams {
   height?: number;
   /** Images in this job (batch), 1..8. Image i uses seed (seed + i) mod 2^32. */
   count?: number;
+  /**
+   * The generator the seed drives (noise.ts): 'torch' (torch.Generator("cpu") + torch.randn, diffusers' and
+   * ComfyUI's CPU noise) or 'xoshiro' (imagine's own, every job before the field). Omitted: {@link DEFAULT_NOISE}.
+   */
+  noise?: NoiseName;
   // --- img2img (issue 13) ---
   /**
    * img2img: start from this picture (PNG, JPEG or WebP bytes; EXIF orientation applied), scaled to cover
@@ -72,6 +88,8 @@ export interface GenerateResult {
   steps: number;
   guidanceScale: number;
   scheduler: SchedulerName;
+  /** The generator the noise came from (always set by the pipeline; absent only in stand-ins). */
+  noise?: NoiseName;
   /** The model folder's name. */
   model: string;
   /** True when the prompt (or negative prompt) was cut to the text encoder's length. */

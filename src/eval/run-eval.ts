@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import sharp, { type OverlayOptions } from 'sharp';
 import type { DiffusionModel } from '../diffusion/model.js';
 import { generate } from '../diffusion/pipeline.js';
-import type { SchedulerName } from '../diffusion/types.js';
+import { DEFAULT_NOISE, type NoiseName, type SchedulerName } from '../diffusion/types.js';
 import { ATTRIBUTES, describeImage, scoreDescription, type Attribute, type Description, type Expectation, type RgbImage, type Score } from './checker.js';
 
 export interface EvalItem {
@@ -33,6 +33,8 @@ export interface EvalOptions {
   guidanceScale?: number;
   /** Default: the model's own scheduler. */
   scheduler?: SchedulerName;
+  /** The noise generator the seeds drive. Default: the engine's (DEFAULT_NOISE). */
+  noise?: NoiseName;
   /** Called after each image. */
   onItem?: (done: number, total: number) => void;
 }
@@ -51,6 +53,8 @@ export interface EvalReport {
   steps: number;
   guidanceScale: number;
   scheduler: SchedulerName;
+  /** The noise generator that ran. */
+  noise: NoiseName;
   /** Mean wall time per image, in milliseconds. */
   msPerImage: number;
 }
@@ -67,10 +71,12 @@ export async function runEval(model: DiffusionModel, items: EvalItem[], options:
   const results: EvalResult[] = [];
   const tally: EvalReport['tally'] = {};
   let scheduler: SchedulerName = model.info.defaultScheduler;
+  let noise: NoiseName = options.noise ?? DEFAULT_NOISE;
   let totalMs = 0;
   for (const item of items) {
-    const out = await generate(model, { prompt: item.prompt, seed: item.seed, steps, guidanceScale, scheduler: options.scheduler }, { previewEvery: 0 });
+    const out = await generate(model, { prompt: item.prompt, seed: item.seed, steps, guidanceScale, scheduler: options.scheduler, noise: options.noise }, { previewEvery: 0 });
     scheduler = out.scheduler;
+    noise = out.noise ?? noise;
     totalMs += out.timings.totalMs;
     const image = await decodePng(out.images[0]);
     const seen = describeImage(image);
@@ -85,12 +91,12 @@ export async function runEval(model: DiffusionModel, items: EvalItem[], options:
     results.push({ item, image, seen, score });
     options.onItem?.(results.length, items.length);
   }
-  return { results, tally, steps, guidanceScale, scheduler, msPerImage: items.length ? totalMs / items.length : 0 };
+  return { results, tally, steps, guidanceScale, scheduler, noise, msPerImage: items.length ? totalMs / items.length : 0 };
 }
 
 /** One line per attribute: "color       91/96  94.8%  (target 95%)". */
 export function formatReport(report: EvalReport): string {
-  const lines = [`${report.results.length} held-out prompts, ${report.steps} steps, ${report.scheduler}, guidance ${report.guidanceScale}`];
+  const lines = [`${report.results.length} held-out prompts, ${report.steps} steps, ${report.scheduler}, guidance ${report.guidanceScale}, ${report.noise} noise`];
   for (const attr of ATTRIBUTES) {
     const t = report.tally[attr];
     if (!t) continue;

@@ -57,6 +57,17 @@ export interface InfotextParams {
   strength?: number;
   /** Enlarged by the model's upscaler/ by this factor: A1111's `Postprocess upscale by` (its Extras tab's key). */
   upscaler?: number;
+  /** The noise generator (GenerateParams.noise): A1111's `RNG`, see {@link a1111Rng}. Absent: no RNG field. */
+  noise?: string;
+}
+
+/**
+ * A1111's `RNG` value for our noise generators: `CPU` for torch's CPU generator (A1111's "CPU" randn source is
+ * torch.Generator("cpu"), so the seed means the same noise there); imagine's own xoshiro stream is `imagine`, a
+ * value no other tool reads as its own.
+ */
+export function a1111Rng(noise: string): string {
+  return noise === 'torch' ? 'CPU' : noise === 'xoshiro' ? 'imagine' : noise;
 }
 
 /** A1111's `quote`: a value with a comma, a newline or a colon goes in JSON quotes, so the line still splits. */
@@ -76,6 +87,7 @@ export function infotext(p: InfotextParams): string {
   ];
   if (p.strength !== undefined) fields.push(['Denoising strength', p.strength]);
   if (p.upscaler !== undefined) fields.push(['Postprocess upscale by', p.upscaler]);
+  if (p.noise !== undefined) fields.push(['RNG', a1111Rng(p.noise)]);
   const line = fields.map(([key, value]) => `${key}: ${quote(String(value))}`).join(', ');
   const negative = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : '';
   return `${p.prompt}${negative}\n${line}`;

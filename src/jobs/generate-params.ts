@@ -3,7 +3,7 @@
  * ephemerally; nothing here fixes input silently (a guidance of 0 is a value, a missing one is not).
  */
 import { Identifiers, UserError } from '../errors.js';
-import { SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type SchedulerName } from '../diffusion/types.js';
+import { DEFAULT_NOISE, RECORDED_NOISE_BEFORE_FIELD, SCHEDULER_NAMES, type GenerateParams, type ModelInfo, type SchedulerName } from '../diffusion/types.js';
 import { DEFAULT_STRENGTH } from '../diffusion/check-inputs.js';
 
 /** Longest prompt or negative prompt, in characters (also the slash option's max_length). */
@@ -210,13 +210,22 @@ export function buildGenerateParams(input: ImagineInput, limits: ImagineLimits):
   }
 
   const strength = checkStrength(input, steps);
-  const params: GenerateParams = { prompt, steps, seed, guidanceScale, width, height };
+  // The noise is recorded, not left to the engine's default: a job makes the same picture after the default changes.
+  const params: GenerateParams = { prompt, steps, seed, guidanceScale, width, height, noise: DEFAULT_NOISE };
   if (strength !== undefined) params.strength = strength;
   // One picture is the engine's default: the params of a single picture stay as they always were.
   if (count > 1) params.count = count;
   if (negativePrompt !== undefined && negativePrompt.length > 0) params.negativePrompt = negativePrompt;
   if (scheduler !== undefined) params.scheduler = scheduler;
   return params;
+}
+
+/**
+ * A job's params as recorded: one journaled before `noise` existed was made with xoshiro, and keeps it, whatever
+ * today's default (the job store reads every record through this).
+ */
+export function withRecordedNoise(params: GenerateParams): GenerateParams {
+  return params.noise === undefined ? { ...params, noise: RECORDED_NOISE_BEFORE_FIELD } : params;
 }
 
 /** img2img's strength: only with a picture, 0 < strength ≤ 1, and at least one step left (floor(steps × strength)). */

@@ -6,7 +6,7 @@
 import { Identifiers, UserError } from '../errors.js';
 import { checkInputs, unknownModel } from '../diffusion/check-inputs.js';
 import type { EngineModelListing, GenerateParams, ModelDefaultsInfo, ModelInfo } from '../diffusion/types.js';
-import { buildGenerateParams, randomSeed, type ImagineInput } from '../jobs/generate-params.js';
+import { buildGenerateParams, randomSeed, withRecordedNoise, type ImagineInput } from '../jobs/generate-params.js';
 import type { GuildSettings } from '../store/settings.js';
 import { findBannedWord } from './banned-words.js';
 
@@ -143,6 +143,8 @@ export function rerollParams(
     { ...context, guidanceDefault: originalParams.guidanceScale },
   );
   const { params } = request;
+  // The original's generator, like its size: an old picture (no field) was made with xoshiro.
+  params.noise = withRecordedNoise(originalParams).noise;
   if (originalParams.width !== undefined) params.width = originalParams.width;
   if (originalParams.height !== undefined) params.height = originalParams.height;
   return request;

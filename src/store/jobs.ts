@@ -1,5 +1,6 @@
 import type { Identifier } from '../errors.js';
 import type { GenerateResult } from '../diffusion/types.js';
+import { withRecordedNoise } from '../jobs/generate-params.js';
 import type { JobRecord, JobState } from '../jobs/types.js';
 import type { Db } from './database.js';
 
@@ -237,7 +238,7 @@ function toRecord(row: JobRow): JobRecord {
     channelId: row.channel_id,
     userId: row.user_id,
     kind: row.kind,
-    params: JSON.parse(row.params),
+    params: withRecordedNoise(JSON.parse(row.params)),
     state: row.state,
     attempts: row.attempts,
     deliveryAttempts: row.delivery_attempts,

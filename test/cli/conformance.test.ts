@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { CONFORMANCE_CASES, matches } from '../../src/cli/conformance-cases.js';
 import { runLoop } from '../../src/cli/conformance-loop.js';
 import { runConformanceCli } from '../../src/cli/conformance.js';
-import { TorchCpuGenerator } from '../../src/cli/torch-generator.js';
+import { TorchCpuGenerator } from '../../src/diffusion/torch-generator.js';
 import { SCHEDULER_NAMES } from '../../src/diffusion/types.js';
 
 // Every case is diffusers' own expectation (tests/schedulers/<file>::<test>), checked to diffusers' tolerance.

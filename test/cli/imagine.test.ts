@@ -58,10 +58,21 @@ describe('imagine CLI', () => {
     // Each file carries its parameters, in AUTOMATIC1111's format, with its own seed (image i: seed + i).
     const parameters = (file: string) => readPngText(readFileSync(join(temp, 'batch', file))).get('parameters');
     expect(parameters('out-1.png')).toBe(
-      'two cats\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, CFG scale: 0, Seed: 9, Size: 128x64, Model: sd-tiny',
+      'two cats\nNegative prompt: blurry\nSteps: 3, Sampler: Euler a, CFG scale: 0, Seed: 9, Size: 128x64, Model: sd-tiny, RNG: CPU',
     );
     expect(parameters('out-2.png')).toMatch(/, Seed: 10, Size: 128x64, /);
     expect(meta.comments?.map((c) => c.keyword)).toEqual(['parameters']);
+  });
+
+  it('GIVEN --noise xoshiro THEN the picture is made from imagine\'s own stream and says so; the default is torch', async () => {
+    const [torch, xoshiro] = ['noise-torch.png', 'noise-xoshiro.png'].map((f) => join(temp, f));
+    const common = ['a red barn', '--model', SD_TINY, '--steps', '3', '--seed', '3'];
+    const made = await imagine([...common, '--out', torch]);
+    expect(made.stderr).toMatch(/seed 3 \(torch noise\)/);
+    expect((await imagine([...common, '--noise', 'xoshiro', '--out', xoshiro])).stderr).toMatch(/seed 3 \(xoshiro noise\)/);
+    expect(readPngText(readFileSync(torch)).get('parameters')).toMatch(/, RNG: CPU$/);
+    expect(readPngText(readFileSync(xoshiro)).get('parameters')).toMatch(/, RNG: imagine$/);
+    expect(readFileSync(torch).equals(readFileSync(xoshiro))).toBe(false);
   });
 
   it('GIVEN --image and --strength THEN it writes a PNG from the picture, with the strength in its text and summary', async () => {
@@ -75,7 +86,7 @@ describe('imagine CLI', () => {
     expect(first.stderr).toMatch(/64×64, sd-tiny, pndm, 10 steps, guidance 7.5, strength 0.5, seed 3/);
     const meta = await sharp(a).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
-    expect(readPngText(readFileSync(a)).get('parameters')).toMatch(/, Denoising strength: 0\.5$/);
+    expect(readPngText(readFileSync(a)).get('parameters')).toMatch(/, Denoising strength: 0\.5, RNG: CPU$/);
     expect((await imagine([...common, '--strength', '0.5', '--out', b])).code).toBe(0);
     expect(readFileSync(a).equals(readFileSync(b))).toBe(true);
     // No --strength: diffusers' 0.8.
@@ -88,6 +99,7 @@ describe('imagine CLI', () => {
     ['strength 0', ['x', '--image', notAPicture, '--strength', '0'], /^imagine: Expected `strength` to be a number greater than 0 and at most 1, got `0`$/],
     ['strength not a number', ['x', '--image', notAPicture, '--strength', 'half'], /Expected `--strength` to be a number, got `half`/],
     ['strength without an image', ['x', '--strength', '0.5'], /Expected `--strength` only with `--image`/],
+    ['an unknown noise', ['x', '--noise', 'gpu'], /Expected `--noise` to be one of torch, xoshiro, got `gpu`/],
     ['a missing image file', ['x', '--image', join(temp, 'nowhere.png')], /^imagine: Expected `--image` to be a readable picture file, got `.*nowhere\.png` \(ENOENT\)$/],
     ['an image file that is no picture', ['x', '--image', notAPicture], /^imagine: Expected `initImage` to be a PNG, JPEG or WebP picture, got bytes that are not a picture$/],
     ['steps out of range', ['x', '--steps', '0'], /Expected `steps` to be an integer from 1 to 1000, got `0`/],

@@ -46,7 +46,7 @@ describe('renderFinal', () => {
   it('GIVEN a result THEN the embed carries every parameter and points at the attached image', () => {
     const message = renderFinal({
       params: { ...params, negativePrompt: 'blurry' },
-      result: { width: 32, height: 32, seed: 7, steps: 20, guidanceScale: 0, scheduler: 'ddim', model: 'imagine-shapes', truncated: false, timings: { totalMs: 1234, runtimeMs: 1000, unetMs: 900 } },
+      result: { width: 32, height: 32, seed: 7, steps: 20, guidanceScale: 0, scheduler: 'ddim', noise: 'torch', model: 'imagine-shapes', truncated: false, timings: { totalMs: 1234, runtimeMs: 1000, unetMs: 900 } },
       image: { name: 'imagine-7.png', data: new Uint8Array([1, 2]) },
       jobId: 'j1',
     });
@@ -60,11 +60,22 @@ describe('renderFinal', () => {
       Scheduler: 'ddim',
       Size: '32×32',
       Model: 'imagine-shapes',
+      Noise: 'torch CPU',
       Time: '1.2 s',
     });
     expect(embed!.image).toEqual({ url: 'attachment://imagine-7.png' });
     expect(message.attachments).toEqual([{ id: 0, filename: 'imagine-7.png' }]);
     expect(message.allowed_mentions.parse).toEqual([]);
+  });
+
+  it('GIVEN a picture made with xoshiro noise THEN the embed says so', () => {
+    const message = renderFinal({
+      params,
+      result: { width: 32, height: 32, seed: 7, steps: 20, guidanceScale: 0, scheduler: 'ddim', noise: 'xoshiro', model: 'm', truncated: false, timings: { totalMs: 1, runtimeMs: 1, unetMs: 1 } },
+      image: { name: 'imagine-7.png', data: new Uint8Array([1, 2]) },
+      jobId: 'j1',
+    });
+    expect(message.embeds[0]!.fields!.find((f) => f.name === 'Noise')?.value).toBe('xoshiro (imagine)');
   });
 });
 

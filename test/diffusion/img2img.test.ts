@@ -135,7 +135,7 @@ describe.each(['sd-tiny', 'pixel-tiny'] as const)('img2img on %s', (name) => {
     expect(progress.every((p) => p.totalSteps === 5)).toBe(true);
     expect(result.strength).toBe(0.5);
     expect(result.steps).toBe(10);
-    expect(readPngText(result.images[0]).get('parameters')).toMatch(/Steps: 10, .*Denoising strength: 0\.5$/);
+    expect(readPngText(result.images[0]).get('parameters')).toMatch(/Steps: 10, .*Denoising strength: 0\.5, RNG: CPU$/);
   });
 
   it('GIVEN the same picture and seed twice THEN identical bytes; another picture, seed or strength gives another image; txt2img differs', async () => {

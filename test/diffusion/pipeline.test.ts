@@ -124,7 +124,7 @@ describe('generate', () => {
     expect(maxDiff).toBeLessThanOrEqual(1);
     // Each PNG says what it was made with, in A1111's `parameters`, with its own seed.
     expect(batch.images.map((png) => readPngText(png).get('parameters'))).toEqual(
-      [42, 43, 44].map((seed) => `${base.prompt}\nSteps: 4, Sampler: Euler, CFG scale: 7.5, Seed: ${seed}, Size: 64x64, Model: sd-tiny`),
+      [42, 43, 44].map((seed) => `${base.prompt}\nSteps: 4, Sampler: Euler, CFG scale: 7.5, Seed: ${seed}, Size: 64x64, Model: sd-tiny, RNG: CPU`),
     );
   });
 
@@ -234,7 +234,7 @@ describe('checkInputs', () => {
 
   it('GIVEN omissions THEN native size, count 1, empty negative and the model scheduler are used; guidance 0 is kept', () => {
     const checked = checkInputs({ prompt: 'x', steps: 1, seed: 0, guidanceScale: 0 }, info);
-    expect(checked).toEqual({ prompt: 'x', negativePrompt: '', steps: 1, seed: 0, guidanceScale: 0, scheduler: 'pndm', width: 64, height: 64, count: 1 });
+    expect(checked).toEqual({ prompt: 'x', negativePrompt: '', steps: 1, seed: 0, guidanceScale: 0, scheduler: 'pndm', width: 64, height: 64, count: 1, noise: 'torch' });
   });
 
   it('GIVEN bad inputs to generate THEN it rejects before any UNet call', async () => {

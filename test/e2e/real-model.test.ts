@@ -99,7 +99,7 @@ describe('U and V with real ONNX models (worker pool)', () => {
       const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
       const png = emulator.attachmentBytes(upscaled.message.id, 0)!;
       expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 128, height: 128 });
-      expect(readPngText(png).get('parameters')).toMatch(/Seed: 9, Size: 128x128, Model: sd-tiny, Denoising strength: 0\.35$/);
+      expect(readPngText(png).get('parameters')).toMatch(/Seed: 9, Size: 128x128, Model: sd-tiny, Denoising strength: 0\.35, RNG: CPU$/);
 
       emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'V2') });
       const variations = await replyTo(h, grid.message.id, '🎲 Variations of picture 2');

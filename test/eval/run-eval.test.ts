@@ -41,7 +41,7 @@ describe('runEval', () => {
     expect(report.tally.background?.total).toBe(stated('background'));
     const correct = report.results.filter((r) => r.score.color === true).length;
     expect(report.tally.color?.correct ?? 0).toBe(correct);
-    expect(formatReport(report)).toMatch(/^3 held-out prompts, 4 steps, ddim, guidance 7\.5\ncolor +\d+\/3 /);
+    expect(formatReport(report)).toMatch(/^3 held-out prompts, 4 steps, ddim, guidance 7\.5, torch noise\ncolor +\d+\/3 /);
   });
 });
 

@@ -81,6 +81,12 @@ describe('infotext (AUTOMATIC1111 `parameters`)', () => {
     );
   });
 
+  it('GIVEN the noise generator THEN A1111\'s RNG field last: CPU for torch\'s CPU generator, imagine for xoshiro', () => {
+    const p = { prompt: 'p', steps: 4, scheduler: 'ddim', guidanceScale: 1, seed: 3, width: 32, height: 32, model: 'm' };
+    expect(infotext({ ...p, noise: 'torch' })).toBe('p\nSteps: 4, Sampler: DDIM, CFG scale: 1, Seed: 3, Size: 32x32, Model: m, RNG: CPU');
+    expect(infotext({ ...p, strength: 0.5, noise: 'xoshiro' })).toMatch(/, Denoising strength: 0\.5, RNG: imagine$/);
+  });
+
   it('GIVEN each scheduler THEN A1111 sampler names, Karras only where A1111 has it', () => {
     const names = ['ddim', 'euler', 'euler_a', 'heun', 'lms', 'dpmpp_2m', 'pndm', 'lcm', 'ddpm'].map((s) => a1111Sampler(s));
     expect(names).toEqual(['DDIM', 'Euler', 'Euler a', 'Heun', 'LMS', 'DPM++ 2M', 'PLMS', 'LCM', 'DDPM']);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/errors.js';
-import { buildGenerateParams, sizeForAspect, type ImagineInput, type ImagineLimits } from '../../src/jobs/generate-params.js';
+import { buildGenerateParams, sizeForAspect, withRecordedNoise, type ImagineInput, type ImagineLimits } from '../../src/jobs/generate-params.js';
 
 const limits: ImagineLimits = {
   stepsDefault: 20,
@@ -30,7 +30,15 @@ describe('buildGenerateParams', () => {
       guidanceScale: 7.5,
       width: 512,
       height: 512,
+      noise: 'torch',
     });
+  });
+
+  it('GIVEN recorded params THEN one without `noise` (journaled before the field) reads as xoshiro; one with it keeps it', () => {
+    const made = buildGenerateParams({ prompt: 'a red circle' }, limits);
+    expect(withRecordedNoise(made)).toBe(made);
+    const { noise: _, ...before } = made;
+    expect(withRecordedNoise(before)).toEqual({ ...before, noise: 'xoshiro' });
   });
 
   it('GIVEN every option THEN each is carried over, guidance 0 included', () => {
@@ -48,6 +56,7 @@ describe('buildGenerateParams', () => {
       scheduler: 'euler_a',
       width: 640,
       height: 448,
+      noise: 'torch',
     });
   });
 

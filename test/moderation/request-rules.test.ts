@@ -47,6 +47,15 @@ describe('the server’s default negative prompt', () => {
     expect(rerollParams({ params: { ...original.params, negativePrompt: 'gore, blurry' } }, settings, context).params.negativePrompt).toBe('gore, blurry');
   });
 
+  it('GIVEN a 🔁 THEN it keeps the original\'s noise generator; a picture from before the field (no noise) keeps xoshiro', () => {
+    const original = paramsUnderGuildRules({ prompt: 'a cat' }, settings, context);
+    expect(original.params.noise).toBe('torch');
+    expect(rerollParams(original, settings, context).params.noise).toBe('torch');
+    expect(rerollParams({ params: { ...original.params, noise: 'xoshiro' } }, settings, context).params.noise).toBe('xoshiro');
+    const { noise: _, ...before } = original.params;
+    expect(rerollParams({ params: before }, settings, context).params.noise).toBe('xoshiro');
+  });
+
   it('GIVEN a 🔁 of a count-4 picture THEN the reroll asks for 4 again, checked against today’s max', () => {
     const original = paramsUnderGuildRules({ prompt: 'cats', count: 4 }, settings, context);
     expect(original.params.count).toBe(4);

@@ -116,7 +116,7 @@ describe('JobStore', () => {
       userId: 'u',
       kind: 'reroll',
       parentJobId: 'parent',
-      params: { prompt: 'a red circle', steps: 4, seed: 7, guidanceScale: 0, width: 64, height: 64 },
+      params: { prompt: 'a red circle', steps: 4, seed: 7, guidanceScale: 0, width: 64, height: 64, noise: 'torch' },
       state: 'queued',
       interaction: { applicationId: 'app', token: 'tok', createdAt: 1000 },
       attempts: 0,
@@ -159,10 +159,12 @@ describe('JobStore', () => {
     const old3 = jobs.get('old')!;
     expect(old3.channelNsfw).toBeUndefined();
     expect(old3.guildNegative).toBeUndefined();
+    // Journaled before `noise` existed: made with xoshiro, and read back so, whatever today's default.
+    expect(old3.params).toEqual({ prompt: 'p', steps: 1, seed: 1, guidanceScale: 0, noise: 'xoshiro' });
     const base = {
       guildId: 'g', channelId: 'c', userId: 'u', kind: 'imagine' as const, state: 'queued' as const, attempts: 0,
       deliveryAttempts: 0, createdAt: 1,
-      params: { prompt: 'p', negativePrompt: 'blurry, red', steps: 1, seed: 1, guidanceScale: 0 },
+      params: { prompt: 'p', negativePrompt: 'blurry, red', steps: 1, seed: 1, guidanceScale: 0, noise: 'torch' as const },
     };
     const nsfw = jobs.insert({ ...base, id: 'a', deliveryKey: 'a', channelNsfw: true, guildNegative: 'blurry' });
     const plain = jobs.insert({ ...base, id: 'b', deliveryKey: 'b', channelNsfw: false });
@@ -196,7 +198,7 @@ describe('JobStore', () => {
     const variation = jobs.insert(
       {
         id: 'j3', guildId: 'g', channelId: 'c', userId: 'u', kind: 'variation', parentJobId: 'j1', sourcePicture: 2,
-        params: { prompt: 'p', steps: 4, seed: 5, guidanceScale: 0, strength: 0.6 }, state: 'queued', attempts: 0,
+        params: { prompt: 'p', steps: 4, seed: 5, guidanceScale: 0, strength: 0.6, noise: 'torch' }, state: 'queued', attempts: 0,
         deliveryAttempts: 0, deliveryKey: 'j3', createdAt: 3,
       },
       picture,

@@ -1,9 +1,10 @@
-import type { NoiseSource } from '../diffusion/schedulers/types.js';
+import type { NoiseSource } from './schedulers/types.js';
 
 /**
- * The normal stream of `torch.manual_seed(seed)` followed by `torch.randn(n)` on the CPU, for float32 tensors of
- * 16 or more elements, so that diffusers' stochastic scheduler tests (DDPM, Euler ancestral, LCM) can be checked
- * here. Only for conformance: the bot itself draws from ../diffusion/rng.ts.
+ * The normal stream of `torch.Generator("cpu").manual_seed(seed)` followed by `torch.randn(n, generator=…)`, for
+ * float32 tensors of 16 or more elements: the noise diffusers and ComfyUI draw on the CPU, so the same model, seed,
+ * scheduler and settings give their picture (GenerateParams.noise 'torch', see ./noise.ts). Also what
+ * `npm run conformance` checks diffusers' stochastic scheduler tests (DDPM, Euler ancestral, LCM) with.
  *
  * As PyTorch does it (ATen: CPUGeneratorImpl, core/MT19937RNGEngine.h, core/TransformationHelper.h uniform_real,
  * native/cpu/DistributionTemplates.h normal_fill / normal_fill_AVX2): MT19937 seeded by init_genrand; n uniforms
