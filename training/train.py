@@ -15,6 +15,7 @@ import argparse
 import copy
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -61,6 +62,26 @@ def build(cfg: dict, vocab_size: int) -> Model:
         {"channels": tuple(cfg["channels"]), "attn": tuple(cfg["attn"]), "stem": cfg["stem"], "pos_emb": cfg.get("pos_emb", False),
          "in_ch": lat["channels"] if lat else 3, "size": lat["size"] if lat else cfg.get("image_size", 32)},
     )
+
+
+RELATION_RE = re.compile(r"\b(left of|right of|top of an?|above|below|under|beneath)\b")
+COUNT_RE = re.compile(r"\b(one|two|three)\b")
+
+
+def kind_of(caption: str) -> str:
+    """The scene kind a training caption was made for (data.sample_scene's kinds): relation phrases and number words
+    appear only in their own kinds ("top of the picture" is v1's, "on top of a/an" a relation)."""
+    return "relation" if RELATION_RE.search(caption) else "count" if COUNT_RE.search(caption) else "v1"
+
+
+def pool_weights(captions: list[str], shares: dict[str, float]) -> np.ndarray:
+    """Per-scene draw probabilities so that each kind makes up `shares` of the batches."""
+    kinds = np.array([kind_of(c) for c in captions])
+    p = np.zeros(len(captions))
+    for k, share in shares.items():
+        m = kinds == k
+        p[m] = share / max(1, m.sum())
+    return p / p.sum()
 
 
 def load_vae(path: str, dev: torch.device) -> tuple[vae_lib.AutoEncoder, float]:
@@ -209,6 +230,8 @@ def main() -> None:
     p.add_argument("--guidance", type=float, default=4.0)
     p.add_argument("--vae", default="", help="autoencoder checkpoint (vae.py): train on its latents (v2)")
     p.add_argument("--pool", type=int, default=50000, help="scenes encoded once for latent training")
+    p.add_argument("--kind-shares", default="", help="latent pool draws: V1,RELATION,COUNT shares of a batch "
+                   "(default: as the pool was made, data.KIND_SHARES); also on resume")
     p.add_argument("--init", default="", help="warm start a new run from an exported model folder (e.g. v1's)")
     args = p.parse_args()
 
@@ -262,6 +285,11 @@ def main() -> None:
             cfg.setdefault("changes", []).append({"step": ck["step"], "change": f"p_pos {cfg.get('p_pos', [0.7, 0.5])} -> {[one, two]}"})
         cfg["p_pos"] = [one, two]
     data.P_POS["one"], data.P_POS["two"] = cfg.get("p_pos", [0.7, 0.5])
+    if args.kind_shares:
+        shares = [float(v) for v in args.kind_shares.split(",")]
+        if ck and cfg.get("kind_shares") != shares:
+            cfg.setdefault("changes", []).append({"step": ck["step"], "change": f"kind shares {cfg.get('kind_shares')} -> {shares}"})
+        cfg["kind_shares"] = shares
     model = build(cfg, len(vocab_list))
     pool = None
     if cfg.get("latent"):
@@ -277,6 +305,9 @@ def main() -> None:
             m, back = fit_io_layers(model, pool, sf)
             apply_io_fit(model, *(torch.from_numpy(old[k].copy()) for k in ("conv_in.weight", "conv_in.bias", "conv_out.weight", "conv_out.bias")), m, back)
             print("input and output convolutions fitted to the latents", flush=True)
+    draw_p = None
+    if pool is not None and cfg.get("kind_shares"):
+        draw_p = pool_weights(pool["captions"], dict(zip(("v1", "relation", "count"), cfg["kind_shares"])))
     model = model.to(dev)
     model.prediction_type = cfg["prediction_type"]
     ema = copy.deepcopy(model).eval()
@@ -322,7 +353,8 @@ def main() -> None:
         rng = np.random.default_rng([cfg["seed"], step])
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + step)
         if pool is not None:
-            idx = torch.from_numpy(rng.integers(len(pool["captions"]), size=cfg["batch"]))
+            n_pool = len(pool["captions"])
+            idx = torch.from_numpy(rng.choice(n_pool, size=cfg["batch"], p=draw_p) if draw_p is not None else rng.integers(n_pool, size=cfg["batch"]))
             eps = torch.randn((cfg["batch"], *pool["mean"].shape[1:]), generator=g)
             mean, logvar = pool["mean"][idx].float(), pool["logvar"][idx].float()
             x0 = ((mean + (0.5 * logvar).exp() * eps) * sf).numpy()

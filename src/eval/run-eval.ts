@@ -141,14 +141,14 @@ function wrap(text: string, width: number, maxLines: number): string[] {
 }
 
 /**
- * A grid of pictures (each enlarged `scale`× with nearest neighbour, so the model's pixels stay visible) with their
- * prompts underneath, as a PNG.
+ * A grid of pictures (each enlarged `scale`× with nearest neighbour, so the model's pixels stay visible; by default
+ * to about 128 pixels: 4× for 32×32, 2× for 64×64) with their prompts underneath, as a PNG.
  */
 export async function contactSheet(tiles: SheetTile[], options: { columns?: number; scale?: number } = {}): Promise<Buffer> {
   if (tiles.length === 0) throw new Error('Expected at least one tile for the contact sheet');
   const columns = Math.min(options.columns ?? 8, tiles.length);
-  const scale = options.scale ?? 4;
   const { width, height } = tiles[0].image;
+  const scale = options.scale ?? Math.max(1, Math.round(128 / width));
   const pad = 6;
   const textLines = 3;
   const lineHeight = 12;
