@@ -39,7 +39,7 @@ describe('runEval', () => {
     const report = await runEval(model, items, { steps: 4, onItem: (done) => seen.push(done) });
     expect(seen).toEqual([1, 2, 3]);
     expect(report.results.map((r) => r.item.prompt)).toEqual(items.map((i) => i.prompt));
-    expect(report.results[0].image).toMatchObject({ width: 32, height: 32 });
+    expect(report.results[0].image).toMatchObject({ width: 64, height: 64 });
     const stated = (attr: 'background' | 'color') => report.results.filter((r) => r.score[attr] !== undefined).length;
     expect(report.tally.color?.total).toBe(stated('color'));
     expect(report.tally.background?.total).toBe(stated('background'));
