@@ -1,4 +1,9 @@
-"""Deterministic procedural scenes with captions: coloured shapes on flat backgrounds.
+"""Deterministic procedural scenes with captions: coloured shapes on flat backgrounds (64x64 since v2).
+
+Scene kinds: one object, two objects joined by "and" (v1's), two objects in a stated relation ("a red circle
+to the left of a blue square"; v2) and one to three objects of one colour and shape counted ("two green
+triangles"; v2). Geometry is defined on v1's 32x32 canvas and scaled by SIZE / 32, so v1's scenes keep their
+proportions.
 
 Everything is drawn from a seeded numpy Generator, so a (seed, index) pair always yields the same
 batch. Shapes are rendered with 4x4 supersampling so edges are anti-aliased like a real picture.
@@ -15,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-SIZE = 32
+SIZE = 64
+S = SIZE / 32  # v1's geometry (in 32x32 pixels) scaled to the canvas
 SUPERSAMPLE = 4
 
 # RGB values of the named colours; the TS checker (src/eval/colors.ts) uses the same table.
@@ -57,6 +63,23 @@ BG_PHRASES = [
     "over a {c} backdrop",
 ]
 PREFIXES = ["", "", "", "a picture of ", "an image of ", "a drawing of ", "draw "]
+
+# v2: "A <relation> B" means A stands on that side of B. Index matters for HELDOUT_RELATION_PAIRS.
+RELATIONS = ["left", "right", "above", "below"]
+RELATION_PHRASES = {
+    "left": ["to the left of", "left of", "on the left of"],
+    "right": ["to the right of", "right of", "on the right of"],
+    "above": ["above", "on top of", "just above"],
+    "below": ["below", "under", "beneath"],
+}
+# v2: counts. {n} is the number word, {c} the colour, {s} the shape (plural for two and three).
+NUMBER_WORDS = {1: "one", 2: "two", 3: "three"}
+COUNT_PHRASES = ["{n} {c} {s}", "{n} {c} {s} together", "exactly {n} {c} {s}"]
+# (relation or count phrase index, background phrase index) pairs never seen together in training.
+HELDOUT_RELATION_PAIRS = {(0, 4), (1, 3), (2, 0)}
+HELDOUT_COUNT_PAIRS = {(0, 4), (1, 1), (2, 0)}
+# Share of training scenes of each kind (single and "and" pairs keep v1's 70/30 split between them).
+KIND_SHARES = {"v1": 0.4, "relation": 0.3, "count": 0.3}
 
 # (position phrase index, background phrase index) pairs never seen together in training.
 HELDOUT_PHRASE_PAIRS = {(0, 4), (1, 3), (2, 0), (3, 1), (1, 5)}
@@ -122,6 +145,10 @@ def vocabulary() -> list[str]:
     for v in POS_PHRASES.values():
         fragments += v
     fragments += [p.format(c="x") for p in BG_PHRASES] + PREFIXES
+    for v in RELATION_PHRASES.values():
+        fragments += v
+    fragments += list(NUMBER_WORDS.values()) + [p.format(n="", c="", s="") for p in COUNT_PHRASES]
+    fragments += [sh + "s" for sh in SHAPES]
     for f in fragments:
         words.update(tokenize(f))
     words.discard("x")
@@ -131,7 +158,7 @@ def vocabulary() -> list[str]:
 def place(rng: np.random.Generator, position: str, diameter: float, offset: float) -> tuple[float, float]:
     dx, dy = POS_OFFSET[position]
     jitter = rng.uniform(-1.0, 1.0, size=2)
-    return 16.0 + dx * offset + jitter[0], 16.0 + dy * offset + jitter[1]
+    return S * (16.0 + dx * offset + jitter[0]), S * (16.0 + dy * offset + jitter[1])
 
 
 # How often a caption states positions (one object, two objects). Defaults are the first sitting's; the second
@@ -139,12 +166,106 @@ def place(rng: np.random.Generator, position: str, diameter: float, offset: floa
 P_POS = {"one": 0.7, "two": 0.5}
 
 
-def sample_scene(rng: np.random.Generator, heldout: bool = False) -> Scene:
-    """One random scene and caption. heldout=True draws only held-out phrasings (for the eval set)."""
+def sample_scene(rng: np.random.Generator, heldout: bool = False, kind: str = "v1") -> Scene:
+    """One random scene and caption of a kind ("v1": one object or two joined by "and"; "relation"; "count").
+    heldout=True draws only held-out phrasings (for the eval set)."""
+    draw = {"v1": _sample_scene, "relation": _sample_relation, "count": _sample_count}[kind]
     while True:
-        scene = _sample_scene(rng, heldout)
+        scene = draw(rng, heldout)
         if scene is not None:
             return scene
+
+
+def sample_training_scene(rng: np.random.Generator) -> Scene:
+    u = rng.random()
+    kind = "v1" if u < KIND_SHARES["v1"] else "relation" if u < KIND_SHARES["v1"] + KIND_SHARES["relation"] else "count"
+    return sample_scene(rng, kind=kind)
+
+
+def _background_phrase(bg: str, bg_i: int) -> str:
+    bgp = BG_PHRASES[bg_i].replace("a {c}", article(bg) + " {c}").format(c=bg)
+    return bgp if bgp.startswith(",") else " " + bgp
+
+
+def _with_prefix(rng: np.random.Generator, text: str) -> str:
+    prefix = PREFIXES[rng.integers(len(PREFIXES))]
+    if prefix and not text.startswith(("a ", "an ")) and prefix.endswith("of "):
+        prefix = ""
+    return prefix + text
+
+
+def _sample_relation(rng: np.random.Generator, heldout: bool) -> Scene | None:
+    """Two objects, A <relation> B: A stands on that side of B, both of any shape, three distinct colours."""
+    colors = list(rng.choice(len(COLOR_NAMES), size=3, replace=False))
+    bg = COLOR_NAMES[colors[0]]
+    rel = RELATIONS[rng.integers(4)]
+    sign = -1 if rel in ("left", "above") else 1
+    horizontal = rel in ("left", "right")
+    gap = rng.uniform(6.5, 9.0)  # half the distance between the centres, 32-pixel units
+    across = rng.uniform(-3.0, 3.0)  # both objects shifted together across the axis
+    objs = []
+    for i, side in enumerate((sign, -sign)):
+        d = rng.uniform(*TWO_OBJECT_SIZE)
+        j = rng.uniform(-1.0, 1.0, size=2)
+        along, other = 16.0 + side * gap + j[0], 16.0 + across + j[1]
+        cx, cy = (along, other) if horizontal else (other, along)
+        pos = ("left" if side < 0 else "right") if horizontal else ("top" if side < 0 else "bottom")
+        objs.append(Obj(COLOR_NAMES[colors[i + 1]], SHAPES[rng.integers(3)], "small", pos, S * cx, S * cy, S * d))
+    say_bg = rng.random() < 0.75 or heldout
+    rel_i = int(rng.integers(3))
+    bg_i = int(rng.integers(len(BG_PHRASES)))
+    if heldout:
+        rel_i, bg_i = sorted(HELDOUT_RELATION_PAIRS)[rng.integers(len(HELDOUT_RELATION_PAIRS))]
+    elif say_bg and (rel_i, bg_i) in HELDOUT_RELATION_PAIRS:
+        return None
+    a = object_phrase(rng, objs[0], False, with_article=rng.random() < 0.8)
+    b = object_phrase(rng, objs[1], False, with_article=True)
+    text = f"{a} {RELATION_PHRASES[rel][rel_i]} {b}"
+    if say_bg:
+        text += _background_phrase(bg, bg_i)
+    stated = {
+        "background": bg if say_bg else None,
+        "count": 2,
+        "objects": [{"color": o.color, "shape": o.shape, "position": None, "size": None} for o in objs],
+        "relation": rel,
+    }
+    return Scene(bg, objs, _with_prefix(rng, text), stated)
+
+
+def _sample_count(rng: np.random.Generator, heldout: bool) -> Scene | None:
+    """One to three objects of one colour and shape, small, anywhere, apart from each other."""
+    n = int(rng.choice([1, 2, 3], p=[0.2, 0.4, 0.4]))
+    colors = list(rng.choice(len(COLOR_NAMES), size=2, replace=False))
+    bg, color = COLOR_NAMES[colors[0]], COLOR_NAMES[colors[1]]
+    shape = SHAPES[rng.integers(3)]
+    d = rng.uniform(*TWO_OBJECT_SIZE)
+    centres: list[tuple[float, float]] = []
+    for _ in range(200):  # rejection sampling: centres at least d + 3 apart (32-pixel units), inside the canvas
+        c = tuple(rng.uniform(d / 2 + 2.5, 32 - d / 2 - 2.5, size=2))
+        if all((c[0] - e[0]) ** 2 + (c[1] - e[1]) ** 2 >= (d + 3) ** 2 for e in centres):
+            centres.append(c)
+            if len(centres) == n:
+                break
+    if len(centres) < n:
+        return None
+    objs = [Obj(color, shape, "small", "center", S * cx, S * cy, S * d) for cx, cy in centres]
+    say_bg = rng.random() < 0.75 or heldout
+    cnt_i = int(rng.integers(len(COUNT_PHRASES)))
+    bg_i = int(rng.integers(len(BG_PHRASES)))
+    if heldout:
+        cnt_i, bg_i = sorted(HELDOUT_COUNT_PAIRS)[rng.integers(len(HELDOUT_COUNT_PAIRS))]
+    elif say_bg and (cnt_i, bg_i) in HELDOUT_COUNT_PAIRS:
+        return None
+    text = COUNT_PHRASES[cnt_i].format(n=NUMBER_WORDS[n], c=color, s=shape if n == 1 else shape + "s")
+    if say_bg:
+        text += _background_phrase(bg, bg_i)
+    stated = {
+        "background": bg if say_bg else None,
+        "count": n,
+        "objects": [{"color": color, "shape": shape, "position": None, "size": None}],
+        "counted": True,
+    }
+    return Scene(bg, objs, _with_prefix(rng, text), stated)
 
 
 def _sample_scene(rng: np.random.Generator, heldout: bool) -> Scene | None:
@@ -162,13 +283,13 @@ def _sample_scene(rng: np.random.Generator, heldout: bool) -> Scene | None:
             d = rng.uniform(*TWO_OBJECT_SIZE)
             cx, cy = place(rng, pair[i], d, 8.0)
             shape = SHAPES[rng.integers(3)]
-            objs.append(Obj(COLOR_NAMES[colors[i + 1]], shape, "small", pair[i], cx, cy, d))
+            objs.append(Obj(COLOR_NAMES[colors[i + 1]], shape, "small", pair[i], cx, cy, S * d))
     else:
         size = SIZES[rng.integers(2)]
         pos = POSITIONS[rng.integers(5)]
         d = rng.uniform(*SIZE_RANGE[size])
         cx, cy = place(rng, pos, d, 8.0 if size == "small" else 6.5)
-        objs.append(Obj(COLOR_NAMES[colors[1]], SHAPES[rng.integers(3)], size, pos, cx, cy, d))
+        objs.append(Obj(COLOR_NAMES[colors[1]], SHAPES[rng.integers(3)], size, pos, cx, cy, S * d))
 
     say_bg = rng.random() < 0.75 or heldout
     say_pos = rng.random() < (P_POS["two"] if two else P_POS["one"]) or heldout
@@ -226,7 +347,7 @@ _GX, _GY = _grid()
 
 
 def coverage(obj: Obj) -> np.ndarray:
-    """Anti-aliased coverage in [0, 1] of one shape on the 32x32 canvas. (cx, cy) is the area centroid."""
+    """Anti-aliased coverage in [0, 1] of one shape on the canvas. (cx, cy) is the area centroid, in pixels."""
     x, y, d = _GX, _GY, obj.diameter
     if obj.shape == "circle":
         m = (x - obj.cx) ** 2 + (y - obj.cy) ** 2 <= (d / 2) ** 2
@@ -243,7 +364,7 @@ def coverage(obj: Obj) -> np.ndarray:
 
 
 def render(scene: Scene) -> np.ndarray:
-    """uint8 [32, 32, 3] image."""
+    """uint8 [SIZE, SIZE, 3] image."""
     img = np.empty((SIZE, SIZE, 3), np.float32)
     img[:] = COLORS[scene.background]
     for o in scene.objects:
@@ -253,17 +374,23 @@ def render(scene: Scene) -> np.ndarray:
 
 
 def batch(rng: np.random.Generator, n: int) -> tuple[np.ndarray, list[str]]:
-    """n training images as float32 [n, 3, 32, 32] in [-1, 1] and their captions."""
+    """n training images as float32 [n, 3, SIZE, SIZE] in [-1, 1] and their captions."""
     imgs = np.empty((n, 3, SIZE, SIZE), np.float32)
     caps = []
     for i in range(n):
-        s = sample_scene(rng)
+        s = sample_training_scene(rng)
         imgs[i] = render(s).transpose(2, 0, 1) / 127.5 - 1.0
         caps.append(s.caption)
     return imgs, caps
 
 
-def eval_set(n: int = 96, seed: int = 12345) -> list[Scene]:
-    """The fixed held-out evaluation scenes (deterministic)."""
+def eval_set(n: int = 96, n_relation: int = 48, n_count: int = 48, seed: int = 12345) -> list[Scene]:
+    """The fixed held-out evaluation scenes (deterministic): v1's 96 (the same prompts as v1's eval), then
+    relation and count scenes from their own seeds."""
     rng = np.random.default_rng(seed)
-    return [sample_scene(rng, heldout=True) for _ in range(n)]
+    v1 = [sample_scene(rng, heldout=True) for _ in range(n)]
+    rng = np.random.default_rng(seed + 1)
+    rel = [sample_scene(rng, heldout=True, kind="relation") for _ in range(n_relation)]
+    rng = np.random.default_rng(seed + 2)
+    cnt = [sample_scene(rng, heldout=True, kind="count") for _ in range(n_count)]
+    return v1 + rel + cnt

@@ -1,10 +1,12 @@
 """Export a checkpoint's EMA weights to the diffusers ONNX layout in models/imagine-shapes/.
 
-  /usr/bin/python3 training/export.py --ckpt training/checkpoints/main/last.pt --out models/imagine-shapes
+  /usr/bin/python3 training/export.py --ckpt training/checkpoints/v2/last.pt --out models/imagine-shapes
 
 Writes model_index.json, text_encoder/model.onnx, unet/model.onnx (+ config.json), tokenizer/ (a word-level
 tokenizer.json that @huggingface/transformers' AutoTokenizer loads), scheduler/scheduler_config.json and
-training.json (the run's config and eval history, for the model card). No vae_decoder/: pixel space.
+training.json (the run's config and eval history, for the model card). A latent model (v2, trained with --vae)
+also gets vae_decoder/ and vae_encoder/ (model.onnx + the AutoencoderKL config.json diffusers writes, with the
+measured scaling_factor); a pixel-space one (v1) has none.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from train import MAX_LEN, build  # noqa: E402
+from train import MAX_LEN, build, load_vae  # noqa: E402
 
 DIFFUSERS_VERSION = "0.27.2"
 
@@ -74,6 +76,67 @@ def write_json(path: str, obj: dict) -> None:
         f.write("\n")
 
 
+class _VaeEncoderGraph(torch.nn.Module):
+    """vae_encoder/model.onnx: `sample` -> `latent_sample`, the distribution's mean (deterministic; the pipeline
+    adds img2img's noise itself)."""
+
+    def __init__(self, encoder: torch.nn.Module):
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, sample: torch.Tensor) -> torch.Tensor:
+        return self.encoder(sample)[0]
+
+
+def export_vae(out: str, lat: dict, opset: int) -> None:
+    ae, sf = load_vae(lat["vae"], torch.device("cpu"))
+    factor = 4
+    img = lat["size"] * factor
+    for part in ("vae_decoder", "vae_encoder"):
+        os.makedirs(os.path.join(out, part), exist_ok=True)
+    with torch.no_grad():
+        z = torch.randn(1, lat["channels"], lat["size"], lat["size"])
+        torch.onnx.export(
+            ae.decoder, (z,), os.path.join(out, "vae_decoder", "model.onnx"),
+            input_names=["latent_sample"], output_names=["sample"],
+            dynamic_axes={"latent_sample": {0: "batch", 2: "height", 3: "width"}, "sample": {0: "batch", 2: "height", 3: "width"}},
+            opset_version=opset, do_constant_folding=True,
+        )
+        x = torch.zeros(1, 3, img, img)
+        torch.onnx.export(
+            _VaeEncoderGraph(ae.encoder), (x,), os.path.join(out, "vae_encoder", "model.onnx"),
+            input_names=["sample"], output_names=["latent_sample"],
+            dynamic_axes={"sample": {0: "batch", 2: "height", 3: "width"}, "latent_sample": {0: "batch", 2: "height", 3: "width"}},
+            opset_version=opset, do_constant_folding=True,
+        )
+    # diffusers' AutoencoderKL config keys; block_out_channels has one entry per resolution (3: a factor of 4),
+    # which is how the pipeline (and diffusers) derive the latent's scale.
+    config = {
+        "_class_name": "AutoencoderKL",
+        "_diffusers_version": DIFFUSERS_VERSION,
+        "act_fn": "silu",
+        "block_out_channels": [16, 32, 64],
+        "down_block_types": ["DownEncoderBlock2D"] * 3,
+        "up_block_types": ["UpDecoderBlock2D"] * 3,
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": lat["channels"],
+        "layers_per_block": 1,
+        "norm_num_groups": 8,
+        "sample_size": img,
+        "scaling_factor": round(sf, 5),
+    }
+    for part in ("vae_decoder", "vae_encoder"):
+        write_json(os.path.join(out, part, "config.json"), config)
+
+
+def vae_summary(path: str) -> dict:
+    vk = torch.load(path, map_location="cpu")
+    ae_params = sum(v.numel() for v in vk["model"].values())
+    return {"step": vk["step"], "train_minutes": round(vk["elapsed"] / 60, 1), "heldout_psnr_db": round(vk["psnr"], 2),
+            "latent_std": round(vk["latent_std"], 4), "scaling_factor": round(vk["scaling_factor"], 5), "parameters": ae_params}
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--ckpt", required=True)
@@ -87,7 +150,9 @@ def main() -> None:
     model.load_state_dict(ck["ema"])
     model.eval()
     out = args.out
-    size = 32
+    lat = cfg.get("latent")
+    size = lat["size"] if lat else cfg.get("image_size", 32)
+    channels = lat["channels"] if lat else 3
     dim = cfg["text_dim"]
 
     os.makedirs(os.path.join(out, "text_encoder"), exist_ok=True)
@@ -102,7 +167,7 @@ def main() -> None:
             opset_version=args.opset, do_constant_folding=True,
         )
         ctx = model.text(ids)
-        x = torch.randn(2, 3, size, size)
+        x = torch.randn(2, channels, size, size)
         t = torch.tensor([999, 1], dtype=torch.int64)
         torch.onnx.export(
             model.unet, (x, t, ctx), os.path.join(out, "unet", "model.onnx"),
@@ -111,6 +176,8 @@ def main() -> None:
                           "encoder_hidden_states": {0: "batch", 1: "sequence"}, "out_sample": {0: "batch"}},
             opset_version=args.opset, do_constant_folding=True,
         )
+    if lat:
+        export_vae(out, lat, args.opset)
     write_tokenizer(os.path.join(out, "tokenizer"), cfg["vocab"], MAX_LEN)
     write_json(os.path.join(out, "model_index.json"), {
         "_class_name": "OnnxStableDiffusionPipeline",
@@ -122,6 +189,7 @@ def main() -> None:
         "text_encoder": ["diffusers", "OnnxRuntimeModel"],
         "tokenizer": ["transformers", "PreTrainedTokenizerFast"],
         "unet": ["diffusers", "OnnxRuntimeModel"],
+        **({"vae_decoder": ["diffusers", "OnnxRuntimeModel"], "vae_encoder": ["diffusers", "OnnxRuntimeModel"]} if lat else {}),
     })
     _, beta_start, beta_end, steps = cfg["betas"]
     write_json(os.path.join(out, "scheduler", "scheduler_config.json"), {
@@ -145,8 +213,8 @@ def main() -> None:
     write_json(os.path.join(out, "unet", "config.json"), {
         "_class_name": "UNet2DConditionModel",
         "sample_size": size,
-        "in_channels": 3,
-        "out_channels": 3,
+        "in_channels": channels,
+        "out_channels": channels,
         "cross_attention_dim": dim,
         "block_out_channels": cfg["channels"],
     })
@@ -157,6 +225,7 @@ def main() -> None:
         "parameters": {"text_encoder": sum(q.numel() for q in model.text.parameters()),
                        "unet": sum(q.numel() for q in model.unet.parameters())},
         "history": ck.get("hist", []),
+        **({"vae": vae_summary(lat["vae"])} if lat else {}),
     })
     print(f"exported step {ck['step']} to {out}")
 

@@ -20,17 +20,17 @@ const PROMPTS = [
   'a small green triangle on the left, black background',
   'a purple circle at the top on an orange background',
   'blue square, yellow background',
-  'a big green triangle at the top',
-  'a small white circle on the right on a red background',
-  'an orange square at the bottom on a purple background',
-  'a black triangle in the middle on a yellow background',
-  'a big blue circle on a green background',
   'a red circle and a blue square on a white background',
-  'a yellow triangle on the left and a green circle on the right on a black background',
-  'a white square at the top and an orange circle at the bottom on a blue background',
   'a tiny purple square in the center on a white background',
-  'a large red triangle, green background',
   'a gorgeous red circle on a white background, trending on artstation',
+  'a red circle to the left of a blue square on a white background',
+  'a yellow triangle above a green circle on a black background',
+  'a white square below an orange circle, blue background',
+  'a purple triangle to the right of a yellow square on a green background',
+  'one red square on a black background',
+  'two green triangles on a white background',
+  'three yellow circles on a purple background',
+  'two blue squares, orange background',
 ];
 
 async function main(): Promise<void> {
@@ -53,7 +53,7 @@ async function main(): Promise<void> {
     }
     const file = resolve(values.out ?? 'docs/samples.png');
     mkdirSync(dirname(file), { recursive: true });
-    writeFileSync(file, await contactSheet(tiles, { columns: 8, scale: 4 }));
+    writeFileSync(file, await contactSheet(tiles, { columns: 8 }));
     console.log(`wrote ${file} (${PROMPTS.length} prompts, ${steps} steps, guidance ${guidanceScale}, seeds 42..${42 + PROMPTS.length - 1})`);
   } finally {
     await model.release();

@@ -6,7 +6,9 @@
  *
  * Method: background = nearest named colour to the median border pixel; foreground = pixels far from that colour;
  * objects = 4-connected components of the foreground (tiny specks ignored); shape from the fill ratio of the
- * component's bounding box (square ≈ 1, circle ≈ π/4, triangle ≈ 1/2); position from the centroid.
+ * component's bounding box (square ≈ 1, circle ≈ π/4, triangle ≈ 1/2); position from the centroid. Relations
+ * compare two objects' centroids; counts are components of the stated colour. Sizes are shares of the canvas
+ * (set on 32×32), so 32×32 and 64×64 pictures are judged alike.
  */
 import { NAMED_COLORS, nearestColor, type ColorName } from './colors.js';
 
@@ -14,6 +16,9 @@ export const SHAPES = ['circle', 'square', 'triangle'] as const;
 export type Shape = (typeof SHAPES)[number];
 export const POSITIONS = ['left', 'right', 'top', 'bottom', 'center'] as const;
 export type Position = (typeof POSITIONS)[number];
+/** "A left of B": A stands on that side of B. */
+export const RELATIONS = ['left', 'right', 'above', 'below'] as const;
+export type Relation = (typeof RELATIONS)[number];
 
 /** An RGB image, row-major, 3 bytes per pixel. */
 export interface RgbImage {
@@ -47,9 +52,18 @@ export interface Expectation {
   background: ColorName | null;
   count: number;
   objects: { color: ColorName; shape: Shape; position: Position | null; size?: 'small' | 'big' | null }[];
+  /** Two objects: the first stands on this side of the second ("a red circle to the left of a blue square"). */
+  relation?: Relation | null;
+  /** A counting prompt ("two green triangles"): `count` objects, all of `objects[0]`'s colour and shape. */
+  counted?: boolean;
 }
 
-export const ATTRIBUTES = ['color', 'shape', 'position', 'background', 'count'] as const;
+/**
+ * color, shape, position: one object, or two joined by "and" (as sets, matched by colour). count: the number of
+ * objects in two-object "and" prompts. relation: both objects of a relation prompt, right colours and shapes,
+ * on the stated sides. number: a counting prompt's objects, exactly as many, all of the stated colour.
+ */
+export const ATTRIBUTES = ['color', 'shape', 'position', 'background', 'count', 'relation', 'number'] as const;
 export type Attribute = (typeof ATTRIBUTES)[number];
 export type Score = Partial<Record<Attribute, boolean>>;
 
@@ -182,6 +196,15 @@ export function describeImage(image: RgbImage): Description {
 export function scoreDescription(seen: Description, want: Expectation): Score {
   const score: Score = {};
   if (want.background !== null) score.background = seen.background === want.background;
+  if (want.counted) {
+    const color = want.objects[0]?.color;
+    score.number = seen.count === want.count && seen.objects.slice(0, want.count).every((o) => o.color === color);
+    return score;
+  }
+  if (want.relation) {
+    score.relation = relationHolds(seen, want, want.relation);
+    return score;
+  }
   if (want.objects.length === 1) {
     const w = want.objects[0];
     const o = seen.objects[0];
@@ -200,6 +223,33 @@ export function scoreDescription(seen: Description, want: Expectation): Score {
     score.position = want.objects.every((w) => byColor.get(w.color)?.position === w.position);
   }
   return score;
+}
+
+/**
+ * A relation prompt holds when the picture has exactly two objects, one of each stated colour with its stated
+ * shape, and the first object's centroid lies on the stated side of the second's, along the axis where they are
+ * further apart (so "above" is not passed by two objects side by side with a slight height difference).
+ */
+function relationHolds(seen: Description, want: Expectation, relation: Relation): boolean {
+  if (seen.count !== 2 || want.objects.length !== 2) return false;
+  const got = seen.objects.slice(0, 2);
+  const a = got.find((o) => o.color === want.objects[0].color);
+  const b = got.find((o) => o.color === want.objects[1].color);
+  if (!a || !b || a === b || a.shape !== want.objects[0].shape || b.shape !== want.objects[1].shape) return false;
+  const dx = a.cx - b.cx;
+  const dy = a.cy - b.cy;
+  const horizontal = Math.abs(dx) > Math.abs(dy);
+  const vertical = Math.abs(dy) > Math.abs(dx);
+  switch (relation) {
+    case 'left':
+      return horizontal && dx < 0;
+    case 'right':
+      return horizontal && dx > 0;
+    case 'above':
+      return vertical && dy < 0;
+    case 'below':
+      return vertical && dy > 0;
+  }
 }
 
 /** describeImage + scoreDescription. */

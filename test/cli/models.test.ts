@@ -76,10 +76,10 @@ describe('npm run models', () => {
     expect(info.stdout).toMatch(/use it: +npm run imagine -- "<prompt>" --model .*lcm-tiny/);
   });
 
-  it('GIVEN the default MODELS_DIR THEN the embedded model is listed as a pixel-space model trained here', async () => {
+  it('GIVEN the default MODELS_DIR THEN the embedded model is listed as a latent (SD-layout) model trained here', async () => {
     const stdout = capture();
     await runModels(['list'], { stdout: stdout.sink, stderr: capture().sink, config: parseConfig({ MODELS_DIR: join(REPO_ROOT, 'models') }) });
-    expect(stdout.text()).toMatch(/\nimagine-shapes +pixel +\d+(\.\d+)? MB +- +none +embedded \(trained here\)\n/);
+    expect(stdout.text()).toMatch(/\nimagine-shapes +SD +\d+(\.\d+)? MB +- +none +embedded \(trained here\)\n/);
   });
 
   it('GIVEN remove THEN the folder goes; an unknown name, the embedded model and MODEL_DIR are refused in one line', async () => {

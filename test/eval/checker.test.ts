@@ -119,3 +119,99 @@ describe('scoreImage', () => {
     expect(scoreImage(img, want)).toEqual({ color: true, shape: true });
   });
 });
+
+describe('scoreImage, relations (64×64, as the v2 model draws)', () => {
+  const redCircleLeftOfBlueSquare: Expectation = {
+    background: 'white',
+    count: 2,
+    objects: [
+      { color: 'red', shape: 'circle', position: null },
+      { color: 'blue', shape: 'square', position: null },
+    ],
+    relation: 'left',
+  };
+  const pair = (red: [number, number], blue: [number, number], blueShape: 'square' | 'triangle' = 'square') =>
+    drawScene({
+      width: 64,
+      height: 64,
+      background: 'white',
+      objects: [
+        { color: 'red', shape: 'circle', cx: red[0], cy: red[1], diameter: 20 },
+        { color: 'blue', shape: blueShape, cx: blue[0], cy: blue[1], diameter: 20 },
+      ],
+    });
+
+  it('GIVEN the red circle left of the blue square, a little higher THEN the relation holds', async () => {
+    expect(scoreImage(await viaPng(pair([16, 28], [48, 34])), redCircleLeftOfBlueSquare)).toEqual({ background: true, relation: true });
+  });
+
+  it('GIVEN them the other way round THEN it fails', () => {
+    expect(scoreImage(pair([48, 32], [16, 32]), redCircleLeftOfBlueSquare).relation).toBe(false);
+  });
+
+  it('GIVEN the red circle further above the square than left of it THEN "left of" fails and "above" holds', () => {
+    const img = pair([26, 14], [34, 48]);
+    expect(scoreImage(img, redCircleLeftOfBlueSquare).relation).toBe(false);
+    expect(scoreImage(img, { ...redCircleLeftOfBlueSquare, relation: 'above' }).relation).toBe(true);
+    expect(scoreImage(img, { ...redCircleLeftOfBlueSquare, relation: 'below' }).relation).toBe(false);
+  });
+
+  it('GIVEN the right places but the blue object a triangle THEN it fails', () => {
+    expect(scoreImage(pair([16, 32], [48, 32], 'triangle'), redCircleLeftOfBlueSquare).relation).toBe(false);
+  });
+
+  it('GIVEN a third object THEN it fails (the prompt asked for two)', () => {
+    const img = drawScene({
+      width: 64,
+      height: 64,
+      background: 'white',
+      objects: [
+        { color: 'red', shape: 'circle', cx: 14, cy: 32, diameter: 18 },
+        { color: 'blue', shape: 'square', cx: 50, cy: 32, diameter: 18 },
+        { color: 'green', shape: 'circle', cx: 32, cy: 10, diameter: 14 },
+      ],
+    });
+    expect(scoreImage(img, redCircleLeftOfBlueSquare).relation).toBe(false);
+  });
+});
+
+describe('scoreImage, counts', () => {
+  const green = (centres: [number, number][], other?: [number, number]) =>
+    drawScene({
+      width: 64,
+      height: 64,
+      background: 'black',
+      objects: [
+        ...centres.map(([cx, cy]) => ({ color: 'green' as const, shape: 'triangle' as const, cx, cy, diameter: 18 })),
+        ...(other ? [{ color: 'yellow' as const, shape: 'triangle' as const, cx: other[0], cy: other[1], diameter: 18 }] : []),
+      ],
+    });
+  const want = (count: number): Expectation => ({
+    background: 'black',
+    count,
+    objects: [{ color: 'green', shape: 'triangle', position: null }],
+    counted: true,
+  });
+  const three: [number, number][] = [
+    [14, 16],
+    [48, 20],
+    [30, 48],
+  ];
+
+  it('GIVEN one, two and three green triangles THEN each count holds for its own number only', async () => {
+    for (const n of [1, 2, 3]) {
+      const img = await viaPng(green(three.slice(0, n)));
+      for (const asked of [1, 2, 3]) {
+        expect(scoreImage(img, want(asked)), `${n} drawn, ${asked} asked`).toEqual({ background: true, number: n === asked });
+      }
+    }
+  });
+
+  it('GIVEN two green triangles and a yellow one THEN "three green triangles" fails', () => {
+    expect(scoreImage(green(three.slice(0, 2), three[2]), want(3)).number).toBe(false);
+  });
+
+  it('GIVEN two triangles touching THEN they are one object, and "two" fails', () => {
+    expect(scoreImage(green([[24, 32], [38, 32]]), want(2)).number).toBe(false);
+  });
+});

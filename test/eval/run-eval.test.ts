@@ -12,8 +12,12 @@ describe('held-out set', () => {
     for (const item of items) {
       expect(item.prompt.length).toBeGreaterThan(0);
       expect(Number.isInteger(item.seed)).toBe(true);
-      expect(item.expect.objects.length).toBe(item.expect.count);
+      // A counting prompt ("two green triangles") states one kind of object and how many; others state each object.
+      expect(item.expect.objects.length).toBe(item.expect.counted ? 1 : item.expect.count);
     }
+    // v2's relation and counting prompts are there, every relation and every number from one to three.
+    expect(new Set(items.map((i) => i.expect.relation).filter(Boolean))).toEqual(new Set(['left', 'right', 'above', 'below']));
+    expect(new Set(items.filter((i) => i.expect.counted).map((i) => i.expect.count))).toEqual(new Set([1, 2, 3]));
     // Distinct prompts and seeds: the set is not one prompt repeated.
     expect(new Set(items.map((i) => i.prompt)).size).toBeGreaterThan(items.length * 0.9);
     expect(new Set(items.map((i) => i.seed)).size).toBe(items.length);
@@ -35,7 +39,7 @@ describe('runEval', () => {
     const report = await runEval(model, items, { steps: 4, onItem: (done) => seen.push(done) });
     expect(seen).toEqual([1, 2, 3]);
     expect(report.results.map((r) => r.item.prompt)).toEqual(items.map((i) => i.prompt));
-    expect(report.results[0].image).toMatchObject({ width: 32, height: 32 });
+    expect(report.results[0].image).toMatchObject({ width: 64, height: 64 });
     const stated = (attr: 'background' | 'color') => report.results.filter((r) => r.score[attr] !== undefined).length;
     expect(report.tally.color?.total).toBe(stated('color'));
     expect(report.tally.background?.total).toBe(stated('background'));

@@ -6,7 +6,7 @@ import { EMBEDDED_MODEL_DIR } from '../../src/diffusion/model-path.js';
 import { generate } from '../../src/diffusion/pipeline.js';
 import { describeImage, scoreImage, type Expectation, type RgbImage } from '../../src/eval/checker.js';
 
-// The embedded model (models/imagine-shapes, trained by training/) through the normal loader and pipeline, judged by
+// The embedded model (models/imagine-shapes, trained by training/: v2, latent, 64×64) through the normal loader and pipeline, judged by
 // the same checker as `npm run eval`. Each prompt runs with four fixed seeds and must come out right for at least
 // three: a model that meets the eval targets does that easily, one that ignores the prompt cannot.
 
@@ -40,10 +40,13 @@ async function passes(prompt: string, want: Expectation): Promise<{ passed: numb
 }
 
 describe('embedded model (models/imagine-shapes)', () => {
-  it('GIVEN the model folder THEN the normal loader reads a 32×32 pixel-space model with its own tokenizer and scheduler', () => {
-    expect(model.info).toMatchObject({ name: 'imagine-shapes', width: 32, height: 32, latentFactor: 1, maxTokens: 32 });
-    expect(model.vaeDecoder).toBeUndefined();
-    expect(model.channels).toBe(3);
+  it('GIVEN the model folder THEN the normal loader reads a 64×64 latent model with its own VAE, tokenizer and scheduler', () => {
+    expect(model.info).toMatchObject({ name: 'imagine-shapes', width: 64, height: 64, latentFactor: 4, maxTokens: 32 });
+    expect(model.vaeDecoder?.latentSample.name).toBe('latent_sample');
+    expect(model.vaeEncoder?.latentKind).toBe('sample');
+    expect(model.channels).toBe(4);
+    // training/vae.py's measured 1 / std of the latents, not diffusers' SD default.
+    expect(model.scalingFactor).not.toBeCloseTo(0.18215, 3);
     expect(model.info.defaultScheduler).toBe('ddim');
   });
 
@@ -62,6 +65,29 @@ describe('embedded model (models/imagine-shapes)', () => {
   it('GIVEN "a small green triangle on the left, black background" THEN a green triangle on the left on black', async () => {
     const want: Expectation = { background: 'black', count: 1, objects: [{ color: 'green', shape: 'triangle', position: 'left' }] };
     const { passed, scores } = await passes('a small green triangle on the left, black background', want);
+    expect(passed, JSON.stringify(scores)).toBeGreaterThanOrEqual(3);
+  });
+
+  // Known miss (issue 18): v2 gets relations right in 68.8 % of `npm run eval`'s held-out relation prompts, short of
+  // the 80 % target, and this prompt passed on 2 of the 4 seeds when first run. `it.fails` keeps the assertion as it
+  // is and turns red the day the model passes it, so the marker is removed then.
+  it.fails('GIVEN "a red circle to the left of a blue square on a white background" THEN the red circle stands left of the blue square', async () => {
+    const want: Expectation = {
+      background: 'white',
+      count: 2,
+      objects: [
+        { color: 'red', shape: 'circle', position: null },
+        { color: 'blue', shape: 'square', position: null },
+      ],
+      relation: 'left',
+    };
+    const { passed, scores } = await passes('a red circle to the left of a blue square on a white background', want);
+    expect(passed, JSON.stringify(scores)).toBeGreaterThanOrEqual(3);
+  });
+
+  it('GIVEN "two green triangles on a white background" THEN exactly two green objects', async () => {
+    const want: Expectation = { background: 'white', count: 2, objects: [{ color: 'green', shape: 'triangle', position: null }], counted: true };
+    const { passed, scores } = await passes('two green triangles on a white background', want);
     expect(passed, JSON.stringify(scores)).toBeGreaterThanOrEqual(3);
   });
 
