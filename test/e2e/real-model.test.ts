@@ -109,7 +109,7 @@ describe('U and V with real ONNX models (worker pool)', () => {
     }
   });
 
-  it('GIVEN the embedded pixel model (32×32 only) THEN U1 posts a 2× Lanczos resize, labelled as one, and queues nothing', async () => {
+  it('GIVEN the embedded model (64×64 only) THEN U1 posts a 2× Lanczos resize, labelled as one, and queues nothing', async () => {
     const h = await startHarness({
       env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'models/imagine-shapes'), EDIT_INTERVAL_MS: '0' },
       emulator: { rateLimits: [] },
@@ -125,12 +125,12 @@ describe('U and V with real ONNX models (worker pool)', () => {
       const before = jobs();
       const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
       const resized = await replyTo(h, grid.message.id, '🔍 Picture 1, enlarged 2×');
-      expect(resized.message.content).toMatch(/a Lanczos resize, no new detail \(this model makes only 32×32 pictures\)/);
+      expect(resized.message.content).toMatch(/a Lanczos resize, no new detail \(this model makes only 64×64 pictures\)/);
       const png = emulator.attachmentBytes(resized.message.id, 0)!;
-      expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 64, height: 64 });
-      // The picture it enlarged is picture 1 as the model made it (the posted copy is a nearest-neighbour 8×).
-      const made = await sharp(emulator.attachmentBytes(grid.message.id, 1)!).resize(32, 32, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
-      const back = await sharp(png).resize(32, 32, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+      expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 128, height: 128 });
+      // The picture it enlarged is picture 1 as the model made it (the posted copy is a nearest-neighbour enlargement).
+      const made = await sharp(emulator.attachmentBytes(grid.message.id, 1)!).resize(64, 64, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
+      const back = await sharp(png).resize(64, 64, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
       let diff = 0;
       for (let i = 0; i < made.length; i++) diff += Math.abs(made[i] - back[i]);
       expect(diff / made.length).toBeLessThan(12);

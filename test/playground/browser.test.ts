@@ -163,9 +163,9 @@ describe.skipIf(!CHROMIUM)('the playground in a real browser', () => {
     await grid.locator('.component-button', { hasText: 'U2' }).click();
     const enlarged = messages().filter({ hasText: 'Picture 2, enlarged 2×' });
     await enlarged.waitFor(WAIT);
-    expect(await enlarged.innerText()).toContain('a Lanczos resize, no new detail (this model makes only 32×32 pictures)');
+    expect(await enlarged.innerText()).toContain('a Lanczos resize, no new detail (this model makes only 64×64 pictures)');
     const image = enlarged.locator('img').first();
-    await expect.poll(() => image.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth), WAIT).toBe(64);
+    await expect.poll(() => image.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth), WAIT).toBe(128);
 
     const screenshot = process.env.PLAYGROUND_BUTTONS_SCREENSHOT;
     if (screenshot) {

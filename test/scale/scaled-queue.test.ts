@@ -186,7 +186,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
     expect(b.db.prepare('SELECT COUNT(*) AS n FROM jobs').get()).toEqual({ n: 0 });
   });
 
-  it('GIVEN the embedded model in a worker (ONNX, worker thread) THEN the scaled queue posts its real 32×32 PNG, the same bytes as one process makes', async () => {
+  it('GIVEN the embedded model in a worker (ONNX, worker thread) THEN the scaled queue posts its real 64×64 PNG, the same bytes as one process makes', async () => {
     const prefix = `p${++n}`;
     const pool = await createWorkerPool({ modelDir: path.join(ROOT, 'models/imagine-shapes'), workers: 1 });
     const imageWorker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine: pool, logger });
@@ -201,7 +201,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
     const { job } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u', params: request });
     await until(() => b.delivered.get(job.id) === 1, 'the picture');
     const meta = await sharp(Buffer.from(png!)).metadata();
-    expect([meta.format, meta.width, meta.height]).toEqual(['png', 32, 32]);
+    expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
     // Through Redis, byte for byte what the engine makes for the same request in one process.
     const direct = await pool.generate({ ...request, model: 'imagine-shapes' });
     expect(Buffer.from(png!).equals(Buffer.from(direct.images[0]))).toBe(true);
