@@ -120,3 +120,19 @@ export async function timeTorchUnet(python: string, spec: UnetSpec, options: { b
   const parsed = JSON.parse(line) as { torch: string; threads: number; ms: number[] };
   return { version: parsed.torch, threads: parsed.threads, ms: parsed.ms };
 }
+
+/**
+ * The UNet of `modelDir` with its MatMuls (and Convs, with `conv`) rewritten to int8 dynamic quantisation by
+ * tools/bench/quantize_dynamic.py, written to `out` (rebuilt when the model or the script changes).
+ */
+export async function quantizeUnet(python: string, modelDir: string, out: string, flags: string[]): Promise<string> {
+  const source = path.join(modelDir, 'unet', 'model.onnx');
+  const script = path.join(ROOT, 'tools', 'bench', 'quantize_dynamic.py');
+  const stamp = createHash('sha256').update(readFileSync(source)).update(readFileSync(script)).update(flags.join(' ')).digest('hex');
+  const stampFile = `${out}.stamp`;
+  if (existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return out;
+  const result = await run(python, [script, source, out, ...flags], 300_000);
+  if (result.code !== 0) throw new Error(`tools/bench/quantize_dynamic.py failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  writeFileSync(stampFile, stamp);
+  return out;
+}
