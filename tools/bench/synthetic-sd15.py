@@ -220,11 +220,12 @@ class VaeDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-def export(module, args, path, input_names, output_names, dynamic_axes):
-    """torch.onnx.export into `path`; weights over 2 GiB go to one `model.onnx_data` beside it."""
+def export(module, args, path, input_names, output_names, dynamic_axes, external=False):
+    """torch.onnx.export into `path`; weights near protobuf's 2 GiB limit (or all, with `external`) go to one
+    `model.onnx_data` beside it."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     params = sum(p.numel() for p in module.parameters())
-    large = params * 4 > 1.8 * 2**30
+    large = external or params * 4 > 1.8 * 2**30
     with torch.no_grad(), tempfile.TemporaryDirectory() as scratch:
         target = os.path.join(scratch, 'model.onnx') if large else path
         torch.onnx.export(module, args, target, input_names=input_names, output_names=output_names,
@@ -249,6 +250,7 @@ def main():
     parser.add_argument('--text-layers', type=int, default=12)
     parser.add_argument('--vae-base', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--external', action='store_true', help='the UNet\'s weights in unet/model.onnx_data at any size (as at full size)')
     args = parser.parse_args()
     if args.base % 32 or args.vae_base % 32:
         sys.exit('--base and --vae-base must be multiples of 32 (GroupNorm has 32 groups)')
@@ -266,7 +268,7 @@ def main():
     summary['unet'] = export(unet, (torch.randn(2, 4, 64, 64), torch.tensor([999, 999], dtype=torch.int64), torch.randn(2, 77, args.text_width)),
                              os.path.join(out, 'unet', 'model.onnx'), ['sample', 'timestep', 'encoder_hidden_states'], ['out_sample'],
                              {'sample': {0: 'batch', 2: 'height', 3: 'width'}, 'timestep': {0: 'batch'}, 'encoder_hidden_states': {0: 'batch', 1: 'sequence'},
-                              'out_sample': {0: 'batch', 2: 'height', 3: 'width'}})
+                              'out_sample': {0: 'batch', 2: 'height', 3: 'width'}}, external=args.external)
     write_json(os.path.join(out, 'unet', 'config.json'), {'in_channels': 4, 'sample_size': 64, 'cross_attention_dim': args.text_width,
                                                           'block_out_channels': [args.base, args.base * 2, args.base * 4, args.base * 4]})
 
