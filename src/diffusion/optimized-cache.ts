@@ -21,7 +21,7 @@ export interface CachedGraph {
 }
 
 async function hashFile(file: string, hash: ReturnType<typeof createHash>): Promise<void> {
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  for await (const chunk of createReadStream(file, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
 }
 
 /** The cache entry for `modelFile` opened with `options` (without executionProviders) on `provider`. */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModel } from '../../src/diffusion/model.js';
 import { DEFAULT_SESSION_OPTIONS } from '../../src/diffusion/session-options.js';
+import { fromHalf, toHalf } from '../../src/diffusion/tensor.js';
 import { median } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 
@@ -106,13 +107,21 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
   for (const [name, other] of Object.entries(input.files ?? {})) variants.push({ name, options: {}, file: other });
   await model.release();
 
-  const sessions: { variant: LeverVariant; session: ort.InferenceSession; createMs: number; times: number[]; fetches?: Record<string, ort.Tensor>; maxAbsDiff: number }[] = [];
+  const sessions: { variant: LeverVariant; session: ort.InferenceSession; feeds: Record<string, ort.Tensor>; createMs: number; times: number[]; fetches?: Record<string, ort.Tensor>; maxAbsDiff: number }[] = [];
   let reference: Float32Array | undefined;
   try {
     for (const variant of variants) {
       const t0 = performance.now();
       const session = await ort.InferenceSession.create(variant.file ?? file, { ...CURRENT_OPTIONS, ...variant.options });
       const createMs = performance.now() - t0;
+      // A float16 rewrite (to_fp16.py) takes the same inputs in float16.
+      const variantFeeds = Object.fromEntries(
+        Object.entries(feeds).map(([name, t]) => {
+          const spec = session.inputMetadata.find((m) => m.name === name);
+          const half = spec?.isTensor && spec.type === 'float16' && t.type === 'float32';
+          return [name, half ? new ort.Tensor('float16', toHalf(t.data as Float32Array, new Uint16Array(t.size)), t.dims) : t];
+        }),
+      );
       const outSpec = session.outputMetadata[0];
       const outName = session.outputNames[0];
       const dims = [shape.batch, shape.channels, shape.height, shape.width];
@@ -126,18 +135,19 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
           }
         : undefined;
       // Warm-up (first-run allocations), and the output held against the current options' one.
-      const outputs = await (fetches ? session.run(feeds, fetches) : session.run(feeds));
-      const output = Float32Array.from(outputs[outName].data as Float32Array, Number);
+      const outputs = await (fetches ? session.run(variantFeeds, fetches) : session.run(variantFeeds));
+      const raw = outputs[outName];
+      const output = raw.type === 'float16' ? fromHalf(raw.data as Uint16Array, new Float32Array(raw.size)) : Float32Array.from(raw.data as Float32Array);
       reference ??= output;
       const maxAbsDiff = output.reduce((m, v, i) => Math.max(m, Math.abs(v - reference![i])), 0);
-      sessions.push({ variant, session, createMs, times: [], fetches, maxAbsDiff });
+      sessions.push({ variant, session, feeds: variantFeeds, createMs, times: [], fetches, maxAbsDiff });
     }
     for (let r = 0; r < rounds; r++) {
       // A different order each round, so no variant always follows the same neighbour (caches, thread wake-ups).
       for (const entry of rotate(sessions, r)) {
         for (let i = 0; i < calls; i++) {
           const t0 = performance.now();
-          await (entry.fetches ? entry.session.run(feeds, entry.fetches) : entry.session.run(feeds));
+          await (entry.fetches ? entry.session.run(entry.feeds, entry.fetches) : entry.session.run(entry.feeds));
           entry.times.push(performance.now() - t0);
         }
       }

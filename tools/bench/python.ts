@@ -122,17 +122,18 @@ export async function timeTorchUnet(python: string, spec: UnetSpec, options: { b
 }
 
 /**
- * The UNet of `modelDir` with its MatMuls (and Convs, with `conv`) rewritten to int8 dynamic quantisation by
- * tools/bench/quantize_dynamic.py, written to `out` (rebuilt when the model or the script changes).
+ * The UNet of `modelDir` rewritten by a tools/bench script (`quantize_dynamic.py`: int8 dynamic quantisation of
+ * its MatMuls, and Convs with `--conv`; `to_fp16.py`: float16 throughout), written to `out` (rebuilt when the model,
+ * the script or the flags change).
  */
-export async function quantizeUnet(python: string, modelDir: string, out: string, flags: string[]): Promise<string> {
+export async function rewriteUnet(python: string, modelDir: string, out: string, scriptName: 'quantize_dynamic.py' | 'to_fp16.py', flags: string[] = []): Promise<string> {
   const source = path.join(modelDir, 'unet', 'model.onnx');
-  const script = path.join(ROOT, 'tools', 'bench', 'quantize_dynamic.py');
+  const script = path.join(ROOT, 'tools', 'bench', scriptName);
   const stamp = createHash('sha256').update(readFileSync(source)).update(readFileSync(script)).update(flags.join(' ')).digest('hex');
   const stampFile = `${out}.stamp`;
   if (existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return out;
   const result = await run(python, [script, source, out, ...flags], 300_000);
-  if (result.code !== 0) throw new Error(`tools/bench/quantize_dynamic.py failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (result.code !== 0) throw new Error(`tools/bench/${scriptName} failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   writeFileSync(stampFile, stamp);
   return out;
 }

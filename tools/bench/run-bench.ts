@@ -14,7 +14,7 @@ import type { CachedStartupResult, Fp16Result, LeversInput, LeverResult } from '
 import type { LoopLeverResult } from './loop-levers-section.js';
 import { machineInfo } from './machine.js';
 import type { ModelSectionInput, ModelSectionResult } from './model-section.js';
-import { buildBenchModels, DEFAULT_PYTHON, probeTorch, quantizeUnet, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
+import { buildBenchModels, DEFAULT_PYTHON, probeTorch, rewriteUnet, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
 import { judgeTargets, type BenchResults, type ModelEntry, type Skipped, type TorchComparison } from './report.js';
 import { median } from './stats.js';
 
@@ -129,12 +129,18 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       result: await attempt(`${plan.model.label} model section`, () => runSection<ModelSectionResult>('model', { modelDir: plan.model.dir, ...plan.input, loadOptions: { executionProviders: providers } }, SECTION_TIMEOUT_MS), log),
     };
     if (!options.skipLevers) {
-      // int8 dynamic quantisation (lossy: its eval figures are in tools/bench/README.md), on the embedded model.
+      // Lossy rewrites of the embedded UNet (int8, fp16): their eval figures are in tools/bench/README.md.
       const files: Record<string, string> = {};
       if (plan.role === 'embedded' && 'version' in torch) {
-        for (const [name, flags] of [['int8 MatMul (per tensor)', []], ['int8 MatMul (per channel)', ['--per-channel']], ['int8 MatMul + Conv', ['--conv']]] as const) {
-          const out = path.join(cacheDir, 'int8', `${plan.model.label.replace(/\W+/g, '_')}-${flags.join('').replace(/\W+/g, '') || 'matmul'}.onnx`);
-          const file = await attempt(`${name} rewrite`, () => quantizeUnet(python, plan.model.dir, out, [...flags]), log);
+        const rewrites = [
+          ['int8 MatMul (per tensor)', 'quantize_dynamic.py', []],
+          ['int8 MatMul (per channel)', 'quantize_dynamic.py', ['--per-channel']],
+          ['int8 MatMul + Conv', 'quantize_dynamic.py', ['--conv']],
+          ['fp16 throughout', 'to_fp16.py', []],
+        ] as const;
+        for (const [name, script, flags] of rewrites) {
+          const out = path.join(cacheDir, 'rewrites', `${plan.model.label.replace(/\W+/g, '_')}-${name.replace(/\W+/g, '_')}.onnx`);
+          const file = await attempt(`${name} rewrite`, () => rewriteUnet(python, plan.model.dir, out, script, [...flags]), log);
           if (typeof file === 'string') files[name] = file;
         }
       }
