@@ -2,7 +2,6 @@
  * Picks what runs the jobs from the config: the ONNX worker pool (the model in worker threads, so the bot's
  * event loop never blocks), or the stand-in for trying the Discord side and load tests.
  */
-import { join } from 'node:path';
 import type { Config } from '../../config.js';
 import { resolveModelDir } from '../model-path.js';
 import type { EngineModel, ImageEngine } from '../types.js';
@@ -21,8 +20,7 @@ export async function createEngine(config: Config, logger: Logger, models: reado
     models,
     memoryMb: config.modelMemoryMb,
     workers: config.engineWorkers,
-    // Optimised graphs cached beside the bot's other data, so a restart skips graph optimisation (see optimized-cache.ts).
-    loadOptions: { executionProviders: config.executionProviders, optimizedModelCacheDir: join(config.dataDir, 'ort-cache') },
+    loadOptions: { executionProviders: config.executionProviders, optimizedModelCacheDir: config.ortCacheDir },
     log: (line) => logger.info(line),
   });
 }
