@@ -40,7 +40,7 @@ export async function cachedGraphFor(
     hash.update(`external ${stat.size} ${stat.mtimeNs}`);
   }
   const { executionProviders: _providers, optimizedModelFilePath: _path, ...rest } = options;
-  hash.update(JSON.stringify({ ort: ort.env.versions.common, provider, options: rest, cpu: os.cpus()[0]?.model ?? '', arch: process.arch }));
+  hash.update(JSON.stringify({ ort: ort.env.versions.node ?? ort.env.versions.common, provider, options: rest, cpu: os.cpus()[0]?.model ?? '', arch: process.arch }));
   const part = basename(dirname(modelFile));
   const model = basename(dirname(dirname(modelFile))).replace(/[^\w.-]/g, '_');
   const file = join(cacheDir, `${model}-${part}-${hash.digest('hex').slice(0, 16)}.onnx`);
