@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { threadId } from 'node:worker_threads';
@@ -20,7 +21,15 @@ export interface CachedGraph {
   hit: boolean;
 }
 
+/** The CPU model (read once: os.cpus() reads /proc/cpuinfo on every call). */
+let cpuModel: string | undefined;
+
 async function hashFile(file: string, hash: ReturnType<typeof createHash>): Promise<void> {
+  // One read for a model of ordinary size; 4 MiB pieces for a large one.
+  if (statSync(file).size <= 64 * 2 ** 20) {
+    hash.update(await readFile(file));
+    return;
+  }
   for await (const chunk of createReadStream(file, { highWaterMark: 1 << 22 })) hash.update(chunk as Buffer);
 }
 
@@ -40,7 +49,7 @@ export async function cachedGraphFor(
     hash.update(`external ${stat.size} ${stat.mtimeNs}`);
   }
   const { executionProviders: _providers, optimizedModelFilePath: _path, ...rest } = options;
-  hash.update(JSON.stringify({ ort: ort.env.versions.node ?? ort.env.versions.common, provider, options: rest, cpu: os.cpus()[0]?.model ?? '', arch: process.arch }));
+  hash.update(JSON.stringify({ ort: ort.env.versions.node ?? ort.env.versions.common, provider, options: rest, cpu: (cpuModel ??= os.cpus()[0]?.model ?? ''), arch: process.arch }));
   const part = basename(dirname(modelFile));
   const model = basename(dirname(dirname(modelFile))).replace(/[^\w.-]/g, '_');
   const file = join(cacheDir, `${model}-${part}-${hash.digest('hex').slice(0, 16)}.onnx`);
