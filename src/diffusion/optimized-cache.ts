@@ -4,6 +4,8 @@
  * off. The file's name carries a hash of everything the optimised graph depends on: the model file's bytes (size
  * and mtime of an external `model.onnx_data`), the onnxruntime version, the session options, the provider and the
  * CPU (level 'all' writes layouts for this CPU's vector width), so a changed model gets a new entry, never a stale one.
+ * Kept because it paid: the embedded model's loadModel 116–153 → 67–91 ms on the 2-core bench box, 145 → 103 ms as
+ * the first load of a fresh process (tools/bench/README.md, issue 17). Old entries are not pruned.
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
