@@ -2,6 +2,7 @@
  * The one reader of `process.env`. Everything the bot's owner can set lives here, is parsed and validated once
  * (zod), and is handed around frozen. `.env.example` lists every key with a comment.
  */
+import path from 'node:path';
 import { config as loadDotenv } from 'dotenv';
 import { z } from 'zod';
 
@@ -248,6 +249,12 @@ export interface Config {
   readonly hfEndpoint: string;
   /** Where the SQLite journal and saved results live. Default `./data`. */
   readonly dataDir: string;
+  /**
+   * onnxruntime's optimised graphs, so a restart skips graph optimisation (src/diffusion/optimized-cache.ts):
+   * DATA_DIR/ort-cache. Its own field so that the playground, which empties its own data folder at every start,
+   * keeps the cache of the DATA_DIR it was started with.
+   */
+  readonly ortCacheDir: string;
   /** onnxruntime execution providers in order of preference. Default `['cpu']`. */
   readonly executionProviders: readonly ExecutionProvider[];
   /** `workers` (the ONNX worker pool) or `stand-in` (a fast fake for tests and load runs). Default `workers`. */
@@ -362,6 +369,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     hfToken: v.HF_TOKEN,
     hfEndpoint: v.HF_ENDPOINT,
     dataDir: v.DATA_DIR,
+    ortCacheDir: path.join(v.DATA_DIR, 'ort-cache'),
     executionProviders: Object.freeze([...v.EXECUTION_PROVIDERS]),
     engine: v.SAMPLER,
     engineWorkers: v.SAMPLER_WORKERS,

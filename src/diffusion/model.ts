@@ -5,6 +5,7 @@ import { EXECUTION_PROVIDERS, pickProvider, type ExecutionProviderName } from '.
 import { openUpscaler, type UpscalerPart } from './upscaler.js';
 import { ModelLoadError } from './model-error.js';
 import { schedulerNameFromClass } from './schedulers/index.js';
+import { createCachedSession } from './optimized-cache.js';
 import { DEFAULT_SESSION_OPTIONS } from './session-options.js';
 import type { SchedulerConfig } from './schedulers/types.js';
 import { loadTokenizer, type PromptTokenizer } from './tokenizer.js';
@@ -42,6 +43,12 @@ export interface LoadModelOptions {
    * the loader's DEFAULT_SESSION_OPTIONS (session-options.ts). Plain data, so it can cross to a worker.
    */
   sessionOptions?: Omit<ort.InferenceSession.SessionOptions, 'executionProviders'>;
+  /**
+   * A folder for onnxruntime's optimised graphs (optimized-cache.ts): the first load of a model writes them, later
+   * loads skip graph optimisation. Used on the cpu provider only. Default: none (every load optimises). The bot
+   * passes DATA_DIR/ort-cache; never the model's own folder.
+   */
+  optimizedModelCacheDir?: string;
   /** Where the one line about the provider in use goes. Default console.error. */
   log?: (line: string) => void;
 }
@@ -137,7 +144,10 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
       throw new ModelLoadError(`${file}: expected the ${part} ONNX model${hint}`);
     }
     try {
-      const session = await ort.InferenceSession.create(file, sessionOptions);
+      const session =
+        options.optimizedModelCacheDir !== undefined && providers === 'cpu'
+          ? await createCachedSession(options.optimizedModelCacheDir, file, providers, sessionOptions, log)
+          : await ort.InferenceSession.create(file, sessionOptions);
       sessions.push(session);
       return { session, file };
     } catch (error) {

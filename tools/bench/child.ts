@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type SectionName = 'model' | 'levers' | 'bare-unet' | 'bot' | 'bot-process' | 'loop-levers' | 'fp16' | 'scale';
+export type SectionName = 'model' | 'levers' | 'bare-unet' | 'bot' | 'bot-process' | 'loop-levers' | 'fp16' | 'scale' | 'cached-startup';
 
 const ENTRY = fileURLToPath(new URL(`./section-main${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { loadModel } from '../../src/diffusion/model.js';
 import { DEFAULT_SESSION_OPTIONS } from '../../src/diffusion/session-options.js';
+import { fromHalf, toHalf } from '../../src/diffusion/tensor.js';
 import { median } from './stats.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 
@@ -16,6 +17,8 @@ export interface LeverVariant {
   options: ort.InferenceSession.SessionOptions;
   /** Run into a pre-allocated output tensor (`run(feeds, fetches)`) instead of letting the runtime allocate one. */
   preallocatedOutput?: boolean;
+  /** Another UNet file with the same interface (the int8 rewrite of quantize_dynamic.py): a lossy lever. */
+  file?: string;
 }
 
 export interface LeversInput {
@@ -28,6 +31,8 @@ export interface LeversInput {
   images?: number;
   /** Which variants to run (names from {@link leverVariants}); default all. */
   only?: string[];
+  /** Rewritten UNet files to time beside the model's own (name → file), e.g. int8 from quantize_dynamic.py. */
+  files?: Record<string, string>;
 }
 
 export interface LeverResult {
@@ -39,6 +44,8 @@ export interface LeverResult {
   /** medianMs against the loader's current options, in %: negative is faster. */
   vsCurrentPct: number;
   calls: number;
+  /** Largest |difference| of the UNet's output from the current options' on the same inputs: 0 = unchanged pixels. */
+  maxAbsDiff: number;
 }
 
 /** The loader's options today (src/diffusion/session-options.ts), the baseline every lever is compared with. */
@@ -57,6 +64,11 @@ export function leverVariants(cores: number, symbolic: Record<string, number>): 
     { name: 'graph basic', options: { graphOptimizationLevel: 'basic' } },
     { name: 'graph extended', options: { graphOptimizationLevel: 'extended' } },
     { name: 'graph disabled', options: { graphOptimizationLevel: 'disabled' } },
+    // 'layout' stops after the layout transformers (NCHWc blocked Conv on x86); 'all' adds the rest. 'extended'
+    // against 'all' is what the blocked layout is worth.
+    { name: 'graph layout', options: { graphOptimizationLevel: 'layout' } },
+    // Intra-op work split: onnxruntime hands each thread blocks of this many iterations, then smaller ones.
+    { name: 'dynamic_block_base=4', options: { extra: { session: { ...DEFAULT_SESSION_OPTIONS.extra.session, dynamic_block_base: '4' } } } },
     { name: 'memPattern off', options: { enableMemPattern: false } },
     { name: 'cpuMemArena off', options: { enableCpuMemArena: false } },
     { name: 'parallel, interOp=2', options: { executionMode: 'parallel', interOpNumThreads: 2 } },
@@ -92,14 +104,24 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
   bind(unet.sample.shape, [shape.batch, shape.channels, shape.height, shape.width]);
   bind(unet.encoderHiddenStates.shape, [shape.batch, shape.sequence, shape.hidden]);
   const variants = leverVariants(os.availableParallelism(), symbolic).filter((v) => !input.only || input.only.includes(v.name) || v.name === 'current');
+  for (const [name, other] of Object.entries(input.files ?? {})) variants.push({ name, options: {}, file: other });
   await model.release();
 
-  const sessions: { variant: LeverVariant; session: ort.InferenceSession; createMs: number; times: number[]; fetches?: Record<string, ort.Tensor> }[] = [];
+  const sessions: { variant: LeverVariant; session: ort.InferenceSession; feeds: Record<string, ort.Tensor>; createMs: number; times: number[]; fetches?: Record<string, ort.Tensor>; maxAbsDiff: number }[] = [];
+  let reference: Float32Array | undefined;
   try {
     for (const variant of variants) {
       const t0 = performance.now();
-      const session = await ort.InferenceSession.create(file, { ...CURRENT_OPTIONS, ...variant.options });
+      const session = await ort.InferenceSession.create(variant.file ?? file, { ...CURRENT_OPTIONS, ...variant.options });
       const createMs = performance.now() - t0;
+      // A float16 rewrite (to_fp16.py) takes the same inputs in float16.
+      const variantFeeds = Object.fromEntries(
+        Object.entries(feeds).map(([name, t]) => {
+          const spec = session.inputMetadata.find((m) => m.name === name);
+          const half = spec?.isTensor && spec.type === 'float16' && t.type === 'float32';
+          return [name, half ? new ort.Tensor('float16', toHalf(t.data as Float32Array, new Uint16Array(t.size)), t.dims) : t];
+        }),
+      );
       const outSpec = session.outputMetadata[0];
       const outName = session.outputNames[0];
       const dims = [shape.batch, shape.channels, shape.height, shape.width];
@@ -112,15 +134,20 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
                 : new ort.Tensor('float32', new Float32Array(size), dims),
           }
         : undefined;
-      sessions.push({ variant, session, createMs, times: [], fetches });
-      await (fetches ? session.run(feeds, fetches) : session.run(feeds)); // warm-up: first-run allocations
+      // Warm-up (first-run allocations), and the output held against the current options' one.
+      const outputs = await (fetches ? session.run(variantFeeds, fetches) : session.run(variantFeeds));
+      const raw = outputs[outName];
+      const output = raw.type === 'float16' ? fromHalf(raw.data as Uint16Array, new Float32Array(raw.size)) : Float32Array.from(raw.data as Float32Array);
+      reference ??= output;
+      const maxAbsDiff = output.reduce((m, v, i) => Math.max(m, Math.abs(v - reference![i])), 0);
+      sessions.push({ variant, session, feeds: variantFeeds, createMs, times: [], fetches, maxAbsDiff });
     }
     for (let r = 0; r < rounds; r++) {
       // A different order each round, so no variant always follows the same neighbour (caches, thread wake-ups).
       for (const entry of rotate(sessions, r)) {
         for (let i = 0; i < calls; i++) {
           const t0 = performance.now();
-          await (entry.fetches ? entry.session.run(feeds, entry.fetches) : entry.session.run(feeds));
+          await (entry.fetches ? entry.session.run(entry.feeds, entry.fetches) : entry.session.run(entry.feeds));
           entry.times.push(performance.now() - t0);
         }
       }
@@ -140,6 +167,7 @@ export async function measureLevers(input: LeversInput, log: (line: string) => v
       minMs: Math.min(...s.times),
       vsCurrentPct: (median(s.times) / current - 1) * 100,
       calls: s.times.length,
+      maxAbsDiff: s.maxAbsDiff,
     })),
   };
 }
@@ -197,5 +225,55 @@ export async function measureFp16(float32Dir: string, float16Dir: string, cells:
     return { cells, float32Ms, float16Ms, costPct: (float16Ms / float32Ms - 1) * 100, calls: times[0].length };
   } finally {
     await Promise.all(models.map((m) => m.release()));
+  }
+}
+
+export interface CachedStartupResult {
+  model: string;
+  /** loadModel without the optimised-graph cache: every part optimised (what every start did before). */
+  coldMs: number;
+  /** loadModel with the cache filled: the optimised graphs opened with optimisation off. */
+  warmMs: number;
+  /** The first load into an empty cache: optimising and writing the graphs. */
+  firstFillMs: number;
+  /** warmMs / coldMs − 1, in %. */
+  savedPct: number;
+  loads: number;
+}
+
+/**
+ * Model start-up with and without the optimised-graph cache (src/diffusion/optimized-cache.ts): whole `loadModel`
+ * calls in this process, cold and warm interleaved, after one load that fills a fresh cache (and pays the process's
+ * one-time costs, so neither side carries them).
+ */
+export async function measureCachedStartup(modelDir: string, rounds: number): Promise<CachedStartupResult> {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const cacheDir = mkdtempSync(join(os.tmpdir(), 'imagine-bench-ort-cache-'));
+  const log = () => {};
+  const timeLoad = async (cache: boolean) => {
+    const t0 = performance.now();
+    const model = await loadModel(modelDir, { log, optimizedModelCacheDir: cache ? cacheDir : undefined });
+    const ms = performance.now() - t0;
+    await model.release();
+    return { ms, name: model.info.name };
+  };
+  try {
+    const first = await timeLoad(true);
+    const cold: number[] = [];
+    const warm: number[] = [];
+    for (let r = 0; r < rounds; r++) {
+      if (r % 2 === 0) {
+        cold.push((await timeLoad(false)).ms);
+        warm.push((await timeLoad(true)).ms);
+      } else {
+        warm.push((await timeLoad(true)).ms);
+        cold.push((await timeLoad(false)).ms);
+      }
+    }
+    const coldMs = median(cold);
+    const warmMs = median(warm);
+    return { model: first.name, coldMs, warmMs, firstFillMs: first.ms, savedPct: (warmMs / coldMs - 1) * 100, loads: rounds };
+  } finally {
+    rmSync(cacheDir, { recursive: true, force: true });
   }
 }

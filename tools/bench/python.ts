@@ -120,3 +120,20 @@ export async function timeTorchUnet(python: string, spec: UnetSpec, options: { b
   const parsed = JSON.parse(line) as { torch: string; threads: number; ms: number[] };
   return { version: parsed.torch, threads: parsed.threads, ms: parsed.ms };
 }
+
+/**
+ * The UNet of `modelDir` rewritten by a tools/bench script (`quantize_dynamic.py`: int8 dynamic quantisation of
+ * its MatMuls, and Convs with `--conv`; `to_fp16.py`: float16 throughout), written to `out` (rebuilt when the model,
+ * the script or the flags change).
+ */
+export async function rewriteUnet(python: string, modelDir: string, out: string, scriptName: 'quantize_dynamic.py' | 'to_fp16.py', flags: string[] = []): Promise<string> {
+  const source = path.join(modelDir, 'unet', 'model.onnx');
+  const script = path.join(ROOT, 'tools', 'bench', scriptName);
+  const stamp = createHash('sha256').update(readFileSync(source)).update(readFileSync(script)).update(flags.join(' ')).digest('hex');
+  const stampFile = `${out}.stamp`;
+  if (existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return out;
+  const result = await run(python, [script, source, out, ...flags], 300_000);
+  if (result.code !== 0) throw new Error(`tools/bench/${scriptName} failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  writeFileSync(stampFile, stamp);
+  return out;
+}

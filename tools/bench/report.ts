@@ -1,6 +1,6 @@
 /** The bench's results as one object (tools/bench/results.json), the targets of issue 6 judged, and the printed table. */
 import type { BotProcessResult, BotResult } from './bot-section.js';
-import type { Fp16Result, LeverResult } from './levers-section.js';
+import type { CachedStartupResult, Fp16Result, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
 import type { MachineInfo } from './machine.js';
 import type { ModelSectionResult } from './model-section.js';
@@ -31,6 +31,8 @@ export interface ModelEntry {
   result: ModelSectionResult | Skipped;
   levers?: { batch: number; results: LeverResult[] } | Skipped;
   loopLevers?: { results: LoopLeverResult[] } | Skipped;
+  /** loadModel with and without the optimised-graph cache. */
+  cachedStartup?: CachedStartupResult | Skipped;
   torch?: TorchComparison | Skipped;
 }
 
@@ -212,7 +214,15 @@ export function formatReport(results: BenchResults): string {
   for (const e of results.models) {
     if (!e.levers || isSkipped(e.levers)) continue;
     out.push('', `Runtime levers on ${e.label}'s UNet (batch ${e.levers.batch}, median of interleaved rounds; vs the loader's current options):`, '');
-    out.push(table(['variant', 'median', 'vs current', 'fastest call', 'session create'], e.levers.results.map((l) => [l.name, fmt(l.medianMs, ' ms'), `${l.vsCurrentPct >= 0 ? '+' : ''}${fmt(l.vsCurrentPct)} %`, fmt(l.minMs, ' ms'), fmt(l.createMs, ' ms')])));
+    out.push(table(['variant', 'median', 'vs current', 'fastest call', 'session create', 'output max |Δ|'], e.levers.results.map((l) => [l.name, fmt(l.medianMs, ' ms'), `${l.vsCurrentPct >= 0 ? '+' : ''}${fmt(l.vsCurrentPct)} %`, fmt(l.minMs, ' ms'), fmt(l.createMs, ' ms'), l.maxAbsDiff === undefined ? '' : l.maxAbsDiff === 0 ? '0 (same)' : l.maxAbsDiff.toExponential(2)])));
+  }
+  const startups = results.models.filter((e) => e.cachedStartup && !isSkipped(e.cachedStartup));
+  if (startups.length > 0) {
+    out.push('', 'Model start-up (loadModel, median of interleaved loads) without and with the optimised-graph cache (DATA_DIR/ort-cache):', '');
+    out.push(table(['model', 'no cache', 'cache filled', 'change', 'first load (fills the cache)'], startups.map((e) => {
+      const c = e.cachedStartup as CachedStartupResult;
+      return [e.label, fmt(c.coldMs, ' ms'), fmt(c.warmMs, ' ms'), `${c.savedPct >= 0 ? '+' : ''}${fmt(c.savedPct)} %`, fmt(c.firstFillMs, ' ms')];
+    })));
   }
   for (const e of results.models) {
     if (!e.loopLevers || isSkipped(e.loopLevers)) continue;

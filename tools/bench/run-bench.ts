@@ -10,12 +10,12 @@ import type { BotInput, BotProcessResult, BotResult } from './bot-section.js';
 import type { ExecutionProviderName } from '../../src/diffusion/model.js';
 import { runSection } from './child.js';
 import { SPINNING } from './levers-section.js';
-import type { Fp16Result, LeversInput, LeverResult } from './levers-section.js';
+import type { CachedStartupResult, Fp16Result, LeversInput, LeverResult } from './levers-section.js';
 import type { LoopLeverResult } from './loop-levers-section.js';
 import { machineInfo } from './machine.js';
 import type { ModelSectionInput, ModelSectionResult } from './model-section.js';
 import type { ScaleInput, ScaleResult } from './scale-section.js';
-import { buildBenchModels, DEFAULT_PYTHON, probeTorch, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
+import { buildBenchModels, DEFAULT_PYTHON, probeTorch, rewriteUnet, ROOT, timeTorchUnet, unetSpecOf } from './python.js';
 import { judgeTargets, type BenchResults, type ModelEntry, type Skipped, type TorchComparison } from './report.js';
 import { median } from './stats.js';
 
@@ -140,8 +140,25 @@ export async function runBench(options: BenchOptions = {}): Promise<BenchResults
       result: await attempt(`${plan.model.label} model section`, () => runSection<ModelSectionResult>('model', { modelDir: plan.model.dir, ...plan.input, loadOptions: { executionProviders: providers } }, SECTION_TIMEOUT_MS), log),
     };
     if (!options.skipLevers) {
+      // Lossy rewrites of the embedded UNet (int8, fp16): their eval figures are in tools/bench/README.md.
+      const files: Record<string, string> = {};
+      if (plan.role === 'embedded' && 'version' in torch) {
+        const rewrites = [
+          ['int8 MatMul (per tensor)', 'quantize_dynamic.py', []],
+          ['int8 MatMul (per channel)', 'quantize_dynamic.py', ['--per-channel']],
+          ['int8 MatMul + Conv', 'quantize_dynamic.py', ['--conv']],
+          ['fp16 throughout', 'to_fp16.py', []],
+        ] as const;
+        for (const [name, script, flags] of rewrites) {
+          const out = path.join(cacheDir, 'rewrites', `${plan.model.label.replace(/\W+/g, '_')}-${name.replace(/\W+/g, '_')}.onnx`);
+          const file = await attempt(`${name} rewrite`, () => rewriteUnet(python, plan.model.dir, out, script, [...flags]), log);
+          if (typeof file === 'string') files[name] = file;
+        }
+      }
       log(`— ${plan.model.label}: levers`);
-      entry.levers = await attempt(`${plan.model.label} levers`, () => runSection<{ batch: number; results: LeverResult[] }>('levers', { modelDir: plan.model.dir, ...plan.levers }, SECTION_TIMEOUT_MS), log);
+      entry.levers = await attempt(`${plan.model.label} levers`, () => runSection<{ batch: number; results: LeverResult[] }>('levers', { modelDir: plan.model.dir, ...plan.levers, files }, SECTION_TIMEOUT_MS), log);
+      log(`— ${plan.model.label}: start-up with the optimised-graph cache`);
+      entry.cachedStartup = await attempt(`${plan.model.label} cached start-up`, () => runSection<CachedStartupResult>('cached-startup', { modelDir: plan.model.dir, rounds: quick ? 2 : 10 }, SECTION_TIMEOUT_MS), log);
       log(`— ${plan.model.label}: thread levers and the event loop`);
       entry.loopLevers = await attempt(`${plan.model.label} loop levers`, () => runSection<{ results: LoopLeverResult[] }>('loop-levers', { modelDir: plan.model.dir, calls: plan.loopCalls, rounds: 2 }, SECTION_TIMEOUT_MS), log);
     }

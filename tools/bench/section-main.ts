@@ -28,6 +28,11 @@ async function main(): Promise<void> {
       output = await measureFp16(input.float32Dir, input.float16Dir, input.cells, input.calls, input.rounds);
       break;
     }
+    case 'cached-startup': {
+      const { measureCachedStartup } = await import('./levers-section.js');
+      output = await measureCachedStartup(input.modelDir, input.rounds);
+      break;
+    }
     case 'bot': {
       const { measureBot } = await import('./bot-section.js');
       output = await measureBot(input, log);
@@ -49,7 +54,7 @@ async function main(): Promise<void> {
       break;
     }
     default:
-      throw new Error(`Expected a section from model, levers, bare-unet, bot, bot-process, loop-levers, fp16, scale, got \`${String(section)}\``);
+      throw new Error(`Expected a section from model, levers, bare-unet, bot, bot-process, loop-levers, fp16, scale, cached-startup, got \`${String(section)}\``);
   }
   writeFileSync(outputFile, JSON.stringify(output));
   // Worker threads, sockets or native pools left behind must not keep the bench waiting.

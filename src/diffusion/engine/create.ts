@@ -20,7 +20,7 @@ export async function createEngine(config: Config, logger: Logger, models: reado
     models,
     memoryMb: config.modelMemoryMb,
     workers: config.engineWorkers,
-    loadOptions: { executionProviders: config.executionProviders },
+    loadOptions: { executionProviders: config.executionProviders, optimizedModelCacheDir: config.ortCacheDir },
     log: (line) => logger.info(line),
   });
 }

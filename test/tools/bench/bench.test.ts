@@ -9,11 +9,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseBenchArgs } from '../../../tools/bench/bench.js';
+import { probeOnnx } from '../../../tools/bench/flops.js';
 import { runSection } from '../../../tools/bench/child.js';
-import { measureFp16, measureLevers } from '../../../tools/bench/levers-section.js';
+import { measureCachedStartup, measureFp16, measureLevers } from '../../../tools/bench/levers-section.js';
 import { measureLoopLevers } from '../../../tools/bench/loop-levers-section.js';
 import { measureModel, type ModelSectionResult } from '../../../tools/bench/model-section.js';
-import { unetSpecOf } from '../../../tools/bench/python.js';
+import { rewriteUnet, unetSpecOf } from '../../../tools/bench/python.js';
 import { formatReport, judgeTargets, type ModelEntry } from '../../../tools/bench/report.js';
 import type { ScaleResult } from '../../../tools/bench/scale-section.js';
 import { machineInfo } from '../../../tools/bench/machine.js';
@@ -96,6 +97,39 @@ describe('bench levers and child processes', () => {
       expect(r.medianMs).toBeGreaterThan(0);
       expect(r.calls).toBe(1);
     }
+  }, 60_000);
+
+  it('GIVEN graph levels THEN each variant\'s output is compared with the current one: the layout level gives the same output as all', async () => {
+    const { results } = await measureLevers({ modelDir: SD_TINY, calls: 1, rounds: 1, only: ['graph layout', 'graph extended'] });
+    expect(results.map((r) => r.name)).toEqual(['current', 'graph extended', 'graph layout']);
+    expect(results[0].maxAbsDiff).toBe(0);
+    expect(results[2].maxAbsDiff).toBe(0);
+    expect(results[1].maxAbsDiff).toBeLessThan(1e-4);
+  }, 60_000);
+
+  it.skipIf(!probeOnnx().ok)('GIVEN the int8 and fp16 rewrites of a UNet THEN they run beside the model\'s own with a small, non-zero output difference', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-rewrites-'));
+    try {
+      const int8 = await rewriteUnet('/usr/bin/python3', SD_TINY, path.join(dir, 'int8.onnx'), 'quantize_dynamic.py');
+      const fp16 = await rewriteUnet('/usr/bin/python3', SD_TINY, path.join(dir, 'fp16.onnx'), 'to_fp16.py');
+      expect(fs.readFileSync(int8).includes('MatMulInteger')).toBe(true);
+      expect(fs.readFileSync(int8).includes('DynamicQuantizeLinear')).toBe(true);
+      const { results } = await measureLevers({ modelDir: SD_TINY, calls: 1, rounds: 1, only: [], files: { int8, fp16 } });
+      expect(results.map((r) => r.name)).toEqual(['current', 'int8', 'fp16']);
+      for (const r of results.slice(1)) {
+        expect(r.maxAbsDiff).toBeGreaterThan(0);
+        expect(r.maxAbsDiff).toBeLessThan(0.5);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it('GIVEN the optimised-graph cache THEN cold and warm loads are both timed', async () => {
+    const r = await measureCachedStartup(SD_TINY, 1);
+    expect(r).toMatchObject({ model: 'sd-tiny', loads: 1 });
+    for (const ms of [r.coldMs, r.warmMs, r.firstFillMs]) expect(ms).toBeGreaterThan(0);
+    expect(r.savedPct).toBeCloseTo((r.warmMs / r.coldMs - 1) * 100, 6);
   }, 60_000);
 
   it('GIVEN the thread levers THEN each runs the UNet in a worker and the main thread’s loop delay is read', async () => {
