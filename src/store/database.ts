@@ -45,7 +45,9 @@ export function openDatabase(options: OpenDatabaseOptions = {}): Db {
     // Another process (a second shard of the same bot, the sqlite3 shell) may hold the lock briefly: wait for it,
     // from the first statement on (switching a new file to WAL needs the lock too).
     db.pragma('busy_timeout = 5000');
-    db.pragma('journal_mode = WAL');
+    // Switching a new file to WAL may answer SQLITE_BUSY at once, without the busy handler, while another process
+    // does the same: try again for a while (the first switch wins, the others find WAL already on).
+    untilNotBusy(() => db.pragma('journal_mode = WAL'), 10_000);
     // Deleted rows (blanked tokens, pruned jobs) are overwritten with zeros, not left in free pages.
     db.pragma('secure_delete = ON');
     db.pragma(`synchronous = ${synchronous}`);
@@ -55,6 +57,20 @@ export function openDatabase(options: OpenDatabaseOptions = {}): Db {
   } catch (error) {
     db.close();
     throw error;
+  }
+}
+
+/** Run `step`; while it fails with SQLITE_BUSY, wait a few milliseconds and run it again, for up to `timeoutMs`. */
+function untilNotBusy<T>(step: () => T, timeoutMs: number): T {
+  const deadline = Date.now() + timeoutMs;
+  const pause = new Int32Array(new SharedArrayBuffer(4));
+  for (;;) {
+    try {
+      return step();
+    } catch (error) {
+      if ((error as { code?: string }).code !== 'SQLITE_BUSY' || Date.now() > deadline) throw error;
+      Atomics.wait(pause, 0, 0, 10 + Math.random() * 20);
+    }
   }
 }
 
