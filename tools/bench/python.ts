@@ -4,7 +4,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -132,6 +132,8 @@ export async function rewriteUnet(python: string, modelDir: string, out: string,
   const stamp = createHash('sha256').update(readFileSync(source)).update(readFileSync(script)).update(flags.join(' ')).digest('hex');
   const stampFile = `${out}.stamp`;
   if (existsSync(out) && existsSync(stampFile) && readFileSync(stampFile, 'utf8') === stamp) return out;
+  // The first rewrite on a machine finds no folder to write into (the bench cache holds only the built models).
+  mkdirSync(path.dirname(out), { recursive: true });
   const result = await run(python, [script, source, out, ...flags], 300_000);
   if (result.code !== 0) throw new Error(`tools/bench/${scriptName} failed: ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   writeFileSync(stampFile, stamp);
