@@ -188,10 +188,7 @@ export class JobRunner {
 
   /** The queue's one way to fail a job: the journal, then the `failed` event. */
   fail(job: JobRecord, message: string, identifier: Identifier | undefined): void {
-    this.options.jobs.markFailed(job.id, message, identifier, this.options.now());
-    const failed: JobRecord = { ...job, state: 'failed', error: message };
-    if (identifier !== undefined) failed.errorCode = identifier;
-    this.options.events.emit('failed', { job: failed, error: message, identifier });
+    failJob(this.options, job, message, identifier);
   }
 
   private async runNext(): Promise<void> {
@@ -385,6 +382,24 @@ export class JobRunner {
       this.options.logger.warn('Could not store the measured ms per step', { error });
     }
   }
+}
+
+/** A queue's one way to fail a job, in either mode: the journal, then the `failed` event. */
+export function failJob(
+  queue: { jobs: JobStore; events: TypedEmitter<QueueEventMap>; now: () => number },
+  job: JobRecord,
+  message: string,
+  identifier: Identifier | undefined,
+): void {
+  queue.jobs.markFailed(job.id, message, identifier, queue.now());
+  const failed: JobRecord = { ...job, state: 'failed', error: message };
+  if (identifier !== undefined) failed.errorCode = identifier;
+  queue.events.emit('failed', { job: failed, error: message, identifier });
+}
+
+/** What the member is told when a run was lost with its worker (or its process) this many times. */
+export function lostRunMessage(times: number): string {
+  return `The image worker stopped while making this image ${times} times, so it was stopped to keep the queue moving.`;
 }
 
 /** What the member is told when their job is cancelled, waiting or running. */

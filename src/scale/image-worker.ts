@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import type { EngineModelListing, GenerateParams, GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../diffusion/types.js';
 import { planBatch } from '../queue/batch-plan.js';
 import { settleGeneration, startGeneration } from '../queue/engine-run.js';
-import { timeoutMessage } from '../queue/job-runner.js';
+import { lostRunMessage, timeoutMessage } from '../queue/job-runner.js';
 import { costModel, loadStepCosts, measureRun, planJob, type StepCosts } from '../queue/eta.js';
 import { RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
 import { OutcomeStore, type JobOutcome } from './outcomes.js';
@@ -172,7 +172,7 @@ export class ImageWorker {
         for (const job of pending) {
           await this.finish(ticket, job, {
             state: 'failed',
-            error: `The image worker stopped while making this image ${record.runs - 1} times, so it was stopped to keep the queue moving.`,
+            error: lostRunMessage(record.runs - 1),
             identifier: Identifiers.Timeout,
           });
         }

@@ -10,7 +10,6 @@
  * waiting, nor taken by a worker, nor finished (Redis lost it, or its ticket failed for good) is queued again.
  */
 import path from 'node:path';
-import { Queue, QueueEvents } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '../log.js';
 import { Identifiers, isUserError, UserError, type Identifier } from '../errors.js';
@@ -19,10 +18,9 @@ import type { Db } from '../store/database.js';
 import { JobStore } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
 import { DeliveryRunner } from '../queue/delivery-runner.js';
-import { costModel, loadStepCosts, planJob, positions, type RunInProgress } from '../queue/eta.js';
 import { JobIdFactory } from '../queue/ids.js';
 import { newJobRecord } from '../queue/new-job.js';
-import { cancelledMessage } from '../queue/job-runner.js';
+import { cancelledMessage, failJob, lostRunMessage } from '../queue/job-runner.js';
 import { checkParams } from '../queue/options.js';
 import { TypedEmitter } from '../queue/typed-emitter.js';
 import type {
@@ -31,7 +29,6 @@ import type {
   JobPosition,
   JobQueue,
   JobRecord,
-  JobView,
   QueueEventMap,
   QueueSnapshot,
   ResumeReport,
@@ -42,11 +39,12 @@ import type {
 } from '../queue/types.js';
 import { fairView, FairView, RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
 import { OutcomeStore } from './outcomes.js';
+import { fleetMsPerStep, fleetPositions, fleetViews, type Seen } from './fleet-view.js';
 import { bullConnection, commandConnection, Keys, ready, withinMs, type RedisTarget } from './redis.js';
 import { Registry, type WorkerRecord } from './registry.js';
-import { decodeProgress, isTicketEvent } from './ticket-events.js';
+import { decodeProgress, type TicketEvent } from './ticket-events.js';
+import { TicketQueues } from './ticket-queues.js';
 
-const REFERENCE_PIXELS = 512 * 512;
 const UNAVAILABLE = 'The image service is unavailable, try again in a minute.';
 
 export interface RedisJobQueueOptions {
@@ -76,15 +74,6 @@ export interface RedisJobQueueOptions {
   now?: () => number;
 }
 
-/** What the last read of Redis showed. */
-interface Seen {
-  fair: FairView;
-  taken: Map<string, TakenRecord>;
-  workers: WorkerRecord[];
-  models: EngineModelListing[];
-  positions: Map<string, JobPosition>;
-}
-
 export class RedisJobQueue implements JobQueue {
   readonly events: TypedEmitter<QueueEventMap>;
   readonly instance: string;
@@ -103,8 +92,7 @@ export class RedisJobQueue implements JobQueue {
   private readonly memberCap: (guildId: string) => number;
   private readonly globalCap: number;
   private readonly maxAttempts: number;
-  private readonly tickets = new Map<string, Queue>();
-  private readonly listeners = new Map<string, QueueEvents>();
+  private readonly tickets: TicketQueues;
   private readonly progress = new Map<string, StepProgress>();
   private readonly lastPlaces = new Map<string, number>();
   /** Jobs whose outcome is being taken in now (an event and a reconcile may both see it). */
@@ -113,7 +101,9 @@ export class RedisJobQueue implements JobQueue {
   private readonly submitting = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly idleWaiters: (() => void)[] = [];
-  private seen: Seen = { fair: new FairView(new Map()), taken: new Map(), workers: [], models: [], positions: new Map() };
+  private seen: Seen = { fair: new FairView(new Map()), taken: new Map(), workers: [], models: [] };
+  /** Places and ETAs from the last read. */
+  private places = new Map<string, JobPosition>();
   private resumed = false;
   private closing = false;
   private reconciling?: Promise<void>;
@@ -130,6 +120,7 @@ export class RedisJobQueue implements JobQueue {
     this.keys = new Keys(options.redis.prefix);
     this.redis = commandConnection(options.redis, `imagine-bot-${this.instance}`);
     this.subscriber = bullConnection(options.redis, `imagine-bot-${this.instance}-sub`);
+    this.tickets = new TicketQueues(options.redis, this.keys, this.instance, (event) => this.onTicketEvent(event), this.logger);
     this.fair = new RedisFairState(commandConnection(options.redis, `imagine-bot-${this.instance}-fair`), this.keys);
     this.outcomes = new OutcomeStore(this.redis, this.keys);
     this.registry = new Registry(this.redis, this.keys);
@@ -244,7 +235,7 @@ export class RedisJobQueue implements JobQueue {
         if (initImage !== undefined) multi.set(this.keys.initImage(id), Buffer.from(initImage));
       });
       try {
-        await this.ticket(model);
+        await this.tickets.add(model);
       } catch (error) {
         // Not half-queued: take the job back out (if Redis is gone entirely, no ticket means no worker runs it).
         await this.fair.remove(id, (multi) => multi.del(this.keys.initImage(id))).catch(() => undefined);
@@ -259,7 +250,7 @@ export class RedisJobQueue implements JobQueue {
       this.submitting.delete(id);
     }
     await this.refresh().catch(() => undefined);
-    const position = this.seen.positions.get(id) ?? { place: 1, waiting: 1, startsInMs: 0, doneInMs: 0 };
+    const position = this.places.get(id) ?? { place: 1, waiting: 1, startsInMs: 0, doneInMs: 0 };
     this.lastPlaces.set(id, position.place);
     this.events.emit('queued', { job, position });
     return { job, position };
@@ -310,46 +301,18 @@ export class RedisJobQueue implements JobQueue {
   }
 
   position(jobId: string): JobPosition | undefined {
-    return this.seen.positions.get(jobId);
+    return this.places.get(jobId);
   }
 
   snapshot(): QueueSnapshot {
-    const { positions: places } = this.seen;
-    const record = (remote: RemoteJob, state: 'queued' | 'running'): JobRecord =>
-      this.jobs.get(remote.id) ?? {
-        id: remote.id,
-        seq: 0,
-        guildId: remote.guildId,
-        channelId: remote.channelId,
-        userId: remote.userId,
-        kind: remote.kind,
-        params: remote.params,
-        state,
-        attempts: remote.attempts,
-        deliveryAttempts: 0,
-        deliveryKey: remote.id,
-        createdAt: remote.createdAt,
-      };
-    const running: JobView[] = [];
-    for (const taken of this.seen.taken.values()) {
-      for (const remote of taken.jobs) {
-        const view: JobView = { job: { ...record(remote, 'running'), state: 'running', startedAt: taken.startedAt }, position: places.get(remote.id) ?? zero() };
-        const progress = this.progress.get(remote.id);
-        if (progress !== undefined) view.progress = progress;
-        running.push(view);
-      }
-    }
-    const waiting: JobView[] = this.seen.fair
-      .all()
-      .map((remote) => ({ job: record(remote, 'queued'), position: places.get(remote.id) ?? zero() }))
-      .sort((a, b) => a.position.place - b.position.place);
+    const { running, waiting } = fleetViews(this.seen, this.places, this.progress, (jobId) => this.jobs.get(jobId));
     const members = new Set([...running, ...waiting].map((view) => `${view.job.guildId}:${view.job.userId}`));
     return {
       running,
       waiting,
       delivering: this.delivery.jobs(),
       totals: { waiting: waiting.length, running: running.length, delivering: this.delivery.size, members: members.size },
-      msPerStep: this.msPerStep(),
+      msPerStep: fleetMsPerStep(this.seen.workers),
     };
   }
 
@@ -365,8 +328,7 @@ export class RedisJobQueue implements JobQueue {
     for (const timer of this.timers) clearInterval(timer);
     await this.reconciling;
     await this.delivery.drain(options.deliveryGraceMs ?? 10_000);
-    await Promise.all([...this.listeners.values()].map((listener) => listener.close().catch(() => undefined)));
-    await Promise.all([...this.tickets.values()].map((queue) => queue.close().catch(() => undefined)));
+    await this.tickets.close();
     this.subscriber.disconnect();
     this.fair.close();
     this.redis.disconnect();
@@ -380,7 +342,7 @@ export class RedisJobQueue implements JobQueue {
 
   /** Read the fair state, the taken runs, the workers and the models at one moment; recompute places. */
   private async refresh(): Promise<void> {
-    const [fairRaw, takenRaw, workers, models] = await withinMs(
+    const [fair, takenRaw, workers, models] = await withinMs(
       Promise.all([
         this.redis.get(this.keys.fair).then(fairView),
         this.redis.hgetall(this.keys.taken),
@@ -392,42 +354,14 @@ export class RedisJobQueue implements JobQueue {
     );
     const taken = new Map<string, TakenRecord>();
     for (const [ticket, raw] of Object.entries(takenRaw)) taken.set(ticket, JSON.parse(raw) as TakenRecord);
-    this.seen = { fair: fairRaw, taken, workers, models, positions: this.seen.positions };
-    for (const listing of models) this.listen(listing.name);
-    this.seen.positions = this.computePositions();
+    this.seen = { fair, taken, workers, models };
+    for (const listing of models) this.tickets.listen(listing.name);
+    this.places = fleetPositions(this.seen, this.progress);
     this.publishPositions();
   }
 
-  private msPerStep(): number {
-    const measured = this.seen.workers.map((worker) => worker.msPerStep).filter((ms) => ms > 0);
-    return measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : 1000;
-  }
-
-  /** Places and ETAs per model: its waiting jobs in fair order over the live workers that serve it. */
-  private computePositions(): Map<string, JobPosition> {
-    const cost = costModel(() => loadStepCosts({ msPerStep: this.msPerStep() }, 1000));
-    const all = new Map<string, JobPosition>();
-    const info = (model: string) => this.seen.models.find((listing) => listing.name === model)?.info;
-    for (const model of this.seen.fair.models.keys()) {
-      const runs: RunInProgress[] = [...this.seen.taken.values()]
-        .filter((taken) => taken.jobs[0]?.model === model)
-        .map((taken) => ({
-          plan: taken.jobs.map((job) => planJob(job.params, info(model), REFERENCE_PIXELS)),
-          progress: taken.jobs.map((job) => this.progress.get(job.id)),
-          running: taken.jobs.map((job) => job.id),
-        }));
-      const lanes = Math.max(1, this.seen.workers.filter((worker) => worker.models.includes(model)).length);
-      const order = this.seen.fair.order(model).map((job) => ({ id: job.id, plan: planJob(job.params, info(model), REFERENCE_PIXELS) }));
-      for (const [id, position] of positions({ runs, waiting: order, lanes, maxBatchImages: 1, cost })) all.set(id, position);
-    }
-    for (const taken of this.seen.taken.values()) {
-      for (const job of taken.jobs) if (!all.has(job.id)) all.set(job.id, { place: 0, waiting: 0, startsInMs: 0, doneInMs: 0 });
-    }
-    return all;
-  }
-
   private publishPositions(): void {
-    for (const [jobId, position] of this.seen.positions) {
+    for (const [jobId, position] of this.places) {
       if (position.place === 0 || this.lastPlaces.get(jobId) === position.place) continue;
       const job = this.jobs.get(jobId);
       if (job?.owner !== this.instance || job.state !== 'queued') continue;
@@ -436,43 +370,11 @@ export class RedisJobQueue implements JobQueue {
     }
   }
 
-  /** The BullMQ queue of a model's tickets; one ticket is added per submitted job. */
-  private async ticket(model: string): Promise<void> {
-    const queue = this.ticketQueue(this.keys.ticketQueue(model));
-    await withinMs(queue.add('ticket', { model }, { removeOnComplete: { count: 100 }, removeOnFail: { count: 1000 } }), 5000, 'a ticket');
-  }
-
-  private ticketQueue(name: string): Queue {
-    let queue = this.tickets.get(name);
-    if (queue === undefined) {
-      queue = new Queue(name, {
-        // Fails fast while Redis is away (the submit is refused), unlike the workers' blocking connections.
-        connection: commandConnection(this.options.redis, `imagine-bot-${this.instance}-tickets`),
-        prefix: this.keys.prefix,
-        // Progress events carry previews: keep the event stream short.
-        streams: { events: { maxLen: 1000 } },
-      });
-      queue.on('error', (error) => this.logger.debug('ticket queue error', { error }));
-      this.tickets.set(name, queue);
-    }
-    return queue;
-  }
-
-  /** Progress and outcomes of a model's tickets, from BullMQ's event stream. */
-  private listen(model: string): void {
-    if (this.listeners.has(model) || this.closing) return;
-    const events = new QueueEvents(this.keys.ticketQueue(model), {
-      connection: bullConnection(this.options.redis, `imagine-bot-${this.instance}-events`),
-      prefix: this.keys.prefix,
-    });
-    events.on('error', (error) => this.logger.debug('ticket events error', { error }));
-    events.on('progress', ({ data }) => {
-      if (!isTicketEvent(data)) return;
-      if (data.type === 'started') for (const jobId of data.jobs) this.started(jobId);
-      else if (data.type === 'progress') this.stepped(data.job, decodeProgress(data));
-      else void this.finishFromOutcome(data.job);
-    });
-    this.listeners.set(model, events);
+  /** A ticket event from a worker (BullMQ progress data, through TicketQueues). */
+  private onTicketEvent(event: TicketEvent): void {
+    if (event.type === 'started') for (const jobId of event.jobs) this.started(jobId);
+    else if (event.type === 'progress') this.stepped(event.job, decodeProgress(event));
+    else void this.finishFromOutcome(event.job);
   }
 
   private mine(jobId: string): JobRecord | undefined {
@@ -531,10 +433,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   private fail(job: JobRecord, message: string, identifier: Identifier | undefined): void {
-    this.jobs.markFailed(job.id, message, identifier, this.now());
-    const failed: JobRecord = { ...job, state: 'failed', error: message };
-    if (identifier !== undefined) failed.errorCode = identifier;
-    this.events.emit('failed', { job: failed, error: message, identifier });
+    failJob({ jobs: this.jobs, events: this.events, now: this.now }, job, message, identifier);
   }
 
   /** Compare this process's unfinished jobs with Redis; finish, re-attach or queue again what needs it. */
@@ -584,7 +483,7 @@ export class RedisJobQueue implements JobQueue {
       const now = this.jobs.get(job.id);
       if (this.finishing.has(job.id) || (now?.state !== 'queued' && now?.state !== 'running')) continue;
       if (job.attempts >= this.maxAttempts) {
-        this.fail(job, `The image worker stopped while making this image ${job.attempts} times, so it was stopped to keep the queue moving.`, Identifiers.Timeout);
+        this.fail(job, lostRunMessage(job.attempts), Identifiers.Timeout);
         continue;
       }
       await this.requeue(job);
@@ -599,8 +498,7 @@ export class RedisJobQueue implements JobQueue {
   private async orphaned(runId: string, record: TakenRecord): Promise<boolean> {
     if (this.seen.workers.some((worker) => worker.id === record.worker)) return false;
     if (this.now() - record.startedAt < (this.options.orphanAfterMs ?? 60_000)) return false;
-    const split = runId.lastIndexOf(':');
-    const state = await this.ticketQueue(runId.slice(0, split)).getJobState(runId.slice(split + 1));
+    const state = await this.tickets.state(runId);
     if (state !== 'failed' && state !== 'unknown' && state !== 'completed') return false;
     this.logger.warn('a run was lost with its worker; its jobs are queued again', { run: runId, worker: record.worker, ticket: state });
     await this.redis.hdel(this.keys.taken, runId);
@@ -618,7 +516,7 @@ export class RedisJobQueue implements JobQueue {
     await this.fair.submit(remote, undefined, (multi) => {
       if (initImage !== undefined) multi.set(this.keys.initImage(job.id), Buffer.from(initImage));
     });
-    await this.ticket(model);
+    await this.tickets.add(model);
     if (job.state === 'running') {
       this.jobs.markQueued(job.id, job.attempts);
       this.events.emit('requeued', { job: { ...job, state: 'queued' }, reason: 'restart' });
@@ -638,7 +536,4 @@ function redacted(url: string): string {
   return url.replace(/\/\/[^@/]*@/, '//***@');
 }
 
-function zero(): JobPosition {
-  return { place: 0, waiting: 0, startsInMs: 0, doneInMs: 0 };
-}
 
