@@ -3,13 +3,12 @@
  * worker (`npm run worker` = dist/src/cli/worker.js) SIGKILLed or SIGTERMed mid-job, a bot process SIGKILLed,
  * Redis restarted (AOF on) or gone.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -18,38 +17,17 @@ import { Registry } from '../../src/scale/registry.js';
 import { Keys } from '../../src/scale/redis.js';
 import { Redis } from 'ioredis';
 import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
+import { processes, type Proc } from './processes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const WORKER = path.join(ROOT, 'dist', 'src', 'cli', 'worker.js');
 const BOT = path.join(ROOT, 'test', 'scale', 'fixtures', 'bot-process.ts');
 const logger = createLogger({ level: 'silent' });
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+const { run: spawnNode, tempDir, cleanups } = processes('imagine-crash-');
 
-const procs: Proc[] = [];
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const proc of procs.splice(0)) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
-
-function run(args: string[], env: Record<string, string>, cwd = tempDir()): Proc {
-  const child = spawn(process.execPath, args, {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const proc = { child, output: () => output, exited };
-  procs.push(proc);
-  return proc;
+function run(args: string[], env: Record<string, string>, cwd?: string): Proc {
+  return spawnNode(args, { LOG_LEVEL: 'info', ...env }, cwd);
 }
 
 function startWorker(redisUrl: string, stepMs: number, env: Record<string, string> = {}): Proc {
@@ -59,12 +37,6 @@ function startWorker(redisUrl: string, stepMs: number, env: Record<string, strin
 function startBot(env: Record<string, string>): Proc {
   // From the repository, where tsx resolves (the fixture reads no .env).
   return run(['--import', 'tsx', BOT], env, ROOT);
-}
-
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-crash-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 async function until(check: () => boolean | Promise<boolean>, what: () => string, timeoutMs = 60_000): Promise<void> {

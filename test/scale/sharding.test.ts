@@ -4,57 +4,29 @@
  * (`npm run worker`, SAMPLER=stand-in) makes the pictures through a real redis-server; the emulator speaks the
  * sharded gateway (guild events only to shard `(guild_id >> 22) % 2`).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REST, Routes } from 'discord.js';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../commands/index.js';
 import { recommendedShardCount } from '../../src/discord/sharding.js';
 import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { openDatabase } from '../../src/store/database.js';
 import { eventually } from '../../tools/discord-emulator/harness.js';
 import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
+import { processes, type Proc } from './processes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ENTRY = path.join(ROOT, 'dist', 'src', 'index.js');
 const WORKER = path.join(ROOT, 'dist', 'src', 'cli', 'worker.js');
 
-interface Proc {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-const procs: Proc[] = [];
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  for (const proc of procs.splice(0)) if (proc.child.exitCode === null && proc.child.signalCode === null) proc.child.kill('SIGKILL');
-  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-});
+const { run: spawnNode, tempDir, cleanups } = processes('imagine-shard-');
 
 /** A compiled entry from a temp working directory (no developer .env is read). */
 function run(script: string, env: Record<string, string>): Proc {
-  const child = spawn(process.execPath, [script], {
-    cwd: tempDir(),
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
-  const proc = { child, output: () => output, exited };
-  procs.push(proc);
-  return proc;
-}
-
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-shard-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
+  return spawnNode([script], env);
 }
 
 /** pino's JSON lines with `msg`; other output (a shard's stack trace) is skipped. */
