@@ -1,3 +1,4 @@
+import { noiseInitLatents, startTimesteps } from '../diffusion/img2img.js';
 import { createScheduler } from '../diffusion/schedulers/index.js';
 import type { NoiseSource, SchedulerConfig } from '../diffusion/schedulers/types.js';
 import { SCHEDULER_NAMES, type SchedulerName } from '../diffusion/types.js';
@@ -25,6 +26,12 @@ export interface LoopCase {
    * `timesteps[start · order]` and loop from there. Omitted: the whole schedule from pure `dummy_sample_deter`.
    */
   start?: number;
+  /**
+   * img2img, as the pipeline starts it (diffusion/img2img.ts, the functions pipeline.ts calls): the schedule from
+   * `startTimesteps(scheduler, steps, strength)`, and `dummy_sample_deter` (the "encoded picture", not scaled by
+   * init_noise_sigma) noised with `dummy_noise_deter` to its first timestep by `noiseInitLatents`. Not with `start`.
+   */
+  strength?: number;
   /** Seed of the noise source for stochastic steps (a torch.manual_seed-compatible generator). Default 0. */
   seed?: number;
 }
@@ -32,6 +39,8 @@ export interface LoopCase {
 export interface LoopResult {
   sum: number;
   mean: number;
+  /** The timesteps the loop ran, in order. */
+  timesteps: Float64Array;
 }
 
 /**
@@ -79,6 +88,9 @@ export function parseLoopCase(value: unknown): LoopCase {
   if (v.start !== undefined && (typeof v.start !== 'number' || !Number.isInteger(v.start) || v.start < 0 || v.start >= v.steps)) {
     throw new Error(`Expected \`start\` to be an integer from 0 to ${v.steps - 1}, got \`${String(v.start)}\``);
   }
+  if (v.strength !== undefined && (typeof v.strength !== 'number' || !(v.strength > 0 && v.strength <= 1) || v.start !== undefined)) {
+    throw new Error(`Expected \`strength\` to be a number above 0 and at most 1, and no \`start\` beside it, got \`${String(v.strength)}\``);
+  }
   if (v.seed !== undefined && (typeof v.seed !== 'number' || !Number.isInteger(v.seed) || v.seed < 0 || v.seed > 0xffffffff)) {
     throw new Error(`Expected \`seed\` to be an integer from 0 to 4294967295, got \`${String(v.seed)}\``);
   }
@@ -87,21 +99,28 @@ export function parseLoopCase(value: unknown): LoopCase {
     config: config as SchedulerConfig,
     steps: v.steps,
     ...(v.start !== undefined ? { start: v.start as number } : {}),
+    ...(v.strength !== undefined ? { strength: v.strength as number } : {}),
     ...(v.seed !== undefined ? { seed: v.seed as number } : {}),
   };
 }
 
 /**
  * Run diffusers' full loop: set_timesteps(steps); sample = dummy_sample_deter · init_noise_sigma (noised to the
- * start timestep when `start` is given); per timestep scale_model_input → model → step, where, as in the tests,
- * the scaled sample is what `step` receives. Returns sum and mean of |sample|.
+ * start timestep when `start` is given; img2img's start when `strength` is); per timestep scale_model_input →
+ * model → step, where, as in the tests, the scaled sample is what `step` receives. Returns sum and mean of
+ * |sample| and the timesteps run.
  */
 export function runLoop(loopCase: LoopCase, noise?: NoiseSource): LoopResult {
   const scheduler = createScheduler(loopCase.scheduler, loopCase.config);
   scheduler.setTimesteps(loopCase.steps);
   let sample: Float32Array = dummyDeter().map((x) => x * scheduler.initNoiseSigma);
   let timesteps: Float64Array = scheduler.timesteps;
-  if (loopCase.start !== undefined) {
+  if (loopCase.strength !== undefined) {
+    const start = startTimesteps(scheduler, loopCase.steps, loopCase.strength);
+    if (start.loopSteps < 1) throw new Error(`Expected \`steps\` × \`strength\` to leave at least one step, got ${loopCase.steps} × ${loopCase.strength}`);
+    timesteps = start.timesteps;
+    sample = noiseInitLatents(scheduler, dummyDeter(), dummyDeter(true), timesteps[0]);
+  } else if (loopCase.start !== undefined) {
     if (scheduler.addNoise === undefined) throw new Error(`The ${loopCase.scheduler} scheduler cannot start mid-schedule (no addNoise)`);
     timesteps = timesteps.subarray(loopCase.start * scheduler.order);
     sample = scheduler.addNoise(sample, dummyDeter(true), timesteps[0]);
@@ -113,5 +132,5 @@ export function runLoop(loopCase: LoopCase, noise?: NoiseSource): LoopResult {
   }
   let sum = 0;
   for (const x of sample) sum += Math.abs(x);
-  return { sum, mean: sum / sample.length };
+  return { sum, mean: sum / sample.length, timesteps };
 }

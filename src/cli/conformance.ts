@@ -1,5 +1,5 @@
 import { pathToFileURL } from 'node:url';
-import { CONFORMANCE_CASES, matches } from './conformance-cases.js';
+import { CONFORMANCE_CASES, matches, sameTimesteps } from './conformance-cases.js';
 import { parseLoopCase, runLoop } from './conformance-loop.js';
 import { TorchCpuGenerator } from '../diffusion/torch-generator.js';
 
@@ -10,7 +10,7 @@ import { TorchCpuGenerator } from '../diffusion/torch-generator.js';
  *   npm run --silent conformance -- --case '<json>'   run one full loop, print {"sum":…,"mean":…}
  *
  * A case is {"scheduler": name, "config": {scheduler_config.json keys}, "steps": n, "start"?: t_start,
- * "seed"?: torch seed}. Bad arguments: exit 2 and one line on stderr.
+ * "strength"?: img2img strength, "seed"?: torch seed}. Bad arguments: exit 2 and one line on stderr.
  */
 export function runConformanceCli(args: readonly string[], out: (line: string) => void, err: (line: string) => void): number {
   let caseJson: string | undefined;
@@ -49,7 +49,8 @@ function runAll(out: (line: string) => void): number {
       const ok = matches(c, result);
       if (ok) matched++;
       const sum = c.sum === undefined ? `sum ${fmt(result.sum)}` : `sum ${fmt(result.sum)} (diffusers ${c.sum})`;
-      line = `${ok ? 'match   ' : 'MISMATCH'} ${c.source}  ${sum}  mean ${fmt(result.mean)} (diffusers ${c.mean})`;
+      const steps = c.timesteps !== undefined && !sameTimesteps(c.timesteps, result.timesteps) ? `  timesteps differ: ${result.timesteps.join(', ')}` : '';
+      line = `${ok ? 'match   ' : 'MISMATCH'} ${c.source}  ${sum}  mean ${fmt(result.mean)} (diffusers ${c.mean})${steps}`;
     } catch (error) {
       line = `ERROR    ${c.source}  ${(error as Error).message}`;
     }

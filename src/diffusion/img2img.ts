@@ -39,11 +39,13 @@ export async function readPictures(checked: Member[], outcomes: (BatchOutcome | 
 }
 
 /**
- * Step 4 for img2img, diffusers' `get_timesteps(num_inference_steps, strength)`: init_timestep = min(floor(steps ×
- * strength), steps), t_start = steps − init_timestep, the schedule from t_start × order on. diffusers also calls
- * `set_begin_index(t_start × order)`; here every scheduler finds its index by timestep lookup, which lands on the
- * same index for each of our schedules (Heun's slice starts on the repeat of a timestep, the match lookup picks).
- * `loopSteps`: the user-visible steps that run.
+ * Step 4 for img2img, diffusers' `StableDiffusionImg2ImgPipeline.get_timesteps(num_inference_steps, strength)`:
+ * init_timestep = min(floor(steps × strength), steps), t_start = steps − init_timestep, the schedule from
+ * t_start × order on. diffusers also calls `set_begin_index(t_start × order)`; here every scheduler finds its index
+ * by timestep lookup, which lands on the same index for each of our schedules (Heun's slice starts on the repeat of
+ * a timestep, the match lookup picks): the img2img conformance cases (cli/conformance-img2img-cases.ts, recorded
+ * from diffusers' own code) check both. Not the ONNX img2img pipeline's inline version, which ignores `order` and,
+ * with steps_offset 1, noises to one timestep above the loop's first. `loopSteps`: the user-visible steps that run.
  */
 export function startTimesteps(scheduler: Scheduler, steps: number, strength: number): { timesteps: Float64Array; loopSteps: number } {
   const initTimestep = Math.min(Math.floor(steps * strength), steps);
@@ -69,7 +71,7 @@ export async function prepareImg2imgLatents(
   firstTimestep: number,
   clock: RunClock,
 ): Promise<{ latents: Float32Array; noise: BatchNoise }> {
-  if (scheduler.addNoise === undefined) throw invalid('Expected a scheduler that can start mid-schedule (addNoise) for img2img');
+  addNoiseOf(scheduler); // refused before the VAE runs
   const perPicture = 3 * shape.width * shape.height;
   const all = new Float32Array(pictures.length * perPicture);
   pictures.forEach((p, k) => all.set(p, k * perPicture));
@@ -82,5 +84,19 @@ export async function prepareImg2imgLatents(
   });
   const drawn = new Float32Array(initLatents.length);
   noise.fillNormal(drawn);
-  return { latents: scheduler.addNoise(initLatents, drawn, firstTimestep), noise };
+  return { latents: noiseInitLatents(scheduler, initLatents, drawn, firstTimestep), noise };
+}
+
+/**
+ * The noising of step 5, diffusers' `scheduler.add_noise(init_latents, noise, latent_timestep)` with
+ * latent_timestep = timesteps[:1]: the encoded pictures taken to the schedule's first timestep (the first of
+ * {@link startTimesteps}). The conformance loop (cli/conformance-loop.ts) runs this same function.
+ */
+export function noiseInitLatents(scheduler: Scheduler, initLatents: Float32Array, noise: Float32Array, firstTimestep: number): Float32Array {
+  return addNoiseOf(scheduler)(initLatents, noise, firstTimestep);
+}
+
+function addNoiseOf(scheduler: Scheduler): NonNullable<Scheduler['addNoise']> {
+  if (scheduler.addNoise === undefined) throw invalid('Expected a scheduler that can start mid-schedule (addNoise) for img2img');
+  return scheduler.addNoise.bind(scheduler);
 }

@@ -1,18 +1,55 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import { CONFORMANCE_CASES, matches } from '../../src/cli/conformance-cases.js';
-import { runLoop } from '../../src/cli/conformance-loop.js';
+import { CONFORMANCE_CASES, matches, tolerances } from '../../src/cli/conformance-cases.js';
+import { IMG2IMG_CASES } from '../../src/cli/conformance-img2img-cases.js';
+import { dummyDeter, runLoop } from '../../src/cli/conformance-loop.js';
+import { noiseInitLatents, startTimesteps } from '../../src/diffusion/img2img.js';
+import { createScheduler } from '../../src/diffusion/schedulers/index.js';
 import { runConformanceCli } from '../../src/cli/conformance.js';
 import { TorchCpuGenerator } from '../../src/diffusion/torch-generator.js';
 import { SCHEDULER_NAMES } from '../../src/diffusion/types.js';
 
-// Every case is diffusers' own expectation (tests/schedulers/<file>::<test>), checked to diffusers' tolerance.
+// Every case is diffusers' own expectation (tests/schedulers/<file>::<test>, or a recorded run of diffusers'
+// img2img pipeline code), checked to its tolerance; img2img cases also ran exactly diffusers' timesteps.
 describe('schedulers reproduce diffusers full-loop values', () => {
-  it.each(CONFORMANCE_CASES.map((c) => [c.source, c] as const))('%s', (_source, c) => {
+  it.each(CONFORMANCE_CASES.map((c) => [`${c.scheduler}: ${c.source}`, c] as const))('%s', (_source, c) => {
     const result = runLoop(c, new TorchCpuGenerator(c.seed ?? 0));
-    if (c.sum !== undefined) expect(Math.abs(result.sum - c.sum)).toBeLessThan(c.sumTolerance ?? 1e-2);
-    expect(Math.abs(result.mean - c.mean)).toBeLessThan(c.meanTolerance ?? 1e-3);
+    if (c.timesteps !== undefined) expect(Array.from(result.timesteps)).toEqual(c.timesteps);
+    const tol = tolerances(c);
+    if (c.sum !== undefined) expect(Math.abs(result.sum - c.sum)).toBeLessThan(tol.sum);
+    expect(Math.abs(result.mean - c.mean)).toBeLessThan(tol.mean);
     expect(matches(c, result)).toBe(true);
+  });
+
+  it('GIVEN the img2img cases THEN DDIM and Euler have them at strengths where floor and rounding part, and all but LCM and DDPM do', () => {
+    const schedulers = new Set(IMG2IMG_CASES.map((c) => c.scheduler));
+    expect([...schedulers].sort()).toEqual(['ddim', 'dpmpp_2m', 'euler', 'euler_a', 'heun', 'lms', 'pndm']);
+    for (const name of ['ddim', 'euler'] as const) {
+      const parting = IMG2IMG_CASES.filter((c) => c.scheduler === name && Math.round(c.steps * c.strength!) !== Math.floor(c.steps * c.strength!));
+      expect(parting.length).toBeGreaterThanOrEqual(3);
+    }
+    for (const c of IMG2IMG_CASES) expect(c.timesteps?.length).toBeGreaterThan(0);
+  });
+
+  it('GIVEN an img2img case THEN the loop starts where the pipeline does: startTimesteps, then noiseInitLatents on the picture', () => {
+    const c = IMG2IMG_CASES.find((k) => k.scheduler === 'euler' && k.steps === 10 && k.strength === 0.75)!;
+    const scheduler = createScheduler(c.scheduler, c.config);
+    scheduler.setTimesteps(c.steps);
+    const { timesteps, loopSteps } = startTimesteps(scheduler, c.steps, c.strength!);
+    expect(loopSteps).toBe(7);
+    expect(Array.from(timesteps)).toEqual(c.timesteps);
+    // Not scaled by init_noise_sigma as the tests' with-noise loops are: the picture's latents are noised as they are.
+    const noised = noiseInitLatents(scheduler, dummyDeter(), dummyDeter(true), timesteps[0]);
+    const fromScaled = noiseInitLatents(scheduler, dummyDeter().map((x) => x * scheduler.initNoiseSigma), dummyDeter(true), timesteps[0]);
+    expect(noised).not.toEqual(fromScaled);
+  });
+
+  it('GIVEN an img2img result whose timesteps differ THEN it does not match, even with the right numbers', () => {
+    const c = IMG2IMG_CASES[0];
+    expect(matches(c, { sum: c.sum!, mean: c.mean, timesteps: c.timesteps })).toBe(true);
+    expect(matches(c, { sum: c.sum!, mean: c.mean, timesteps: c.timesteps!.slice(1) })).toBe(false);
+    expect(matches(c, { sum: c.sum!, mean: c.mean })).toBe(false);
+    expect(matches(c, { sum: c.sum! * (1 + 2e-4), mean: c.mean, timesteps: c.timesteps })).toBe(false);
   });
 
   it('GIVEN the committed list THEN every scheduler has at least one case, and a with-noise case where diffusers has one', () => {
@@ -89,6 +126,14 @@ describe('conformance CLI', () => {
     expect(parsed.mean).toBeCloseTo(parsed.sum / 768, 12);
   });
 
+  it('GIVEN --case with a strength THEN it runs the img2img start and prints that case\'s numbers', () => {
+    const c = IMG2IMG_CASES.find((k) => k.scheduler === 'ddim' && k.steps === 10 && k.strength === 0.3)!;
+    const { code, out } = cli(['--case', JSON.stringify({ scheduler: c.scheduler, config: c.config, steps: c.steps, strength: c.strength })]);
+    expect(code).toBe(0);
+    const parsed = JSON.parse(out[0]) as { sum: number; mean: number };
+    expect(Math.abs(parsed.sum - c.sum!)).toBeLessThan(tolerances(c).sum);
+  });
+
   it('GIVEN no arguments THEN it prints one line per committed case and a summary, and exits 0', () => {
     const { code, out } = cli([]);
     expect(code).toBe(0);
@@ -106,6 +151,9 @@ describe('conformance CLI', () => {
     [['--case', '{"scheduler":"euler","config":{"beta_schedule":"cubic"},"steps":10}'], /`beta_schedule`.*got `cubic`/],
     [['--case', '{"scheduler":"ddim","config":[],"steps":10}'], /Expected `config` to be a JSON object/],
     [['--case', '{"scheduler":"ddim","steps":10,"start":10}'], /Expected `start` to be an integer from 0 to 9/],
+    [['--case', '{"scheduler":"ddim","steps":10,"strength":1.5}'], /Expected `strength` to be a number above 0 and at most 1/],
+    [['--case', '{"scheduler":"ddim","steps":10,"strength":0.5,"start":2}'], /no `start` beside it/],
+    [['--case', '{"scheduler":"ddim","steps":10,"strength":0.05}'], /Expected `steps` × `strength` to leave at least one step, got 10 × 0.05/],
   ])('GIVEN bad arguments %j THEN it exits non-zero with one clear line', (args, message) => {
     const { code, out, err } = cli(args);
     expect(code).not.toBe(0);
