@@ -40,13 +40,21 @@ export interface CheckedParams {
 export const DEFAULT_STRENGTH = 0.8;
 
 /**
- * The steps a job's loop runs, what its progress counts to: `steps`; img2img floor(steps × strength) (diffusers'
- * get_timesteps); an upscale through the model's network, 1.
+ * diffusers' `get_timesteps`: the steps an img2img loop runs, `init_timestep = min(int(steps × strength), steps)`.
+ * The one owner of that rule: the schedule's start (img2img.ts), the progress count and the refusal below ask it.
+ */
+export function img2imgSteps(steps: number, strength: number): number {
+  return Math.min(Math.floor(steps * strength), steps);
+}
+
+/**
+ * The steps a job's loop runs, what its progress counts to: `steps`; img2img's {@link img2imgSteps}; an upscale
+ * through the model's network, 1.
  */
 export function loopSteps(params: Pick<GenerateParams, 'steps' | 'strength' | 'upscale' | 'initImage'>): number {
   if (params.upscale === true) return 1;
   if (params.strength === undefined) return params.steps;
-  return Math.max(1, Math.floor(params.steps * params.strength));
+  return Math.max(1, img2imgSteps(params.steps, params.strength));
 }
 
 /** A UserError for a bad job parameter. */
@@ -162,7 +170,7 @@ function checkImg2img(params: GenerateParams, checked: CheckedParams): CheckedPa
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > 1) {
     throw invalid(`Expected \`strength\` to be a number greater than 0 and at most 1, got \`${show(value)}\``);
   }
-  if (Math.floor(checked.steps * value) < 1) {
+  if (img2imgSteps(checked.steps, value) < 1) {
     throw invalid(`Expected \`steps\` × \`strength\` to be at least 1 (img2img runs floor(steps × strength) steps), got ${checked.steps} × ${value}`);
   }
   if (checked.scheduler === 'lcm') {

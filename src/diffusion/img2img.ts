@@ -4,7 +4,7 @@
  * pictures to the first timestep. pipeline.ts calls these where a txt2img run prepares pure noise.
  */
 import { initImagePixels } from '../image/init-image.js';
-import { invalid } from './check-inputs.js';
+import { img2imgSteps, invalid } from './check-inputs.js';
 import type { DiffusionModel } from './model.js';
 import type { BatchOutcome, Member } from './pipeline.js';
 import { BatchNoise, encodeImages, type ImageShape, type RunClock } from './pipeline-steps.js';
@@ -48,7 +48,7 @@ export async function readPictures(checked: Member[], outcomes: (BatchOutcome | 
  * with steps_offset 1, noises to one timestep above the loop's first. `loopSteps`: the user-visible steps that run.
  */
 export function startTimesteps(scheduler: Scheduler, steps: number, strength: number): { timesteps: Float64Array; loopSteps: number } {
-  const initTimestep = Math.min(Math.floor(steps * strength), steps);
+  const initTimestep = img2imgSteps(steps, strength);
   const tStart = Math.max(steps - initTimestep, 0);
   return { timesteps: scheduler.timesteps.subarray(tStart * scheduler.order), loopSteps: initTimestep };
 }
