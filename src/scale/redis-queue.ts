@@ -2,8 +2,9 @@
  * The scaled JobQueue (REDIS_URL set): the bot side. Jobs are journaled in this machine's SQLite as in the
  * embedded mode (messages, rerolls and delivery read them there), queued in Redis in the fair order (fair-state.ts),
  * and made by `npm run worker` processes (image-worker.ts). Their progress comes back as BullMQ progress events,
- * their pictures as outcomes in Redis, and this process posts them with the same delivery code as the embedded
- * queue (delivery-runner.ts), claiming each job in its own journal so it is posted once.
+ * their pictures as outcomes in Redis (both taken in by outcome-intake.ts), and this process posts them with the
+ * same delivery code as the embedded queue (delivery-runner.ts), claiming each job in its own journal so it is
+ * posted once.
  *
  * Nothing is lost when a message goes missing: a reconcile pass (reconcile.ts, at start and every `reconcileMs`)
  * compares this process's unfinished jobs with Redis. A job whose outcome is stored is finished from it; one that is
@@ -13,7 +14,7 @@ import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '../log.js';
 import { Identifiers, isUserError, UserError, type Identifier } from '../errors.js';
-import type { EngineModelListing, GenerateResult, StepProgress } from '../diffusion/types.js';
+import type { EngineModelListing } from '../diffusion/types.js';
 import type { Db } from '../store/database.js';
 import { JobStore } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
@@ -40,10 +41,10 @@ import type {
 import { fairView, FairView, RedisFairState, remoteJob, withPicture, type TakenRecord } from './fair-state.js';
 import { OutcomeStore } from './outcomes.js';
 import { fleetMsPerStep, fleetPositions, fleetViews, servedModel, type Seen } from './fleet-view.js';
+import { OutcomeIntake } from './outcome-intake.js';
 import { Reconciler } from './reconcile.js';
 import { bullConnection, commandConnection, Keys, ready, withinMs, type RedisTarget } from './redis.js';
 import { Registry, type WorkerRecord } from './registry.js';
-import { decodeProgress, type TicketEvent } from './ticket-events.js';
 import { TicketQueues } from './ticket-queues.js';
 
 const UNAVAILABLE = 'The image service is unavailable, try again in a minute.';
@@ -94,10 +95,8 @@ export class RedisJobQueue implements JobQueue {
   private readonly globalCap: number;
   private readonly tickets: TicketQueues;
   private readonly reconciler: Reconciler;
-  private readonly progress = new Map<string, StepProgress>();
+  private readonly intake: OutcomeIntake;
   private readonly lastPlaces = new Map<string, number>();
-  /** Jobs whose outcome is being taken in now (an event and a reconcile may both see it). */
-  private readonly finishing = new Set<string>();
   /** Jobs journaled here whose Redis write has not answered yet (the reconcile must not queue them twice). */
   private readonly submitting = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -119,7 +118,7 @@ export class RedisJobQueue implements JobQueue {
     this.keys = new Keys(options.redis.prefix);
     this.redis = commandConnection(options.redis, `imagine-bot-${this.instance}`);
     this.subscriber = bullConnection(options.redis, `imagine-bot-${this.instance}-sub`);
-    this.tickets = new TicketQueues(options.redis, this.keys, this.instance, (event) => this.onTicketEvent(event), this.logger);
+    this.tickets = new TicketQueues(options.redis, this.keys, this.instance, (event) => this.intake.onTicketEvent(event), this.logger);
     this.fair = new RedisFairState(commandConnection(options.redis, `imagine-bot-${this.instance}-fair`), this.keys);
     this.outcomes = new OutcomeStore(this.redis, this.keys);
     this.registry = new Registry(this.redis, this.keys);
@@ -138,8 +137,15 @@ export class RedisJobQueue implements JobQueue {
       logger: this.logger,
       now: this.now,
     });
-    const { redis, keys, jobs, outcomes, tickets, fair, events, logger, now } = this;
-    const parts = { instance: this.instance, redis, keys, jobs, outcomes, tickets, fair, events, logger, now };
+    const { redis, keys, jobs, outcomes, tickets, fair, events, delivery, logger, now } = this;
+    const parts = { instance: this.instance, redis, keys, jobs, outcomes, tickets, fair, events, delivery, logger, now };
+    const fail = (job: JobRecord, message: string, identifier: Identifier | undefined) => this.fail(job, message, identifier);
+    this.intake = new OutcomeIntake(parts, {
+      closing: () => this.closing,
+      fail,
+      leftLine: (jobId) => this.lastPlaces.delete(jobId),
+      settled: () => this.checkIdle(),
+    });
     this.reconciler = new Reconciler(
       { ...parts, maxAttempts: options.maxAttempts ?? 2, orphanAfterMs: options.orphanAfterMs ?? 60_000 },
       {
@@ -147,10 +153,10 @@ export class RedisJobQueue implements JobQueue {
         workers: () => this.seen.workers,
         defaultModel: () => this.seen.models.find((listing) => listing.isDefault)?.name,
         submitting: this.submitting,
-        finishing: this.finishing,
-        started: (jobId) => this.started(jobId),
-        finishFromOutcome: (jobId) => this.finishFromOutcome(jobId),
-        fail: (job, message, identifier) => this.fail(job, message, identifier),
+        finishing: this.intake.finishing,
+        started: (jobId) => this.intake.started(jobId),
+        finishFromOutcome: (jobId) => this.intake.finishFromOutcome(jobId),
+        fail,
         settled: () => this.checkIdle(),
       },
     );
@@ -295,7 +301,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   snapshot(): QueueSnapshot {
-    const { running, waiting } = fleetViews(this.seen, this.places, this.progress, (jobId) => this.jobs.get(jobId));
+    const { running, waiting } = fleetViews(this.seen, this.places, this.intake.progress, (jobId) => this.jobs.get(jobId));
     const members = new Set([...running, ...waiting].map((view) => `${view.job.guildId}:${view.job.userId}`));
     return {
       running,
@@ -346,7 +352,7 @@ export class RedisJobQueue implements JobQueue {
     for (const [ticket, raw] of Object.entries(takenRaw)) taken.set(ticket, JSON.parse(raw) as TakenRecord);
     this.seen = { fair, taken, workers, models };
     for (const listing of models) this.tickets.listen(listing.name);
-    this.places = fleetPositions(this.seen, this.progress);
+    this.places = fleetPositions(this.seen, this.intake.progress);
     this.publishPositions();
   }
 
@@ -360,75 +366,13 @@ export class RedisJobQueue implements JobQueue {
     }
   }
 
-  /** A ticket event from a worker (BullMQ progress data, through TicketQueues). */
-  private onTicketEvent(event: TicketEvent): void {
-    if (event.type === 'started') for (const jobId of event.jobs) this.started(jobId);
-    else if (event.type === 'progress') this.stepped(event.job, decodeProgress(event));
-    else void this.finishFromOutcome(event.job);
-  }
-
-  private mine(jobId: string): JobRecord | undefined {
-    const job = this.jobs.get(jobId);
-    return job?.owner === this.instance ? job : undefined;
-  }
-
-  private started(jobId: string): void {
-    const job = this.mine(jobId);
-    if (job === undefined || job.state !== 'queued') return;
-    const startedAt = this.now();
-    if (!this.jobs.markRunning(jobId, startedAt)) return;
-    this.lastPlaces.delete(jobId);
-    this.events.emit('started', { job: { ...job, state: 'running', startedAt, attempts: job.attempts + 1 } });
-  }
-
-  private stepped(jobId: string, progress: StepProgress): void {
-    const job = this.mine(jobId);
-    if (job === undefined) return;
-    if (job.state === 'queued') this.started(jobId);
-    const running = this.jobs.get(jobId);
-    if (running?.state !== 'running') return;
-    this.progress.set(jobId, progress);
-    this.events.emit('progress', { job: running, progress });
-  }
-
-  /** A job's outcome is stored: take it into the journal (once), then let Redis forget it. */
-  private async finishFromOutcome(jobId: string): Promise<void> {
-    if (this.finishing.has(jobId) || this.closing) return;
-    const job = this.mine(jobId);
-    if (job === undefined) return;
-    this.finishing.add(jobId);
-    try {
-      if (job.state !== 'queued' && job.state !== 'running') {
-        await this.outcomes.delete(jobId);
-        return;
-      }
-      const outcome = await this.outcomes.read(jobId);
-      if (outcome === undefined) return;
-      if (job.state === 'queued') this.started(jobId);
-      const running = this.jobs.get(jobId)!;
-      this.progress.delete(jobId);
-      if (outcome.state === 'made') await this.delivery.handOff(running, outcome.result as GenerateResult);
-      else if (outcome.state === 'failed') this.fail(running, outcome.error, outcome.identifier);
-      else {
-        this.jobs.markCancelled(jobId, cancelledMessage(running, outcome.by), outcome.by, this.now());
-        this.events.emit('cancelled', { job: this.jobs.get(jobId)!, by: outcome.by });
-      }
-      await this.outcomes.delete(jobId);
-    } catch (error) {
-      this.logger.warn('Could not take a job outcome from Redis yet; the reconcile will retry', { jobId, error });
-    } finally {
-      this.finishing.delete(jobId);
-      this.checkIdle();
-    }
-  }
-
   private fail(job: JobRecord, message: string, identifier: Identifier | undefined): void {
     failJob({ jobs: this.jobs, events: this.events, now: this.now }, job, message, identifier);
   }
 
   private checkIdle(): void {
     if (this.idleWaiters.length === 0) return;
-    if (this.delivery.size > 0 || this.finishing.size > 0) return;
+    if (this.delivery.size > 0 || this.intake.finishing.size > 0) return;
     if (this.jobs.listByOwner(this.instance, 'queued', 'running').length > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }
