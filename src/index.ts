@@ -5,7 +5,8 @@
  * With no DISCORD_TOKEN (or `npm run playground`, `--playground`) the same bot runs in the local playground.
  * With DISCORD_SHARDS above 1 (or `auto`; needs REDIS_URL) this process is only discord.js's ShardingManager: it
  * forks this same file once per gateway shard (each a normal scaled bot) and on SIGTERM/SIGINT passes SIGTERM on,
- * waits for every shard to stop, and exits 0.
+ * waits for every shard to stop, and exits 0. A shard that keeps exiting is given up on (src/discord/shard-restarts.ts);
+ * with none left, the manager exits 1.
  */
 import './node-version.js'; // first: an older Node gets one line before any dependency loads
 import { fileURLToPath } from 'node:url';
@@ -48,6 +49,11 @@ async function main(): Promise<void> {
       apiUrl: config.discordApiUrl,
       totalShards: config.shards,
       logger,
+      // Every shard given up on (shard-restarts.ts): exit non-zero so a supervisor sees it and can start it again.
+      onNoShardLeft: () => {
+        logger.error('no shard left running; the manager exits with code 1');
+        process.exit(1);
+      },
     });
     guard.started();
     return;

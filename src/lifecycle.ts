@@ -2,6 +2,9 @@
  * How the process ends: a signal stops the bot gracefully within a stated time, stuck engine or not; an uncaught
  * exception is logged, the journal closed, and the process exits non-zero so a supervisor (systemd, Docker, pm2)
  * starts it again. Whatever was running is `running` in the journal and runs again once on the next start.
+ * A process forked with an IPC channel (a gateway shard of the ShardingManager) stops the same graceful way when
+ * that channel closes: its parent is gone (SIGKILLed, crashed), nobody will ever signal it, and a leftover shard
+ * would hold a second gateway session once a new manager starts.
  */
 import type { Logger } from './log.js';
 
@@ -11,7 +14,10 @@ export const SHUTDOWN_TIMEOUT_MS = 20_000;
 /** The parts of `process` this module uses (tests pass a stand-in). */
 export interface ProcessLike {
   readonly pid: number;
+  /** True while an IPC channel to the parent is open (Node sets it only in a process forked with one). */
+  readonly connected?: boolean;
   once(event: 'SIGTERM' | 'SIGINT', listener: (signal: NodeJS.Signals) => void): unknown;
+  once(event: 'disconnect', listener: () => void): unknown;
   on(event: 'uncaughtException' | 'unhandledRejection', listener: (error: unknown) => void): unknown;
   exit(code: number): void;
   kill(pid: number, signal: NodeJS.Signals): unknown;
@@ -62,7 +68,7 @@ export function guardProcess(options: LifecycleOptions): { started(): void } {
   const timeoutMs = options.shutdownTimeoutMs ?? SHUTDOWN_TIMEOUT_MS;
   const { logger } = options;
   let started = false;
-  let signalled: NodeJS.Signals | undefined;
+  let signalled: NodeJS.Signals | 'disconnect' | undefined;
   let stopping = false;
 
   const shutDown = async () => {
@@ -80,14 +86,16 @@ export function guardProcess(options: LifecycleOptions): { started(): void } {
     // journal is closed, so the only bounded way out is the kernel's.
     proc.kill(proc.pid, 'SIGKILL');
   };
-  const onSignal = (signal: NodeJS.Signals) => {
+  const onSignal = (signal: NodeJS.Signals | 'disconnect') => {
     if (signalled) return;
     signalled = signal;
-    logger.info('shutting down', { signal });
+    if (signal === 'disconnect') logger.warn('the parent process is gone (its IPC channel closed); shutting down');
+    else logger.info('shutting down', { signal });
     if (started) void shutDown();
   };
   proc.once('SIGTERM', onSignal);
   proc.once('SIGINT', onSignal);
+  if (proc.connected === true) proc.once('disconnect', () => onSignal('disconnect'));
 
   const fatal = (kind: string) => (error: unknown) => {
     logger.error(`${kind}; exiting so a supervisor can restart the bot`, { error });

@@ -73,6 +73,33 @@ describe('how the process ends', () => {
     expect(fake.exits).toEqual([0]);
   });
 
+  it('GIVEN a process forked with IPC (a gateway shard) WHEN its parent disconnects THEN it stops gracefully and exits 0', async () => {
+    const fake = fakeProcess();
+    const lines: Parameters<typeof recordingLogger>[0] = [];
+    let stops = 0;
+    const guard = guardProcess({
+      logger: recordingLogger(lines),
+      stop: async () => void stops++,
+      closeNow: () => {},
+      process: { ...fake.proc, connected: true } as never,
+    });
+    guard.started();
+    fake.emitter.emit('disconnect');
+    expect(await fake.exitedOnce).toBe(0);
+    expect(stops).toBe(1);
+    expect(lines.some((l) => l.level === 'warn' && /parent process is gone/.test(l.message))).toBe(true);
+  });
+
+  it('GIVEN a process without an IPC channel THEN a disconnect event is not a reason to stop', async () => {
+    const fake = fakeProcess();
+    let stops = 0;
+    guardProcess({ logger: recordingLogger([]), stop: async () => void stops++, closeNow: () => {}, process: fake.proc as never }).started();
+    fake.emitter.emit('disconnect');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(stops).toBe(0);
+    expect(fake.exits).toEqual([]);
+  });
+
   it('GIVEN a signal during start-up THEN the stop runs once the app has started', async () => {
     const fake = fakeProcess();
     let stops = 0;

@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util';
 import { loadModel } from '../diffusion/model.js';
 import { resolveModelDir } from '../diffusion/model-path.js';
 import { NOISE_NAMES, SCHEDULER_NAMES, type NoiseName, type SchedulerName } from '../diffusion/types.js';
+import { evalProgress } from '../eval/progress.js';
 import { contactSheet, formatReport, loadHeldout, runEval, TARGETS } from '../eval/run-eval.js';
 
 function fail(message: string): never {
@@ -69,9 +70,8 @@ async function main(): Promise<void> {
       guidanceScale: numberArg('guidance', values.guidance, false),
       scheduler: scheduler as SchedulerName | undefined,
       noise: noise as NoiseName | undefined,
-      onItem: (done, total) => process.stderr.write(`\r${done}/${total}`),
+      onItem: evalProgress(process.stderr),
     });
-    process.stderr.write('\n');
     console.log(`model ${dir}`);
     console.log(formatReport(report));
 

@@ -2,11 +2,13 @@
  * DISCORD_SHARDS above 1 (or `auto`): discord.js's ShardingManager forks one process per gateway shard over the
  * bot's own entry. Each shard process runs the normal scaled bot (REDIS_URL: one queue for all of them); discord.js's
  * Client reads its shard ids from SHARDS and SHARD_COUNT, which the manager sets. The manager itself talks to
- * neither Discord's gateway nor Redis: it starts the shards, logs them, and stops them on a signal.
+ * neither Discord's gateway nor Redis: it starts the shards, logs them, starts an exited one again (shard-restarts.ts
+ * decides when, and when to give up on it), and stops them on a signal.
  */
 import type { ChildProcess } from 'node:child_process';
 import { DefaultRestOptions, REST, Routes, ShardingManager, type RESTGetAPIGatewayBotResult, type Shard } from 'discord.js';
 import type { Logger } from '../log.js';
+import { SHARD_RESTARTS, ShardExits, type ShardRestartPolicy } from './shard-restarts.js';
 
 /**
  * Discord's pause between two shards' IDENTIFYs with `max_concurrency` 1 is 5 s
@@ -26,6 +28,13 @@ export interface ShardingOptions {
   logger: Logger;
   /** Pause between starting two shards. Default SHARD_SPAWN_DELAY_MS. */
   spawnDelayMs?: number;
+  /** When an exited shard is started again, and when it is given up on. Default SHARD_RESTARTS. */
+  restarts?: ShardRestartPolicy;
+  /**
+   * Called once every shard has been given up on (none runs, none will be started again): the manager has nothing
+   * left to do and should exit non-zero, so its supervisor sees the failure.
+   */
+  onNoShardLeft?: () => void;
 }
 
 export interface ShardedBot {
@@ -58,18 +67,45 @@ export async function startSharding(options: ShardingOptions): Promise<ShardedBo
     totalShards,
     token: options.token,
     mode: 'process',
-    // A shard that dies on its own is started again; on stop, respawn is switched off first.
-    respawn: true,
+    // discord.js would fork an exited shard again at once, forever; the 'death' listener below does it instead,
+    // after shard-restarts.ts's pause, and gives up on a shard that keeps dying.
+    respawn: false,
     execArgv: [...(options.execArgv ?? [])],
   });
+  const policy = options.restarts ?? SHARD_RESTARTS;
+  let stopping = false;
+  const restartTimers = new Set<NodeJS.Timeout>();
+  const givenUp = new Set<number>();
   manager.on('shardCreate', (shard: Shard) => {
+    const exits = new ShardExits(policy);
     // Mode `process`: the shard's child is a ChildProcess (`shard.process`), never a Worker.
     shard.on('spawn', () => logger.info('shard started', { shard: shard.id, totalShards, shardPid: shard.process?.pid }));
     shard.on('error', (error: unknown) => logger.error('shard error', { shard: shard.id, error }));
     shard.on('ready', () => logger.info('shard ready', { shard: shard.id }));
     shard.on('death', () => {
+      if (stopping) return;
+      // Emitted before discord.js clears `shard.process`: the child that exited.
       const child = shard.process;
-      if (manager.respawn) logger.warn('shard exited; starting it again', { shard: shard.id, code: child?.exitCode, signal: child?.signalCode });
+      const exit = { shard: shard.id, code: child?.exitCode, signal: child?.signalCode };
+      const decision = exits.record(Date.now());
+      if (decision.action === 'give-up') {
+        givenUp.add(shard.id);
+        logger.error('shard keeps exiting; giving up on it (its servers get no answers until the bot is restarted)', {
+          ...exit,
+          exits: decision.exitsInWindow,
+          withinMs: policy.windowMs,
+        });
+        if (givenUp.size === totalShards) options.onNoShardLeft?.();
+        return;
+      }
+      logger.warn('shard exited; starting it again', { ...exit, inMs: decision.delayMs, exitsInWindow: decision.exitsInWindow });
+      const timer = setTimeout(() => {
+        restartTimers.delete(timer);
+        if (stopping) return;
+        // timeout -1: as at the first start, do not wait for READY.
+        shard.spawn(-1).catch((error: unknown) => logger.error('shard could not be started again', { shard: shard.id, error }));
+      }, decision.delayMs);
+      restartTimers.add(timer);
     });
   });
   logger.info('starting gateway shards', { totalShards, requested: options.totalShards });
@@ -77,10 +113,15 @@ export async function startSharding(options: ShardingOptions): Promise<ShardedBo
   await manager.spawn({ amount: totalShards, delay: options.spawnDelayMs ?? SHARD_SPAWN_DELAY_MS, timeout: -1 });
 
   const children = () => [...manager.shards.values()].map((shard) => shard.process).filter(alive);
+  const noMoreRestarts = () => {
+    stopping = true;
+    for (const timer of restartTimers) clearTimeout(timer);
+    restartTimers.clear();
+  };
   return {
     totalShards,
     async stop() {
-      manager.respawn = false;
+      noMoreRestarts();
       await Promise.all(
         children().map(
           (child) =>
@@ -93,7 +134,7 @@ export async function startSharding(options: ShardingOptions): Promise<ShardedBo
       logger.info('every shard stopped', { totalShards });
     },
     signalAll() {
-      manager.respawn = false;
+      noMoreRestarts();
       for (const child of children()) child.kill('SIGTERM');
     },
   };

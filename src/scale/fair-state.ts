@@ -12,6 +12,7 @@ import type { GenerateParams } from '../diffusion/types.js';
 import { checkCaps, imagesOf } from '../queue/caps.js';
 import { FairScheduler, type FairSchedulerState } from '../queue/fair-scheduler.js';
 import type { JobKind } from '../jobs/types.js';
+import type { JobRecord } from '../queue/types.js';
 import { ready, withinMs, type Keys } from './redis.js';
 
 /** A job as the scaled queue hands it from bot to worker: everything a worker needs, nothing Discord-specific. */
@@ -31,6 +32,37 @@ export interface RemoteJob {
   createdAt: number;
   /** Runs started so far (a worker that died mid-run counts one). */
   attempts: number;
+}
+
+/** What Redis holds of a journaled job, made by `model` (an img2img picture is stored apart: `hasInitImage`). */
+export function remoteJob(
+  job: Pick<JobRecord, 'id' | 'guildId' | 'channelId' | 'userId' | 'kind' | 'params' | 'createdAt' | 'attempts'>,
+  owner: string,
+  model: string,
+  hasInitImage: boolean,
+): RemoteJob {
+  const { initImage: _apart, ...params } = job.params;
+  const remote: RemoteJob = {
+    id: job.id,
+    guildId: job.guildId,
+    channelId: job.channelId,
+    userId: job.userId,
+    kind: job.kind,
+    owner,
+    model,
+    params: { ...params, model },
+    createdAt: job.createdAt,
+    attempts: job.attempts,
+  };
+  if (hasInitImage) remote.hasInitImage = true;
+  return remote;
+}
+
+/** The `also` of RedisFairState.submit that stores an img2img job's picture beside it, in the same MULTI. */
+export function withPicture(keys: Keys, jobId: string, initImage: Uint8Array | undefined): (multi: ChainableCommander) => void {
+  return (multi) => {
+    if (initImage !== undefined) multi.set(keys.initImage(jobId), Buffer.from(initImage));
+  };
 }
 
 /** What a worker took for one ticket; kept until the jobs' outcomes are stored. */

@@ -1,8 +1,9 @@
 /**
  * What the bot shows of the scaled queue, computed from one read of Redis (pure: no I/O here): places and ETAs
- * per model over the live workers that serve it, and the `/queue` snapshot.
+ * per model over the live workers that serve it, the `/queue` snapshot, and which model a new job can get.
  */
 import type { EngineModelListing, StepProgress } from '../diffusion/types.js';
+import { Identifiers, UserError } from '../errors.js';
 import { costModel, loadStepCosts, planJob, positions, type RunInProgress } from '../queue/eta.js';
 import type { JobPosition, JobRecord, JobView } from '../queue/types.js';
 import type { FairView, RemoteJob, TakenRecord } from './fair-state.js';
@@ -17,6 +18,24 @@ export interface Seen {
   taken: Map<string, TakenRecord>;
   workers: WorkerRecord[];
   models: EngineModelListing[];
+}
+
+/**
+ * The model a new job gets (the one it asks for, else the published default) when a live worker serves it; else
+ * the UserError that tells the member why not.
+ */
+export function servedModel(seen: Seen, requested: string | undefined): string | UserError {
+  const model = requested ?? seen.models.find((listing) => listing.isDefault)?.name;
+  if (model === undefined || !seen.models.some((listing) => listing.name === model)) {
+    return new UserError(
+      Identifiers.ModelUnavailable,
+      model === undefined ? 'No image worker has joined yet, so no picture can be made. Try again in a minute.' : `No image worker serves the model \`${model}\`.`,
+    );
+  }
+  if (!seen.workers.some((worker) => worker.models.includes(model))) {
+    return new UserError(Identifiers.ModelUnavailable, `No image worker serves the model \`${model}\` right now. Try again in a minute, or pick another model.`);
+  }
+  return model;
 }
 
 /** The live workers' measured milliseconds per step, averaged; 1000 before any was measured. */

@@ -2,25 +2,26 @@
  * The scaled JobQueue (REDIS_URL set): the bot side. Jobs are journaled in this machine's SQLite as in the
  * embedded mode (messages, rerolls and delivery read them there), queued in Redis in the fair order (fair-state.ts),
  * and made by `npm run worker` processes (image-worker.ts). Their progress comes back as BullMQ progress events,
- * their pictures as outcomes in Redis, and this process posts them with the same delivery code as the embedded
- * queue (delivery-runner.ts), claiming each job in its own journal so it is posted once.
+ * their pictures as outcomes in Redis (both taken in by outcome-intake.ts), and this process posts them with the
+ * same delivery code as the embedded queue (delivery-runner.ts), claiming each job in its own journal so it is
+ * posted once.
  *
- * Nothing is lost when a message goes missing: a reconcile pass (at start and every `reconcileMs`) compares this
- * process's unfinished jobs with Redis. A job whose outcome is stored is finished from it; one that is neither
- * waiting, nor taken by a worker, nor finished (Redis lost it, or its ticket failed for good) is queued again.
+ * Nothing is lost when a message goes missing: a reconcile pass (reconcile.ts, at start and every `reconcileMs`)
+ * compares this process's unfinished jobs with Redis. A job whose outcome is stored is finished from it; one that is
+ * neither waiting, nor taken by a worker, nor finished (Redis lost it, or its ticket failed for good) is queued again.
  */
 import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { createLogger, type Logger } from '../log.js';
 import { Identifiers, isUserError, UserError, type Identifier } from '../errors.js';
-import type { EngineModelListing, GenerateResult, StepProgress } from '../diffusion/types.js';
+import type { EngineModelListing } from '../diffusion/types.js';
 import type { Db } from '../store/database.js';
 import { JobStore } from '../store/jobs.js';
 import { ResultFiles } from '../store/results.js';
 import { DeliveryRunner } from '../queue/delivery-runner.js';
 import { JobIdFactory } from '../queue/ids.js';
 import { newJobRecord } from '../queue/new-job.js';
-import { cancelledMessage, failJob, lostRunMessage } from '../queue/job-runner.js';
+import { cancelledMessage, failJob } from '../queue/job-runner.js';
 import { checkParams } from '../queue/options.js';
 import { TypedEmitter } from '../queue/typed-emitter.js';
 import type {
@@ -37,12 +38,13 @@ import type {
   SubmitInput,
   Submitted,
 } from '../queue/types.js';
-import { fairView, FairView, RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
+import { fairView, FairView, RedisFairState, remoteJob, withPicture, type TakenRecord } from './fair-state.js';
 import { OutcomeStore } from './outcomes.js';
-import { fleetMsPerStep, fleetPositions, fleetViews, type Seen } from './fleet-view.js';
+import { fleetMsPerStep, fleetPositions, fleetViews, servedModel, type Seen } from './fleet-view.js';
+import { OutcomeIntake } from './outcome-intake.js';
+import { Reconciler } from './reconcile.js';
 import { bullConnection, commandConnection, Keys, ready, withinMs, type RedisTarget } from './redis.js';
 import { Registry, type WorkerRecord } from './registry.js';
-import { decodeProgress, type TicketEvent } from './ticket-events.js';
 import { TicketQueues } from './ticket-queues.js';
 
 const UNAVAILABLE = 'The image service is unavailable, try again in a minute.';
@@ -91,12 +93,10 @@ export class RedisJobQueue implements JobQueue {
   private readonly now: () => number;
   private readonly memberCap: (guildId: string) => number;
   private readonly globalCap: number;
-  private readonly maxAttempts: number;
   private readonly tickets: TicketQueues;
-  private readonly progress = new Map<string, StepProgress>();
+  private readonly reconciler: Reconciler;
+  private readonly intake: OutcomeIntake;
   private readonly lastPlaces = new Map<string, number>();
-  /** Jobs whose outcome is being taken in now (an event and a reconcile may both see it). */
-  private readonly finishing = new Set<string>();
   /** Jobs journaled here whose Redis write has not answered yet (the reconcile must not queue them twice). */
   private readonly submitting = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
@@ -106,7 +106,6 @@ export class RedisJobQueue implements JobQueue {
   private places = new Map<string, JobPosition>();
   private resumed = false;
   private closing = false;
-  private reconciling?: Promise<void>;
 
   constructor(private readonly options: RedisJobQueueOptions) {
     this.instance = options.instance;
@@ -116,11 +115,10 @@ export class RedisJobQueue implements JobQueue {
     const cap = options.memberCap ?? 2;
     this.memberCap = typeof cap === 'number' ? () => cap : cap;
     this.globalCap = options.globalCap ?? 100;
-    this.maxAttempts = options.maxAttempts ?? 2;
     this.keys = new Keys(options.redis.prefix);
     this.redis = commandConnection(options.redis, `imagine-bot-${this.instance}`);
     this.subscriber = bullConnection(options.redis, `imagine-bot-${this.instance}-sub`);
-    this.tickets = new TicketQueues(options.redis, this.keys, this.instance, (event) => this.onTicketEvent(event), this.logger);
+    this.tickets = new TicketQueues(options.redis, this.keys, this.instance, (event) => this.intake.onTicketEvent(event), this.logger);
     this.fair = new RedisFairState(commandConnection(options.redis, `imagine-bot-${this.instance}-fair`), this.keys);
     this.outcomes = new OutcomeStore(this.redis, this.keys);
     this.registry = new Registry(this.redis, this.keys);
@@ -139,6 +137,29 @@ export class RedisJobQueue implements JobQueue {
       logger: this.logger,
       now: this.now,
     });
+    const { redis, keys, jobs, outcomes, tickets, fair, events, delivery, logger, now } = this;
+    const parts = { instance: this.instance, redis, keys, jobs, outcomes, tickets, fair, events, delivery, logger, now };
+    const fail = (job: JobRecord, message: string, identifier: Identifier | undefined) => this.fail(job, message, identifier);
+    this.intake = new OutcomeIntake(parts, {
+      closing: () => this.closing,
+      fail,
+      leftLine: (jobId) => this.lastPlaces.delete(jobId),
+      settled: () => this.checkIdle(),
+    });
+    this.reconciler = new Reconciler(
+      { ...parts, maxAttempts: options.maxAttempts ?? 2, orphanAfterMs: options.orphanAfterMs ?? 60_000 },
+      {
+        closing: () => this.closing,
+        workers: () => this.seen.workers,
+        defaultModel: () => this.seen.models.find((listing) => listing.isDefault)?.name,
+        submitting: this.submitting,
+        finishing: this.intake.finishing,
+        started: (jobId) => this.intake.started(jobId),
+        finishFromOutcome: (jobId) => this.intake.finishFromOutcome(jobId),
+        fail,
+        settled: () => this.checkIdle(),
+      },
+    );
   }
 
   /** The models the workers serve (published by them), the default first. */
@@ -168,9 +189,9 @@ export class RedisJobQueue implements JobQueue {
       failed: recovered.failed,
       redelivering: recovered.redelivering,
     };
-    await this.reconcile();
+    await this.reconciler.run();
     this.timers.push(
-      setInterval(() => void this.reconcile(), this.options.reconcileMs ?? 2000),
+      setInterval(() => void this.reconciler.run(), this.options.reconcileMs ?? 2000),
       setInterval(() => void this.refresh().catch(() => undefined), this.options.refreshMs ?? 1000),
     );
     for (const timer of this.timers) timer.unref();
@@ -186,37 +207,13 @@ export class RedisJobQueue implements JobQueue {
       throw new TypeError('Expected the img2img picture as `SubmitInput.initImage`, got it inside `params`');
     }
     // What the workers published may be newer than the last read (a worker just started, Redis just came back).
-    const known = (name: string | undefined) => name !== undefined && this.seen.models.some((listing) => listing.name === name);
-    const served = (name: string) => this.seen.workers.some((worker) => worker.models.includes(name));
-    const wanted = () => input.params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
-    if (!known(wanted()) || !served(wanted()!)) await this.refresh().catch(() => undefined);
-    const model = wanted();
-    if (model === undefined || !this.seen.models.some((listing) => listing.name === model)) {
-      throw new UserError(
-        Identifiers.ModelUnavailable,
-        model === undefined ? 'No image worker has joined yet, so no picture can be made. Try again in a minute.' : `No image worker serves the model \`${model}\`.`,
-      );
-    }
-    if (!this.seen.workers.some((worker) => worker.models.includes(model))) {
-      throw new UserError(Identifiers.ModelUnavailable, `No image worker serves the model \`${model}\` right now. Try again in a minute, or pick another model.`);
-    }
+    if (typeof servedModel(this.seen, input.params.model) !== 'string') await this.refresh().catch(() => undefined);
+    const model = servedModel(this.seen, input.params.model);
+    if (typeof model !== 'string') throw model;
     const id = this.ids.next();
-    const { initImage: _inParams, ...params } = input.params;
     const initImage = input.initImage;
     const fresh = newJobRecord(id, input, this.now(), this.instance);
-    const remote: RemoteJob = {
-      id,
-      guildId: input.guildId,
-      channelId: input.channelId,
-      userId: input.userId,
-      kind: fresh.kind,
-      owner: this.instance,
-      model,
-      params: { ...params, model },
-      createdAt: fresh.createdAt,
-      attempts: 0,
-    };
-    if (initImage !== undefined) remote.hasInitImage = true;
+    const remote = remoteJob(fresh, this.instance, model, initImage !== undefined);
 
     let job: JobRecord;
     try {
@@ -231,9 +228,8 @@ export class RedisJobQueue implements JobQueue {
       if (this.redis.status !== 'ready') throw new Error(`Redis connection is ${this.redis.status}`);
       // The job first, then its ticket: a worker that takes a ticket must find a job waiting. (The other order
       // lets a quick worker spend the ticket on an empty queue, and the job would wait for the next one.)
-      await this.fair.submit(remote, { memberCap: this.memberCap(input.guildId), globalCap: this.globalCap }, (multi) => {
-        if (initImage !== undefined) multi.set(this.keys.initImage(id), Buffer.from(initImage));
-      });
+      const caps = { memberCap: this.memberCap(input.guildId), globalCap: this.globalCap };
+      await this.fair.submit(remote, caps, withPicture(this.keys, id, initImage));
       try {
         await this.tickets.add(model);
       } catch (error) {
@@ -305,7 +301,7 @@ export class RedisJobQueue implements JobQueue {
   }
 
   snapshot(): QueueSnapshot {
-    const { running, waiting } = fleetViews(this.seen, this.places, this.progress, (jobId) => this.jobs.get(jobId));
+    const { running, waiting } = fleetViews(this.seen, this.places, this.intake.progress, (jobId) => this.jobs.get(jobId));
     const members = new Set([...running, ...waiting].map((view) => `${view.job.guildId}:${view.job.userId}`));
     return {
       running,
@@ -326,7 +322,7 @@ export class RedisJobQueue implements JobQueue {
   async shutdown(options: ShutdownOptions = {}): Promise<ShutdownReport> {
     this.closing = true;
     for (const timer of this.timers) clearInterval(timer);
-    await this.reconciling;
+    await this.reconciler.current;
     await this.delivery.drain(options.deliveryGraceMs ?? 10_000);
     await this.tickets.close();
     this.subscriber.disconnect();
@@ -356,7 +352,7 @@ export class RedisJobQueue implements JobQueue {
     for (const [ticket, raw] of Object.entries(takenRaw)) taken.set(ticket, JSON.parse(raw) as TakenRecord);
     this.seen = { fair, taken, workers, models };
     for (const listing of models) this.tickets.listen(listing.name);
-    this.places = fleetPositions(this.seen, this.progress);
+    this.places = fleetPositions(this.seen, this.intake.progress);
     this.publishPositions();
   }
 
@@ -370,162 +366,13 @@ export class RedisJobQueue implements JobQueue {
     }
   }
 
-  /** A ticket event from a worker (BullMQ progress data, through TicketQueues). */
-  private onTicketEvent(event: TicketEvent): void {
-    if (event.type === 'started') for (const jobId of event.jobs) this.started(jobId);
-    else if (event.type === 'progress') this.stepped(event.job, decodeProgress(event));
-    else void this.finishFromOutcome(event.job);
-  }
-
-  private mine(jobId: string): JobRecord | undefined {
-    const job = this.jobs.get(jobId);
-    return job?.owner === this.instance ? job : undefined;
-  }
-
-  private started(jobId: string): void {
-    const job = this.mine(jobId);
-    if (job === undefined || job.state !== 'queued') return;
-    const startedAt = this.now();
-    if (!this.jobs.markRunning(jobId, startedAt)) return;
-    this.lastPlaces.delete(jobId);
-    this.events.emit('started', { job: { ...job, state: 'running', startedAt, attempts: job.attempts + 1 } });
-  }
-
-  private stepped(jobId: string, progress: StepProgress): void {
-    const job = this.mine(jobId);
-    if (job === undefined) return;
-    if (job.state === 'queued') this.started(jobId);
-    const running = this.jobs.get(jobId);
-    if (running?.state !== 'running') return;
-    this.progress.set(jobId, progress);
-    this.events.emit('progress', { job: running, progress });
-  }
-
-  /** A job's outcome is stored: take it into the journal (once), then let Redis forget it. */
-  private async finishFromOutcome(jobId: string): Promise<void> {
-    if (this.finishing.has(jobId) || this.closing) return;
-    const job = this.mine(jobId);
-    if (job === undefined) return;
-    this.finishing.add(jobId);
-    try {
-      if (job.state !== 'queued' && job.state !== 'running') {
-        await this.outcomes.delete(jobId);
-        return;
-      }
-      const outcome = await this.outcomes.read(jobId);
-      if (outcome === undefined) return;
-      if (job.state === 'queued') this.started(jobId);
-      const running = this.jobs.get(jobId)!;
-      this.progress.delete(jobId);
-      if (outcome.state === 'made') await this.delivery.handOff(running, outcome.result as GenerateResult);
-      else if (outcome.state === 'failed') this.fail(running, outcome.error, outcome.identifier);
-      else {
-        this.jobs.markCancelled(jobId, cancelledMessage(running, outcome.by), outcome.by, this.now());
-        this.events.emit('cancelled', { job: this.jobs.get(jobId)!, by: outcome.by });
-      }
-      await this.outcomes.delete(jobId);
-    } catch (error) {
-      this.logger.warn('Could not take a job outcome from Redis yet; the reconcile will retry', { jobId, error });
-    } finally {
-      this.finishing.delete(jobId);
-      this.checkIdle();
-    }
-  }
-
   private fail(job: JobRecord, message: string, identifier: Identifier | undefined): void {
     failJob({ jobs: this.jobs, events: this.events, now: this.now }, job, message, identifier);
   }
 
-  /** Compare this process's unfinished jobs with Redis; finish, re-attach or queue again what needs it. */
-  private reconcile(): Promise<void> {
-    return (this.reconciling ??= withinMs(this.reconcileOnce(), 10_000, 'the reconcile')
-      .catch((error: unknown) => this.logger.debug('reconcile could not reach Redis', { error }))
-      .finally(() => {
-        this.reconciling = undefined;
-        this.checkIdle();
-      }));
-  }
-
-  private async reconcileOnce(): Promise<void> {
-    if (this.closing || this.redis.status !== 'ready') return;
-    const unfinished = this.jobs.listByOwner(this.instance, 'queued', 'running');
-    if (unfinished.length === 0) return;
-    // A job journaled but not yet written to Redis is in `submitting` until its write answered: one that is not
-    // in it now was written before the read below, so the read shows it.
-    const inFlight = new Set(this.submitting);
-    // One consistent read of where every job stands: a worker moves jobs from waiting to taken in one MULTI.
-    const read = await this.redis.multi().get(this.keys.fair).hgetall(this.keys.taken).exec();
-    if (read === null || read.some(([error]) => error !== null)) return;
-    const waitingIds = new Set(fairView(read[0][1] as string | null).all().map((job) => job.id));
-    const takenIds = new Set<string>();
-    const mine = new Set(unfinished.map((job) => job.id));
-    for (const [runId, raw] of Object.entries(read[1][1] as Record<string, string>)) {
-      const record = JSON.parse(raw) as TakenRecord;
-      if (record.jobs.some((job) => mine.has(job.id)) && (await this.orphaned(runId, record))) continue;
-      for (const job of record.jobs) takenIds.add(job.id);
-    }
-    for (const listed of unfinished) {
-      if (inFlight.has(listed.id) || this.finishing.has(listed.id)) continue;
-      // Its outcome may have been taken in since the list was read (the event path runs beside this one).
-      const job = this.jobs.get(listed.id);
-      if (job === undefined || (job.state !== 'queued' && job.state !== 'running')) continue;
-      if (await this.outcomes.has(job.id)) {
-        await this.finishFromOutcome(job.id);
-        continue;
-      }
-      if (waitingIds.has(job.id)) continue;
-      if (takenIds.has(job.id)) {
-        if (job.state === 'queued') this.started(job.id);
-        continue;
-      }
-      // Neither waiting, nor taken, nor finished: Redis lost it (restarted without its data) or its ticket failed.
-      // (Unless its outcome was taken in while this pass waited on Redis: the journal says so.)
-      const now = this.jobs.get(job.id);
-      if (this.finishing.has(job.id) || (now?.state !== 'queued' && now?.state !== 'running')) continue;
-      if (job.attempts >= this.maxAttempts) {
-        this.fail(job, lostRunMessage(job.attempts), Identifiers.Timeout);
-        continue;
-      }
-      await this.requeue(job);
-    }
-  }
-
-  /**
-   * Whether a taken run is lost for good: its worker stopped beating `orphanAfterMs` ago and BullMQ will not hand
-   * its ticket to anyone (failed after too many stalls, or gone). Then its record is dropped, so its jobs, found
-   * nowhere, are queued again (or failed, past their attempts).
-   */
-  private async orphaned(runId: string, record: TakenRecord): Promise<boolean> {
-    if (this.seen.workers.some((worker) => worker.id === record.worker)) return false;
-    if (this.now() - record.startedAt < (this.options.orphanAfterMs ?? 60_000)) return false;
-    const state = await this.tickets.state(runId);
-    if (state !== 'failed' && state !== 'unknown' && state !== 'completed') return false;
-    this.logger.warn('a run was lost with its worker; its jobs are queued again', { run: runId, worker: record.worker, ticket: state });
-    await this.redis.hdel(this.keys.taken, runId);
-    return true;
-  }
-
-  private async requeue(job: JobRecord): Promise<void> {
-    const { initImage: _dropped, ...params } = job.params;
-    const model = params.model ?? this.seen.models.find((listing) => listing.isDefault)?.name;
-    if (model === undefined) return;
-    this.logger.warn('a job was missing from Redis; queued again', { jobId: job.id, state: job.state });
-    const initImage = this.jobs.initImage(job.id);
-    const remote: RemoteJob = { id: job.id, guildId: job.guildId, channelId: job.channelId, userId: job.userId, kind: job.kind, owner: this.instance, model, params: { ...params, model }, createdAt: job.createdAt, attempts: job.attempts };
-    if (initImage !== undefined) remote.hasInitImage = true;
-    await this.fair.submit(remote, undefined, (multi) => {
-      if (initImage !== undefined) multi.set(this.keys.initImage(job.id), Buffer.from(initImage));
-    });
-    await this.tickets.add(model);
-    if (job.state === 'running') {
-      this.jobs.markQueued(job.id, job.attempts);
-      this.events.emit('requeued', { job: { ...job, state: 'queued' }, reason: 'restart' });
-    }
-  }
-
   private checkIdle(): void {
     if (this.idleWaiters.length === 0) return;
-    if (this.delivery.size > 0 || this.finishing.size > 0) return;
+    if (this.delivery.size > 0 || this.intake.finishing.size > 0) return;
     if (this.jobs.listByOwner(this.instance, 'queued', 'running').length > 0) return;
     for (const resolve of this.idleWaiters.splice(0)) resolve();
   }

@@ -3,14 +3,14 @@
  * dist/…/worker.js, no tsx), against the emulator: config errors, SIGKILL mid-generation (every job delivered
  * exactly once after the restart), and SIGTERM (exit 0, the next start carries on).
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { deployCommands, eventually } from '../../tools/discord-emulator/harness.js';
+import { processes, type Proc } from '../scale/processes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 // npm's own process would stand between a signal and the bot: run what `npm start` runs after its build step.
@@ -22,26 +22,12 @@ beforeAll(() => {
   execFileSync(process.execPath, [path.join(ROOT, 'scripts', 'build.mjs'), '--if-stale'], { cwd: ROOT, stdio: 'inherit' });
 }, 180_000);
 
-interface BotProcess {
-  child: ChildProcess;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
+// Every process is SIGKILLed after its test if still running, and its temp dirs removed.
+const { run, tempDir, cleanups } = processes('imagine-proc-');
 
 /** Runs the compiled bot (as `npm start` does) from a temp working directory, so no developer .env is read. */
-function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args: string[] = []): BotProcess {
-  const child = spawn(process.execPath, [script, ...args], {
-    cwd,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal })),
-  );
-  return { child, output: () => output, exited };
+function spawnBot(env: Record<string, string>, cwd: string, script = ENTRY, args: string[] = []): Proc {
+  return run([script, ...args], env, cwd);
 }
 
 /** Whether process `pid` (a /proc entry) has `parent` as its parent; false once it is gone. */
@@ -53,21 +39,8 @@ function childOf(pid: string, parent: number): boolean {
   }
 }
 
-async function waitForOutput(bot: BotProcess, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
+async function waitForOutput(bot: Proc, pattern: RegExp, timeoutMs = 60_000): Promise<void> {
   await eventually(() => pattern.test(bot.output()), timeoutMs, () => `bot output ${pattern}; got:\n${bot.output().slice(-2000)}`);
-}
-
-const running: BotProcess[] = [];
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const bot of running.splice(0)) if (bot.child.exitCode === null && bot.child.signalCode === null) bot.child.kill('SIGKILL');
-  for (const cleanup of cleanups.splice(0)) await cleanup();
-});
-
-function tempDir(): string {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'imagine-proc-'));
-  cleanups.push(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
 }
 
 describe('configuration errors', () => {
@@ -87,7 +60,6 @@ describe('configuration errors', () => {
 describe('no token: the local playground', () => {
   it('GIVEN no DISCORD_TOKEN THEN the log says so, the page URL is printed and served, and SIGTERM ends it with 0', async () => {
     const bot = spawnBot({ PLAYGROUND_PORT: '0', SAMPLER: 'stand-in' }, tempDir());
-    running.push(bot);
     await waitForOutput(bot, /imagine playground: http:\/\/127\.0\.0\.1:\d+\//);
     expect(bot.output()).toMatch(/no DISCORD_TOKEN: starting the local playground/);
     expect(bot.output()).toMatch(/To run the bot on Discord, put your bot token in \.env as DISCORD_TOKEN/);
@@ -101,7 +73,6 @@ describe('no token: the local playground', () => {
     const emulator = await DiscordEmulator.start();
     cleanups.push(() => emulator.close());
     const bot = spawnBot({ PLAYGROUND_PORT: String(emulator.port), SAMPLER: 'stand-in' }, tempDir());
-    running.push(bot);
     expect((await bot.exited).code).toBe(1);
     expect(bot.output()).toMatch(new RegExp(`^imagine: Port ${emulator.port} on 127\\.0\\.0\\.1 is taken .*PLAYGROUND_PORT`, 'm'));
     expect(bot.output()).not.toMatch(/\n\s+at /);
@@ -175,7 +146,6 @@ describe('the bot process against the emulator', () => {
   it('GIVEN SIGKILL mid-generation THEN after a restart every job is delivered exactly once', async () => {
     const { emulator, env, cwd } = await setup();
     const first = spawnBot(env, cwd);
-    running.push(first);
     await waitForOutput(first, /"msg":"ready"/);
 
     const prompts = ['kill one', 'kill two', 'kill three', 'kill four'];
@@ -193,7 +163,6 @@ describe('the bot process against the emulator', () => {
     expect((await first.exited).signal).toBe('SIGKILL');
 
     const second = spawnBot(env, cwd);
-    running.push(second);
     await waitForOutput(second, /"msg":"ready"/);
     for (const prompt of prompts) {
       await eventually(() => finals(emulator, prompt).length >= 1, 90_000, () => `the picture for "${prompt}"; bot:\n${second.output().slice(-3000)}`);
@@ -210,7 +179,6 @@ describe('the bot process against the emulator', () => {
   it('GIVEN SIGTERM with jobs waiting THEN members are told their place is kept, exit 0, and the next start finishes them', async () => {
     const { emulator, env, cwd } = await setup();
     const first = spawnBot(env, cwd);
-    running.push(first);
     await waitForOutput(first, /"msg":"ready"/);
     const prompts = ['term one', 'term two', 'term three'];
     const handles: InteractionHandle[] = [];
@@ -229,7 +197,6 @@ describe('the bot process against the emulator', () => {
     }
 
     const second = spawnBot(env, cwd);
-    running.push(second);
     await waitForOutput(second, /"msg":"ready"/);
     for (const prompt of prompts) {
       await eventually(() => finals(emulator, prompt).length >= 1, 90_000, () => `the picture for "${prompt}"; bot:\n${second.output().slice(-3000)}`);
@@ -243,7 +210,6 @@ describe('the bot process against the emulator', () => {
   it('GIVEN the default engine (ONNX worker pool) and the tiny model THEN the compiled bot is healthy and answers /imagine with a picture', async () => {
     const { emulator, env, cwd } = await setup();
     const bot = spawnBot({ ...env, SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny'), METRICS_PORT: '0' }, cwd);
-    running.push(bot);
     await waitForOutput(bot, /"msg":"ready"/, 90_000);
     // Compiled: the worker thread runs dist/…/worker.js with plain node, no transpiler process beside the bot.
     if (process.platform === 'linux') {

@@ -6,11 +6,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { REST, Routes } from 'discord.js';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS } from '../../commands/index.js';
+import { SHARD_RESTARTS } from '../../src/discord/shard-restarts.js';
 import { recommendedShardCount } from '../../src/discord/sharding.js';
 import { DiscordEmulator, type InteractionHandle } from '../../src/playground/emulator/index.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -50,6 +52,43 @@ function running(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** A listening server on 127.0.0.1:`port` (0: any), or undefined where the port is taken. */
+async function hold(port: number): Promise<net.Server | undefined> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+/** Two neighbouring ports held by this test (METRICS_PORT and METRICS_PORT + 1), closed after the test. */
+async function holdPortPair(): Promise<[net.Server, net.Server]> {
+  for (;;) {
+    const low = (await hold(0))!;
+    const port = (low.address() as net.AddressInfo).port;
+    const high = port < 65_535 ? await hold(port + 1) : undefined;
+    if (high) {
+      const pair: [net.Server, net.Server] = [low, high];
+      cleanups.push(() => Promise.all(pair.map((server) => new Promise((resolve) => server.close(resolve)))));
+      return pair;
+    }
+    low.close();
+  }
+}
+
+/** The pids of every shard process the manager logged, SIGKILLed after the test if still there (they outlive a killed manager). */
+function shardPidsOf(manager: Proc): number[] {
+  return logLines(manager.output())
+    .filter((line) => line.msg === 'shard started')
+    .map((line) => Number(line.shardPid));
+}
+
+function killShardsAfter(manager: Proc): void {
+  cleanups.push(() => {
+    for (const pid of shardPidsOf(manager)) if (running(pid)) process.kill(pid, 'SIGKILL');
+  });
 }
 
 beforeAll(() => {
@@ -167,4 +206,92 @@ describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: the ShardingManager, two shard p
       db.close();
     }
   }, 240_000);
+});
+
+describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: shards that die, and a manager that dies', () => {
+  /** A redis-server, the emulator with two shards, an image worker, and the manager with `env` on top. */
+  async function shardedBot(env: Record<string, string> = {}) {
+    const server = await RedisServer.start();
+    cleanups.push(() => server.close());
+    const emulator = await DiscordEmulator.start({ shards: 2 });
+    cleanups.push(() => emulator.close());
+    const worker = run(WORKER, { REDIS_URL: server.url, SAMPLER: 'stand-in', STAND_IN_STEP_MS: '20', LOG_LEVEL: 'info' });
+    const manager = run(ENTRY, {
+      DISCORD_TOKEN: emulator.token,
+      DISCORD_API_URL: emulator.apiUrl,
+      DISCORD_SHARDS: '2',
+      REDIS_URL: server.url,
+      DATA_DIR: tempDir(),
+      LOG_LEVEL: 'info',
+      ...env,
+    });
+    killShardsAfter(manager);
+    const said = () => `manager and shards said:\n${manager.output().slice(-4000)}\nworker said:\n${worker.output().slice(-1500)}`;
+    const lines = (msg: string, shard: number) => logLines(manager.output()).filter((line) => line.msg === msg && line.shard === shard);
+    return { emulator, worker, manager, said, lines };
+  }
+
+  const RESTARTING = 'shard exited; starting it again';
+  const GIVING_UP = /^shard keeps exiting; giving up on it/;
+
+  it('GIVEN shard 1 dies at every start (its metrics port, METRICS_PORT + 1, is taken) THEN it is restarted with growing pauses, given up on after maxExits with one error line, and shard 0 serves on', async () => {
+    const [low, high] = await holdPortPair();
+    const metricsPort = (low.address() as net.AddressInfo).port;
+    // Shard 0 listens on METRICS_PORT itself: free it; shard 1's port stays held by this test.
+    await new Promise((resolve) => low.close(resolve));
+    expect((high.address() as net.AddressInfo).port).toBe(metricsPort + 1);
+    const { emulator, manager, said, lines } = await shardedBot({ METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1' });
+
+    const gaveUp = () => logLines(manager.output()).filter((line) => typeof line.msg === 'string' && GIVING_UP.test(line.msg));
+    await eventually(() => gaveUp().length > 0 || undefined, 150_000, () => `shard 1 to be given up on; ${said()}`);
+    expect(gaveUp()).toHaveLength(1);
+    expect(gaveUp()[0]).toMatchObject({ level: 50, shard: 1, exits: SHARD_RESTARTS.maxExits, withinMs: SHARD_RESTARTS.windowMs });
+    expect(manager.output()).toMatch(/EADDRINUSE/);
+    // Started maxExits times in all, with a restart (and a longer pause each time) between two of them.
+    expect(lines('shard started', 1)).toHaveLength(SHARD_RESTARTS.maxExits);
+    const pauses = lines(RESTARTING, 1).map((line) => Number(line.inMs));
+    expect(pauses).toHaveLength(SHARD_RESTARTS.maxExits - 1);
+    for (let n = 1; n < pauses.length; n++) expect(pauses[n]).toBeGreaterThan(pauses[n - 1]!);
+
+    // Shard 0 was never restarted and is live on the gateway; shard 1 never identified.
+    await eventually(() => emulator.identifiedShards.length > 0 || undefined, 60_000, () => `shard 0 to identify; ${said()}`);
+    expect(emulator.identifiedShards.map((shard) => [...shard])).toEqual([[0, 2]]);
+    expect(lines('shard started', 0)).toHaveLength(1);
+    expect(manager.child.exitCode).toBe(null);
+
+    // SIGTERM stops shard 0 and the manager cleanly; shard 1 was not started again meanwhile.
+    manager.child.kill('SIGTERM');
+    expect(await manager.exited).toEqual({ code: 0, signal: null });
+    expect(lines('shard started', 1)).toHaveLength(SHARD_RESTARTS.maxExits);
+  }, 240_000);
+
+  it('GIVEN both shards die at every start (METRICS_PORT and METRICS_PORT + 1 taken) THEN both are given up on and the manager exits 1', async () => {
+    const [low] = await holdPortPair();
+    const metricsPort = (low.address() as net.AddressInfo).port;
+    const { manager, said, lines } = await shardedBot({ METRICS_PORT: String(metricsPort), METRICS_HOST: '127.0.0.1' });
+
+    const exited = await Promise.race([manager.exited, new Promise((resolve) => setTimeout(resolve, 200_000, 'still running'))]);
+    expect(exited, said()).toEqual({ code: 1, signal: null });
+    for (const shard of [0, 1]) {
+      expect(lines('shard started', shard)).toHaveLength(SHARD_RESTARTS.maxExits);
+      expect(logLines(manager.output()).filter((line) => line.shard === shard && GIVING_UP.test(String(line.msg)))).toHaveLength(1);
+    }
+    expect(logLines(manager.output()).at(-1)).toMatchObject({ level: 50, msg: 'no shard left running; the manager exits with code 1' });
+  }, 240_000);
+
+  it('GIVEN the manager is SIGKILLed THEN its shard processes notice the closed IPC channel and exit on their own', async () => {
+    const { emulator, manager, said } = await shardedBot();
+    await eventually(() => emulator.gateway.allShardsLive || undefined, 90_000, () => `both shards to identify; ${said()}`);
+    const pids = shardPidsOf(manager);
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(running(pid)).toBe(true);
+
+    manager.child.kill('SIGKILL');
+    expect(await manager.exited).toEqual({ code: null, signal: 'SIGKILL' });
+    // Nobody reaps the orphans here (they are re-parented): gone means no /proc entry or a zombie.
+    await eventually(() => pids.every((pid) => !running(pid)) || undefined, 60_000, () => `the shards ${pids.join(', ')} to exit; ${said()}`);
+    // Each stopped through its graceful path, not the fatal one.
+    expect(manager.output()).toMatch(/parent process is gone/);
+    expect(manager.output()).not.toMatch(/uncaught exception/);
+  }, 180_000);
 });

@@ -34,36 +34,33 @@
  * (`port`, `botUsername`, `guildName`, `servePages`, `store.subscribe`) and which file holds what.
  * Options: {@link EmulatorOptions} (options.ts); every member of {@link DiscordEmulator} is documented below.
  */
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import {
-  GatewayDispatchEvents,
-  type APIApplicationCommand,
-  type APIAttachment,
-  type APIRole,
-  type APITextChannel,
-  type APIThreadChannel,
-  type APIUser,
+import type {
+  APIApplicationCommand,
+  APIAttachment,
+  APIRole,
+  APITextChannel,
+  APIThreadChannel,
+  APIUser,
 } from 'discord-api-types/v10';
-import { createLogger } from '../../log.js';
+import { assembleEmulator } from './assemble.js';
 import { CallLog, type RecordedCall } from './call-log.js';
 import { EmulatorClock } from './clock.js';
-import { BotDriver, type SeedMessageOptions } from './driver.js';
-import { createDefaultWorld, fakeToken, type EmulatorDefaults } from './defaults.js';
-import { Gateway, shardOfGuild, type DispatchInput, type GatewayStats } from './gateway.js';
-import { worldGatewayHooks } from './gateway-hooks.js';
-import { EmulatorHttp, type EmulatorStats, type PageHandler } from './http.js';
+import type { BotDriver, SeedMessageOptions } from './driver.js';
+import type { EmulatorDefaults } from './defaults.js';
+import { shardOfGuild, type DispatchInput, type Gateway, type GatewayStats } from './gateway.js';
+import type { EmulatorStats, PageHandler } from './http.js';
 import type { InteractionHandle, InteractionState, SendAutocompleteOptions, SendButtonOptions, SendCommandOptions } from './interactions.js';
-import { MESSAGE_LIMITS } from './message-limits.js';
-import { MessageStore, pngSize, type StoredMessage } from './message-store.js';
+import { pngSize, type MessageStore, type StoredMessage } from './message-store.js';
 import type { EmulatorOptions } from './options.js';
 import { Polls } from './polls.js';
-import { defaultRateLimitRules, RateLimiter, type InjectedFault, type RateLimitRule, type RequestMatcher } from './rate-limits.js';
-import { registerRoutes, type EmulatorCore } from './rest-routes.js';
+import type { InjectedFault, RateLimiter, RateLimitRule, RequestMatcher } from './rate-limits.js';
+import type { EmulatorCore } from './rest-routes.js';
 import type { UploadedAttachment } from './routes/shared.js';
-import { Router } from './router.js';
-import { SnowflakeFactory } from './snowflake.js';
-import { BOT_PERMISSIONS, World } from './world.js';
+import type { SnowflakeFactory } from './snowflake.js';
+import type { World } from './world.js';
+import * as worldBuilding from './world-building.js';
 
 export type { RecordedCall } from './call-log.js';
 export type { StoredMessage } from './message-store.js';
@@ -94,11 +91,9 @@ export class DiscordEmulator {
 
   readonly #ids: SnowflakeFactory;
   readonly #server: Server;
-  readonly #router = new Router();
-  readonly #interactionsById = new Map<string, InteractionState>();
-  readonly #interactionsByToken = new Map<string, InteractionState>();
-  readonly #commands = new Map<string, APIApplicationCommand[]>();
-  readonly #uploads = new Map<string, UploadedAttachment>();
+  readonly #interactionsById: Map<string, InteractionState>;
+  readonly #commands: Map<string, APIApplicationCommand[]>;
+  readonly #uploads: Map<string, UploadedAttachment>;
   readonly #driver: BotDriver;
   #port = 0;
   #closed = false;
@@ -106,73 +101,32 @@ export class DiscordEmulator {
   readonly #listenPort: number;
   #pages: PageHandler | undefined;
 
+  /** What world building changes and tells (world-building.ts). */
+  get #worldParts(): worldBuilding.WorldParts {
+    return { world: this.world, gateway: this.gateway, ids: this.#ids, defaults: this.defaults };
+  }
+
   private constructor(options: EmulatorOptions) {
-    const logger = options.logger ?? createLogger({ level: 'warn' });
-    this.settings = {
-      interactionDeadlineMs: options.interactionDeadlineMs ?? 3_000,
-      tokenLifetimeMs: options.tokenLifetimeMs ?? 15 * 60_000,
-      attachmentSizeLimit: options.attachmentSizeLimit ?? MESSAGE_LIMITS.fileBytes,
-    };
-    this.#ids = new SnowflakeFactory(this.clock);
-    this.world = new World(this.#ids);
-    this.store = new MessageStore(
-      this.#ids,
-      (channelId, attachmentId, filename) => `${this.baseUrl}/attachments/${channelId}/${attachmentId}/${encodeURIComponent(filename)}`,
-      options.resolveAttachmentUrls ?? false,
-      (error) => logger.error('discord emulator: a message listener failed', { error }),
-    );
-    this.rateLimiter = new RateLimiter(options.rateLimits ?? defaultRateLimitRules());
-    this.#listenPort = options.port ?? 0;
-    this.defaults = createDefaultWorld(this.world, options.botUsername ?? 'imagine-test-bot', options.guildName ?? 'Emulated Guild');
-    this.token = options.token ?? fakeToken(this.defaults.botUserId);
-    this.gateway = new Gateway({
-      token: this.token,
-      privilegedIntents: options.privilegedIntents ?? 0,
-      heartbeatIntervalMs: options.heartbeatIntervalMs ?? 41_250,
-      resumeUrl: () => this.resumeGatewayUrl,
-      newSessionId: () => this.#ids.next(),
-      shards: options.shards ?? 1,
-      ...worldGatewayHooks(this.world, this.defaults, () => this.resumeGatewayUrl),
-    });
-    const core: EmulatorCore = {
-      token: this.token,
-      applicationId: this.defaults.applicationId,
-      bot: this.world.user(this.defaults.botUserId),
-      world: this.world,
-      store: this.store,
-      ids: this.#ids,
-      clock: this.clock,
-      interactionsById: this.#interactionsById,
-      interactionsByToken: this.#interactionsByToken,
-      commands: this.#commands,
-      settings: this.settings,
-      uploads: this.#uploads,
-      gatewayUrl: () => this.gatewayUrl,
-      shards: options.shards ?? 1,
-      dispatch: (event) => this.gateway.dispatchIfConnected(event),
-    };
-    this.#driver = new BotDriver(core, this.gateway, this.log, this.defaults);
-    registerRoutes(this.#router, core);
-    const http = new EmulatorHttp({
-      router: this.#router,
-      token: this.token,
-      maxRequestBytes: options.maxRequestBytes ?? 30 * 1024 * 1024,
-      rateLimiter: this.rateLimiter,
-      stats: this.stats,
-      log: this.log,
-      store: this.store,
-      uploads: this.#uploads,
-      logger,
+    const { core, defaults, gateway, rateLimiter, driver, server } = assembleEmulator(options, this, {
       baseUrl: () => this.baseUrl,
+      gatewayUrl: () => this.gatewayUrl,
+      resumeGatewayUrl: () => this.resumeGatewayUrl,
       pages: () => this.#pages,
-      channelOfToken: (token) => this.#interactionsByToken.get(token)?.channelId,
     });
-    this.#server = createServer((req, res) => void http.handle(req, res));
-    this.#server.on('upgrade', (req, socket, head) => {
-      const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname;
-      if (path === '/gateway' || path === '/gateway-resume') this.gateway.handleUpgrade(req, socket, head);
-      else socket.destroy();
-    });
+    this.token = core.token;
+    this.world = core.world;
+    this.store = core.store;
+    this.settings = core.settings;
+    this.defaults = defaults;
+    this.gateway = gateway;
+    this.rateLimiter = rateLimiter;
+    this.#ids = core.ids;
+    this.#interactionsById = core.interactionsById;
+    this.#commands = core.commands;
+    this.#uploads = core.uploads;
+    this.#driver = driver;
+    this.#server = server;
+    this.#listenPort = options.port ?? 0;
   }
 
   /** Starts an emulator on 127.0.0.1, on an ephemeral port unless `options.port` names one. */
@@ -267,27 +221,17 @@ export class DiscordEmulator {
 
   /** Adds a role; after login the client hears of it through GUILD_ROLE_CREATE, as from Discord. */
   createRole(options: { name: string; permissions: bigint; guildId?: string }): APIRole {
-    const guildId = options.guildId ?? this.defaults.guildId;
-    const role = this.world.createRole(guildId, options);
-    this.gateway.dispatchIfConnected({ t: GatewayDispatchEvents.GuildRoleCreate, d: { guild_id: guildId, role } });
-    return role;
+    return worldBuilding.createRole(this.#worldParts, options);
   }
 
   /** Adds a text channel (`nsfw`: age-restricted); after login the client hears of it through CHANNEL_CREATE. */
   createTextChannel(options: { name: string; guildId?: string; nsfw?: boolean }): APITextChannel {
-    const channel = this.world.createTextChannel(options.guildId ?? this.defaults.guildId, options);
-    this.gateway.dispatchIfConnected({ t: GatewayDispatchEvents.ChannelCreate, d: { ...channel, guild_id: channel.guild_id! } });
-    return channel;
+    return worldBuilding.createTextChannel(this.#worldParts, options);
   }
 
   /** Adds a public thread of a text channel (as age-restricted as its parent); after login, THREAD_CREATE. */
   createThread(options: { parentId: string; name: string; guildId?: string }): APIThreadChannel {
-    const thread = this.world.createThread(options.guildId ?? this.defaults.guildId, options);
-    this.gateway.dispatchIfConnected({
-      t: GatewayDispatchEvents.ThreadCreate,
-      d: { ...structuredClone(thread), guild_id: thread.guild_id!, newly_created: true },
-    });
-    return thread;
+    return worldBuilding.createThread(this.#worldParts, options);
   }
 
   /**
@@ -304,22 +248,7 @@ export class DiscordEmulator {
    * shard. After login, the shard that holds it hears of it through GUILD_CREATE.
    */
   createGuild(options: { name: string; shard?: number }): { guildId: string; channelId: string } {
-    const numShards = this.gateway.recommendedShards;
-    if (options.shard !== undefined && (!Number.isInteger(options.shard) || options.shard < 0 || options.shard >= numShards)) {
-      throw new Error(`Expected \`shard\` to be an integer from 0 to ${numShards - 1} (the emulator's \`shards\` option), got \`${options.shard}\``);
-    }
-    let id = this.#ids.next();
-    // A snowflake's bits above 22 are its milliseconds: step back one ms at a time until the formula agrees.
-    while (options.shard !== undefined && shardOfGuild(id, numShards) !== options.shard) {
-      id = this.#ids.next(SnowflakeFactory.timestamp(id) - 1);
-    }
-    const guild = this.world.createGuild({ id, name: options.name, ownerId: this.defaults.users.owner.id });
-    const botRole = this.world.createRole(guild.id, { name: this.world.user(this.defaults.botUserId).username, permissions: BOT_PERMISSIONS, managed: true, botId: this.defaults.botUserId });
-    const channel = this.world.createTextChannel(guild.id, { name: 'general' });
-    this.world.addMember(guild.id, this.defaults.botUserId, [botRole.id]);
-    for (const user of [this.defaults.users.owner, this.defaults.users.alice, this.defaults.users.bob]) this.world.addMember(guild.id, user.id);
-    this.gateway.dispatchIfConnected({ t: GatewayDispatchEvents.GuildCreate, d: this.world.guildCreate(guild.id) });
-    return { guildId: guild.id, channelId: channel.id };
+    return worldBuilding.createGuild(this.#worldParts, options);
   }
 
   // Driving the bot ----------------------------------------------------------------------------
@@ -470,5 +399,3 @@ export class DiscordEmulator {
 
 export { pngSize };
 export type { InteractionState };
-
-/** Marks the option named `name` focused, at any depth (an option of a subcommand of a group). */
