@@ -49,6 +49,8 @@ interface Trace {
   press: number;
   ack?: number;
   answer?: string;
+  /** When the private answer (the deferred reply's edit) reached Discord. */
+  answered?: number;
   jobId?: string;
   queued?: number;
   place?: number;
@@ -100,6 +102,7 @@ for (const [i, handle] of handles.entries()) {
     return original && original.message.content.length > 0 ? original : undefined;
   }, 60_000, 'an answer');
   traces[i]!.answer = answer.message.content;
+  traces[i]!.answered = handle.calls().find((c) => c.method === 'PATCH' && c.status < 300)?.at;
 }
 await eventually(() => traces.every((t) => t.jobId === undefined || t.delivered !== undefined), 300_000, 'every variation delivered');
 await new Promise((resolve) => setTimeout(resolve, 2000));
@@ -117,7 +120,7 @@ function firstMessageAt(jobId: string): number | undefined {
 }
 const ms = (from: number | undefined, to: number | undefined) => (from === undefined || to === undefined ? '   —' : String(Math.round(to - from)).padStart(5));
 console.log(`engine: ${engineEnv.SAMPLER}${engineEnv.MODEL_DIR ? ' (imagine-shapes)' : ''}; presses: ${PRESSES}; env ${JSON.stringify(passThrough)}`);
-console.log('press  ack  queued place  1st-msg  started  generated  posted | queued→start  start→gen  gen→posted   the private answer says');
+console.log('press  ack answer queued place  1st-msg  started  generated  posted | queued→start  start→gen  gen→posted   the private answer says');
 for (const [i, t] of traces.entries()) {
   if (!t.jobId) {
     console.log(`${String(i + 1).padStart(5)} ${ms(t.press, t.ack)}  refused: ${t.answer}`);
@@ -125,7 +128,7 @@ for (const [i, t] of traces.entries()) {
   }
   const posted = postedAt(t.jobId);
   console.log(
-    `${String(i + 1).padStart(5)} ${ms(t.press, t.ack)} ${ms(t.press, t.queued)} ${String(t.place).padStart(5)} ${ms(t.press, firstMessageAt(t.jobId))}   ${ms(t.press, t.started)}     ${ms(t.press, t.generated)}  ${ms(t.press, posted?.at)} |        ${ms(t.queued, t.started)}      ${ms(t.started, t.generated)}       ${ms(t.generated, posted?.at)}   ${/\((.*?)\)/.exec(t.answer ?? '')?.[1] ?? ''}`,
+    `${String(i + 1).padStart(5)} ${ms(t.press, t.ack)} ${ms(t.press, t.answered)}  ${ms(t.press, t.queued)} ${String(t.place).padStart(5)} ${ms(t.press, firstMessageAt(t.jobId))}   ${ms(t.press, t.started)}     ${ms(t.press, t.generated)}  ${ms(t.press, posted?.at)} |        ${ms(t.queued, t.started)}      ${ms(t.started, t.generated)}       ${ms(t.generated, posted?.at)}   ${/\((.*?)\)/.exec(t.answer ?? '')?.[1] ?? ''}`,
   );
 }
 const byRoute = new Map<string, { n: number; limited: number }>();
