@@ -87,6 +87,27 @@ describe('V presses while the queue is busy', () => {
     await h.app.queue.onIdle();
   });
 
+  it('GIVEN a V of four waiting and the default member cap (2) WHEN V is pressed again THEN refused privately, without “ask for fewer” (a V keeps the count), nothing queued', async () => {
+    const held = heldEngine();
+    releaseHeld = held.release;
+    h = await startHarness({ engine: held.engine, env: { EDIT_INTERVAL_MS: '0' } });
+    const { emulator } = h;
+    const { alice, bob } = emulator.defaults.users;
+    const grid = await finished(emulator.sendCommand({ name: 'imagine', options: { prompt: 'four tiles', count: 4, seed: 9, steps: 4 }, userId: alice.id }));
+    await h.app.queue.onIdle();
+    emulator.sendCommand({ name: 'imagine', options: { prompt: 'held', steps: 4 }, userId: bob.id });
+    await eventually(() => held.holding(), 30_000, 'the held job to start');
+    expect((await answerTo(emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1'), userId: alice.id }))).content).toMatch(/^🎲 V1: making 4/);
+    const jobs = () => (h!.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+    const before = jobs();
+    const refused = await answerTo(emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V2'), userId: alice.id }));
+    expect(refused.ephemeral).toBe(true);
+    expect(refused.content).toBe('You already have 4 images waiting; 4 more would make 8, over the 2 this server allows. Wait for one to start, or cancel one with ❌.');
+    expect(jobs()).toBe(before);
+    held.release();
+    await h.app.queue.onIdle();
+  });
+
   it('GIVEN an idle queue WHEN V is pressed THEN the answer names no place', async () => {
     h = await startHarness({ env: { STAND_IN_STEP_MS: '10', EDIT_INTERVAL_MS: '0' } });
     const { emulator } = h;
