@@ -144,4 +144,35 @@ describe('V presses while the queue is busy', () => {
     for (const reply of replies) expect(reply.message.attachments.map((a) => a.filename)).toHaveLength(5);
     expect(emulator.stats.rateLimited - limitedBefore).toBe(0);
   });
+
+  it('GIVEN V jobs editing their progress under Discord’s buckets THEN no progress edit takes the channel’s last edit of a window: that one is kept for pictures', async () => {
+    // Progress as fast as one edit in flight allows, the production channel budget; Discord's buckets (five channel
+    // message edits per five seconds among them). Before the fix a progress bar emptied the bucket, and the next
+    // job's pictures waited out the window behind it.
+    h = await startHarness({ env: { STAND_IN_STEP_MS: '20', EDIT_INTERVAL_MS: '0', EDITS_PER_CHANNEL_PER_MINUTE: '30', QUEUE_MAX_PER_MEMBER: '40' } });
+    const { emulator } = h;
+    const { alice } = emulator.defaults.users;
+    const grid = await finished(emulator.sendCommand({ name: 'imagine', options: { prompt: 'progress bars', count: 4, seed: 31, steps: 40 }, userId: alice.id }));
+    await h.app.queue.onIdle();
+    // The grid's own progress edits counted against the channel: let them leave its five-second window.
+    await new Promise((resolve) => setTimeout(resolve, 6000));
+    const firstCall = emulator.calls.length;
+    for (const label of ['V1', 'V2', 'V3']) {
+      await emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, label), userId: alice.id }).waitForResponse();
+    }
+    await eventually(() => {
+      const done = emulator
+        .messages(emulator.defaults.channelId)
+        .filter((m) => m.message.message_reference?.message_id === grid.message.id && m.message.attachments.length > 0);
+      return done.length === 3 ? done : undefined;
+    }, 60_000, 'three replies with pictures');
+    await h.app.queue.onIdle();
+    const edits = emulator.calls.slice(firstCall).filter((c) => c.method === 'PATCH' && c.route === '/channels/:channelId/messages/:messageId');
+    const isPictures = (c: (typeof edits)[number]) => (c.body?.embeds?.length ?? 0) > 0;
+    const progress = edits.filter((c) => !isPictures(c));
+    expect(edits.filter(isPictures)).toHaveLength(3);
+    expect(progress.length).toBeGreaterThan(0);
+    const emptied = edits.filter((c) => c.responseHeaders['x-ratelimit-remaining'] === '0');
+    expect(emptied.filter((c) => !isPictures(c)).map((c) => String(c.body?.content).split('\n')[0])).toEqual([]);
+  });
 });

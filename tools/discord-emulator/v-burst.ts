@@ -9,6 +9,7 @@
  * the worker pool); PRESSES (default 10); any of the bot's keys (EDIT_INTERVAL_MS, EDITS_PER_CHANNEL_PER_MINUTE…)
  * pass through, the production defaults otherwise.
  */
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { APIActionRowComponent, APIButtonComponent } from 'discord-api-types/v10';
@@ -111,7 +112,8 @@ const calls = emulator.calls.slice(firstCall);
 /** When the job's pictures reached Discord: the call that carried its attachments. */
 function postedAt(jobId: string): { at: number; seq: number } | undefined {
   const messageId = h.app.queue.get(jobId)?.messageId;
-  const call = calls.find((c) => c.files.length > 0 && (c.params.messageId === messageId || c.response?.id === messageId));
+  // The pictures' call: files and the embed (a progress edit may carry a preview file, never an embed).
+  const call = calls.find((c) => c.files.length > 0 && (c.body?.embeds?.length ?? 0) > 0 && (c.params.messageId === messageId || c.response?.id === messageId));
   return call && { at: call.at, seq: call.seq };
 }
 function firstMessageAt(jobId: string): number | undefined {
@@ -142,6 +144,19 @@ for (const c of calls) {
 console.log(`\nREST calls during the burst (${Math.round(now() - burstStart)} ms):`);
 for (const [route, { n, limited }] of byRoute) console.log(`  ${String(n).padStart(4)} ${route}${limited ? `  (${limited} × 429)` : ''}`);
 console.log(`channel ${channelId}: ${calls.filter((c) => c.status === 429).length} × 429 in all`);
+// The emulator's buckets as the bot met them: calls counted, and how often a call took the bucket's last slot (so
+// discord.js held the next one until the window reset, without a 429).
+const bucketNames = new Map(emulator.rateLimiter.rules.map((rule) => [createHash('sha1').update(rule.bucket).digest('hex').slice(0, 32), rule.bucket]));
+const buckets = new Map<string, { calls: number; emptied: number }>();
+for (const c of calls) {
+  const name = bucketNames.get(c.responseHeaders['x-ratelimit-bucket'] ?? '') ?? 'default';
+  const entry = buckets.get(name) ?? { calls: 0, emptied: 0 };
+  entry.calls += 1;
+  if (c.responseHeaders['x-ratelimit-remaining'] === '0') entry.emptied += 1;
+  buckets.set(name, entry);
+}
+console.log('buckets (calls, calls that took the last slot of a window):');
+for (const [name, { calls: n, emptied }] of buckets) console.log(`  ${name.padEnd(24)} ${String(n).padStart(4)} ${String(emptied).padStart(4)}`);
 if (process.env.CALLS) {
   for (const c of calls) console.log(`  #${c.seq} +${Math.round(c.at - burstStart)} ${c.method} ${c.route} ${c.status} ${c.files.length ? `files:${c.files.length}` : ''} ${String(c.body?.content ?? '').slice(0, 50).replace(/\n/g, ' ')}`);
 }
