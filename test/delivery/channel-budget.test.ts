@@ -64,6 +64,21 @@ describe('ChannelBudget', () => {
     await budget.take('b');
   });
 
+  it('GIVEN edits of interaction replies THEN the five-second rule is not theirs: they neither wait for it nor fill it', async () => {
+    const budget = new ChannelBudget(30);
+    for (let i = 0; i < 4; i++) await budget.take('a');
+    // A reply's edit goes through the interaction's webhook, not the channel's message bucket: only the minute counts.
+    await budget.take('a', undefined, false);
+    for (let i = 0; i < 10; i++) budget.note('a', false);
+    let granted = false;
+    const progress = budget.take('a').then(() => (granted = true));
+    await vi.advanceTimersByTimeAsync(5_000);
+    expect(granted).toBe(false);
+    await vi.advanceTimersByTimeAsync(501);
+    await progress;
+    expect(granted).toBe(true);
+  });
+
   it('GIVEN 0 THEN nothing ever waits', async () => {
     const budget = new ChannelBudget(0);
     for (let i = 0; i < 100; i++) await budget.take('a');
