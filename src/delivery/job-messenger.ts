@@ -125,7 +125,7 @@ export class JobMessenger {
     const final = await this.finalBody(message, result, decision.action === 'spoiler');
     if (!(await message.acknowledged)) message.webhookDead = true;
     await message.pacer.reserveLast();
-    this.channelBudget.note(job.channelId);
+    this.channelBudget.note(job.channelId, !this.canUseWebhook(message));
     const editedId = await this.editOriginal(message, final);
     const receipt: DeliveryReceipt = editedId
       ? { messageId: editedId }
@@ -254,7 +254,7 @@ export class JobMessenger {
           intervalMs: this.editIntervalMs,
           keyOf: (stage) => stageKey(stage, m.job.params),
           send: (stage) => this.sendStage(m, stage),
-          beforeSend: (signal) => this.channelBudget.take(m.job.channelId, signal),
+          beforeSend: (signal) => this.channelBudget.take(m.job.channelId, signal, !this.canUseWebhook(m)),
           onError: (error) => this.logger.warn('progress edit failed', { jobId: m.job.id, error: error }),
         }),
     );
@@ -306,7 +306,7 @@ export class JobMessenger {
     }
     const live = stage.kind === 'queued' || stage.kind === 'running';
     // Live stages took their turn in the channel's budget before they were picked; last ones only count.
-    if (!live) this.channelBudget.note(message.job.channelId);
+    if (!live) this.channelBudget.note(message.job.channelId, !this.canUseWebhook(message));
 
     const editedId = await this.editOriginal(message, body);
     if (editedId) {

@@ -57,6 +57,18 @@ export function formatDuration(ms: number): string {
 }
 
 /**
+ * A waiting job's place as members read it, `next in the queue, starts in about 4 s` or `place 3 in the queue`:
+ * one wording for the job's message and for the private answer to a button press.
+ * @param place 1-based place among waiting jobs.
+ * @param etaMs Estimated milliseconds until it starts; undefined or under 0.5 s says no time.
+ */
+export function queuePlace(place: number, etaMs: number | undefined): string {
+  // Under half a second rounds to "about 0 s", which reads as a promise: say no time then.
+  const eta = etaMs === undefined || etaMs < 500 ? '' : `, starts in about ${formatDuration(etaMs)}`;
+  return `${place <= 1 ? 'next in the queue' : `place ${place} in the queue`}${eta}`;
+}
+
+/**
  * Prompts carry no newlines or line separators (refused at /imagine), so one quote line holds them; Markdown in
  * them is escaped, so `[text](url)` shows as typed instead of a masked link.
  */
@@ -78,11 +90,8 @@ function body(content: string, files: OutgoingFile[] = [], embeds: APIEmbed[] = 
 /** The message for a job that has not produced its picture yet. */
 export function renderStage(stage: JobStage, params: Pick<GenerateParams, 'prompt'>): MessageBody {
   switch (stage.kind) {
-    case 'queued': {
-      const eta = stage.etaMs === undefined ? '' : `, starts in about ${formatDuration(stage.etaMs)}`;
-      const place = stage.place <= 1 ? 'next in the queue' : `place ${stage.place} in the queue`;
-      return body(`⏳ Waiting: ${place}${eta}. React ❌ to cancel.\n${quote(params.prompt)}`);
-    }
+    case 'queued':
+      return body(`⏳ Waiting: ${queuePlace(stage.place, stage.etaMs)}. React ❌ to cancel.\n${quote(params.prompt)}`);
     case 'running': {
       const fraction = stage.totalSteps > 0 ? stage.step / stage.totalSteps : 0;
       const eta = stage.etaMs === undefined ? '' : ` · about ${formatDuration(stage.etaMs)} left`;

@@ -13,7 +13,7 @@ import { MessageFlags, Routes, type ButtonInteraction } from 'discord.js';
 import type { BotContext } from '../../commands/index.js';
 import { Identifiers, isUserError, UserError } from '../errors.js';
 import { enlargeSmall } from '../delivery/images.js';
-import { NO_MENTIONS } from '../delivery/render.js';
+import { NO_MENTIONS, queuePlace } from '../delivery/render.js';
 import { lanczos2x } from '../image/enlarge.js';
 import { fetchPicture } from '../image/fetch-picture.js';
 import { parsePictureButton, pictureButtonLabel, type PictureButton } from '../jobs/picture-actions.js';
@@ -143,7 +143,7 @@ async function pressPictureButton(interaction: ButtonInteraction, button: Pictur
   }
 
   const { params, guildNegative } = shaped;
-  await bot.queue.submit({
+  const { position } = await bot.queue.submit({
     guildId,
     channelId,
     userId: interaction.user.id,
@@ -157,7 +157,10 @@ async function pressPictureButton(interaction: ButtonInteraction, button: Pictur
     replyToMessageId: interaction.message.id,
   });
   bot.logger.info(`${label} by button`, { parentJobId: job.id, by: interaction.user.id });
+  // The reply's own message may be held back by the channel's message limits, and under a burst the job waits
+  // behind others: this private line is the member's first and surest word on when it comes.
+  const waits = position.place > 1 || position.startsInMs > 0 ? ` (${queuePlace(position.place, position.startsInMs)})` : '';
   return button.action === 'upscale'
-    ? `🔍 ${label}: upscaling picture ${button.picture + 1} to ${params.width}×${params.height}. It will appear as a reply to the pictures.`
-    : `🎲 ${label}: making ${params.count ?? 1} variation${(params.count ?? 1) === 1 ? '' : 's'} of picture ${button.picture + 1}. They will appear as a reply to the pictures.`;
+    ? `🔍 ${label}: upscaling picture ${button.picture + 1} to ${params.width}×${params.height}${waits}. It will appear as a reply to the pictures.`
+    : `🎲 ${label}: making ${params.count ?? 1} variation${(params.count ?? 1) === 1 ? '' : 's'} of picture ${button.picture + 1}${waits}. They will appear as a reply to the pictures.`;
 }

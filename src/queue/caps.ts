@@ -18,6 +18,11 @@ export interface CapCheck {
   /** Pictures waiting in the whole queue. */
   total: number;
   globalCap: number;
+  /**
+   * Whether the member chose the count (a /imagine). A 🔁, U or V takes the original's, so its refusal does not
+   * tell the member to ask for fewer. Default true.
+   */
+  countChosen?: boolean;
 }
 
 /**
@@ -26,7 +31,7 @@ export interface CapCheck {
  * so a server whose per-member cap is below its count maximum still lets members ask for the maximum.
  * @throws UserError MemberQueueFull or QueueFull, naming the cap and, for several pictures, the count.
  */
-export function checkCaps({ images, mine, memberCap: cap, total, globalCap }: CapCheck): void {
+export function checkCaps({ images, mine, memberCap: cap, total, globalCap, countChosen = true }: CapCheck): void {
   if (mine > 0 && mine + images > cap) {
     const waiting = `You already have ${mine} image${mine === 1 ? '' : 's'} waiting`;
     throw new UserError(
@@ -34,7 +39,7 @@ export function checkCaps({ images, mine, memberCap: cap, total, globalCap }: Ca
       images === 1
         ? `${waiting}, ${mine > cap ? 'more than' : 'the most'} this server allows (${cap}). Wait for one to start, or cancel one with ❌.`
         : `${waiting}; ${images} more would make ${mine + images}, over the ${cap} this server allows. ` +
-            'Ask for fewer pictures, wait for one to start, or cancel one with ❌.',
+            (countChosen ? 'Ask for fewer pictures, wait for one to start, or cancel one with ❌.' : 'Wait for one to start, or cancel one with ❌.'),
       { cap, count: images },
     );
   }
@@ -44,7 +49,7 @@ export function checkCaps({ images, mine, memberCap: cap, total, globalCap }: Ca
       images === 1 || total >= globalCap
         ? `The queue is full (${globalCap} images waiting). Try again in a few minutes.`
         : `The queue has room for ${globalCap - total} more image${globalCap - total === 1 ? '' : 's'}, and you asked for ${images}. ` +
-            'Ask for fewer, or try again in a few minutes.',
+            (countChosen ? 'Ask for fewer, or try again in a few minutes.' : 'Try again in a few minutes.'),
       { cap: globalCap, count: images },
     );
   }

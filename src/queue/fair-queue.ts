@@ -157,7 +157,14 @@ export class FairQueue implements JobQueue {
     for (const job of this.scheduler.jobsFor(input.guildId, input.userId)) mine += imagesOf(job.params);
     let total = 0;
     for (const job of this.scheduler.waiting()) total += imagesOf(job.params);
-    checkCaps({ images: imagesOf(input.params), mine, memberCap: this.memberCap(input.guildId), total, globalCap: this.options.globalCap });
+    checkCaps({
+      images: imagesOf(input.params),
+      mine,
+      memberCap: this.memberCap(input.guildId),
+      total,
+      globalCap: this.options.globalCap,
+      countChosen: (input.kind ?? 'imagine') === 'imagine',
+    });
   }
 
   submit(input: SubmitInput): { job: JobRecord; position: JobPosition } {

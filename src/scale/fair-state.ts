@@ -149,7 +149,7 @@ export class RedisFairState {
           for (const waiting of scheduler.jobsFor(job.guildId, job.userId)) mine += imagesOf(waiting.params);
           for (const waiting of scheduler.waiting()) total += imagesOf(waiting.params);
         }
-        checkCaps({ images: imagesOf(job.params), mine, memberCap: caps.memberCap, total, globalCap: caps.globalCap });
+        checkCaps({ images: imagesOf(job.params), mine, memberCap: caps.memberCap, total, globalCap: caps.globalCap, countChosen: job.kind === 'imagine' });
       }
       let scheduler = models.get(job.model);
       if (scheduler === undefined) models.set(job.model, (scheduler = new FairScheduler<RemoteJob>()));

@@ -168,6 +168,35 @@ describe('U and V buttons (stand-in engine)', () => {
     expect(publicMessages()).toBe(messages);
   });
 
+  it('GIVEN /settings reroll who:anyone THEN another member may press V1: the variations are that member’s job, with a new seed', async () => {
+    const { emulator } = h;
+    const { bob, owner } = emulator.defaults.users;
+    await h.app.queue.onIdle();
+    h.app.settings.update(emulator.defaults.guildId, owner.id, (s) => ({ ...s, rerollWho: 'anyone' }));
+    try {
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1'), userId: bob.id });
+      const answer = await answerTo(press);
+      expect(answer.ephemeral).toBe(true);
+      expect(answer.content).toMatch(/^🎲 V1: making 4 variations of picture 1/);
+      const reply = await eventually(
+        () =>
+          emulator
+            .messages(emulator.defaults.channelId)
+            .find((m) => m.message.message_reference?.message_id === grid.message.id && m.message.content.includes(`for <@${bob.id}>`) && m.message.attachments.length > 0),
+        30_000,
+        'Bob’s variations',
+      );
+      const parent = h.app.queue.findByMessageId(grid.message.id)!;
+      const job = h.app.queue.findByMessageId(reply.message.id)!;
+      expect(job).toMatchObject({ kind: 'variation', userId: bob.id, parentJobId: parent.id, sourcePicture: 0 });
+      // A new seed: not the grid's, nor any of its pictures'.
+      expect([0, 1, 2, 3].map((i) => parent.params.seed + i)).not.toContain(job.params.seed);
+    } finally {
+      h.app.settings.update(emulator.defaults.guildId, owner.id, (s) => ({ ...s, rerollWho: 'requester' }));
+      await h.app.queue.onIdle();
+    }
+  });
+
   it('GIVEN a member with Manage Server presses V1 THEN it is allowed', async () => {
     const { emulator } = h;
     const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1'), userId: emulator.defaults.users.owner.id });

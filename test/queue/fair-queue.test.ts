@@ -113,6 +113,9 @@ describe('FairQueue', () => {
     expect(three.message).toBe(
       'You already have 2 images waiting; 3 more would make 5, over the 4 this server allows. Ask for fewer pictures, wait for one to start, or cancel one with ❌.',
     );
+    // A V (or U, or 🔁) takes the original's count: the member cannot ask for fewer, so is not told to.
+    const variation = refusal(() => submit(h, 'b', 'b3v', { params: params('b3v', { count: 3 }), kind: 'variation' }));
+    expect(variation.message).toBe('You already have 2 images waiting; 3 more would make 5, over the 4 this server allows. Wait for one to start, or cancel one with ❌.');
     // 6 pictures wait (4 + 2), the global cap: a newcomer's count 2 does not fit; the queue says how much would.
     const full = refusal(() => submit(h, 'c', 'c2', { params: params('c2', { count: 2 }) }));
     expect(full.identifier).toBe(Identifiers.QueueFull);
@@ -121,6 +124,8 @@ describe('FairQueue', () => {
     h.queue.cancel(h.queue.snapshot().waiting.find((v) => v.job.params.prompt === 'b2')!.job.id);
     const room = refusal(() => submit(h, 'c', 'c3', { params: params('c3', { count: 3 }) }));
     expect(room.message).toBe('The queue has room for 2 more images, and you asked for 3. Ask for fewer, or try again in a few minutes.');
+    const roomForReroll = refusal(() => submit(h, 'c', 'c3r', { params: params('c3r', { count: 3 }), kind: 'reroll' }));
+    expect(roomForReroll.message).toBe('The queue has room for 2 more images, and you asked for 3. Try again in a few minutes.');
     submit(h, 'c', 'c2', { params: params('c2', { count: 2 }) });
     expect(h.queue.snapshot().totals).toMatchObject({ waiting: 2, running: 1 });
   });

@@ -22,6 +22,11 @@ export const MESSAGE_LIMITS = {
   /** Whole request cap (reference/discord-protocol.md). */
   requestBytes: 25 * 1024 * 1024,
   /**
+   * Files on one message (discord.com/developers/docs/reference#uploading-files: up to 10); one more is answered
+   * 400 with code 30015, "Maximum number of attachments in a message reached (10)" (discord/discord-api-docs#1486).
+   */
+  files: 10,
+  /**
    * Buttons (discord.com/developers/docs/components/reference, "Action Row" and "Button"): 5 action rows a
    * message, 5 buttons a row, a custom_id of 1–100 characters, unique on the message, a label of at most 80.
    */
@@ -137,8 +142,12 @@ function validateAllowedMentions(value: unknown): void {
   }
 }
 
-/** Throws 413 / 40005 when one file is over `perFileLimit` bytes or all together over the request cap. */
+/**
+ * Throws 400 / 30015 for more than 10 files, 413 / 40005 when one file is over `perFileLimit` bytes or all
+ * together over the request cap.
+ */
 export function validateFiles(files: readonly UploadedFile[], perFileLimit: number): void {
+  if (files.length > MESSAGE_LIMITS.files) throw errors.tooManyAttachments();
   let total = 0;
   for (const file of files) {
     if (file.bytes.length > perFileLimit) throw errors.tooLarge();

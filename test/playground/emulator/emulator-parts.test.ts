@@ -97,6 +97,13 @@ describe('message limits', () => {
     const error = thrown(() => validateFiles([file(1001)], 1000));
     expect([error?.status, error?.code]).toEqual([413, 40005]);
   });
+
+  it('GIVEN 10 files THEN accepted; 11 THEN 400 / 30015 (Discord takes at most 10 attachments a message)', () => {
+    const files = (n: number) => Array.from({ length: n }, (_, i) => ({ field: `files[${i}]`, name: `${i}.png`, contentType: 'image/png', bytes: Buffer.alloc(10) }));
+    expect(thrown(() => validateFiles(files(10), 1000))).toBeUndefined();
+    const error = thrown(() => validateFiles(files(11), 1000));
+    expect([error?.status, error?.code]).toEqual([400, 30015]);
+  });
 });
 
 describe('command limits', () => {
