@@ -92,3 +92,11 @@ export function infotext(p: InfotextParams): string {
   const negative = p.negativePrompt ? `\nNegative prompt: ${p.negativePrompt}` : '';
   return `${p.prompt}${negative}\n${line}`;
 }
+
+/**
+ * `text` (an infotext) with A1111's Extras-tab fields for a picture enlarged after it was made: `Postprocess upscale
+ * by` and `Postprocess upscaler` on its last line. `Size` stays the size the model made, as A1111 keeps it.
+ */
+export function withPostprocess(text: string, factor: number, upscaler: string): string {
+  return `${text}, Postprocess upscale by: ${factor}, Postprocess upscaler: ${quote(upscaler)}`;
+}

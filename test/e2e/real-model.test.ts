@@ -128,6 +128,8 @@ describe('U and V with real ONNX models (worker pool)', () => {
       expect(resized.message.content).toMatch(/a Lanczos resize, no new detail \(this model makes only 64×64 pictures\)/);
       const png = emulator.attachmentBytes(resized.message.id, 0)!;
       expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 128, height: 128 });
+      // PNG Info reads a 64×64 generation, enlarged afterwards (A1111's Extras fields), not a 128×128 one.
+      expect(readPngText(png).get('parameters')).toMatch(/Size: 64x64, .*Postprocess upscale by: 2, Postprocess upscaler: Lanczos$/);
       // The picture it enlarged is picture 1 as the model made it (the posted copy is a nearest-neighbour enlargement).
       const made = await sharp(emulator.attachmentBytes(grid.message.id, 1)!).resize(64, 64, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
       const back = await sharp(png).resize(64, 64, { kernel: 'nearest' }).removeAlpha().raw().toBuffer();
