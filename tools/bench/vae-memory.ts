@@ -4,12 +4,14 @@
  * (VmHWM) and its resident memory once the model is loaded; the difference is what the decode added.
  *
  *     /usr/bin/python3 tools/bench/synthetic-sd15.py --out DIR --base 32 --text-width 64 --text-layers 1 [--vae-base 128]
- *     npx tsx tools/bench/vae-memory.ts --model DIR [--sizes 512,1024,2048] [--cases whole,tiled]
+ *     npx tsx tools/bench/vae-memory.ts --model DIR [--sizes 512,1024,2048] [--cases whole,tiled] [--repeat 2]
  *
  * synthetic-sd15.py's VAE decoder is SD 1.5's (512/512/256/128 channels at --vae-base 128, mid-block attention);
  * the small UNet and text encoder beside it are loaded but not run. "whole" decodes in one run however large (as
  * before tiling), "tiled" is what decodeLatents does now (whole at or below the native area). A whole case may be
  * skipped with `--cases` where it would not fit this machine (SD 1.5 at 2048²: 16 GiB of attention scores alone).
+ * `--repeat`: decodes per process, as a bot makes picture after picture (onnxruntime's second run of a shape can
+ * take more than its first).
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -21,9 +23,11 @@ interface CaseResult {
   mode: 'whole' | 'tiled';
   /** VmRSS once the model is loaded, MiB. */
   loadedMb: number;
-  /** VmHWM after the decode, MiB. */
+  /** VmHWM after the decodes, MiB. */
   peakMb: number;
+  /** Decoder runs, all decodes together. */
   decoderRuns: number;
+  /** Per decode. */
   seconds: number;
 }
 
@@ -32,7 +36,7 @@ function statusMb(key: 'VmRSS' | 'VmHWM'): number {
   return Number(line?.split(/\s+/)[1] ?? NaN) / 1024;
 }
 
-async function child(modelDir: string, size: number, mode: 'whole' | 'tiled'): Promise<CaseResult> {
+async function child(modelDir: string, size: number, mode: 'whole' | 'tiled', repeat: number): Promise<CaseResult> {
   const { loadModel } = await import('../../src/diffusion/model.js');
   const { decodeLatents, imageShape, RunClock } = await import('../../src/diffusion/pipeline-steps.js');
   const { noiseSource } = await import('../../src/diffusion/noise.js');
@@ -53,8 +57,8 @@ async function child(modelDir: string, size: number, mode: 'whole' | 'tiled'): P
     return run(...args);
   };
   const t0 = performance.now();
-  await decodeLatents(model, latents, 1, shape, new RunClock());
-  const seconds = (performance.now() - t0) / 1000;
+  for (let i = 0; i < repeat; i++) await decodeLatents(model, latents, 1, shape, new RunClock());
+  const seconds = (performance.now() - t0) / 1000 / repeat;
   return { size, mode, loadedMb, peakMb: statusMb('VmHWM'), decoderRuns, seconds };
 }
 
@@ -64,20 +68,24 @@ async function main() {
       model: { type: 'string' },
       sizes: { type: 'string', default: '512,1024' },
       cases: { type: 'string', default: 'whole,tiled' },
+      repeat: { type: 'string', default: '1' },
       child: { type: 'string' },
     },
   });
   if (!values.model) throw new Error('Expected `--model DIR` (a folder from tools/bench/synthetic-sd15.py)');
   if (values.child) {
     const [size, mode] = values.child.split(':');
-    process.stdout.write(JSON.stringify(await child(values.model, Number(size), mode as 'whole' | 'tiled')));
+    process.stdout.write(JSON.stringify(await child(values.model, Number(size), mode as 'whole' | 'tiled', Number(values.repeat))));
     return;
   }
-  const rows: string[] = ['| size | decode | decoder runs | RSS loaded | peak (VmHWM) | added by the decode | time |', '|---|---|---|---|---|---|---|'];
+  const rows: string[] = [
+    `| size | decode | decoder runs | RSS loaded | peak (VmHWM) | added by ${values.repeat} decode(s) | time per decode |`,
+    '|---|---|---|---|---|---|---|',
+  ];
   for (const size of values.sizes.split(',').map(Number)) {
     for (const mode of values.cases.split(',')) {
       const self = fileURLToPath(import.meta.url);
-      const out = spawnSync(process.execPath, ['--import', 'tsx', self, '--model', values.model, '--child', `${size}:${mode}`], { encoding: 'utf8', maxBuffer: 1 << 20 });
+      const out = spawnSync(process.execPath, ['--import', 'tsx', self, '--model', values.model, '--repeat', values.repeat, '--child', `${size}:${mode}`], { encoding: 'utf8', maxBuffer: 1 << 20 });
       if (out.status !== 0) {
         rows.push(`| ${size}² | ${mode} | failed: ${(out.stderr || String(out.signal)).trim().split('\n').pop()} | | | | |`);
         continue;
