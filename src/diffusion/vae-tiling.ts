@@ -39,6 +39,9 @@ export interface TilePlan {
  * size of SD 1.x, 2.x and XL; the model's own native size serves models whose VAE config says nothing or something
  * else (the bench's sd-bench copies a 64-pixel VAE config beside a 512-pixel UNet).
  *
+ * Measured (tools/bench/vae-memory.ts, SD 1.5's decoder topology with synthetic weights, CPU): a whole 1024² decode
+ * added 3.4 GiB on its first run; the tiled one 1.9 GiB, what two 512² decodes add (tools/bench/README.md, issue 13).
+ *
  * The bound is on area, not on each side, because memory follows the area: a 1024 × 256 picture is a 512² picture's
  * worth and runs whole. A tile is the native size on each side, or the picture's side where that is shorter.
  *
