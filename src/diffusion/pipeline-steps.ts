@@ -10,6 +10,7 @@ import { noiseSource } from './noise.js';
 import type { NoiseSource } from './schedulers/types.js';
 import { floatToHalf, fromHalf, toHalf } from './tensor.js';
 import type { NoiseName } from './types.js';
+import { decodeInTiles, encodeInTiles } from './vae-tiling.js';
 
 /**
  * Noise for a batch where every image has its own generator (a job's image i: seed + i mod 2^32, of the job's
@@ -285,8 +286,9 @@ export function prepareBuffers(
 }
 
 /**
- * Step 8, diffusers' `vae.decode(latents / scaling_factor)`, in chunks of the decoder's fixed batch when it has one;
- * a pixel-space model's sample is the image already. Returns planar [images, 3, height, width] in [-1, 1].
+ * Step 8, diffusers' `vae.decode(latents / scaling_factor)`, in chunks of the decoder's fixed batch when it has one,
+ * in tiles above the model's native size (vae-tiling.ts); a pixel-space model's sample is the image already.
+ * Returns planar [images, 3, height, width] in [-1, 1].
  */
 export async function decodeLatents(model: DiffusionModel, latents: Float32Array, images: number, shape: ImageShape, clock: RunClock): Promise<Float32Array> {
   const vae = model.vaeDecoder;
@@ -300,10 +302,10 @@ export async function decodeLatents(model: DiffusionModel, latents: Float32Array
   for (let start = 0; start < images; start += vaeBatch) {
     const n = Math.min(vaeBatch, images - start);
     const chunk = scaledLatents.subarray(start * perImage, (start + n) * perImage);
-    const out = await clock.run(vae.session, {
-      [vae.latentSample.name]: floatTensor(vae.latentSample.type as FloatType, chunk, [n, channels, latentH, latentW]),
+    const decoded = await decodeInTiles(model, chunk, n, latentH, latentW, async (input, count, h, w) => {
+      const out = await clock.run(vae.session, { [vae.latentSample.name]: floatTensor(vae.latentSample.type as FloatType, input, [count, channels, h, w]) });
+      return readFloat(out[vae.sample.name]);
     });
-    const decoded = readFloat(out[vae.sample.name]);
     if (decoded.length !== n * 3 * plane) {
       throw new Error(`${model.dir}/vae_decoder/model.onnx: expected ${n}×3×${height}×${width} values, got ${decoded.length}`);
     }
@@ -314,8 +316,8 @@ export async function decodeLatents(model: DiffusionModel, latents: Float32Array
 
 /**
  * img2img's encode, diffusers' `vae.encode(image).latent_dist` × scaling_factor (the ONNX pipeline: `vae_encoder(
- * sample=image)[0]` × scaling factor), in chunks of the encoder's fixed batch when it has one; a pixel-space model's
- * "latent" is the image itself. `pixels`: planar [images, 3, height, width] in [-1, 1]. Returns [images, channels,
+ * sample=image)[0]` × scaling factor), in chunks of the encoder's fixed batch when it has one, in tiles above the
+ * model's native size (vae-tiling.ts); a pixel-space model's "latent" is the image itself. `pixels`: planar [images, 3, height, width] in [-1, 1]. Returns [images, channels,
  * latentH, latentW]. A latent model without vae_encoder/ refuses, naming the folder.
  */
 export async function encodeImages(model: DiffusionModel, pixels: Float32Array, images: number, shape: ImageShape, clock: RunClock): Promise<Float32Array> {
@@ -329,8 +331,10 @@ export async function encodeImages(model: DiffusionModel, pixels: Float32Array, 
   for (let start = 0; start < images; start += vaeBatch) {
     const n = Math.min(vaeBatch, images - start);
     const chunk = pixels.subarray(start * 3 * plane, (start + n) * 3 * plane);
-    const out = await clock.run(vae.session, { [vae.sample.name]: floatTensor(vae.sample.type as FloatType, chunk, [n, 3, height, width]) });
-    const encoded = readFloat(out[vae.latent.name]);
+    const encoded = await encodeInTiles(model, chunk, n, height, width, async (input, count, h, w) => {
+      const out = await clock.run(vae.session, { [vae.sample.name]: floatTensor(vae.sample.type as FloatType, input, [count, 3, h, w]) });
+      return readFloat(out[vae.latent.name]);
+    });
     // latent_parameters: per image, the mean's channels first, then the log-variance's.
     const outPerImage = vae.latentKind === 'parameters' ? 2 * perImage : perImage;
     if (encoded.length !== n * outPerImage) {

@@ -176,8 +176,12 @@ export function assertCanStartFromPicture(params: GenerateParams, model: ModelIn
  */
 export const UPSCALE_STRENGTH = 0.35;
 /**
- * Largest picture a U makes, in pixels: the VAE decodes a picture in one piece (no tiled decode yet), so an
- * upscale stays at 1024 × 1024 (SD 1.x's 512 × 512, twice) or less.
+ * Largest picture a U makes, in pixels: 1024 × 1024 (SD 1.x's 512 × 512, twice). The VAE no longer sets this
+ * bound: above the native size it decodes and encodes in native-sized tiles (diffusion/vae-tiling.ts). The UNet
+ * does, and it cannot be tiled the same way (its attention must see the whole latent, or the picture falls apart
+ * into tiles): SD 1.x's first-level self-attention holds (h·w)² float32 scores per head, 1 GiB a head at 1024²
+ * (128 × 128 latent cells) and 16 GiB a head at 2048², 16 times as much, for each of the batch's UNet rows. No model
+ * here has been measured taking 2048², so the cap stays for every model until one is.
  */
 export const UPSCALE_MAX_PIXELS = 1024 * 1024;
 /** Longest side a U makes (the engine's own limit, check-inputs.ts LIMITS.maxSide). */
