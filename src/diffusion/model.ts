@@ -136,7 +136,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     executionProviders: [providers],
   };
   const sessions: ort.InferenceSession[] = [];
-  const open = async (part: string) => {
+  const open = async (part: string, partOptions: ort.InferenceSession.SessionOptions = sessionOptions) => {
     const file = join(dir, part, 'model.onnx');
     if (!existsSync(file)) {
       const pytorch = existsSync(join(dir, part)) && readdirSync(join(dir, part)).some((f) => /\.(safetensors|bin|ckpt)$/.test(f));
@@ -146,8 +146,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     try {
       const session =
         options.optimizedModelCacheDir !== undefined && providers === 'cpu'
-          ? await createCachedSession(options.optimizedModelCacheDir, file, providers, sessionOptions, log)
-          : await ort.InferenceSession.create(file, sessionOptions);
+          ? await createCachedSession(options.optimizedModelCacheDir, file, providers, partOptions, log)
+          : await ort.InferenceSession.create(file, partOptions);
       sessions.push(session);
       return { session, file };
     } catch (error) {
@@ -161,7 +161,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   try {
     const te = await open('text_encoder');
     const textEncoder = checkTextEncoder(te.session, te.file);
-    const un = await open('unet');
+    // webgpu: the UNet's prediction stays in a GPU buffer for the loop's step graph (gpu-loop.ts).
+    const un = await open('unet', providers === 'webgpu' ? { ...sessionOptions, preferredOutputLocation: 'gpu-buffer' } : sessionOptions);
     const unet = checkUnet(un.session, un.file);
     let vaeDecoder: VaeDecoderPart | undefined;
     if (!pixelSpace) {

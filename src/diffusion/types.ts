@@ -108,6 +108,8 @@ export interface GenerateResult {
     unetMs: number;
     /** The safety checker's share of `totalMs` (CLIP preprocessing and its calls), when it ran. */
     safetyMs?: number;
+    /** On webgpu: what the denoising loop copied between host and GPU (the batch's, shared by its jobs). */
+    gpuCopies?: GpuCopies;
   };
 }
 
@@ -223,4 +225,13 @@ export interface EngineModelListing extends EngineModel {
   estimatedBytes: number;
   /** Its facts once a worker has loaded it (fixedSize, native size, …); absent before. */
   info?: ModelInfo;
+}
+
+/** Copies between host memory and GPU buffers in one denoising loop on webgpu (see diffusion/gpu-loop.ts). */
+export interface GpuCopies {
+  /** Reads of a GPU result into host memory (the last latents, previews, a JS-stepped scheduler's guidance). */
+  toHost: number;
+  toHostBytes: number;
+  /** Bytes sent up: the first input and latents, the prompts' embeddings, a JS-stepped scheduler's inputs. */
+  toGpuBytes: number;
 }
