@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from './model-error.js';
+import { onnxModel } from './onnx-graph.js';
 
 /** Execution providers imagine knows how to ask onnxruntime-node for. */
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu'] as const;
@@ -67,6 +68,36 @@ async function providerWorks(name: ExecutionProviderName): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+let float16OnWebgpu: Promise<boolean> | undefined;
+
+/**
+ * Whether the webgpu device runs float16 kernels (WebGPU's optional `shader-f16` feature): a one-node Cast to
+ * float16, run once a process. Software Vulkan (SwiftShader) lacks it, and a float16 model then fails at its first
+ * run with "requires f16 but the device does not support it".
+ */
+export function webgpuRunsFloat16(): Promise<boolean> {
+  float16OnWebgpu ??= (async () => {
+    try {
+      const model = onnxModel({
+        name: 'f16_probe',
+        inputs: [{ name: 'x', type: 'float32', dims: [1] }],
+        outputs: [{ name: 'y', type: 'float16', dims: [1] }],
+        nodes: [{ op: 'Cast', inputs: ['x'], outputs: ['y'], attributes: [{ name: 'to', int: 10 }] }],
+      });
+      const session = await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], logSeverityLevel: 4 });
+      try {
+        await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) });
+        return true;
+      } finally {
+        await session.release();
+      }
+    } catch {
+      return false;
+    }
+  })();
+  return float16OnWebgpu;
 }
 
 // An ONNX model with one Identity node (float [1] x → y, opset 13), as onnx.helper serializes it: enough to see a

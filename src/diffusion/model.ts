@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { EXECUTION_PROVIDERS, pickProvider, type ExecutionProviderName } from './execution-providers.js';
+import { EXECUTION_PROVIDERS, pickProvider, webgpuRunsFloat16, type ExecutionProviderName } from './execution-providers.js';
 import { openUpscaler, type UpscalerPart } from './upscaler.js';
 import { ModelLoadError } from './model-error.js';
 import { schedulerNameFromClass } from './schedulers/index.js';
@@ -164,6 +164,13 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     // webgpu: the UNet's prediction stays in a GPU buffer for the loop's step graph (gpu-loop.ts).
     const un = await open('unet', providers === 'webgpu' ? { ...sessionOptions, preferredOutputLocation: 'gpu-buffer' } : sessionOptions);
     const unet = checkUnet(un.session, un.file);
+    if (providers === 'webgpu' && unet.sample.type === 'float16' && !(await webgpuRunsFloat16())) {
+      // A float16 model on a device without shader-f16 would fail at its first run: it runs on cpu instead, as a
+      // provider that is not there does.
+      log(`imagine: ${dir} is a float16 model and this webgpu device has no float16 kernels (shader-f16): running it on cpu`);
+      await releaseAll();
+      return loadModel(dir, { ...options, executionProviders: ['cpu'] });
+    }
     let vaeDecoder: VaeDecoderPart | undefined;
     if (!pixelSpace) {
       const vae = await open('vae_decoder');
