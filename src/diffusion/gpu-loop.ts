@@ -54,7 +54,9 @@ export async function denoiseOnGpu(context: GpuLoopContext, initial: Float32Arra
   const images = rows.uncondIndex.length;
   const latentDims = [images, shape.channels, shape.latentH, shape.latentW];
   const latentBytes = images * shape.perImage * 4;
-  const rowBytes = (rows.expandIndex.length * shape.perImage * (types.sample === 'float16' ? 2 : 4));
+  const rowBytes = rows.expandIndex.length * shape.perImage * (types.sample === 'float16' ? 2 : 4);
+  // Per step, besides what is counted: the timestep, the rows' indices and guidance, the step's 8 coefficients
+  // (bytes, not latents) go up as cpu tensors.
   const fixed: Record<string, ort.Tensor> = {
     uncond_index: int64(rows.uncondIndex),
     cond_index: int64(rows.condIndex),
@@ -66,7 +68,6 @@ export async function denoiseOnGpu(context: GpuLoopContext, initial: Float32Arra
   // Made on the GPU once: the prompts' embeddings are the same every step.
   const hidden = await upload(graphs, buffers.feeds[unet.encoderHiddenStates.name], clock, copies);
   feeds[unet.encoderHiddenStates.name] = hidden;
-  const owned: ort.Tensor[] = [hidden];
   let latents: ort.Tensor = new ort.Tensor('float32', initial, latentDims);
   let latentsOnHost: Float32Array | undefined = initial;
   let denoised: ort.Tensor | undefined;
@@ -130,13 +131,12 @@ export async function denoiseOnGpu(context: GpuLoopContext, initial: Float32Arra
       const previews = await gpuPreviews(graphs, members, hooks, reported, done, denoised!, shape, clock, copies);
       reported = hooks.report(reported, done, (m) => previews.get(m));
     }
-    if (latentsOnHost) return latentsOnHost;
-    return new Float32Array(await download(graphs, latents, clock, copies));
+    return latentsOnHost ?? (await download(graphs, latents, clock, copies));
   } finally {
     dispose(latents);
     dispose(denoised);
     if (feeds[unet.sample.name] !== buffers.feeds[unet.sample.name]) dispose(feeds[unet.sample.name]);
-    for (const tensor of owned) dispose(tensor);
+    dispose(hidden);
   }
 }
 
