@@ -103,6 +103,7 @@ export function stepGraph(types: UnetTypes): Uint8Array {
   else node('Identity', [rows], 'sample_out');
   return onnxModel({
     name: 'imagine_gpu_step',
+    producer: 'imagine',
     inputs: [
       { name: 'noise_pred', type: types.output, dims: ROWS },
       { name: 'latents', type: 'float32', dims: LATENT },

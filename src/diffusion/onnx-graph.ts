@@ -7,6 +7,7 @@
 
 /** ONNX TensorProto.DataType codes (onnx.proto). */
 export const ONNX_TYPE = { float32: 1, int64: 7, float16: 10 } as const;
+/** The element types these graphs use, by onnxruntime-node's tensor type names. */
 export type OnnxTypeName = keyof typeof ONNX_TYPE;
 
 /** A graph input or output: its element type and dims (a string is a symbolic dim; no dims: any rank). */
@@ -19,6 +20,7 @@ export interface ValueInfo {
 /** An attribute of a node: an int, a float or a list of ints. */
 export type Attribute = { name: string; int: number } | { name: string; float: number } | { name: string; ints: readonly number[] };
 
+/** One node of the default (ai.onnx) domain. */
 export interface GraphNode {
   op: string;
   inputs: readonly string[];
@@ -33,6 +35,7 @@ export interface Initializer {
   values: readonly number[];
 }
 
+/** A whole graph: its values by name, its nodes in topological order. */
 export interface GraphSpec {
   name: string;
   inputs: readonly ValueInfo[];
@@ -41,6 +44,10 @@ export interface GraphSpec {
   initializers?: readonly Initializer[];
   /** The default-domain opset (default 17). */
   opset?: number;
+  /** ModelProto.producer_name (default none). */
+  producer?: string;
+  /** ModelProto.ir_version (default 8: onnxruntime 1.30 reads up to 11). */
+  irVersion?: number;
 }
 
 /** The serialized ModelProto of `spec`, ready for `InferenceSession.create(bytes)`. */
@@ -52,8 +59,8 @@ export function onnxModel(spec: GraphSpec): Uint8Array {
   for (const input of spec.inputs) graph.message(11, valueInfoProto(input));
   for (const output of spec.outputs) graph.message(12, valueInfoProto(output));
   const model = new Writer();
-  model.varint(1, 8); // ir_version 8: onnxruntime 1.30 reads up to 11
-  model.string(2, 'imagine');
+  model.varint(1, spec.irVersion ?? 8);
+  if (spec.producer !== undefined) model.string(2, spec.producer);
   model.message(7, graph.bytes());
   const opset = new Writer();
   opset.string(1, '');

@@ -105,6 +105,10 @@ export interface GenerateResult {
     totalMs: number;
     /** Sum of the runtime's `run()` calls (text encoder, UNet, VAE, safety checker). */
     runtimeMs: number;
+    /**
+     * The UNet calls' share of `runtimeMs`. On webgpu a call returns once its work is queued (its output stays on
+     * the GPU), so this is the time to queue them; the GPU's own time lands in the run that reads a result back.
+     */
     unetMs: number;
     /** The safety checker's share of `totalMs` (CLIP preprocessing and its calls), when it ran. */
     safetyMs?: number;
