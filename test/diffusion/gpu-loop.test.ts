@@ -148,6 +148,16 @@ describe.skipIf(!haveDevice)('the webgpu loop on SwiftShader', () => {
     expect(onGpu.previews).toHaveLength(3);
   });
 
+  it('GIVEN img2img (a picture, strength 0.5, Euler) THEN the loop starts mid-schedule as on cpu', async () => {
+    const picture = new Uint8Array(await sharp({ create: { width: 64, height: 64, channels: 3, background: { r: 200, g: 40, b: 40 } } }).png().toBuffer());
+    const params: GenerateParams = { prompt: 'a red circle', steps: 4, seed: 4, guidanceScale: 7.5, scheduler: 'euler', initImage: picture, strength: 0.5 };
+    const [onGpu, onCpu] = [await run(gpu.tiny, params), await run(cpu.tiny, params)];
+    expect(onGpu.steps).toEqual(onCpu.steps);
+    const diff = compare(await pixels(onCpu.result), await pixels(onGpu.result));
+    expect(diff.max).toBeLessThanOrEqual(MAX_BYTE_DIFF);
+    expect(diff.mean).toBeLessThanOrEqual(MEAN_BYTE_DIFF);
+  });
+
   it('GIVEN a pixel-space model (3 channels) THEN its previews come from the GPU and match the cpu ones', async () => {
     const params: GenerateParams = { prompt: 'a red circle', steps: 2, seed: 3, guidanceScale: 7.5, scheduler: 'euler' };
     const [onGpu, onCpu] = [await run(gpu.pixel, params), await run(cpu.pixel, params)];
