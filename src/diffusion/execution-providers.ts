@@ -7,6 +7,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { ModelLoadError } from './model-error.js';
+import { onnxModel } from './onnx-graph.js';
 
 /** Execution providers imagine knows how to ask onnxruntime-node for. */
 export const EXECUTION_PROVIDERS = ['cpu', 'cuda', 'webgpu'] as const;
@@ -69,11 +70,41 @@ async function providerWorks(name: ExecutionProviderName): Promise<boolean> {
   }
 }
 
-// An ONNX model with one Identity node (float [1] x → y, opset 13), as onnx.helper serializes it: enough to see a
-// provider start.
-const IDENTITY_MODEL = new Uint8Array([
-  0x08, 0x08, 0x3a, 0x37, 0x0a, 0x10, 0x0a, 0x01, 0x78, 0x12, 0x01, 0x79, 0x22, 0x08, 0x49, 0x64, 0x65, 0x6e, 0x74,
-  0x69, 0x74, 0x79, 0x12, 0x01, 0x67, 0x5a, 0x0f, 0x0a, 0x01, 0x78, 0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, 0x12, 0x04,
-  0x0a, 0x02, 0x08, 0x01, 0x62, 0x0f, 0x0a, 0x01, 0x79, 0x12, 0x0a, 0x0a, 0x08, 0x08, 0x01, 0x12, 0x04, 0x0a, 0x02,
-  0x08, 0x01, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x0d,
-]);
+let float16OnWebgpu: Promise<boolean> | undefined;
+
+/**
+ * Whether the webgpu device runs float16 kernels (WebGPU's optional `shader-f16` feature): a one-node Cast to
+ * float16, run once a process. Software Vulkan (SwiftShader) lacks it, and a float16 model then fails at its first
+ * run with "requires f16 but the device does not support it".
+ */
+export function webgpuRunsFloat16(): Promise<boolean> {
+  float16OnWebgpu ??= (async () => {
+    try {
+      const model = onnxModel({
+        name: 'f16_probe',
+        inputs: [{ name: 'x', type: 'float32', dims: [1] }],
+        outputs: [{ name: 'y', type: 'float16', dims: [1] }],
+        nodes: [{ op: 'Cast', inputs: ['x'], outputs: ['y'], attributes: [{ name: 'to', int: 10 }] }],
+      });
+      const session = await ort.InferenceSession.create(model, { executionProviders: ['webgpu'], logSeverityLevel: 4 });
+      try {
+        await session.run({ x: new ort.Tensor('float32', Float32Array.of(1), [1]) });
+        return true;
+      } finally {
+        await session.release();
+      }
+    } catch {
+      return false;
+    }
+  })();
+  return float16OnWebgpu;
+}
+
+// An ONNX model with one Identity node (float [1] x → y, opset 13): enough to see a provider start.
+const IDENTITY_MODEL = onnxModel({
+  name: 'g',
+  inputs: [{ name: 'x', type: 'float32', dims: [1] }],
+  outputs: [{ name: 'y', type: 'float32', dims: [1] }],
+  nodes: [{ op: 'Identity', inputs: ['x'], outputs: ['y'] }],
+  opset: 13,
+});

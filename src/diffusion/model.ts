@@ -1,7 +1,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { EXECUTION_PROVIDERS, pickProvider, type ExecutionProviderName } from './execution-providers.js';
+import { EXECUTION_PROVIDERS, pickProvider, webgpuRunsFloat16, type ExecutionProviderName } from './execution-providers.js';
 import { openUpscaler, type UpscalerPart } from './upscaler.js';
 import { ModelLoadError } from './model-error.js';
 import { schedulerNameFromClass } from './schedulers/index.js';
@@ -136,7 +136,7 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     executionProviders: [providers],
   };
   const sessions: ort.InferenceSession[] = [];
-  const open = async (part: string) => {
+  const open = async (part: string, partOptions: ort.InferenceSession.SessionOptions = sessionOptions) => {
     const file = join(dir, part, 'model.onnx');
     if (!existsSync(file)) {
       const pytorch = existsSync(join(dir, part)) && readdirSync(join(dir, part)).some((f) => /\.(safetensors|bin|ckpt)$/.test(f));
@@ -146,8 +146,8 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
     try {
       const session =
         options.optimizedModelCacheDir !== undefined && providers === 'cpu'
-          ? await createCachedSession(options.optimizedModelCacheDir, file, providers, sessionOptions, log)
-          : await ort.InferenceSession.create(file, sessionOptions);
+          ? await createCachedSession(options.optimizedModelCacheDir, file, providers, partOptions, log)
+          : await ort.InferenceSession.create(file, partOptions);
       sessions.push(session);
       return { session, file };
     } catch (error) {
@@ -161,8 +161,16 @@ export async function loadModel(dir: string, options: LoadModelOptions = {}): Pr
   try {
     const te = await open('text_encoder');
     const textEncoder = checkTextEncoder(te.session, te.file);
-    const un = await open('unet');
+    // webgpu: the UNet's prediction stays in a GPU buffer for the loop's step graph (gpu-loop.ts).
+    const un = await open('unet', providers === 'webgpu' ? { ...sessionOptions, preferredOutputLocation: 'gpu-buffer' } : sessionOptions);
     const unet = checkUnet(un.session, un.file);
+    if (providers === 'webgpu' && unet.sample.type === 'float16' && !(await webgpuRunsFloat16())) {
+      // A float16 model on a device without shader-f16 would fail at its first run: it runs on cpu instead, as a
+      // provider that is not there does.
+      log(`imagine: ${dir} is a float16 model and this webgpu device has no float16 kernels (shader-f16): running it on cpu`);
+      await releaseAll();
+      return loadModel(dir, { ...options, executionProviders: ['cpu'] });
+    }
     let vaeDecoder: VaeDecoderPart | undefined;
     if (!pixelSpace) {
       const vae = await open('vae_decoder');

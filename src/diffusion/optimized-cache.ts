@@ -5,10 +5,12 @@
  * and mtime of an external `model.onnx_data`), the onnxruntime version, the session options, the provider and the
  * CPU (level 'all' writes layouts for this CPU's vector width), so a changed model gets a new entry, never a stale one.
  * Kept because it paid: the embedded model's loadModel 116–153 → 67–91 ms on the 2-core bench box, 145 → 103 ms as
- * the first load of a fresh process (tools/bench/README.md, issue 17). Old entries are not pruned.
+ * the first load of a fresh process (tools/bench/README.md, issue 17). Old entries are pruned by one rule: when a part
+ * is opened, the other entries of the same model and part (another hash: an older model file, other options or
+ * provider, a leftover temporary file) that were written more than {@link PRUNE_AFTER_DAYS} days ago are removed.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, existsSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import { basename, dirname, join } from 'node:path';
@@ -21,6 +23,47 @@ export interface CachedGraph {
   file: string;
   /** True when the file is there: open it instead of the model file. */
   hit: boolean;
+}
+
+/**
+ * Days after which another entry of the same model and part goes, when that part is opened. Counted from when the
+ * entry was written (a hit does not touch it): a second configuration still in use for the part past this age has
+ * its graph made again on its next load, once, which costs what the cache saves once.
+ */
+export const PRUNE_AFTER_DAYS = 30;
+
+/**
+ * Removes `current`'s siblings (same `<model>-<part>-` prefix, not `current` or its `.data`) written more than
+ * `maxAgeDays` ago; returns the names removed. A file that cannot be removed is left for next time.
+ */
+export function pruneCache(current: string, maxAgeDays = PRUNE_AFTER_DAYS, now = Date.now()): string[] {
+  const dir = dirname(current);
+  const name = basename(current);
+  // `<model>-<part>-<16 hex>.onnx`: the prefix is everything up to the hash.
+  const prefix = name.slice(0, name.length - '0123456789abcdef.onnx'.length);
+  const keep = new Set([name, `${name}.data`]);
+  const removed: string[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const entry of entries) {
+    if (!entry.startsWith(prefix) || keep.has(entry)) continue;
+    const rest = entry.slice(prefix.length);
+    // Only this part's own entries: the hash right after the prefix (another part's name would go on with letters).
+    if (!/^[0-9a-f]{16}\.onnx/.test(rest)) continue;
+    try {
+      if (now - statSync(join(dir, entry)).mtimeMs > maxAgeDays * 86_400_000) {
+        rmSync(join(dir, entry), { force: true });
+        removed.push(entry);
+      }
+    } catch {
+      // Gone already (another worker pruned it), or not ours to remove: next time.
+    }
+  }
+  return removed;
 }
 
 /** The CPU model (read once: os.cpus() reads /proc/cpuinfo on every call). */
@@ -72,6 +115,8 @@ export async function createCachedSession(
   log: (line: string) => void,
 ): Promise<ort.InferenceSession> {
   const entry = await cachedGraphFor(cacheDir, modelFile, provider, options);
+  const pruned = pruneCache(entry.file);
+  if (pruned.length > 0) log(`${cacheDir}: removed ${pruned.length} optimised graph(s) of ${basename(entry.file).slice(0, -22)} written over ${PRUNE_AFTER_DAYS} days ago: ${pruned.join(', ')}`);
   if (entry.hit) {
     try {
       return await ort.InferenceSession.create(entry.file, { ...options, graphOptimizationLevel: 'disabled' });

@@ -134,7 +134,7 @@ export class RunClock {
   }
 
   /** {@link run} for the UNet: its time counts in `unetMs` as well. */
-  async runUnet(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches: Record<string, ort.Tensor>) {
+  async runUnet(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, fetches?: Record<string, ort.Tensor>) {
     const out = await this.run(session, feeds, fetches);
     this.unetMs += this.lastMs;
     return out;

@@ -28,13 +28,14 @@ import {
   type RowPlan,
 } from './pipeline-steps.js';
 import { prepareImg2imgLatents, readPictures, startTimesteps } from './img2img.js';
+import { denoiseOnGpu, type GpuLoopHooks } from './gpu-loop.js';
 import { previewOf } from './preview.js';
 import { upscalePicture } from './upscaler.js';
 import { checkerImage, runSafetyChecker, type CheckerPicture } from './safety-checker.js';
 import { createScheduler, type Scheduler } from './schedulers/index.js';
 import { encodeSdxlPrompts } from './sdxl.js';
 import { fromHalf, guideInto, scaleInto, toHalf } from './tensor.js';
-import type { GenerateOptions, GenerateParams, GenerateResult, SchedulerName } from './types.js';
+import type { GenerateOptions, GenerateParams, GenerateResult, GpuCopies, Preview, SchedulerName } from './types.js';
 
 export { batchKey, checkInputs, LIMITS, type CheckedParams } from './check-inputs.js';
 export { guidanceScaleEmbedding } from './pipeline-steps.js';
@@ -95,6 +96,7 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
   if (members.length === 0) return outcomes as BatchOutcome[];
   const { steps, width, height, strength } = members[0].checked;
   const clock = new RunClock();
+  const gpuCopies: GpuCopies | undefined = model.executionProvider === 'webgpu' ? { toHost: 0, toHostBytes: 0, toGpuBytes: 0 } : undefined;
   try {
     // 2. Call parameters: the scheduler, and whose rows are where, guidance on or off per job.
     const scheduler = schedulerFor(model, members[0].checked.scheduler);
@@ -114,9 +116,9 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       : prepareLatents(members, shape, scheduler);
     // 6. LCM's guidance embedding, and the loop's buffers, made once for every step.
     const buffers = prepareBuffers(model.unet, plan, shape, promptEmbeds, guidanceCondition(model, members, plan), added);
-    // 7. The denoising loop.
+    // 7. The denoising loop; on webgpu, with the latents kept on the GPU (gpu-loop.ts).
     const context = { unet: model.unet, scheduler, timesteps, members, shape, noise, buffers, clock, started, steps: loopSteps };
-    const denoised = await denoise(context, latents);
+    const denoised = gpuCopies ? await denoiseOnGpu(context, latents, gpuHooks(context), gpuCopies) : await denoise(context, latents);
     // A signal that aborted during the last step still cancels: the job stopped wanting its pictures.
     cancelAborted(members);
     const finishing = members.filter((m) => !m.error);
@@ -129,7 +131,7 @@ export async function generateBatch(model: DiffusionModel, jobs: readonly BatchJ
       // 10. PNGs, each with its parameters (A1111's `parameters` text chunk).
       const pngs = await toPngs(model, finishing, rgb, shape);
       for (const [k, m] of finishing.entries()) {
-        outcomes[m.index] = { ok: true, result: resultOf(model, m, pngs[k], clock, started, safety && { flagged: safety.flags[k], ms: safety.ms }) };
+        outcomes[m.index] = { ok: true, result: resultOf(model, m, pngs[k], clock, started, safety && { flagged: safety.flags[k], ms: safety.ms }, gpuCopies) };
       }
     }
   } catch (error) {
@@ -318,7 +320,7 @@ interface LoopContext {
  * steps (its rows still run: the batch's shape is fixed); the loop ends when none is left. Returns the last latents.
  */
 async function denoise(context: LoopContext, initial: Float32Array): Promise<Float32Array> {
-  const { unet, scheduler, timesteps, members, noise, buffers, clock, steps } = context;
+  const { unet, scheduler, timesteps, members, noise, buffers, clock, steps, shape } = context;
   let latents = initial;
   let spare = buffers.spare;
   let reported = 0;
@@ -341,7 +343,8 @@ async function denoise(context: LoopContext, initial: Float32Array): Promise<Flo
     // 7.5 Progress: one call per user-visible step, as a scheduler may run the UNet more than once a step (Heun:
     //     twice; PNDM's Runge–Kutta warm-up: more).
     const done = Math.floor(((i + 1) * steps) / timesteps.length);
-    reported = reportProgress(context, reported, done, result.predOriginalSample ?? latents);
+    const estimate = result.predOriginalSample ?? latents;
+    reported = reportProgress(context, reported, done, (m) => previewOf(estimate, m.firstImage, shape.channels, shape.latentW, shape.latentH));
   }
   return latents;
 }
@@ -387,23 +390,37 @@ function guide({ members, buffers, shape }: LoopContext): Float32Array {
 
 /**
  * 7.5: progress up to step `done` for every running job that listens, with a cheap preview of its first image's
- * current clean estimate every `previewEvery` steps and at the last. Returns the last step reported.
+ * current clean estimate (`preview`) every `previewEvery` steps and at the last. Returns the last step reported.
  */
-function reportProgress({ members, shape, steps, started }: LoopContext, reported: number, done: number, estimate: Float32Array): number {
+function reportProgress({ members, steps, started }: LoopContext, reported: number, done: number, preview: (m: Member) => Preview | undefined): number {
   while (reported < done) {
     reported++;
     for (const m of members) {
       if (m.error || !m.options.onProgress) continue;
-      const wantPreview = m.previewEvery > 0 && (reported % m.previewEvery === 0 || reported === steps);
       m.options.onProgress({
         step: reported,
         totalSteps: steps,
         elapsedMs: performance.now() - started,
-        preview: wantPreview ? previewOf(estimate, m.firstImage, shape.channels, shape.latentW, shape.latentH) : undefined,
+        preview: previewDue(m, reported, steps) ? preview(m) : undefined,
       });
     }
   }
   return reported;
+}
+
+/** Whether job m shows a preview at user-visible step `step` of `steps`: every `previewEvery` steps, and the last. */
+function previewDue(m: Member, step: number, steps: number): boolean {
+  return m.previewEvery > 0 && (step % m.previewEvery === 0 || step === steps);
+}
+
+/** The cpu loop's rules, for the webgpu loop (gpu-loop.ts): one owner for cancelling, expanding and reporting. */
+function gpuHooks(context: LoopContext): GpuLoopHooks {
+  return {
+    running: () => cancelAborted(context.members),
+    expand: (latents, t) => expandModelInput(context, latents, t),
+    report: (reported, done, preview) => reportProgress(context, reported, done, preview),
+    previewDue: (m, step) => previewDue(m, step, context.steps),
+  };
 }
 
 /** diffusers' postprocess, clip(x / 2 + 0.5, 0, 1) × 255: each finishing job's images as RGB bytes. */
@@ -461,11 +478,13 @@ function resultOf(
   clock: RunClock,
   started: number,
   safety?: { flagged: boolean[]; ms: number },
+  gpuCopies?: GpuCopies,
 ): GenerateResult {
   const { width, height, seed, steps, guidanceScale, scheduler, noise } = m.checked;
   const timings: GenerateResult['timings'] = { totalMs: performance.now() - started, runtimeMs: clock.runtimeMs, unetMs: clock.unetMs };
   const result: GenerateResult = { images, width, height, seed, steps, guidanceScale, scheduler, noise, model: model.info.name, truncated: m.truncated, timings };
   if (m.checked.strength !== undefined) result.strength = m.checked.strength;
+  if (gpuCopies) timings.gpuCopies = { ...gpuCopies };
   if (safety) {
     result.flagged = safety.flagged;
     // The batch's checker time, per picture, times this job's pictures.

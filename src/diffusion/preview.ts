@@ -7,7 +7,7 @@ import type { Preview } from './types.js';
  * SD 1.x approximation (ComfyUI, comfy/latent_formats.py, `SD15.latent_rgb_factors`), applied to the latents as the
  * UNet sees them; the result is roughly in [-1, 1].
  */
-const SD_LATENT_RGB: readonly (readonly [number, number, number])[] = [
+export const SD_LATENT_RGB: readonly (readonly [number, number, number])[] = [
   [0.3512, 0.2297, 0.3227],
   [0.325, 0.4974, 0.235],
   [-0.2829, 0.1762, 0.2721],
@@ -47,6 +47,22 @@ export function previewOf(
       rgb[o + 1] = toByte(l0 * f0[1] + l1 * f1[1] + l2 * f2[1] + l3 * f3[1]);
       rgb[o + 2] = toByte(l0 * f0[2] + l1 * f1[2] + l2 * f2[2] + l3 * f3[2]);
     }
+  }
+  return { width, height, rgb };
+}
+
+/**
+ * Preview from planar RGB already mapped to roughly [-1, 1] (the WebGPU loop maps latents to RGB on the GPU with
+ * the same factors and reads back only these three planes): image `index` of `data` laid out [k, 3, height, width].
+ */
+export function previewOfRgbPlanes(data: Float32Array, index: number, width: number, height: number): Preview {
+  const plane = width * height;
+  const base = index * 3 * plane;
+  const rgb = new Uint8Array(plane * 3);
+  for (let p = 0, o = 0; p < plane; p++, o += 3) {
+    rgb[o] = toByte(data[base + p]);
+    rgb[o + 1] = toByte(data[base + plane + p]);
+    rgb[o + 2] = toByte(data[base + 2 * plane + p]);
   }
   return { width, height, rgb };
 }

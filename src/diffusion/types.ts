@@ -105,9 +105,15 @@ export interface GenerateResult {
     totalMs: number;
     /** Sum of the runtime's `run()` calls (text encoder, UNet, VAE, safety checker). */
     runtimeMs: number;
+    /**
+     * The UNet calls' share of `runtimeMs`. On webgpu a call returns once its work is queued (its output stays on
+     * the GPU), so this is the time to queue them; the GPU's own time lands in the run that reads a result back.
+     */
     unetMs: number;
     /** The safety checker's share of `totalMs` (CLIP preprocessing and its calls), when it ran. */
     safetyMs?: number;
+    /** On webgpu: what the denoising loop copied between host and GPU (the batch's, shared by its jobs). */
+    gpuCopies?: GpuCopies;
   };
 }
 
@@ -223,4 +229,13 @@ export interface EngineModelListing extends EngineModel {
   estimatedBytes: number;
   /** Its facts once a worker has loaded it (fixedSize, native size, …); absent before. */
   info?: ModelInfo;
+}
+
+/** Copies between host memory and GPU buffers in one denoising loop on webgpu (see diffusion/gpu-loop.ts). */
+export interface GpuCopies {
+  /** Reads of a GPU result into host memory (the last latents, previews, a JS-stepped scheduler's guidance). */
+  toHost: number;
+  toHostBytes: number;
+  /** Bytes sent up: the first input and latents, the prompts' embeddings, a JS-stepped scheduler's inputs. */
+  toGpuBytes: number;
 }

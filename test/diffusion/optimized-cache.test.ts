@@ -1,9 +1,9 @@
-import { appendFileSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModel } from '../../src/diffusion/model.js';
-import { cachedGraphFor } from '../../src/diffusion/optimized-cache.js';
+import { cachedGraphFor, PRUNE_AFTER_DAYS } from '../../src/diffusion/optimized-cache.js';
 import { generate } from '../../src/diffusion/pipeline.js';
 import { DEFAULT_SESSION_OPTIONS } from '../../src/diffusion/session-options.js';
 import type { GenerateParams } from '../../src/diffusion/types.js';
@@ -85,5 +85,39 @@ describe('GIVEN a model file that changes', () => {
     const b = await cachedGraphFor(scratch, file, 'cpu', { ...DEFAULT_SESSION_OPTIONS, graphOptimizationLevel: 'basic' });
     const c = await cachedGraphFor(scratch, file, 'webgpu', { ...DEFAULT_SESSION_OPTIONS });
     expect(new Set([a.file, b.file, c.file]).size).toBe(3);
+  });
+});
+
+describe('GIVEN old entries in the cache', () => {
+  it(`THEN opening a part removes that part's other entries written over ${PRUNE_AFTER_DAYS} days ago, and nothing else`, async () => {
+    const cacheDir = join(scratch, 'pruning', 'ort-cache');
+    mkdirSync(cacheDir, { recursive: true });
+    const unet = await cachedGraphFor(cacheDir, join(MODELS['sd-tiny'], 'unet', 'model.onnx'), 'cpu', { ...DEFAULT_SESSION_OPTIONS });
+    const prefix = basename(unet.file).slice(0, -'0123456789abcdef.onnx'.length);
+    expect(prefix).toBe('sd-tiny-unet-');
+    const days = (n: number) => (Date.now() - n * 86_400_000) / 1000;
+    const files: Record<string, number> = {
+      [`${prefix}00000000000000aa.onnx`]: days(PRUNE_AFTER_DAYS + 10), // this part, another key, old: goes
+      [`${prefix}00000000000000aa.onnx.data`]: days(PRUNE_AFTER_DAYS + 10), // its weights: go
+      [`${prefix}00000000000000bb.onnx.123-0.tmp`]: days(PRUNE_AFTER_DAYS + 1), // a crashed write's leftover: goes
+      [`${prefix}00000000000000cc.onnx`]: days(PRUNE_AFTER_DAYS - 1), // another key, recent: stays
+      ['sd-tiny-vae_decoder-00000000000000dd.onnx']: days(PRUNE_AFTER_DAYS + 10), // the vae_decoder's own old entry: goes when that part opens (this load opens it too)
+      ['other-unet-00000000000000ee.onnx']: days(PRUNE_AFTER_DAYS + 10), // another model: stays
+    };
+    for (const [name, time] of Object.entries(files)) {
+      writeFileSync(join(cacheDir, name), 'x');
+      utimesSync(join(cacheDir, name), time, time);
+    }
+    const lines: string[] = [];
+    const model = await loadModel(MODELS['sd-tiny'], { optimizedModelCacheDir: cacheDir, log: (line) => lines.push(line) });
+    await model.release();
+    const left = readdirSync(cacheDir);
+    for (const gone of [`${prefix}00000000000000aa.onnx`, `${prefix}00000000000000aa.onnx.data`, `${prefix}00000000000000bb.onnx.123-0.tmp`]) {
+      expect(left, gone).not.toContain(gone);
+    }
+    for (const kept of [`${prefix}00000000000000cc.onnx`, 'other-unet-00000000000000ee.onnx', basename(unet.file)]) expect(left, kept).toContain(kept);
+    // The vae_decoder part was opened too: its own old entry went by the same rule.
+    expect(left).not.toContain('sd-tiny-vae_decoder-00000000000000dd.onnx');
+    expect(lines.filter((l) => l.includes('removed')).join('\n')).toMatch(/removed 3 optimised graph\(s\) of sd-tiny-unet/);
   });
 });

@@ -9,10 +9,18 @@
  * A provider that is not there falls back to cpu (the loader's rule), and the row says which one ran. On cpu a
  * 50-step image of SD 1.5's size takes minutes, so cpu rows run `--cpu-steps` steps and scale the UNet's share to
  * `--steps` (said in the row).
+ *
+ * On webgpu the UNet's output stays in a GPU buffer and `run()` returns once the work is queued, so a call's time
+ * is measured as `--calls` calls queued back to back, then the last output read back (which waits for all of them),
+ * divided by the calls. The image rows run the webgpu loop (src/diffusion/gpu-loop.ts) and say what it copied
+ * between host and GPU per step. VK_ICD_FILENAMES, when set, is in the report: SwiftShader's ICD means a software
+ * device, whose times only prove the path.
  */
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { identityGraph } from '../../src/diffusion/gpu-graphs.js';
 import { loadModel, type ExecutionProviderName } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
 import { median } from './stats.js';
@@ -34,6 +42,46 @@ export interface GpuBenchRow {
   stepsRun: number;
   steps: number;
   extrapolated: boolean;
+  /** webgpu: what the loop copied between host and GPU, per UNet step (the image's previews included). */
+  copiesPerStep?: { toHost: number; toHostBytes: number; toGpuBytes: number };
+}
+
+/**
+ * Median ms of one UNet call. cpu: each call timed alone. webgpu (output in a GPU buffer): `calls` calls queued,
+ * the last read back through a cpu-located Identity session, the total divided by `calls`, `rounds` times.
+ */
+async function unetCallMs(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, calls: number, onGpu: boolean): Promise<number> {
+  if (!onGpu) {
+    const times: number[] = [];
+    for (let i = 0; i < calls; i++) {
+      const c0 = performance.now();
+      await session.run(feeds);
+      times.push(performance.now() - c0);
+    }
+    return median(times);
+  }
+  const outputType = session.outputMetadata[0].isTensor ? session.outputMetadata[0].type : 'float32';
+  const read = await ort.InferenceSession.create(identityGraph(outputType === 'float16' ? 'float16' : 'float32'), {
+    executionProviders: ['webgpu'],
+    preferredOutputLocation: 'cpu',
+  });
+  try {
+    const rounds: number[] = [];
+    for (let r = 0; r < 3; r++) {
+      const c0 = performance.now();
+      let last: ort.Tensor | undefined;
+      for (let i = 0; i < calls; i++) {
+        last?.dispose();
+        last = (await session.run(feeds))[session.outputNames[0]];
+      }
+      await read.run({ x: last! });
+      last!.dispose();
+      rounds.push((performance.now() - c0) / calls);
+    }
+    return median(rounds);
+  } finally {
+    await read.release();
+  }
 }
 
 function list(raw: string): string[] {
@@ -68,31 +116,32 @@ async function main(): Promise<void> {
     const onCpu = provider === 'cpu';
     try {
       for (const batch of list(values.batches).map(Number)) {
-        const shape = { ...unetShapeOf(model, 2 * batch), height: size / 8, width: size / 8 };
+        const shape = { ...unetShapeOf(model, 2 * batch), height: size / model.info.latentFactor, width: size / model.info.latentFactor };
         const feeds = unetFeeds(model, shape);
-        await model.unet.session.run(feeds); // warm-up: kernels compiled, buffers allocated
         const calls = Number(onCpu ? values['cpu-calls'] : values.calls);
-        const times: number[] = [];
-        for (let i = 0; i < calls; i++) {
-          const c0 = performance.now();
-          await model.unet.session.run(feeds);
-          times.push(performance.now() - c0);
-        }
+        await unetCallMs(model.unet.session, feeds, 1, !onCpu); // warm-up: kernels compiled, buffers allocated
+        const unetMs = await unetCallMs(model.unet.session, feeds, calls, !onCpu);
         const stepsRun = onCpu ? Math.min(steps, Number(values['cpu-steps'])) : steps;
         const result = await generate(model, { prompt: 'a lighthouse on a cliff at dusk', steps: stepsRun, seed: 1, guidanceScale: 7.5, scheduler: 'euler', width: size, height: size, count: batch });
         // Extrapolated: the UNet's share scaled to `steps`, the rest (text encoder, VAE, PNG) as measured.
         const totalMs = result.timings.totalMs + (result.timings.unetMs * steps) / stepsRun - result.timings.unetMs;
-        const row: GpuBenchRow = { requested, provider, batch, size, loadMs, unetMs: median(times), unetCalls: calls, sPerImage: totalMs / batch / 1000, stepsRun, steps, extrapolated: stepsRun !== steps };
+        const row: GpuBenchRow = { requested, provider, batch, size, loadMs, unetMs, unetCalls: calls, sPerImage: totalMs / batch / 1000, stepsRun, steps, extrapolated: stepsRun !== steps };
+        const copies = result.timings.gpuCopies;
+        if (copies) row.copiesPerStep = { toHost: copies.toHost / stepsRun, toHostBytes: copies.toHostBytes / stepsRun, toGpuBytes: copies.toGpuBytes / stepsRun };
         rows.push(row);
-        log(`${requested} (ran on ${provider}) batch ${batch}: UNet ${row.unetMs.toFixed(1)} ms/call, ${row.sPerImage.toFixed(3)} s/image${row.extrapolated ? ` (${stepsRun} steps run, scaled to ${steps})` : ''}`);
+        const copyText = row.copiesPerStep ? `, host copies per step: ${row.copiesPerStep.toHost.toFixed(2)} reads (${(row.copiesPerStep.toHostBytes / 1024).toFixed(1)} KiB down, ${(row.copiesPerStep.toGpuBytes / 1024).toFixed(1)} KiB up)` : '';
+        log(`${requested} (ran on ${provider}) batch ${batch}: UNet ${row.unetMs.toFixed(1)} ms/call, ${row.sPerImage.toFixed(3)} s/image${row.extrapolated ? ` (${stepsRun} steps run, scaled to ${steps})` : ''}${copyText}`);
       }
     } finally {
       await model.release();
     }
   }
-  const report = { date: new Date().toISOString(), host: os.hostname(), cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), loadAverage: os.loadavg(), model: values.model, rows };
-  console.log(['| requested | ran on | batch | size | load | UNet ms/call (2×batch rows) | s per image |', '|---|---|---|---|---|---|---|',
-    ...rows.map((r) => `| ${r.requested} | ${r.provider} | ${r.batch} | ${r.size}² | ${(r.loadMs / 1000).toFixed(1)} s | ${r.unetMs.toFixed(1)} | ${r.sPerImage.toFixed(3)}${r.extrapolated ? ` (${r.stepsRun} of ${r.steps} steps run, scaled)` : ''} |`)].join('\n'));
+  // The Vulkan driver Dawn was pointed at, if any: SwiftShader's means a software device.
+  const icd = process.env.VK_ICD_FILENAMES;
+  const report = { date: new Date().toISOString(), host: os.hostname(), cpu: os.cpus()[0]?.model, cores: os.availableParallelism(), loadAverage: os.loadavg(), vulkanIcd: icd ?? null, model: values.model, rows };
+  console.log(['| requested | ran on | batch | size | load | UNet ms/call (2×batch rows) | s per image | host copies per step |', '|---|---|---|---|---|---|---|---|',
+    ...rows.map((r) => `| ${r.requested} | ${r.provider} | ${r.batch} | ${r.size}² | ${(r.loadMs / 1000).toFixed(1)} s | ${r.unetMs.toFixed(1)} | ${r.sPerImage.toFixed(3)}${r.extrapolated ? ` (${r.stepsRun} of ${r.steps} steps run, scaled)` : ''} | ${r.copiesPerStep ? `${r.copiesPerStep.toHost.toFixed(2)} reads, ${(r.copiesPerStep.toHostBytes / 1024).toFixed(1)} KiB down, ${(r.copiesPerStep.toGpuBytes / 1024).toFixed(1)} KiB up` : 'n/a (host loop)'} |`)].join('\n'));
+  if (icd) console.log(`\nVulkan ICD: ${icd}${/swiftshader/i.test(icd) ? ' (SwiftShader: a software device; these webgpu times only prove the path)' : ''}`);
   if (values.json) writeFileSync(values.json, `${JSON.stringify(report, null, 2)}\n`);
 }
 

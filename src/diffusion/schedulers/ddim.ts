@@ -2,7 +2,7 @@ import { ConfigReader } from './config-reader.js';
 import { f32 } from './float32.js';
 import { integerTimesteps, readTrainSchedule, TIMESTEP_SPACINGS, type TimestepSpacing, type TrainSchedule } from './schedule.js';
 import { checkSameLength, checkStep, checkSteps, drawNoise, outBuffer, reuse } from './step-helpers.js';
-import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
+import type { LinearStep, NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Denoising Diffusion Implicit Models (Song, Meng & Ermon 2021), eq. 12, as diffusers' DDIMScheduler.
 
@@ -59,21 +59,7 @@ export class DDIMScheduler implements Scheduler {
 
   step(modelOutput: Float32Array, timestep: number, sample: Float32Array, noise?: NoiseSource, out?: Float32Array): StepResult {
     checkStep(OWNER, this.numInferenceSteps > 0, modelOutput, sample);
-    const ac = this.schedule.alphasCumprod;
-    const t = this.trainIndex(timestep);
-    // diffusers steps back by N // n whatever the spacing, so trailing and linspace schedules keep their quirk.
-    const prevT = t - Math.floor(this.schedule.numTrainTimesteps / this.numInferenceSteps);
-    const alphaProdT = ac[t];
-    const alphaProdTPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
-    const betaProdT = f32(1 - alphaProdT);
-    const sqrtA = f32(Math.sqrt(alphaProdT));
-    const sqrtB = f32(Math.sqrt(betaProdT));
-
-    // σ_t(η) of eq. 16, op by op in float32 as diffusers' _get_variance.
-    const variance = f32(f32(f32(1 - alphaProdTPrev) / betaProdT) * f32(1 - f32(alphaProdT / alphaProdTPrev)));
-    const stdDevT = f32(f32(this.eta) * f32(Math.sqrt(variance)));
-    const dirCoeff = f32(Math.sqrt(f32(f32(1 - alphaProdTPrev) - f32(stdDevT * stdDevT))));
-    const sqrtAPrev = f32(Math.sqrt(alphaProdTPrev));
+    const { sqrtA, sqrtB, stdDevT, dirCoeff, sqrtAPrev } = this.stepScalars(timestep);
     const range = this.clipSampleRange;
 
     const prevSample = outBuffer(OWNER, out, sample, modelOutput);
@@ -106,6 +92,42 @@ export class DDIMScheduler implements Scheduler {
   }
 
   /** sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·noise (the forward process, DDPM eq. 4). */
+  /** The coefficients of eq. 12 as a {@link LinearStep}: with η = 0 the step draws no noise. */
+  linearStep(timestep: number): LinearStep | undefined {
+    if (this.eta > 0) return undefined;
+    if (this.numInferenceSteps <= 0) throw new Error(`${OWNER}: call setTimesteps before linearStep`);
+    const { sqrtA, sqrtB, dirCoeff, sqrtAPrev } = this.stepScalars(timestep);
+    const clip = this.clipSample ? this.clipSampleRange : undefined;
+    // x0 and ε from x and m, as step()'s three branches; x_{t−1} = sqrt(ᾱ_prev)·x0 + dirCoeff·ε.
+    if (this.predictionType === 'epsilon') {
+      return { x0Sample: f32(1 / sqrtA), x0Output: f32(-sqrtB / sqrtA), clip, prevSample: 0, prevOutput: dirCoeff, prevX0: sqrtAPrev };
+    }
+    if (this.predictionType === 'sample') {
+      return { x0Sample: 0, x0Output: 1, clip, prevSample: f32(dirCoeff / sqrtB), prevOutput: f32((-dirCoeff * sqrtA) / sqrtB), prevX0: sqrtAPrev };
+    }
+    return { x0Sample: sqrtA, x0Output: -sqrtB, clip, prevSample: f32(dirCoeff * sqrtB), prevOutput: f32(dirCoeff * sqrtA), prevX0: sqrtAPrev };
+  }
+
+  /** The scalars of one step at `timestep`, op by op in float32 as diffusers' DDIMScheduler.step. */
+  private stepScalars(timestep: number): { sqrtA: number; sqrtB: number; stdDevT: number; dirCoeff: number; sqrtAPrev: number } {
+    const ac = this.schedule.alphasCumprod;
+    const t = this.trainIndex(timestep);
+    // diffusers steps back by N // n whatever the spacing, so trailing and linspace schedules keep their quirk.
+    const prevT = t - Math.floor(this.schedule.numTrainTimesteps / this.numInferenceSteps);
+    const alphaProdT = ac[t];
+    const alphaProdTPrev = prevT >= 0 ? ac[prevT] : this.finalAlphaCumprod;
+    const betaProdT = f32(1 - alphaProdT);
+    const sqrtA = f32(Math.sqrt(alphaProdT));
+    const sqrtB = f32(Math.sqrt(betaProdT));
+
+    // σ_t(η) of eq. 16, op by op in float32 as diffusers' _get_variance.
+    const variance = f32(f32(f32(1 - alphaProdTPrev) / betaProdT) * f32(1 - f32(alphaProdT / alphaProdTPrev)));
+    const stdDevT = f32(f32(this.eta) * f32(Math.sqrt(variance)));
+    const dirCoeff = f32(Math.sqrt(f32(f32(1 - alphaProdTPrev) - f32(stdDevT * stdDevT))));
+    const sqrtAPrev = f32(Math.sqrt(alphaProdTPrev));
+    return { sqrtA, sqrtB, stdDevT, dirCoeff, sqrtAPrev };
+  }
+
   addNoise(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array {
     checkSameLength(OWNER, originalSample, 'originalSample', noise, 'noise');
     const a = this.schedule.alphasCumprod[this.trainIndex(timestep)];

@@ -15,7 +15,7 @@ import {
   type TrainSchedule,
 } from './schedule.js';
 import { checkSameLength, checkStep, checkSteps, indexForTimestep, outBuffer, reuse, scaleBySigma } from './step-helpers.js';
-import type { NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
+import type { LinearStep, NoiseSource, Scheduler, SchedulerConfig, StepResult } from './types.js';
 
 // Euler method on the probability-flow ODE in sigma (Karras et al. 2022, "Elucidating the Design Space of
 // Diffusion-Based Generative Models", Algorithm 2 without churn), as diffusers' EulerDiscreteScheduler.
@@ -160,6 +160,31 @@ export class EulerDiscreteScheduler implements Scheduler {
     }
     this.stepIndex++;
     return { prevSample, predOriginalSample };
+  }
+
+  /**
+   * step() as a {@link LinearStep}: x0 from the prediction type's formula, then x_{t−1} = x + (x − x0)/σ·dt =
+   * (1 + dt/σ)·x − (dt/σ)·x0. Advances as step() does.
+   */
+  linearStep(timestep: number): LinearStep {
+    if (this.timesteps.length === 0) throw new Error(`${OWNER}: call setTimesteps before linearStep`);
+    if (this.stepIndex === undefined) this.stepIndex = indexForTimestep(this.timesteps, timestep, OWNER);
+    if (this.stepIndex >= this.timesteps.length) throw new Error(`${OWNER}: linearStep() called past the last timestep`);
+    const sigma = this.sigmas[this.stepIndex];
+    const dt = f32(this.sigmas[this.stepIndex + 1] - sigma);
+    const k = f32(dt / sigma);
+    let x0Sample = 0;
+    let x0Output = 1;
+    if (this.predictionType === 'epsilon') {
+      x0Sample = 1;
+      x0Output = -sigma;
+    } else if (this.predictionType === 'v_prediction') {
+      const { vScale, xDiv } = vCoefficients(sigma);
+      x0Sample = f32(1 / xDiv);
+      x0Output = vScale;
+    }
+    this.stepIndex++;
+    return { x0Sample, x0Output, prevSample: f32(1 + k), prevOutput: 0, prevX0: -k };
   }
 
   /** x0 + σ·noise at `timestep` (diffusers' add_noise for the Euler family). */

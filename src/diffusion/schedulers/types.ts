@@ -28,6 +28,21 @@ export interface StepResult {
   predOriginalSample?: Float32Array;
 }
 
+/**
+ * A step that is a fixed linear combination of the sample x and the model output m (no noise drawn, no history
+ * kept), as float32 coefficients: x0 = x0Sample·x + x0Output·m, clipped to ±clip when given; x_{t−1} =
+ * prevSample·x + prevOutput·m + prevX0·x0. Lets a loop run the step where the tensors are (the WebGPU loop runs it
+ * as a small ONNX graph on the GPU); the algebra is the step()'s, the float32 rounding may differ in the last bits.
+ */
+export interface LinearStep {
+  x0Sample: number;
+  x0Output: number;
+  clip?: number;
+  prevSample: number;
+  prevOutput: number;
+  prevX0: number;
+}
+
 export interface Scheduler {
   /** Timesteps of the current schedule, in the order the loop visits them (one UNet call each). */
   readonly timesteps: Float64Array;
@@ -56,5 +71,11 @@ export interface Scheduler {
    * Noise a clean sample to the level of `timestep` (one of `timesteps`), as diffusers' `add_noise`: the start of
    * img2img, and of diffusers' "full loop with noise" tests. Optional: schedulers without it cannot start mid-schedule.
    */
+  /**
+   * The coefficients of this step when it is a {@link LinearStep}, in place of step(): the scheduler advances as
+   * step() would. Returns undefined, without advancing, when its step is not linear (it draws noise or keeps
+   * history); that does not change during a schedule. Optional: schedulers without it always run step().
+   */
+  linearStep?(timestep: number): LinearStep | undefined;
   addNoise?(originalSample: Float32Array, noise: Float32Array, timestep: number): Float32Array;
 }
