@@ -22,7 +22,7 @@ import type { EngineModelListing, GenerateParams, GenerateResult, ImageEngine, M
 import { planBatch } from '../queue/batch-plan.js';
 import { settleGeneration, startGeneration } from '../queue/engine-run.js';
 import { lostRunMessage, timeoutMessage } from '../queue/job-runner.js';
-import { costModel, loadStepCosts, measureRun, planJob, type StepCosts } from '../queue/eta.js';
+import { costModel, loadStepCosts, measureRun, planJob, saveStepCosts, type StepCosts } from '../queue/eta.js';
 import { RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
 import { OutcomeStore, type JobOutcome } from './outcomes.js';
 import { bullConnection, Keys, type RedisTarget } from './redis.js';
@@ -152,6 +152,8 @@ export class ImageWorker {
       pid: process.pid,
       models: this.served,
       msPerStep: this.measured ? Math.round(this.costs.msPerStep) : 0,
+      runMsPerStep: this.measured ? saveStepCosts(this.costs).runMsPerStep : {},
+      maxBatchImages: this.options.maxBatchImages ?? 1,
       current: [...this.current],
       startedAt: this.startedAt,
       beatAt: this.now(),
