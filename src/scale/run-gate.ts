@@ -20,6 +20,7 @@ interface WaitingTicket {
   start: () => void;
 }
 
+/** One run at a time; which waiting ticket runs next, and whether a run goes on, is model-affinity.ts's choice. */
 export class RunGate {
   private busy = false;
   /** In arrival order. */

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { Queue } from 'bullmq';
+import { Queue, type Worker } from 'bullmq';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createWorkerPool, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
@@ -16,6 +16,7 @@ import type { GenerateParams, ImageEngine } from '../../src/diffusion/types.js';
 import { engineModels } from '../../src/models/library.js';
 import { MAX_PASSES } from '../../src/queue/model-affinity.js';
 import { openDatabase } from '../../src/store/database.js';
+import type { TakenRecord } from '../../src/scale/fair-state.js';
 import { ImageWorker } from '../../src/scale/image-worker.js';
 import { bullConnection, Keys } from '../../src/scale/redis.js';
 import { RedisJobQueue } from '../../src/scale/redis-queue.js';
@@ -135,5 +136,88 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
       expect(preferring.ran.indexOf(prompt) - preferring.submitted.indexOf(prompt)).toBeLessThanOrEqual(MAX_PASSES);
     }
     expect(preferring.ran).toEqual(['blocker', 'a1', 'b1', 'b2', 'a2', 'a3', 'b3']);
+  });
+
+  it('GIVEN a worker that stops in a run it went on to under the same ticket THEN another worker takes that run over and each picture is delivered once', async () => {
+    const prefix = `p${++n}`;
+    const keys = new Keys(prefix);
+    const pool = async () => {
+      const p = await createWorkerPool({ modelDir: path.join(MODELS, A), models: engineModels(MODELS), memoryMb: 0.01, log: () => undefined });
+      cleanups.push(() => p.close());
+      return p;
+    };
+    const first = await pool();
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const firstRan: string[] = [];
+    const engine: ImageEngine = {
+      generate: async (params: GenerateParams, options) => {
+        firstRan.push(params.prompt);
+        if (params.prompt === 'blocker') await held;
+        // The run it goes on to never ends: this worker stops in it.
+        if (params.prompt === 'a1') return new Promise(() => undefined);
+        return first.generate(params, options);
+      },
+      info: () => first.info(),
+      models: () => first.models(),
+      modelLoaded: (model) => first.modelLoaded(model),
+      close: async () => undefined,
+    };
+    const lock = { lockDurationMs: 1000, stalledIntervalMs: 300 };
+    const stopping = await ImageWorker.start({ redis: { url: server.url, prefix }, engine, models: [A, B], logger, ...lock });
+    cleanups.push(() => stopping.close());
+    const db = openDatabase({ dataDir: path.join(dir, prefix) });
+    const delivered = new Map<string, number>();
+    const queue = new RedisJobQueue({
+      redis: { url: server.url, prefix },
+      db,
+      instance: 'bot-1',
+      resultsDir: path.join(dir, prefix, 'results'),
+      memberCap: 20,
+      reconcileMs: 200,
+      refreshMs: 200,
+      deliver: async (job) => {
+        delivered.set(job.params.prompt, (delivered.get(job.params.prompt) ?? 0) + 1);
+        return { messageId: `m-${job.id}` };
+      },
+      logger,
+    });
+    const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: server.url, prefix }, 'test-tickets'), prefix: keys.prefix });
+    const redis = bullConnection({ url: server.url, prefix }, 'test-reader');
+    cleanups.push(async () => {
+      redis.disconnect();
+      await tickets.close();
+      await queue.shutdown({ deliveryGraceMs: 1000 });
+      db.close();
+    });
+    await queue.resume();
+    const submit = async (prompt: string, model: string) =>
+      (await queue.submit({ guildId: 'g', channelId: 'c', userId: prompt, params: { prompt, model, steps: 2, seed: 1, guidanceScale: 7.5 } })).job;
+    const blocker = await submit('blocker', A);
+    await until(() => queue.get(blocker.id)?.state === 'running', 'the blocker to start');
+    await submit('b1', B);
+    const a1 = await submit('a1', A);
+    await until(async () => (await tickets.getActiveCount()) === 1, "B's ticket to wait at the gate");
+    release();
+    await until(() => firstRan.includes('a1'), 'the worker to go on with a1');
+    // a1 runs under the blocker's ticket, recorded as any run is.
+    const taken = Object.values(await redis.hgetall(keys.taken)).map((raw) => JSON.parse(raw) as TakenRecord);
+    expect(taken.map((record) => record.jobs.map((job) => job.id))).toEqual([[a1.id]]);
+    // The worker stops: its tickets' locks are no longer renewed (as after a SIGKILL).
+    for (const bullWorker of (stopping as unknown as { workers: Worker[] }).workers) await bullWorker.close(true);
+    const second = await pool();
+    const secondRan: string[] = [];
+    const taker = await ImageWorker.start({
+      redis: { url: server.url, prefix },
+      engine: { generate: (params: GenerateParams, options) => (secondRan.push(params.prompt), second.generate(params, options)), info: () => second.info(), models: () => second.models(), modelLoaded: (model) => second.modelLoaded(model), close: async () => undefined },
+      models: [A, B],
+      logger,
+      ...lock,
+    });
+    cleanups.push(() => taker.close());
+    await until(() => delivered.size === 3, 'every picture');
+    await sleep(500);
+    expect(Object.fromEntries(delivered)).toEqual({ blocker: 1, b1: 1, a1: 1 });
+    expect(secondRan.sort()).toEqual(['a1', 'b1']);
   });
 });
