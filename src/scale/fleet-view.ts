@@ -4,7 +4,7 @@
  */
 import type { EngineModelListing, StepProgress } from '../diffusion/types.js';
 import { Identifiers, UserError } from '../errors.js';
-import { costModel, loadStepCosts, planJob, positions, type RunInProgress } from '../queue/eta.js';
+import { costModel, loadStepCosts, planJob, positions, type RunInProgress, type StepCosts } from '../queue/eta.js';
 import type { JobPosition, JobRecord, JobView } from '../queue/types.js';
 import type { FairView, RemoteJob, TakenRecord } from './fair-state.js';
 import type { WorkerRecord } from './registry.js';
@@ -44,9 +44,31 @@ export function fleetMsPerStep(workers: readonly WorkerRecord[]): number {
   return measured.length > 0 ? measured.reduce((a, b) => a + b, 0) / measured.length : 1000;
 }
 
-/** Places and ETAs per model: its waiting jobs in fair order over the live workers that serve it. */
+/**
+ * The live workers' step costs as eta.ts keeps them: the averaged ms per step, and per run size the average of the
+ * workers that measured runs of that size (so a shared run costs what the fleet measured for it).
+ */
+export function fleetStepCosts(workers: readonly WorkerRecord[]): StepCosts {
+  const sums: Record<string, number> = {};
+  const counts: Record<string, number> = {};
+  for (const worker of workers) {
+    for (const [images, ms] of Object.entries(worker.runMsPerStep ?? {})) {
+      sums[images] = (sums[images] ?? 0) + ms;
+      counts[images] = (counts[images] ?? 0) + 1;
+    }
+  }
+  const runMsPerStep = Object.fromEntries(Object.entries(sums).map(([images, sum]) => [images, sum / counts[images]]));
+  return loadStepCosts({ msPerStep: fleetMsPerStep(workers), runMsPerStep }, 1000);
+}
+
+/**
+ * Places and ETAs per model: its waiting jobs in fair order over the live workers that serve it, planned into
+ * shared runs by eta.ts and batch-plan.ts as the workers will take them. The run size is the smallest BATCH_IMAGES
+ * among those workers: a fleet that mixes them gets ETAs that err late rather than early.
+ */
 export function fleetPositions(seen: Seen, progress: ReadonlyMap<string, StepProgress>): Map<string, JobPosition> {
-  const cost = costModel(() => loadStepCosts({ msPerStep: fleetMsPerStep(seen.workers) }, 1000));
+  const costs = fleetStepCosts(seen.workers);
+  const cost = costModel(() => costs);
   const all = new Map<string, JobPosition>();
   const info = (model: string) => seen.models.find((listing) => listing.name === model)?.info;
   for (const model of seen.fair.models.keys()) {
@@ -57,9 +79,11 @@ export function fleetPositions(seen: Seen, progress: ReadonlyMap<string, StepPro
         progress: taken.jobs.map((job) => progress.get(job.id)),
         running: taken.jobs.map((job) => job.id),
       }));
-    const lanes = Math.max(1, seen.workers.filter((worker) => worker.models.includes(model)).length);
+    const serving = seen.workers.filter((worker) => worker.models.includes(model));
+    const lanes = Math.max(1, serving.length);
+    const maxBatchImages = serving.length > 0 ? Math.min(...serving.map((worker) => worker.maxBatchImages ?? 1)) : 1;
     const order = seen.fair.order(model).map((job) => ({ id: job.id, plan: planJob(job.params, info(model), REFERENCE_PIXELS) }));
-    for (const [id, position] of positions({ runs, waiting: order, lanes, maxBatchImages: 1, cost })) all.set(id, position);
+    for (const [id, position] of positions({ runs, waiting: order, lanes, maxBatchImages, cost })) all.set(id, position);
   }
   for (const taken of seen.taken.values()) {
     for (const job of taken.jobs) if (!all.has(job.id)) all.set(job.id, zeroPosition());

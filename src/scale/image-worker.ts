@@ -8,23 +8,26 @@
  * Crash safety is BullMQ's: a worker that dies stops renewing its ticket's lock, another worker's stalled-job
  * check puts the ticket back, and whoever takes it finds the jobs recorded under it and runs them again (those
  * whose outcome is already stored are not made twice). SIGTERM: take no new ticket, finish the current run, exit.
+ *
+ * One run at a time (run-gate.ts): a worker serving several models prefers the one its engine holds loaded, within
+ * model-affinity.ts's bound, by going on with that model's next run under the ticket it holds.
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import PQueue from 'p-queue';
 import { Identifiers, isUserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { EngineModelListing, GenerateParams, GenerateResult, ImageEngine, ModelInfo, StepProgress } from '../diffusion/types.js';
 import { planBatch } from '../queue/batch-plan.js';
 import { settleGeneration, startGeneration } from '../queue/engine-run.js';
 import { lostRunMessage, timeoutMessage } from '../queue/job-runner.js';
-import { costModel, loadStepCosts, measureRun, planJob, type StepCosts } from '../queue/eta.js';
+import { costModel, loadStepCosts, measureRun, planJob, saveStepCosts, type StepCosts } from '../queue/eta.js';
 import { RedisFairState, type RemoteJob, type TakenRecord } from './fair-state.js';
 import { OutcomeStore, type JobOutcome } from './outcomes.js';
 import { bullConnection, Keys, type RedisTarget } from './redis.js';
 import { HEARTBEAT_MS, Registry, type WorkerRecord } from './registry.js';
+import { RunGate } from './run-gate.js';
 import { encodeProgress, type TicketEvent } from './ticket-events.js';
 
 /** A reference image for step costs: 512 × 512, as in the embedded queue's default. */
@@ -62,8 +65,8 @@ export class ImageWorker {
   private readonly outcomes: OutcomeStore;
   private readonly registry: Registry;
   private readonly workers: Worker[] = [];
-  /** One run at a time in this process (one GPU), whichever model's ticket it came from. */
-  private readonly gate = new PQueue({ concurrency: 1 });
+  /** One run at a time in this process (one GPU), whichever model's ticket it came from; prefers loaded models. */
+  private readonly gate: RunGate;
   private readonly now: () => number;
   private readonly current = new Set<string>();
   private readonly startedAt: number;
@@ -83,6 +86,8 @@ export class ImageWorker {
     this.fair = new RedisFairState(bullConnection(options.redis, `imagine-worker-${this.id}-fair`), this.keys);
     this.outcomes = new OutcomeStore(this.connection, this.keys);
     this.registry = new Registry(this.connection, this.keys);
+    const { engine } = options;
+    this.gate = new RunGate(engine.modelLoaded === undefined ? undefined : (model) => engine.modelLoaded!(model));
     this.startedAt = this.now();
   }
 
@@ -110,7 +115,7 @@ export class ImageWorker {
     this.heartbeat.unref();
     const lockDuration = this.options.lockDurationMs ?? 30_000;
     for (const model of this.served) {
-      const worker = new Worker(this.keys.ticketQueue(model), (ticket, token) => this.gate.add(() => this.process(model, ticket, token)), {
+      const worker = new Worker(this.keys.ticketQueue(model), (ticket, token) => this.gate.run(model, () => this.process(model, ticket, token)), {
         connection: bullConnection(this.options.redis, `imagine-worker-${this.id}-${model}`),
         prefix: this.keys.prefix,
         concurrency: 1,
@@ -147,6 +152,8 @@ export class ImageWorker {
       pid: process.pid,
       models: this.served,
       msPerStep: this.measured ? Math.round(this.costs.msPerStep) : 0,
+      runMsPerStep: this.measured ? saveStepCosts(this.costs).runMsPerStep : {},
+      maxBatchImages: this.options.maxBatchImages ?? 1,
       current: [...this.current],
       startedAt: this.startedAt,
       beatAt: this.now(),
@@ -182,32 +189,47 @@ export class ImageWorker {
       await this.connection.hset(this.keys.taken, runId, JSON.stringify(record));
       jobs = pending.map((job) => ({ ...job, attempts: job.attempts + 1 }));
       logger.warn('taking over a run from a worker that stopped', { ticket: ticket.id, jobs: jobs.map((job) => job.id) });
-    } else {
-      const info = this.info.get(model);
-      const max = this.options.maxBatchImages ?? 1;
-      jobs = await this.fair.take(
-        model,
-        runId,
-        this.id,
-        (order) =>
-          info === undefined || max <= 1
-            ? [0]
-            : planBatch(
-                order.map((job) => planJob(job.params, info, REFERENCE_PIXELS)),
-                max,
-                costModel(() => this.costs),
-              ),
-        this.now(),
-      );
-    }
+    } else jobs = await this.take(model, runId);
     if (jobs.length === 0) {
       await this.connection.hdel(this.keys.taken, runId);
       return { jobs: [] };
     }
-    await this.run(ticket, jobs);
-    await this.connection.hdel(this.keys.taken, runId);
+    const made = jobs.map((job) => job.id);
+    for (;;) {
+      await this.run(ticket, jobs);
+      await this.connection.hdel(this.keys.taken, runId);
+      // Go on with this model (loaded) under the same ticket rather than load another for a waiting ticket, if
+      // model-affinity.ts allows (run-gate.ts). The run is recorded under this ticket as any other: a crash in it
+      // is taken over like the first; this model's later ticket finds its run made and ends at once.
+      const passOver = this.closing === undefined ? this.gate.goOn(model) : undefined;
+      if (passOver === undefined) break;
+      jobs = await this.take(model, runId);
+      if (jobs.length === 0) break;
+      passOver();
+      made.push(...jobs.map((job) => job.id));
+    }
     void token;
-    return { jobs: jobs.map((job) => job.id) };
+    return { jobs: made };
+  }
+
+  /** Take the next fair run of `model` (its head and batch companions), recorded under `runId`. */
+  private take(model: string, runId: string): Promise<RemoteJob[]> {
+    const info = this.info.get(model);
+    const max = this.options.maxBatchImages ?? 1;
+    return this.fair.take(
+      model,
+      runId,
+      this.id,
+      (order) =>
+        info === undefined || max <= 1
+          ? [0]
+          : planBatch(
+              order.map((job) => planJob(job.params, info, REFERENCE_PIXELS)),
+              max,
+              costModel(() => this.costs),
+            ),
+      this.now(),
+    );
   }
 
   private async run(ticket: Job, jobs: RemoteJob[]): Promise<void> {

@@ -19,6 +19,13 @@ export interface WorkerRecord {
   models: string[];
   /** Measured wall milliseconds per step of one reference-size image (moving average); 0 before the first run. */
   msPerStep: number;
+  /**
+   * Measured wall milliseconds per step of a run of k reference-size images, by k (eta.ts's `runMsPerStep`, saved
+   * form); empty before the first run. Absent from a worker older than it.
+   */
+  runMsPerStep?: Record<string, number>;
+  /** Images one of its runs may make for several jobs together (its BATCH_IMAGES). Absent: 1. */
+  maxBatchImages?: number;
   /** Jobs it is making now. */
   current: string[];
   startedAt: number;

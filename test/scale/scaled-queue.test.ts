@@ -234,6 +234,29 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
     expect(runs).toEqual([['z'], ['a', 'b', 'c', 'd'], ['a']]);
   });
 
+  it('GIVEN four batchable jobs waiting for a worker that batches THEN their ETAs are those of one shared run', async () => {
+    const prefix = `p${++n}`;
+    const worker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine: new StandInEngine({ msPerStep: 20 }), logger, maxBatchImages: 4 });
+    cleanups.push(() => worker.close());
+    const b = await bot(prefix, 'bot-1');
+    // A long job of another size (it runs alone) keeps the worker busy, and unmeasured: 1000 ms a step, linear.
+    const { job: blocker } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'z', params: params('z', { steps: 400, width: 128 }) });
+    await until(() => b.queue.get(blocker.id)?.state === 'running', 'the blocker to start');
+    const jobs: JobRecord[] = [];
+    for (const user of ['a', 'b', 'c', 'd']) jobs.push((await b.queue.submit({ guildId: 'g', channelId: 'c', userId: user, params: params(user) })).job);
+    await until(() => jobs.every((job) => (b.queue.position(job.id)?.place ?? 0) > 0), 'the places of the four');
+    // One read of the places (they change together at each refresh).
+    const places = jobs.map((job) => b.queue.position(job.id)!);
+    expect(places.map((place) => place.place)).toEqual([1, 2, 3, 4]);
+    // One shared run: the four start together once the blocker is done, and finish together.
+    expect(new Set(places.map((place) => place.startsInMs))).toEqual(new Set([b.queue.position(blocker.id)!.doneInMs]));
+    expect(new Set(places.map((place) => place.doneInMs)).size).toBe(1);
+    // 4 images × 1000 ms a step × 4 steps × 64 × 64 / 512 × 512: the run of four, not four runs one after another.
+    expect(places[0].doneInMs - places[0].startsInMs).toBe(250);
+    expect(await b.queue.cancel(blocker.id, 'z')).toBe('stopping');
+    await until(() => jobs.every((job) => b.delivered.get(job.id) === 1), 'the four pictures');
+  });
+
   it('GIVEN a run taken by a worker that vanished and whose ticket BullMQ gave up on THEN its job is queued again and delivered once', async () => {
     const prefix = `p${++n}`;
     const started: string[] = [];
