@@ -12,26 +12,16 @@
  */
 import * as ort from 'onnxruntime-node';
 import { gpuGraphsFor, type GpuGraphs, type StepScalar } from './gpu-graphs.js';
-import type { FloatType, UnetPart } from './model.js';
-import type { Member } from './pipeline.js';
-import type { BatchNoise, ImageShape, LoopBuffers, RunClock } from './pipeline-steps.js';
+import type { FloatType } from './model.js';
+import type { LoopContext, Member } from './pipeline.js';
+import type { ImageShape, LoopBuffers, RunClock } from './pipeline-steps.js';
 import { previewOf, previewOfRgbPlanes } from './preview.js';
 import type { LinearStep, Scheduler } from './schedulers/types.js';
 import { toHalf } from './tensor.js';
 import type { GpuCopies, Preview } from './types.js';
 
-/** What the loop reads: pipeline.ts's LoopContext. */
-export interface GpuLoopContext {
-  unet: UnetPart;
-  scheduler: Scheduler;
-  timesteps: Float64Array;
-  members: readonly Member[];
-  shape: ImageShape;
-  noise: BatchNoise;
-  buffers: LoopBuffers;
-  clock: RunClock;
-  steps: number;
-}
+/** What the loop reads: pipeline.ts's LoopContext (progress timing stays with the hooks). */
+export type GpuLoopContext = Omit<LoopContext, 'started'>;
 
 /** pipeline.ts's own step helpers, so that both loops share one rule for cancelling, expanding and reporting. */
 export interface GpuLoopHooks {

@@ -298,8 +298,8 @@ function guidanceCondition(model: DiffusionModel, members: readonly Member[], pl
   return floatTensor(model.unet.sample.type as FloatType, cond, [plan.batch, dim]);
 }
 
-/** What the denoising loop reads. */
-interface LoopContext {
+/** What the denoising loop reads (the cpu loop here, the webgpu loop in gpu-loop.ts). */
+export interface LoopContext {
   unet: UnetPart;
   scheduler: Scheduler;
   /** The timesteps the loop visits: the scheduler's, or their end for img2img. */
