@@ -17,6 +17,7 @@ import { Registry } from '../../src/scale/registry.js';
 import { Keys } from '../../src/scale/redis.js';
 import { Redis } from 'ioredis';
 import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
+import { until } from './redis-suite.js';
 import { processes, type Proc } from './processes.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -39,13 +40,6 @@ function startBot(env: Record<string, string>): Proc {
   return run(['--import', 'tsx', BOT], env, ROOT);
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: () => string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what()}`);
-    await sleep(25);
-  }
-}
 
 function lines(file: string): string[] {
   return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter((line) => line.length > 0) : [];

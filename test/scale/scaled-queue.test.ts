@@ -2,13 +2,11 @@
  * The scaled mode end to end below Discord: two bot processes' queues (RedisJobQueue, each with its own journal)
  * and three image workers (ImageWorker on the stand-in engine), all on one real redis-server.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import sharp from 'sharp';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
@@ -21,7 +19,8 @@ import { ImageWorker } from '../../src/scale/image-worker.js';
 import { Keys } from '../../src/scale/redis.js';
 import { RedisJobQueue } from '../../src/scale/redis-queue.js';
 import { RedisFairState } from '../../src/scale/fair-state.js';
-import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
+import { HAVE_REDIS } from '../../tools/redis-server.js';
+import { redisSuite, until } from './redis-suite.js';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -32,31 +31,9 @@ function params(prompt: string, overrides: Partial<GenerateParams> = {}): Genera
   return { prompt, steps: 4, seed: 1, guidanceScale: 7.5, ...overrides };
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis-server', () => {
-  let server: RedisServer;
-  let dir: string;
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
-  let n = 0;
-
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    dir = mkdtempSync(path.join(tmpdir(), 'imagine-scale-'));
-  });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-  afterAll(async () => {
-    await server?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = redisSuite('imagine-scale-');
 
   interface Bot {
     queue: RedisJobQueue;
@@ -66,14 +43,14 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   }
 
   async function bot(prefix: string, instance: string, extra: { orphanAfterMs?: number } = {}): Promise<Bot> {
-    const db = openDatabase({ dataDir: path.join(dir, `${prefix}-${instance}`) });
+    const db = openDatabase({ dataDir: path.join(suite.dir, `${prefix}-${instance}`) });
     const delivered = new Map<string, number>();
     const progress = new Map<string, number>();
     const queue = new RedisJobQueue({
-      redis: { url: server.url, prefix },
+      redis: { url: suite.url, prefix },
       db,
       instance,
-      resultsDir: path.join(dir, `${prefix}-${instance}`, 'results'),
+      resultsDir: path.join(suite.dir, `${prefix}-${instance}`, 'results'),
       memberCap: 20,
       reconcileMs: 200,
       refreshMs: 200,
@@ -88,7 +65,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
       logger,
     });
     queue.events.on('progress', ({ job }) => progress.set(job.id, (progress.get(job.id) ?? 0) + 1));
-    cleanups.push(async () => {
+    suite.cleanups.push(async () => {
       await queue.shutdown({ deliveryGraceMs: 1000 });
       db.close();
     });
@@ -98,8 +75,8 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
 
   async function worker(prefix: string, started: string[], msPerStep = 30): Promise<ImageWorker> {
     const engine = new StandInEngine({ msPerStep, onGenerate: (p) => started.push(p.prompt) });
-    const imageWorker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine, logger, progressEveryMs: 0 });
-    cleanups.push(async () => {
+    const imageWorker = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine, logger, progressEveryMs: 0 });
+    suite.cleanups.push(async () => {
       await imageWorker.close();
       await engine.close();
     });
@@ -107,7 +84,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   }
 
   it('GIVEN a flood from one member beside single jobs from others THEN starts follow the fair order across processes, and each picture is delivered once', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const started: string[] = [];
     // One worker first (it publishes the model), the bots, then the flood; the other two workers join afterwards,
     // so the queue is long when three workers take from it at once.
@@ -146,7 +123,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
       expect(other.delivered.has(job.id)).toBe(false);
       expect(owner.progress.get(job.id)).toBeGreaterThan(0);
     }
-    const redis = new Redis(server.url);
+    const redis = new Redis(suite.url);
     try {
       expect(await redis.keys(`${prefix}:outcome:*`)).toEqual([]);
       expect(await redis.hlen(new Keys(prefix).taken)).toBe(0);
@@ -156,7 +133,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   });
 
   it('GIVEN a running job on another machine THEN ❌ stops it at its next step, and a waiting one is cancelled at once', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const started: string[] = [];
     await worker(prefix, started, 50);
     const b = await bot(prefix, 'bot-1');
@@ -177,7 +154,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   });
 
   it('GIVEN a model no worker serves THEN /imagine is refused with a clear line and nothing is journaled', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     await worker(prefix, []);
     const b = await bot(prefix, 'bot-1');
     const refusal = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u', params: params('x', { model: 'sdxl-turbo' }) }).catch((error: unknown) => error);
@@ -187,10 +164,10 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   });
 
   it('GIVEN the embedded model in a worker (ONNX, worker thread) THEN the scaled queue posts its real 64×64 PNG, the same bytes as one process makes', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const pool = await createWorkerPool({ modelDir: path.join(ROOT, 'models/imagine-shapes'), workers: 1 });
-    const imageWorker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine: pool, logger });
-    cleanups.push(async () => {
+    const imageWorker = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine: pool, logger });
+    suite.cleanups.push(async () => {
       await imageWorker.close();
       await pool.close();
     });
@@ -208,7 +185,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   });
 
   it('GIVEN compatible jobs waiting THEN a worker runs them in one shared run, in fair order', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const runs: string[][] = [];
     const batching = new StandInEngine({ msPerStep: 20 });
     const generateBatch = batching.generateBatch.bind(batching);
@@ -217,8 +194,8 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
       return generateBatch(items);
     };
     // (The stand-in's generate is a run of one through generateBatch: every run is seen here.)
-    const worker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine: batching, logger, maxBatchImages: 4 });
-    cleanups.push(async () => {
+    const worker = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine: batching, logger, maxBatchImages: 4 });
+    suite.cleanups.push(async () => {
       await worker.close();
       await batching.close();
     });
@@ -235,9 +212,9 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   });
 
   it('GIVEN four batchable jobs waiting for a worker that batches THEN their ETAs are those of one shared run', async () => {
-    const prefix = `p${++n}`;
-    const worker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine: new StandInEngine({ msPerStep: 20 }), logger, maxBatchImages: 4 });
-    cleanups.push(() => worker.close());
+    const prefix = suite.nextPrefix();
+    const worker = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine: new StandInEngine({ msPerStep: 20 }), logger, maxBatchImages: 4 });
+    suite.cleanups.push(() => worker.close());
     const b = await bot(prefix, 'bot-1');
     // A long job of another size (it runs alone) keeps the worker busy, and unmeasured: 1000 ms a step, linear.
     const { job: blocker } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'z', params: params('z', { steps: 400, width: 128 }) });
@@ -258,7 +235,7 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
   });
 
   it('GIVEN a run taken by a worker that vanished and whose ticket BullMQ gave up on THEN its job is queued again and delivered once', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const started: string[] = [];
     await worker(prefix, started, 20);
     const b = await bot(prefix, 'bot-1', { orphanAfterMs: 300 });
@@ -266,8 +243,8 @@ describe.skipIf(!HAVE_REDIS)('scaled mode: 2 bot processes, 3 workers, one redis
     await until(() => b.queue.get(blocker.id)?.state === 'running', 'the blocker to run');
     const { job } = await b.queue.submit({ guildId: 'g', channelId: 'c', userId: 'u', params: params('orphan') });
     // A worker that no longer exists takes it, under a ticket BullMQ never had.
-    const connection = new Redis(server.url);
-    cleanups.push(() => connection.disconnect());
+    const connection = new Redis(suite.url);
+    suite.cleanups.push(() => connection.disconnect());
     const ghost = new RedisFairState(connection, new Keys(prefix));
     const taken = await ghost.take('stand-in', 'runs-stand-in:999999', 'ghost-worker', () => [0], Date.now());
     expect(taken.map((j) => j.id)).toEqual([job.id]);

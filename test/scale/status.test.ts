@@ -8,7 +8,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
@@ -22,6 +21,7 @@ import { RedisJobQueue } from '../../src/scale/redis-queue.js';
 import { Registry, STALE_MS } from '../../src/scale/registry.js';
 import { readFleetStatus, type FleetStatus } from '../../src/scale/status.js';
 import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
+import { until } from './redis-suite.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const STATUS = path.join(ROOT, 'dist', 'src', 'cli', 'status.js');
@@ -31,13 +31,6 @@ function params(prompt: string, overrides: Partial<GenerateParams> = {}): Genera
   return { prompt, steps: 400, seed: 1, guidanceScale: 7.5, ...overrides };
 }
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 /** Runs the compiled status CLI from a temp directory (no developer .env), as `npm run status` does after its build. */
 function runStatus(env: Record<string, string>, args: string[] = []): Promise<{ code: number; stdout: string; stderr: string }> {

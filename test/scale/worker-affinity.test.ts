@@ -3,13 +3,11 @@
  * (queue/model-affinity.ts through scale/run-gate.ts): a real redis-server, a bot's RedisJobQueue, and an
  * ImageWorker on the worker pool with the tiny ONNX fixtures sd-tiny and pixel-tiny and a budget for one of them.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { Queue, type Worker } from 'bullmq';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createWorkerPool, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import type { GenerateParams, ImageEngine } from '../../src/diffusion/types.js';
@@ -20,38 +18,17 @@ import type { TakenRecord } from '../../src/scale/fair-state.js';
 import { ImageWorker } from '../../src/scale/image-worker.js';
 import { bullConnection, Keys } from '../../src/scale/redis.js';
 import { RedisJobQueue } from '../../src/scale/redis-queue.js';
-import { HAVE_REDIS, RedisServer } from '../../tools/redis-server.js';
+import { HAVE_REDIS } from '../../tools/redis-server.js';
+import { redisSuite, until } from './redis-suite.js';
 
 const MODELS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'fixtures', 'models');
 const logger = createLogger({ level: 'silent' });
 const A = 'sd-tiny';
 const B = 'pixel-tiny';
 
-async function until(check: () => boolean | Promise<boolean>, what: string, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
 
 describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', () => {
-  let server: RedisServer;
-  let dir: string;
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
-  let n = 0;
-
-  beforeAll(async () => {
-    server = await RedisServer.start();
-    dir = mkdtempSync(path.join(tmpdir(), 'imagine-affinity-'));
-  });
-  afterEach(async () => {
-    for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  });
-  afterAll(async () => {
-    await server?.close();
-    rmSync(dir, { recursive: true, force: true });
-  });
+  const suite = redisSuite('imagine-affinity-');
 
   /**
    * One bot, one worker, and the jobs: a blocker on A held in the engine until B's ticket waits at the worker's
@@ -59,7 +36,7 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
    * leaves the engine's `modelLoaded` out (tickets run in the order BullMQ hands them, as before the preference).
    */
   async function scenario(preferring: boolean): Promise<{ ran: string[]; models: string[]; submitted: string[] }> {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const pool: WorkerPool = await createWorkerPool({ modelDir: path.join(MODELS, A), models: engineModels(MODELS), memoryMb: 0.01, log: () => undefined });
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -77,14 +54,14 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
       close: () => pool.close(),
       ...(preferring ? { modelLoaded: (model: string | undefined) => pool.modelLoaded(model) } : {}),
     };
-    const worker = await ImageWorker.start({ redis: { url: server.url, prefix }, engine, models: [A, B], logger });
-    const db = openDatabase({ dataDir: path.join(dir, prefix) });
+    const worker = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine, models: [A, B], logger });
+    const db = openDatabase({ dataDir: path.join(suite.dir, prefix) });
     const delivered = new Set<string>();
     const queue = new RedisJobQueue({
-      redis: { url: server.url, prefix },
+      redis: { url: suite.url, prefix },
       db,
       instance: 'bot-1',
-      resultsDir: path.join(dir, prefix, 'results'),
+      resultsDir: path.join(suite.dir, prefix, 'results'),
       memberCap: 20,
       reconcileMs: 200,
       refreshMs: 200,
@@ -95,8 +72,8 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
       logger,
     });
     const keys = new Keys(prefix);
-    const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: server.url, prefix }, 'test-tickets'), prefix: keys.prefix });
-    cleanups.push(async () => {
+    const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: suite.url, prefix }, 'test-tickets'), prefix: keys.prefix });
+    suite.cleanups.push(async () => {
       release();
       await tickets.close();
       await queue.shutdown({ deliveryGraceMs: 1000 });
@@ -139,11 +116,11 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
   });
 
   it('GIVEN a worker that stops in a run it went on to under the same ticket THEN another worker takes that run over and each picture is delivered once', async () => {
-    const prefix = `p${++n}`;
+    const prefix = suite.nextPrefix();
     const keys = new Keys(prefix);
     const pool = async () => {
       const p = await createWorkerPool({ modelDir: path.join(MODELS, A), models: engineModels(MODELS), memoryMb: 0.01, log: () => undefined });
-      cleanups.push(() => p.close());
+      suite.cleanups.push(() => p.close());
       return p;
     };
     const first = await pool();
@@ -164,15 +141,15 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
       close: async () => undefined,
     };
     const lock = { lockDurationMs: 1000, stalledIntervalMs: 300 };
-    const stopping = await ImageWorker.start({ redis: { url: server.url, prefix }, engine, models: [A, B], logger, ...lock });
-    cleanups.push(() => stopping.close());
-    const db = openDatabase({ dataDir: path.join(dir, prefix) });
+    const stopping = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine, models: [A, B], logger, ...lock });
+    suite.cleanups.push(() => stopping.close());
+    const db = openDatabase({ dataDir: path.join(suite.dir, prefix) });
     const delivered = new Map<string, number>();
     const queue = new RedisJobQueue({
-      redis: { url: server.url, prefix },
+      redis: { url: suite.url, prefix },
       db,
       instance: 'bot-1',
-      resultsDir: path.join(dir, prefix, 'results'),
+      resultsDir: path.join(suite.dir, prefix, 'results'),
       memberCap: 20,
       reconcileMs: 200,
       refreshMs: 200,
@@ -182,9 +159,9 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
       },
       logger,
     });
-    const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: server.url, prefix }, 'test-tickets'), prefix: keys.prefix });
-    const redis = bullConnection({ url: server.url, prefix }, 'test-reader');
-    cleanups.push(async () => {
+    const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: suite.url, prefix }, 'test-tickets'), prefix: keys.prefix });
+    const redis = bullConnection({ url: suite.url, prefix }, 'test-reader');
+    suite.cleanups.push(async () => {
       redis.disconnect();
       await tickets.close();
       await queue.shutdown({ deliveryGraceMs: 1000 });
@@ -208,13 +185,13 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
     const second = await pool();
     const secondRan: string[] = [];
     const taker = await ImageWorker.start({
-      redis: { url: server.url, prefix },
+      redis: { url: suite.url, prefix },
       engine: { generate: (params: GenerateParams, options) => (secondRan.push(params.prompt), second.generate(params, options)), info: () => second.info(), models: () => second.models(), modelLoaded: (model) => second.modelLoaded(model), close: async () => undefined },
       models: [A, B],
       logger,
       ...lock,
     });
-    cleanups.push(() => taker.close());
+    suite.cleanups.push(() => taker.close());
     await until(() => delivered.size === 3, 'every picture');
     await sleep(500);
     expect(Object.fromEntries(delivered)).toEqual({ blocker: 1, b1: 1, a1: 1 });
