@@ -5,7 +5,9 @@
 import sharp from 'sharp';
 import type { Preview } from '../diffusion/types.js';
 import { gridPng } from '../image/grid.js';
-import { copyPngText } from '../image/png-text.js';
+import { PARAMETERS_KEYWORD } from '../image/infotext.js';
+import { copyPngText, readPngText } from '../image/png-text.js';
+import { withWebpUserComment } from '../image/webp-exif.js';
 import type { OutgoingFile } from './render.js';
 
 /** Discord's default per-file upload limit, used when the interaction does not say (10 MiB). */
@@ -43,16 +45,25 @@ export async function enlargeSmall(png: Uint8Array, minSide = 64, targetSide = 2
   return copyPngText(png, await sharp(input).resize(width * scale, height * scale, { kernel: 'nearest' }).png().toBuffer());
 }
 
+/** sharp writes an extended WebP (a VP8X chunk, which EXIF needs) when it is given any EXIF; ours replaces it. */
+const EXTENDED = { IFD0: { Software: 'imagine' } };
+
+/** `webp` with `parameters` in its EXIF UserComment (see image/webp-exif.ts); as it is when there are none. */
+function webpWithParameters(webp: Buffer, parameters: string | undefined): Uint8Array {
+  return parameters === undefined ? webp : withWebpUserComment(webp, parameters);
+}
+
 /**
  * Returns the picture as a file no larger than `limit` bytes: the PNG itself when it fits, else the first of
  * a palette PNG, WebP at falling quality, then smaller sizes, that fits. A palette PNG keeps the original's text
- * chunks; the WebP fallbacks (only for pictures over the limit, 10 MiB by default) carry none.
+ * chunks; a WebP fallback carries the original's `parameters` as EXIF UserComment, where A1111 reads them in WebP.
  * @throws Error when even the smallest encoding is over the limit.
  */
 export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAULT_ATTACHMENT_LIMIT): Promise<OutgoingFile> {
   if (png.byteLength <= limit) return { name: `${baseName}.png`, data: png, contentType: 'image/png' };
   const input = Buffer.from(png.buffer, png.byteOffset, png.byteLength);
   const { width = 0 } = await sharp(input).metadata();
+  const parameters = readPngText(png).get(PARAMETERS_KEYWORD);
   const attempts: Array<() => Promise<OutgoingFile>> = [
     async () => ({
       name: `${baseName}.png`,
@@ -61,15 +72,19 @@ export async function fitImage(png: Uint8Array, baseName: string, limit = DEFAUL
     }),
     ...[92, 80, 65].map((quality) => async () => ({
       name: `${baseName}.webp`,
-      data: await sharp(input).webp({ quality }).toBuffer(),
+      data: webpWithParameters(await sharp(input).webp({ quality }).withExif(EXTENDED).toBuffer(), parameters),
       contentType: 'image/webp',
     })),
     ...[0.75, 0.5, 0.25].map((factor) => async () => ({
       name: `${baseName}.webp`,
-      data: await sharp(input)
-        .resize(Math.max(1, Math.round(width * factor)))
-        .webp({ quality: 80 })
-        .toBuffer(),
+      data: webpWithParameters(
+        await sharp(input)
+          .resize(Math.max(1, Math.round(width * factor)))
+          .webp({ quality: 80 })
+          .withExif(EXTENDED)
+          .toBuffer(),
+        parameters,
+      ),
       contentType: 'image/webp',
     })),
   ];
