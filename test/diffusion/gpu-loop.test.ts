@@ -9,6 +9,7 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
+import { createWorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import { loadModel, type DiffusionModel } from '../../src/diffusion/model.js';
 import { generate, generateBatch } from '../../src/diffusion/pipeline.js';
 import type { GenerateParams, GenerateResult, Preview } from '../../src/diffusion/types.js';
@@ -194,6 +195,22 @@ describe.skipIf(!haveDevice)('the webgpu loop on SwiftShader', () => {
       expect(result.images).toHaveLength(1);
     } finally {
       await model.release();
+    }
+  });
+
+  it('GIVEN EXECUTION_PROVIDERS=webgpu as the bot runs it (the engine in worker threads) THEN the worker runs the GPU loop and its picture matches cpu', async () => {
+    const lines: string[] = [];
+    const pool = await createWorkerPool({ modelDir: EMBEDDED, log: (line) => lines.push(line), loadOptions: { executionProviders: ['webgpu'] } });
+    try {
+      const params: GenerateParams = { prompt: 'a blue square', steps: 4, seed: 3, guidanceScale: 7.5, scheduler: 'ddim' };
+      const onGpu = await pool.generate(params);
+      expect(lines.join('\n')).toMatch(/running on webgpu/);
+      // One read-back of the finished latents: the loop itself stayed on the GPU.
+      expect(onGpu.timings.gpuCopies?.toHost).toBe(1);
+      const onCpu = await generate(cpu.shapes, params);
+      expect(compare(await pixels(onCpu), await pixels(onGpu)).max).toBeLessThanOrEqual(MAX_BYTE_DIFF);
+    } finally {
+      await pool.close();
     }
   });
 });
