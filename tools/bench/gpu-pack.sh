@@ -83,7 +83,7 @@ fi
   echo "onnxruntime-node: $(node -p "require('./node_modules/onnxruntime-node/package.json').version")"
   echo "sharp: $(node -p "require('./node_modules/sharp/package.json').version")"
   echo "vulkan loader: $(readlink -f "$loader")"
-  echo "model: $(if [ -f "$root/model/synthetic.json" ]; then tr -d '\n ' < "$root/model/synthetic.json"; else echo none; fi)"
+  echo "model: $(if [ -f "$root/model/synthetic.json" ]; then tr -s '\n ' ' ' < "$root/model/synthetic.json"; else echo none; fi)"
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src tools || echo ' (with uncommitted changes)')"
   (cd "$root" && find . -type f -printf '%s %p\n' | sort -k2)
 } > "$root/MANIFEST"

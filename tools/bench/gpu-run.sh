@@ -93,7 +93,7 @@ if [ ! -f "$MODEL/unet/model.onnx" ]; then
   timeout 360 "$PYTHON" tools/bench/synthetic-sd15.py --out "$MODEL" --base "$BASE" --text-width "$TEXT_WIDTH" \
     --text-layers "$TEXT_LAYERS" --vae-base "$VAE_BASE" 2> >(grep -v -i warn >&2) | tee "$OUT/synthetic.json"
 fi
-log "model: $MODEL ($(tr -d '\n ' < "$MODEL/synthetic.json" 2>/dev/null || echo 'not a synthetic-sd15.py folder'))"
+log "model: $MODEL ($(tr -s '\n ' ' ' < "$MODEL/synthetic.json" 2>/dev/null || echo 'not a synthetic-sd15.py folder'))"
 
 log "timing: providers $PROVIDERS, ${SIZE}², $STEPS steps, batches $BATCHES"
 timeout 480 "${BENCH[@]}" --model "$MODEL" --providers "$PROVIDERS" --size "$SIZE" \

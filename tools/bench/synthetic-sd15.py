@@ -11,7 +11,7 @@ noise, the time per step is what SD 1.5 costs. Written on demand (never committe
     /usr/bin/python3 tools/bench/synthetic-sd15.py --out DIR [--weights folded|full] [--base 320] [--text-width 768]
         [--text-layers 12] [--vae-base 128] [--seed 0]
 
---weights folded (the default) keeps the files small (about 5 MiB for all three at full size, against 3.9 GB): each
+--weights folded (the default) keeps the files small (5.6 MB for all three at full size, against 3.9 GB): each
 weight over 16384 values is stored as a small seeded block (at most 1024 values: up to 32 rows by a few columns, the
 kernel whole) that a Tile node repeats to the full shape, times a seeded scale per row (0.5 to 1.5, so repeated rows
 differ), scaled to the standard deviation of torch's initialisation of that weight. Every input of those two nodes
