@@ -12,18 +12,16 @@
  *
  * On webgpu the UNet's output stays in a GPU buffer and `run()` returns once the work is queued, so a call's time
  * is measured as `--calls` calls queued back to back, then the last output read back (which waits for all of them),
- * divided by the calls. The image rows run the webgpu loop (src/diffusion/gpu-loop.ts) and say what it copied
+ * divided by the calls (tools/bench/unet-call.ts). The image rows run the webgpu loop (src/diffusion/gpu-loop.ts) and say what it copied
  * between host and GPU per step. VK_ICD_FILENAMES, when set, is in the report: SwiftShader's ICD means a software
  * device, whose times only prove the path.
  */
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import * as ort from 'onnxruntime-node';
-import { identityGraph } from '../../src/diffusion/gpu-graphs.js';
 import { loadModel, type ExecutionProviderName } from '../../src/diffusion/model.js';
 import { generate } from '../../src/diffusion/pipeline.js';
-import { median } from './stats.js';
+import { unetCallMs } from './unet-call.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 
 export interface GpuBenchRow {
@@ -44,44 +42,6 @@ export interface GpuBenchRow {
   extrapolated: boolean;
   /** webgpu: what the loop copied between host and GPU, per UNet step (the image's previews included). */
   copiesPerStep?: { toHost: number; toHostBytes: number; toGpuBytes: number };
-}
-
-/**
- * Median ms of one UNet call. cpu: each call timed alone. webgpu (output in a GPU buffer): `calls` calls queued,
- * the last read back through a cpu-located Identity session, the total divided by `calls`, `rounds` times.
- */
-async function unetCallMs(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, calls: number, onGpu: boolean): Promise<number> {
-  if (!onGpu) {
-    const times: number[] = [];
-    for (let i = 0; i < calls; i++) {
-      const c0 = performance.now();
-      await session.run(feeds);
-      times.push(performance.now() - c0);
-    }
-    return median(times);
-  }
-  const outputType = session.outputMetadata[0].isTensor ? session.outputMetadata[0].type : 'float32';
-  const read = await ort.InferenceSession.create(identityGraph(outputType === 'float16' ? 'float16' : 'float32'), {
-    executionProviders: ['webgpu'],
-    preferredOutputLocation: 'cpu',
-  });
-  try {
-    const rounds: number[] = [];
-    for (let r = 0; r < 3; r++) {
-      const c0 = performance.now();
-      let last: ort.Tensor | undefined;
-      for (let i = 0; i < calls; i++) {
-        last?.dispose();
-        last = (await session.run(feeds))[session.outputNames[0]];
-      }
-      await read.run({ x: last! });
-      last!.dispose();
-      rounds.push((performance.now() - c0) / calls);
-    }
-    return median(rounds);
-  } finally {
-    await read.release();
-  }
 }
 
 function list(raw: string): string[] {

@@ -4,6 +4,9 @@
 # beside the working tree), built here and unpacked there by gpu-run.sh.
 #
 #   bash tools/bench/gpu-pack.sh            # → out/gpu-pack/imagine-gpu-pack.tar.xz (carry out/gpu-pack)
+#   SYNTHETIC_ARGS="--base 64 --text-width 128 --text-layers 2 --vae-base 32" bash tools/bench/gpu-pack.sh  # toy model
+#   SYNTHETIC_DIR=DIR bash tools/bench/gpu-pack.sh   # pack a folder synthetic-sd15.py already wrote (folded weights)
+#   SYNTHETIC=none bash tools/bench/gpu-pack.sh      # no model inside (gpu-run.sh then needs MODEL or python there)
 #
 # Inside, under imagine-gpu-pack/:
 #   bin/node                      this machine's node (linux-x64)
@@ -14,6 +17,10 @@
 #   vulkan/libvulkan.so.1         the Khronos Vulkan loader Dawn dlopens (Debian's libvulkan1, else Chromium's)
 #   vulkan/swiftshader/           Chromium's SwiftShader ICD (software Vulkan): lets the pack's webgpu path be
 #                                 checked on a machine with no GPU; gpu-run.sh uses it only when asked (ICD=swiftshader)
+#   model/                        the synthetic SD 1.5 with folded weights (tools/bench/synthetic-sd15.py, written
+#                                 here by $PYTHON, default /usr/bin/python3, with torch and onnx: about 3 min, 10 GB of
+#                                 memory at its peak): 5.4 MB of files that onnxruntime expands to 860 M UNet
+#                                 parameters at load, so the machine there needs no python
 #   MANIFEST                      what went in, with versions and sizes
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,12 +62,28 @@ if [ -f /usr/lib/chromium/libvk_swiftshader.so ]; then
   cp /usr/lib/chromium/libvk_swiftshader.so /usr/lib/chromium/vk_swiftshader_icd.json "$root/vulkan/swiftshader/"
 fi
 
+# The model: the synthetic SD 1.5 with folded weights (never the 3.9 GB full-weights form: it cannot travel).
+if [ "${SYNTHETIC:-}" != none ]; then
+  if [ -n "${SYNTHETIC_DIR:-}" ]; then
+    cp -R "$SYNTHETIC_DIR" "$root/model"
+  else
+    PYTHON="${PYTHON:-/usr/bin/python3}"
+    "$PYTHON" -c 'import torch, onnx' 2>/dev/null || { echo "gpu-pack: $PYTHON lacks torch or onnx to write the synthetic SD 1.5 (PYTHON=..., SYNTHETIC_DIR=... or SYNTHETIC=none)" >&2; exit 2; }
+    # shellcheck disable=SC2086 # SYNTHETIC_ARGS is a list of options
+    "$PYTHON" tools/bench/synthetic-sd15.py --out "$root/model" --weights folded ${SYNTHETIC_ARGS:-} 2> >(grep -v -i -e warn -e '_C._jit' >&2) > "$work/synthetic.out"
+  fi
+  [ -f "$root/model/synthetic.json" ] && grep -q '"weights": "folded"' "$root/model/synthetic.json" \
+    || { echo "gpu-pack: $root/model is not a folded synthetic-sd15.py folder (synthetic.json says no \"weights\": \"folded\")" >&2; exit 2; }
+  if [ -f "$root/model/unet/model.onnx_data" ]; then echo "gpu-pack: the model has external weights: not the folded form" >&2; exit 2; fi
+fi
+
 {
   echo "built: $(date -u +%FT%TZ) on $(hostname)"
   echo "node: $(node --version)"
   echo "onnxruntime-node: $(node -p "require('./node_modules/onnxruntime-node/package.json').version")"
   echo "sharp: $(node -p "require('./node_modules/sharp/package.json').version")"
   echo "vulkan loader: $(readlink -f "$loader")"
+  echo "model: $(if [ -f "$root/model/synthetic.json" ]; then tr -s '\n ' ' ' < "$root/model/synthetic.json"; else echo none; fi)"
   echo "commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src tools || echo ' (with uncommitted changes)')"
   (cd "$root" && find . -type f -printf '%s %p\n' | sort -k2)
 } > "$root/MANIFEST"

@@ -1,28 +1,29 @@
 #!/usr/bin/env bash
 # The GPU run of issue 17, in one script of at most 15 minutes, for a machine with an accelerator:
-# the synthetic SD 1.5 (tools/bench/synthetic-sd15.py, 860 M UNet parameters, built here on first use) at 512²,
+# the synthetic SD 1.5 (tools/bench/synthetic-sd15.py, 860 M UNet parameters, folded weights from the pack) at 512²,
 # 50 steps with classifier-free guidance, batch 1 and 4, webgpu against cpu: ms per UNet call and s per image
 # (tools/bench/gpu-bench.ts). Results go to $OUT (default out/gpu-run): gpu-bench.json, the table, the machine.
 #
-#   bash tools/bench/gpu-pack.sh                      # here, once: out/gpu-pack/imagine-gpu-pack.tar.xz (43 MiB)
+#   bash tools/bench/gpu-pack.sh                      # here, once: out/gpu-pack/imagine-gpu-pack.tar.xz (the model inside)
 #   bash tools/bench/gpu-run.sh                       # there (carry out/gpu-pack): the full run
-#   MODEL=models/imagine-shapes SIZE=64 STEPS=10 CPU_STEPS=10 ICD=swiftshader bash tools/bench/gpu-run.sh
-#                                                     # toy check of the whole path on a machine without a GPU
+#   SIZE=64 STEPS=10 CPU_STEPS=10 ICD=swiftshader bash tools/bench/gpu-run.sh
+#                                                     # toy check of the whole path on a machine without a GPU (with a
+#                                                     # pack built with SYNTHETIC_ARGS for a toy model, or MODEL=...)
 #
 # What it needs there: the pack (gpu-pack.sh: node, the bench bundled, onnxruntime-node's linux-x64 binding with
 # its WebGPU provider, sharp, the Vulkan loader, SwiftShader), unpacked into $PACK_DIR; without it, node 20+ and
 # this checkout's node_modules. A Vulkan ICD for the GPU: the driver's (/usr/share/vulkan/icd.d, /etc/vulkan/icd.d),
 # or, when only NVIDIA's libGLX_nvidia.so.0 is there, a nvidia_icd.json written here that points at it. ICD=swiftshader
-# runs on the pack's software device instead (checks the path, measures nothing of a GPU). The model: MODEL, or
-# the synthetic SD 1.5 written by python3 with torch and onnx (tools/bench/synthetic-sd15.py). Without a Vulkan
-# device the webgpu rows fall back to cpu and the table says so.
+# runs on the pack's software device instead (checks the path, measures nothing of a GPU). The model: MODEL, else
+# the pack's model/ (the synthetic SD 1.5 with folded weights, which onnxruntime expands at load: no python
+# needed there), else the synthetic SD 1.5 written by $PYTHON with torch and onnx (tools/bench/synthetic-sd15.py).
+# Without a Vulkan device the webgpu rows fall back to cpu and the table says so.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT="${OUT:-out/gpu-run}"
 mkdir -p "$OUT"
 SIZE="${SIZE:-512}" STEPS="${STEPS:-50}" BATCHES="${BATCHES:-1,4}" PROVIDERS="${PROVIDERS:-webgpu,cpu}"
 BASE="${BASE:-320}" TEXT_WIDTH="${TEXT_WIDTH:-768}" TEXT_LAYERS="${TEXT_LAYERS:-12}" VAE_BASE="${VAE_BASE:-128}"
-MODEL="${MODEL:-${TMPDIR:-/tmp}/imagine-synthetic-sd15-b${BASE}-t${TEXT_WIDTH}x${TEXT_LAYERS}-v${VAE_BASE}}"
 PYTHON="${PYTHON:-python3}"
 started=$(date +%s)
 log() { echo "[gpu-run $(( $(date +%s) - started ))s] $*" | tee -a "$OUT/gpu-run.log" >&2; }
@@ -49,7 +50,8 @@ if [ -f "$GPU_PACK" ]; then
   NODE="$PACK_DIR/bin/node"
   BENCH=("$NODE" "$PACK_DIR/app/gpu-bench.mjs")
   export LD_LIBRARY_PATH="$PACK_DIR/vulkan${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-  head -6 "$PACK_DIR/MANIFEST" | sed 's/^/pack /' >> "$OUT/machine.txt"
+  head -7 "$PACK_DIR/MANIFEST" | sed 's/^/pack /' >> "$OUT/machine.txt"
+  if [ -z "${MODEL:-}" ] && [ -f "$PACK_DIR/model/unet/model.onnx" ]; then MODEL="$PACK_DIR/model"; fi
 else
   [ -d node_modules/onnxruntime-node ] || { log "neither $GPU_PACK nor node_modules/onnxruntime-node: run tools/bench/gpu-pack.sh and carry out/gpu-pack"; exit 2; }
   log "no pack ($GPU_PACK): using this checkout's node_modules"
@@ -84,12 +86,14 @@ fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 echo "VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" >> "$OUT/machine.txt"
 
+MODEL="${MODEL:-${TMPDIR:-/tmp}/imagine-synthetic-sd15-b${BASE}-t${TEXT_WIDTH}x${TEXT_LAYERS}-v${VAE_BASE}}"
 if [ ! -f "$MODEL/unet/model.onnx" ]; then
   "$PYTHON" -c 'import torch, onnx' 2>/dev/null || { log "no $MODEL, and $PYTHON lacks torch or onnx to write the synthetic SD 1.5: give MODEL=<a model folder>"; exit 3; }
   log "writing the synthetic SD 1.5 into $MODEL"
   timeout 360 "$PYTHON" tools/bench/synthetic-sd15.py --out "$MODEL" --base "$BASE" --text-width "$TEXT_WIDTH" \
     --text-layers "$TEXT_LAYERS" --vae-base "$VAE_BASE" 2> >(grep -v -i warn >&2) | tee "$OUT/synthetic.json"
 fi
+log "model: $MODEL ($(tr -s '\n ' ' ' < "$MODEL/synthetic.json" 2>/dev/null || echo 'not a synthetic-sd15.py folder'))"
 
 log "timing: providers $PROVIDERS, ${SIZE}², $STEPS steps, batches $BATCHES"
 timeout 480 "${BENCH[@]}" --model "$MODEL" --providers "$PROVIDERS" --size "$SIZE" \

@@ -9,6 +9,7 @@ import { loadModel, type DiffusionModel, type LoadModelOptions } from '../../src
 import { generate, generateBatch } from '../../src/diffusion/pipeline.js';
 import type { GenerateParams, SchedulerName } from '../../src/diffusion/types.js';
 import { median, peakRssMb, round, rssMb } from './stats.js';
+import { unetCallTimer } from './unet-call.js';
 import { unetFeeds, unetShapeOf } from './unet-feeds.js';
 
 export interface ModelSectionInput {
@@ -72,7 +73,11 @@ export interface ModelSectionResult {
     pipelineMs: number;
     /** The same with a preview every step (what the bot asks for). */
     pipelineWithPreviewMs: number;
-    /** Median of bare `session.run(feeds)` calls on the same inputs (the runtime allocates the output). */
+    /**
+     * Median of bare `session.run(feeds)` calls on the same inputs (the runtime allocates the output). On webgpu, where
+     * the output stays in a GPU buffer and `run()` returns once the work is queued, each call is timed up to a
+     * read-back of its output (tools/bench/unet-call.ts).
+     */
     bareRunMs: number;
     /** The same into a pre-allocated output tensor, as the pipeline calls it: the baseline the target is judged on. */
     bareRunPreallocMs: number;
@@ -218,20 +223,24 @@ async function compareStep(model: DiffusionModel, params: GenerateParams, rounds
   const sample = feeds[model.unet.sample.name];
   const outData = model.unet.output.type === 'float16' ? new Uint16Array(sample.size) : new Float32Array(sample.size);
   const fetches = { [model.unet.output.name]: new ort.Tensor(model.unet.output.type as 'float32', outData as Float32Array, sample.dims) };
-  await model.unet.session.run(feeds); // warm-up
-  await model.unet.session.run(feeds, fetches);
-  for (let r = 0; r < rounds; r++) {
-    for (let i = 0; i < params.steps; i++) {
-      const t0 = performance.now();
-      await model.unet.session.run(feeds);
-      const t1 = performance.now();
-      await model.unet.session.run(feeds, fetches);
-      bare.push(t1 - t0);
-      barePrealloc.push(performance.now() - t1);
+  // Into a host tensor the output is copied back before run() returns, on every provider.
+  const timer = await unetCallTimer(model.unet.session, model.executionProvider === 'webgpu');
+  try {
+    await timer.callMs(feeds, 1); // warm-up
+    await model.unet.session.run(feeds, fetches);
+    for (let r = 0; r < rounds; r++) {
+      for (let i = 0; i < params.steps; i++) {
+        bare.push(await timer.callMs(feeds, 1));
+        const t1 = performance.now();
+        await model.unet.session.run(feeds, fetches);
+        barePrealloc.push(performance.now() - t1);
+      }
+      await intervals(0, plain);
+      await intervals(1, withPreview);
+      log(`${model.info.name}: step comparison round ${r + 1}/${rounds}`);
     }
-    await intervals(0, plain);
-    await intervals(1, withPreview);
-    log(`${model.info.name}: step comparison round ${r + 1}/${rounds}`);
+  } finally {
+    await timer.release();
   }
   const pipelineMs = median(plain);
   const bareRunPreallocMs = median(barePrealloc);

@@ -8,8 +8,17 @@ vocab 49408, 77 positions, quick-GELU); VAE decoder 512/512/256/128 with a mid a
 UNet has about 860 M parameters. Weights are torch's default initialisation under a fixed seed: the pictures are
 noise, the time per step is what SD 1.5 costs. Written on demand (never committed):
 
-    /usr/bin/python3 tools/bench/synthetic-sd15.py --out DIR [--base 320] [--text-width 768] [--text-layers 12]
-        [--vae-base 128] [--seed 0]
+    /usr/bin/python3 tools/bench/synthetic-sd15.py --out DIR [--weights folded|full] [--base 320] [--text-width 768]
+        [--text-layers 12] [--vae-base 128] [--seed 0]
+
+--weights folded (the default) keeps the files small (5.6 MB for all three at full size, against 3.9 GB): each
+weight over 16384 values is stored as a small seeded block (at most 1024 values: up to 32 rows by a few columns, the
+kernel whole) that a Tile node repeats to the full shape, times a seeded scale per row (0.5 to 1.5, so repeated rows
+differ), scaled to the standard deviation of torch's initialisation of that weight. Every input of those two nodes
+is an initializer, so onnxruntime's constant folding (graph optimisation level basic and up, the default) turns them
+into ordinary initializers when the session is created: the graph that runs is the full-weights one, node for node,
+and no Tile runs per call. The cost moves to load: the folded weights are materialised then (at full size 3.4 GB of
+float32, about 2.3 times that at the peak while folding). --weights full writes torch's weights as they are.
 
 Small --base/--text-width/--vae-base give the same topology at toy size (the CPU test of tools/bench/gpu-run.sh).
 The folder is in the diffusers ONNX layout imagine loads (model_index.json, unet/, text_encoder/, vae_decoder/,
@@ -24,7 +33,9 @@ import shutil
 import sys
 import tempfile
 
+import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -220,20 +231,82 @@ class VaeDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-def export(module, args, path, input_names, output_names, dynamic_axes, external=False):
+def export(module, args, path, input_names, output_names, dynamic_axes, external=False, fold_seed=None):
     """torch.onnx.export into `path`; weights near protobuf's 2 GiB limit (or all, with `external`) go to one
-    `model.onnx_data` beside it."""
+    `model.onnx_data` beside it. With `fold_seed`, the weights are folded (fold_weights) into one small file."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     params = sum(p.numel() for p in module.parameters())
     large = external or params * 4 > 1.8 * 2**30
     with torch.no_grad(), tempfile.TemporaryDirectory() as scratch:
-        target = os.path.join(scratch, 'model.onnx') if large else path
+        target = os.path.join(scratch, 'model.onnx') if large or fold_seed is not None else path
         torch.onnx.export(module, args, target, input_names=input_names, output_names=output_names,
                           dynamic_axes=dynamic_axes, opset_version=OPSET, do_constant_folding=True)
-        if large:
+        if fold_seed is not None:
+            fold_weights(target, path, fold_seed)  # reads torch's per-tensor files beside `target` where it wrote them
+        elif large:
             model = onnx.load(target)  # torch wrote one file per tensor beside it: gather them into one
             onnx.save_model(model, path, save_as_external_data=True, all_tensors_to_one_file=True, location='model.onnx_data')
     return params
+
+
+FOLD_OVER = 16384  # weights with more values than this are folded; biases and norms stay as they are
+BLOCK_MAX = 1024  # values in one folded weight's seeded block
+
+
+def largest_divisor(n, limit):
+    return max(d for d in range(1, min(n, limit) + 1) if n % d == 0)
+
+
+def initializer_array(tensor, folder):
+    """An initializer's values, read from its external file (memory-mapped) when it has one."""
+    if tensor.data_location != onnx.TensorProto.EXTERNAL:
+        return onnx.numpy_helper.to_array(tensor)
+    info = {entry.key: entry.value for entry in tensor.external_data}
+    dtype = onnx.mapping.TENSOR_TYPE_TO_NP_TYPE[tensor.data_type]
+    count = int(np.prod(tensor.dims)) if tensor.dims else 1
+    data = np.memmap(os.path.join(folder, info['location']), dtype=dtype, mode='r', offset=int(info.get('offset', 0)), shape=(count,))
+    return np.array(data).reshape(tuple(tensor.dims))
+
+
+def fold_weights(source, target, seed):
+    """Rewrites the model at `source` (torch's export, weights inline or external) into `target` with every float
+    weight over FOLD_OVER values replaced by Tile(block, repeats) * scale under the weight's own name: the same
+    graph once onnxruntime has folded those constants, in a file of a few MiB. Returns (weights folded, values)."""
+    model = onnx.load(source, load_external_data=False)
+    folder = os.path.dirname(source)
+    rng = np.random.default_rng(seed)
+    kept, nodes, folded, values = [], [], 0, 0
+    for tensor in model.graph.initializer:
+        array = initializer_array(tensor, folder)
+        if array.dtype != np.float32 or array.size <= FOLD_OVER or array.ndim == 0:
+            kept.append(onnx.numpy_helper.from_array(np.ascontiguousarray(array), tensor.name))
+            continue
+        shape = array.shape
+        rest = int(np.prod(shape[2:])) if len(shape) > 2 else 1
+        rows = largest_divisor(shape[0], max(1, min(32, BLOCK_MAX // rest)))
+        cols = largest_divisor(shape[1], max(1, BLOCK_MAX // (rows * rest))) if len(shape) > 1 else None
+        block_shape = (rows,) + ((cols,) + shape[2:] if cols else ())
+        repeats = (shape[0] // rows,) + ((shape[1] // cols,) + (1,) * (len(shape) - 2) if cols else ())
+        # Uniform scale in [0.5, 1.5] has a mean square of 13/12: the product keeps the weight's standard deviation.
+        std = float(array.std(dtype=np.float64)) or 1.0
+        block = (rng.standard_normal(block_shape) * std / math.sqrt(13 / 12)).astype(np.float32)
+        scale = rng.uniform(0.5, 1.5, (shape[0],) + (1,) * (len(shape) - 1)).astype(np.float32)
+        name = tensor.name
+        kept += [onnx.numpy_helper.from_array(block, f'{name}.fold_block'),
+                 onnx.numpy_helper.from_array(np.array(repeats, dtype=np.int64), f'{name}.fold_repeats'),
+                 onnx.numpy_helper.from_array(scale, f'{name}.fold_scale')]
+        nodes += [onnx.helper.make_node('Tile', [f'{name}.fold_block', f'{name}.fold_repeats'], [f'{name}.fold_tiled'], name=f'{name}.fold_tile'),
+                  onnx.helper.make_node('Mul', [f'{name}.fold_tiled', f'{name}.fold_scale'], [name], name=f'{name}.fold_scale')]
+        folded += 1
+        values += array.size
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(kept)
+    graph_nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes + graph_nodes)
+    onnx.checker.check_model(model)
+    onnx.save_model(model, target)
+    return folded, int(values)
 
 
 def write_json(path, value):
@@ -250,7 +323,9 @@ def main():
     parser.add_argument('--text-layers', type=int, default=12)
     parser.add_argument('--vae-base', type=int, default=128)
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--external', action='store_true', help='the UNet\'s weights in unet/model.onnx_data at any size (as at full size)')
+    parser.add_argument('--weights', choices=['folded', 'full'], default='folded',
+                        help='folded: small seeded blocks onnxruntime expands at load (a few MiB); full: torch\'s weights (3.9 GB at full size)')
+    parser.add_argument('--external', action='store_true', help='with --weights full: the UNet\'s weights in unet/model.onnx_data at any size (as at full size)')
     args = parser.parse_args()
     if args.base % 32 or args.vae_base % 32:
         sys.exit('--base and --vae-base must be multiples of 32 (GroupNorm has 32 groups)')
@@ -258,23 +333,24 @@ def main():
     torch.manual_seed(args.seed)
     heads = max(1, args.text_width // 64)
     summary = {}
+    fold = (lambda part: args.seed * 3 + part) if args.weights == 'folded' else (lambda part: None)
 
     text = TextEncoder(args.text_width, args.text_layers, heads).eval()
     ids = torch.zeros(1, 77, dtype=torch.int32)
     summary['text_encoder'] = export(text, (ids,), os.path.join(out, 'text_encoder', 'model.onnx'), ['input_ids'], ['last_hidden_state', 'pooler_output'],
-                                     {'input_ids': {0: 'batch'}, 'last_hidden_state': {0: 'batch'}, 'pooler_output': {0: 'batch'}})
+                                     {'input_ids': {0: 'batch'}, 'last_hidden_state': {0: 'batch'}, 'pooler_output': {0: 'batch'}}, fold_seed=fold(0))
 
     unet = UNet(args.base, args.text_width).eval()
     summary['unet'] = export(unet, (torch.randn(2, 4, 64, 64), torch.tensor([999, 999], dtype=torch.int64), torch.randn(2, 77, args.text_width)),
                              os.path.join(out, 'unet', 'model.onnx'), ['sample', 'timestep', 'encoder_hidden_states'], ['out_sample'],
                              {'sample': {0: 'batch', 2: 'height', 3: 'width'}, 'timestep': {0: 'batch'}, 'encoder_hidden_states': {0: 'batch', 1: 'sequence'},
-                              'out_sample': {0: 'batch', 2: 'height', 3: 'width'}}, external=args.external)
+                              'out_sample': {0: 'batch', 2: 'height', 3: 'width'}}, external=args.external, fold_seed=fold(1))
     write_json(os.path.join(out, 'unet', 'config.json'), {'in_channels': 4, 'sample_size': 64, 'cross_attention_dim': args.text_width,
                                                           'block_out_channels': [args.base, args.base * 2, args.base * 4, args.base * 4]})
 
     vae = VaeDecoder(args.vae_base).eval()
     summary['vae_decoder'] = export(vae, (torch.randn(1, 4, 64, 64),), os.path.join(out, 'vae_decoder', 'model.onnx'), ['latent_sample'], ['sample'],
-                                    {'latent_sample': {0: 'batch', 2: 'height', 3: 'width'}, 'sample': {0: 'batch', 2: 'height', 3: 'width'}})
+                                    {'latent_sample': {0: 'batch', 2: 'height', 3: 'width'}, 'sample': {0: 'batch', 2: 'height', 3: 'width'}}, fold_seed=fold(2))
     write_json(os.path.join(out, 'vae_decoder', 'config.json'), {'latent_channels': 4, 'scaling_factor': 0.18215, 'sample_size': 512})
 
     fixture = os.path.join(ROOT, 'test', 'fixtures', 'models', 'sd-tiny')
@@ -287,7 +363,7 @@ def main():
         'scheduler': ['diffusers', 'PNDMScheduler'], 'text_encoder': ['diffusers', 'OnnxRuntimeModel'], 'tokenizer': ['transformers', 'CLIPTokenizer'],
         'unet': ['diffusers', 'OnnxRuntimeModel'], 'vae_decoder': ['diffusers', 'OnnxRuntimeModel']})
     write_json(os.path.join(out, 'synthetic.json'), {'topology': 'SD 1.5', 'base': args.base, 'text_width': args.text_width, 'text_layers': args.text_layers,
-                                                     'vae_base': args.vae_base, 'seed': args.seed, 'parameters': summary, 'torch': torch.__version__})
+                                                     'vae_base': args.vae_base, 'seed': args.seed, 'weights': args.weights, 'parameters': summary, 'torch': torch.__version__})
     print(json.dumps({'out': out, 'parameters': summary}))
 
 

@@ -3,10 +3,11 @@
  * the pipeline's own step 8 (`decodeLatents`) once in a fresh node process, which reports its kernel high-water mark
  * (VmHWM) and its resident memory once the model is loaded; the difference is what the decode added.
  *
- *     /usr/bin/python3 tools/bench/synthetic-sd15.py --out DIR --base 32 --text-width 64 --text-layers 1 [--vae-base 128]
+ *     /usr/bin/python3 tools/bench/synthetic-sd15.py --out DIR --weights full --base 32 --text-width 64 --text-layers 1 [--vae-base 128]
  *     npx tsx tools/bench/vae-memory.ts --model DIR [--sizes 512,1024,2048] [--cases whole,tiled] [--repeat 2]
  *
- * synthetic-sd15.py's VAE decoder is SD 1.5's (512/512/256/128 channels at --vae-base 128, mid-block attention);
+ * `--weights full`: folded weights (synthetic-sd15.py's default) are expanded at load, whose own high-water mark
+ * would hide the decode's. synthetic-sd15.py's VAE decoder is SD 1.5's (512/512/256/128 channels at --vae-base 128, mid-block attention);
  * the small UNet and text encoder beside it are loaded but not run. "whole" decodes in one run however large (as
  * before tiling), "tiled" is what decodeLatents does now (whole at or below the native area). A whole case may be
  * skipped with `--cases` where it would not fit this machine (SD 1.5 at 2048²: 16 GiB of attention scores alone).
