@@ -8,16 +8,9 @@ import { ComponentType, type APIActionRowComponent, type APIButtonComponent } fr
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPngText } from '../../src/image/png-text.js';
-import type { DiscordEmulator, InteractionHandle, StoredMessage } from '../../src/playground/emulator/index.js';
+import type { DiscordEmulator, StoredMessage } from '../../src/playground/emulator/index.js';
 import { eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
-
-/** The job's message once it carries the picture(s) and the embed. */
-function finished(handle: { original(): StoredMessage | undefined }): Promise<StoredMessage> {
-  return eventually(() => {
-    const original = handle.original();
-    return original && original.message.embeds.length > 0 && original.message.attachments.length > 0 ? original : undefined;
-  }, 30_000, 'the final message');
-}
+import { answerTo, customIdOf, finished } from './picture-messages.js';
 
 /** A finished message that replies to `messageId` (a U's or V's picture). */
 function replyWithPictures(emulator: DiscordEmulator, messageId: string, what: string): Promise<StoredMessage> {
@@ -36,23 +29,6 @@ function buttonsOf(message: StoredMessage): APIButtonComponent[][] {
     expect(row.type).toBe(ComponentType.ActionRow);
     return row.components;
   });
-}
-
-function customIdOf(message: StoredMessage, label: string): string {
-  const button = buttonsOf(message)
-    .flat()
-    .find((b) => 'label' in b && b.label === label);
-  if (!button || !('custom_id' in button)) throw new Error(`No button ${label} on message ${message.message.id}`);
-  return button.custom_id;
-}
-
-/** The ephemeral answer to a press, once the bot has edited its deferred reply. */
-async function answerTo(press: InteractionHandle): Promise<{ content: string; ephemeral: boolean }> {
-  const answer = await eventually(() => {
-    const original = press.original();
-    return original && original.message.content.length > 0 ? original : undefined;
-  }, 30_000, 'the answer to the press');
-  return { content: answer.message.content, ephemeral: ((answer.message.flags ?? 0) & 64) === 64 };
 }
 
 async function rgb(png: Uint8Array, side?: number): Promise<Buffer> {

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPngText } from '../../src/image/png-text.js';
 import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
+import { customIdOf } from './picture-messages.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -75,13 +76,6 @@ function replyTo(h: Harness, messageId: string, prefix: string) {
   );
 }
 
-function buttonId(message: { message: { components?: unknown } }, label: string): string {
-  const rows = (message.message.components ?? []) as { components: { label?: string; custom_id?: string }[] }[];
-  const button = rows.flatMap((row) => row.components).find((b) => b.label === label);
-  if (!button?.custom_id) throw new Error(`No button ${label}`);
-  return button.custom_id;
-}
-
 describe('U and V with real ONNX models (worker pool)', () => {
   it('GIVEN a latent model (sd-tiny, 64×64, vae_encoder) THEN U1 is the hires fix at 128×128 and V2 makes two 64×64 variations', async () => {
     const h = await startHarness({
@@ -95,13 +89,13 @@ describe('U and V with real ONNX models (worker pool)', () => {
         const original = handle.original();
         return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
       }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
-      emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
       const png = emulator.attachmentBytes(upscaled.message.id, 0)!;
       expect(await sharp(png).metadata()).toMatchObject({ format: 'png', width: 128, height: 128 });
       expect(readPngText(png).get('parameters')).toMatch(/Seed: 9, Size: 128x128, Model: sd-tiny, Denoising strength: 0\.35, RNG: CPU$/);
 
-      emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'V2') });
+      emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V2') });
       const variations = await replyTo(h, grid.message.id, '🎲 Variations of picture 2');
       expect(variations.message.attachments.map((a) => [a.width, a.height])).toEqual([[128, 64], [64, 64], [64, 64]]);
     } finally {
@@ -123,7 +117,7 @@ describe('U and V with real ONNX models (worker pool)', () => {
       }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
       const jobs = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
       const before = jobs();
-      const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       const resized = await replyTo(h, grid.message.id, '🔍 Picture 1, enlarged 2×');
       expect(resized.message.content).toMatch(/a Lanczos resize, no new detail \(this model makes only 64×64 pictures\)/);
       const png = emulator.attachmentBytes(resized.message.id, 0)!;
@@ -139,7 +133,7 @@ describe('U and V with real ONNX models (worker pool)', () => {
       expect(jobs()).toBe(before);
       await eventually(() => (press.original()?.message.content ?? '').startsWith('🔍 U1: posted below'), 10_000, 'the ephemeral answer');
       // It is posted outside the queue's caps: a second press within the minute is refused privately, nothing posted.
-      const again = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      const again = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       await eventually(() => (again.original()?.message.content ?? '').startsWith('U1: picture 1 was just enlarged'), 10_000, 'the refusal');
       const resizes = emulator.messages(emulator.defaults.channelId).filter((m) => m.message.content.startsWith('🔍 Picture 1, enlarged'));
       expect(resizes).toHaveLength(1);
@@ -162,7 +156,7 @@ describe('U and V with real ONNX models (worker pool)', () => {
       }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
       const jobs = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
       const before = jobs();
-      const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'V1') });
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1') });
       const answer = await eventually(() => press.original()?.message.content || undefined, 30_000, 'the answer');
       expect(answer).toBe('The model `lcm-tiny` cannot start from a picture: it has no vae_encoder/ folder (img2img needs vae_encoder/model.onnx).');
       expect((press.original()!.message.flags ?? 0) & 64).toBe(64);
@@ -193,7 +187,7 @@ describe('U and V with real ONNX models (worker pool)', () => {
         const original = handle.original();
         return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
       }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
-      const press = emulator.sendButton({ messageId: grid.message.id, customId: buttonId(grid, 'U1') });
+      const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
       expect(press.original()?.message.content).toMatch(/^🔍 U1: upscaling picture 1 to 64×64/);
       const job = h.app.queue.findByMessageId(upscaled.message.id)!;

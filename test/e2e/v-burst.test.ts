@@ -5,11 +5,10 @@
  * so the presser's private answer says where the job stands.
  */
 import type { ImageEngine } from '../../src/diffusion/types.js';
-import type { APIActionRowComponent, APIButtonComponent } from 'discord-api-types/v10';
 import { afterEach, describe, expect, it } from 'vitest';
 import { StandInEngine } from '../../src/diffusion/engine/stand-in.js';
-import type { InteractionHandle, StoredMessage } from '../../src/playground/emulator/index.js';
 import { eventually, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
+import { answerTo, customIdOf, finished } from './picture-messages.js';
 
 /** The stand-in, except that a job whose prompt is `held` does not start until `release()`. */
 function heldEngine(): { engine: ImageEngine; release: () => void; holding: () => boolean } {
@@ -29,28 +28,6 @@ function heldEngine(): { engine: ImageEngine; release: () => void; holding: () =
     close: () => inner.close(),
   };
   return { engine, release, holding: () => holding };
-}
-
-function finished(handle: { original(): StoredMessage | undefined }): Promise<StoredMessage> {
-  return eventually(() => {
-    const original = handle.original();
-    return original && original.message.embeds.length > 0 && original.message.attachments.length > 0 ? original : undefined;
-  }, 30_000, 'the pictures');
-}
-
-function customIdOf(message: StoredMessage, label: string): string {
-  const rows = (message.message.components ?? []) as APIActionRowComponent<APIButtonComponent>[];
-  const button = rows.flatMap((row) => row.components).find((b) => 'label' in b && b.label === label);
-  if (!button || !('custom_id' in button)) throw new Error(`No button ${label}`);
-  return button.custom_id;
-}
-
-async function answerTo(press: InteractionHandle): Promise<{ content: string; ephemeral: boolean }> {
-  const answer = await eventually(() => {
-    const original = press.original();
-    return original && original.message.content.length > 0 ? original : undefined;
-  }, 30_000, 'the answer to the press');
-  return { content: answer.message.content, ephemeral: ((answer.message.flags ?? 0) & 64) === 64 };
 }
 
 describe('V presses while the queue is busy', () => {
