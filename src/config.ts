@@ -216,6 +216,8 @@ const schema = z.object({
   // Set to `true` by discord.js's ShardingManager in each shard process it forks (with SHARDS and SHARD_COUNT).
   SHARDING_MANAGER: optionalString(),
   WORKER_LOCK_SECONDS: intKey('WORKER_LOCK_SECONDS', 1, 600, 30),
+  // A gateway shard given up on (it kept dying at start) is tried once more after this many seconds; 0: never.
+  SHARD_RETRY_SECONDS: intKey('SHARD_RETRY_SECONDS', 0, 86_400, 600),
   LOG_LEVEL: z
     .string()
     .optional()
@@ -309,6 +311,8 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Gateway shards: 1 (one connection in this process), a number, or `auto` (Discord's recommended count). */
   readonly shards: number | 'auto';
+  /** A shard given up on is started once more after this long (shard-restarts.ts); 0: never. */
+  readonly shardRetryMs: number;
   /** The models an image worker serves (`npm run worker`); undefined: every installed model. */
   readonly workerModels: readonly string[] | undefined;
   /**
@@ -391,6 +395,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     metricsHost: v.METRICS_HOST,
     redisUrl: v.REDIS_URL,
     shards: v.DISCORD_SHARDS,
+    shardRetryMs: v.SHARD_RETRY_SECONDS * 1000,
     workerLockMs: v.WORKER_LOCK_SECONDS * 1000,
     botInstance: v.BOT_INSTANCE ?? (v.SHARDS !== undefined ? `shard-${v.SHARDS.replace(/[^0-9]+/g, '-')}` : 'bot'),
     shardProcess: v.SHARDING_MANAGER !== undefined || v.SHARDS !== undefined,

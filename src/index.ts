@@ -49,6 +49,7 @@ async function main(): Promise<void> {
       apiUrl: config.discordApiUrl,
       totalShards: config.shards,
       logger,
+      retryAfterGiveUpMs: config.shardRetryMs,
       // Every shard given up on (shard-restarts.ts): exit non-zero so a supervisor sees it and can start it again.
       onNoShardLeft: () => {
         logger.error('no shard left running; the manager exits with code 1');

@@ -31,6 +31,12 @@ export interface ShardingOptions {
   /** When an exited shard is started again, and when it is given up on. Default SHARD_RESTARTS. */
   restarts?: ShardRestartPolicy;
   /**
+   * A shard given up on while others run is started once more after this long (SHARD_RETRY_SECONDS), and again
+   * after each further give-up; with the default 10 minutes its earlier exits have left the restart window by then,
+   * so it gets the whole restart policy again. 0 or unset: never.
+   */
+  retryAfterGiveUpMs?: number;
+  /**
    * Called once every shard has been given up on (none runs, none will be started again): the manager has nothing
    * left to do and should exit non-zero, so its supervisor sees the failure.
    */
@@ -88,24 +94,35 @@ export async function startSharding(options: ShardingOptions): Promise<ShardedBo
       const child = shard.process;
       const exit = { shard: shard.id, code: child?.exitCode, signal: child?.signalCode };
       const decision = exits.record(Date.now());
+      const startAgain = (delayMs: number): void => {
+        const timer = setTimeout(() => {
+          restartTimers.delete(timer);
+          if (stopping) return;
+          givenUp.delete(shard.id);
+          // timeout -1: as at the first start, do not wait for READY.
+          shard.spawn(-1).catch((error: unknown) => logger.error('shard could not be started again', { shard: shard.id, error }));
+        }, delayMs);
+        restartTimers.add(timer);
+      };
       if (decision.action === 'give-up') {
         givenUp.add(shard.id);
-        logger.error('shard keeps exiting; giving up on it (its servers get no answers until the bot is restarted)', {
-          ...exit,
-          exits: decision.exitsInWindow,
-          withinMs: policy.windowMs,
-        });
-        if (givenUp.size === totalShards) options.onNoShardLeft?.();
+        const retryMs = options.retryAfterGiveUpMs ?? 0;
+        logger.error(
+          retryMs > 0
+            ? 'shard keeps exiting; giving up on it for now (its servers get no answers until it is tried again)'
+            : 'shard keeps exiting; giving up on it (its servers get no answers until the bot is restarted)',
+          { ...exit, exits: decision.exitsInWindow, withinMs: policy.windowMs, ...(retryMs > 0 ? { retryInMs: retryMs } : {}) },
+        );
+        if (givenUp.size === totalShards) {
+          options.onNoShardLeft?.();
+          return;
+        }
+        // The others serve on; a cause that goes away (a port freed, a disk remounted) brings this one back.
+        if (retryMs > 0) startAgain(retryMs);
         return;
       }
       logger.warn('shard exited; starting it again', { ...exit, inMs: decision.delayMs, exitsInWindow: decision.exitsInWindow });
-      const timer = setTimeout(() => {
-        restartTimers.delete(timer);
-        if (stopping) return;
-        // timeout -1: as at the first start, do not wait for READY.
-        shard.spawn(-1).catch((error: unknown) => logger.error('shard could not be started again', { shard: shard.id, error }));
-      }, decision.delayMs);
-      restartTimers.add(timer);
+      startAgain(decision.delayMs);
     });
   });
   logger.info('starting gateway shards', { totalShards, requested: options.totalShards });

@@ -265,6 +265,30 @@ describe.skipIf(!HAVE_REDIS)('DISCORD_SHARDS=2: shards that die, and a manager t
     expect(lines('shard started', 1)).toHaveLength(SHARD_RESTARTS.maxExits);
   }, 240_000);
 
+  it('GIVEN shard 1 given up on and SHARD_RETRY_SECONDS=2 THEN once the cause is gone (its port freed) it is tried again and identifies, the bot never restarted', async () => {
+    const [low, high] = await holdPortPair();
+    const metricsPort = (low.address() as net.AddressInfo).port;
+    await new Promise((resolve) => low.close(resolve));
+    const { emulator, manager, said, lines } = await shardedBot({
+      METRICS_PORT: String(metricsPort),
+      METRICS_HOST: '127.0.0.1',
+      SHARD_RETRY_SECONDS: '2',
+    });
+
+    const gaveUp = () => logLines(manager.output()).filter((line) => typeof line.msg === 'string' && GIVING_UP.test(line.msg));
+    await eventually(() => gaveUp().length > 0 || undefined, 150_000, () => `shard 1 to be given up on; ${said()}`);
+    expect(gaveUp()[0]).toMatchObject({ level: 50, shard: 1, exits: SHARD_RESTARTS.maxExits, retryInMs: 2000 });
+    // The cause goes away. A try that came before this dies again and is given up on again, 2 s more.
+    await new Promise((resolve) => high.close(resolve));
+
+    await eventually(() => emulator.identifiedShards.some((shard) => shard[0] === 1) || undefined, 120_000, () => `shard 1 to identify; ${said()}`);
+    expect(lines('shard started', 1).length).toBeGreaterThan(SHARD_RESTARTS.maxExits);
+    expect(lines('shard started', 0)).toHaveLength(1);
+    expect(manager.child.exitCode).toBe(null);
+    manager.child.kill('SIGTERM');
+    expect(await manager.exited).toEqual({ code: 0, signal: null });
+  }, 240_000);
+
   it('GIVEN both shards die at every start (METRICS_PORT and METRICS_PORT + 1 taken) THEN both are given up on and the manager exits 1', async () => {
     const [low] = await holdPortPair();
     const metricsPort = (low.address() as net.AddressInfo).port;
