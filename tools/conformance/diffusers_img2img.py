@@ -405,22 +405,18 @@ def typescript(out, tool, date):
             continue
         name = f"{c['scheduler'].upper()}_{'TEST' if c['configFrom'] == 'test' else 'IMAGINE_SHAPES'}"
         configs[name] = (c["configFrom"], c["config"])
-        source = (
-            f"diffusers {out['diffusers']} {out['commit']}, {c['class']}, strength {c['strength']}, steps {c['steps']}, "
-            f"run by {tool} on {date}"
+        head = (
+            f"  img2img({js(c['class'])}, '{c['scheduler']}', {name}, {c['steps']}, {js(c['strength'])}, "
+            f"{js(c['sum'])}, {js(c['mean'])}, "
         )
-        lines.append(
-            "  {\n"
-            f"    source: {js(source)},\n"
-            f"    scheduler: '{c['scheduler']}',\n"
-            f"    config: {name},\n"
-            f"    steps: {c['steps']},\n"
-            f"    strength: {js(c['strength'])},\n"
-            f"    sum: {js(c['sum'])},\n"
-            f"    mean: {js(c['mean'])},\n"
-            f"    timesteps: {wrapped(c['timesteps'], '    ')},\n"
-            "  },"
-        )
+        one_line = "[" + ", ".join(js(t) for t in c["timesteps"]) + "]),"
+        if len(head) + len(one_line) <= 120:
+            lines.append(head + one_line)
+        else:
+            listed = wrapped(c["timesteps"], "  ")
+            if not listed.startswith("[\n"):  # fits one row of its own: still under the call, not after it
+                listed = "[\n    " + listed[1:-1] + ",\n  ]"
+            lines.append(head.rstrip() + " " + listed + "),")
     consts = []
     for name, (origin, config) in configs.items():
         where = "the test file's get_scheduler_config()"
@@ -433,9 +429,30 @@ def typescript(out, tool, date):
 // add_noise at timesteps[:1]) run on diffusers' scheduler with the tests' dummy sample, noise and model; `timesteps`
 // is what diffusers' get_timesteps returned. Left out: cases whose mean(|x|) grew past {MAX_MEAN:g} (see the tool).
 import type {{ SchedulerConfig }} from '../diffusion/schedulers/types.js';
+import type {{ SchedulerName }} from '../diffusion/types.js';
 import type {{ ConformanceCase }} from './conformance-cases.js';
 """
-    body = "\n".join(consts) + "\n\n/** img2img starts checked against diffusers' pipeline code (see the header). */\n"
+    helper = f"""
+/**
+ * One case: diffusers' scheduler class and ours, the config, steps, strength, diffusers' sum(|x|) and mean(|x|) of
+ * the final sample, and the timesteps its get_timesteps returned.
+ */
+function img2img(
+  schedulerClass: string,
+  scheduler: SchedulerName,
+  config: SchedulerConfig,
+  steps: number,
+  strength: number,
+  sum: number,
+  mean: number,
+  timesteps: number[],
+): ConformanceCase {{
+  const source = `diffusers {out['diffusers']} {out['commit']}, ${{schedulerClass}}, strength ${{strength}}, steps ${{steps}}, run by {tool} on {date}`;
+  return {{ source, scheduler, config, steps, strength, sum, mean, timesteps }};
+}}
+"""
+    body = "\n".join(consts) + "\n" + helper
+    body += "\n/** img2img starts checked against diffusers' pipeline code (see the header). */\n"
     body += "export const IMG2IMG_CASES: readonly ConformanceCase[] = [\n" + "\n".join(lines) + "\n];\n"
     return header + "\n" + body
 
