@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readPngText } from '../../src/image/png-text.js';
+import type { StoredMessage } from '../../src/playground/emulator/index.js';
 import { eventually, originalEdits, startHarness, type Harness } from '../../tools/discord-emulator/harness.js';
 import { customIdOf } from './picture-messages.js';
 
@@ -64,6 +65,27 @@ describe('/imagine with the real worker pool and an ONNX model', () => {
   });
 });
 
+/** The bot on a real model (worker pool), and its finished message for a `/imagine count:2` with `options`. */
+async function twoPictures(modelDir: string, options: { prompt: string; steps: number; seed: number }): Promise<{ h: Harness; grid: StoredMessage }> {
+  const h = await startHarness({ env: { SAMPLER: 'workers', MODEL_DIR: modelDir, EDIT_INTERVAL_MS: '0' }, emulator: { rateLimits: [] } });
+  try {
+    const handle = h.emulator.sendCommand({ name: 'imagine', options: { ...options, count: 2 } });
+    const grid = await eventually(() => {
+      const original = handle.original();
+      return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
+    }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
+    return { h, grid };
+  } catch (error) {
+    await h.close();
+    throw error;
+  }
+}
+
+/** How many jobs the bot's journal holds. */
+function jobCount(h: Harness): number {
+  return (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+}
+
 /** The finished reply to `messageId` whose text starts with `prefix`. */
 function replyTo(h: Harness, messageId: string, prefix: string) {
   return eventually(
@@ -78,17 +100,9 @@ function replyTo(h: Harness, messageId: string, prefix: string) {
 
 describe('U and V with real ONNX models (worker pool)', () => {
   it('GIVEN a latent model (sd-tiny, 64×64, vae_encoder) THEN U1 is the hires fix at 128×128 and V2 makes two 64×64 variations', async () => {
-    const h = await startHarness({
-      env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/sd-tiny'), EDIT_INTERVAL_MS: '0' },
-      emulator: { rateLimits: [] },
-    });
+    const { h, grid } = await twoPictures(path.join(ROOT, 'test/fixtures/models/sd-tiny'), { prompt: 'a red circle', steps: 10, seed: 9 });
     try {
       const { emulator } = h;
-      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 10, seed: 9, count: 2 } });
-      const grid = await eventually(() => {
-        const original = handle.original();
-        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
-      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
       emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
       const png = emulator.attachmentBytes(upscaled.message.id, 0)!;
@@ -104,18 +118,10 @@ describe('U and V with real ONNX models (worker pool)', () => {
   });
 
   it('GIVEN the embedded model (64×64 only) THEN U1 posts a 2× Lanczos resize, labelled as one, and queues nothing', async () => {
-    const h = await startHarness({
-      env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'models/imagine-shapes'), EDIT_INTERVAL_MS: '0' },
-      emulator: { rateLimits: [] },
-    });
+    const { h, grid } = await twoPictures(path.join(ROOT, 'models/imagine-shapes'), { prompt: 'a red circle', steps: 10, seed: 4 });
     try {
       const { emulator } = h;
-      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 10, seed: 4, count: 2 } });
-      const grid = await eventually(() => {
-        const original = handle.original();
-        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
-      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
-      const jobs = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+      const jobs = () => jobCount(h);
       const before = jobs();
       const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       const resized = await replyTo(h, grid.message.id, '🔍 Picture 1, enlarged 2×');
@@ -143,18 +149,10 @@ describe('U and V with real ONNX models (worker pool)', () => {
   });
 
   it('GIVEN a latent model without vae_encoder/ (lcm-tiny) THEN V and /imagine image: are refused in one ephemeral line, nothing queued', async () => {
-    const h = await startHarness({
-      env: { SAMPLER: 'workers', MODEL_DIR: path.join(ROOT, 'test/fixtures/models/lcm-tiny'), EDIT_INTERVAL_MS: '0' },
-      emulator: { rateLimits: [] },
-    });
+    const { h, grid } = await twoPictures(path.join(ROOT, 'test/fixtures/models/lcm-tiny'), { prompt: 'a red circle', steps: 4, seed: 2 });
     try {
       const { emulator } = h;
-      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 4, seed: 2, count: 2 } });
-      const grid = await eventually(() => {
-        const original = handle.original();
-        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
-      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
-      const jobs = () => (h.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+      const jobs = () => jobCount(h);
       const before = jobs();
       const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1') });
       const answer = await eventually(() => press.original()?.message.content || undefined, 30_000, 'the answer');
@@ -178,15 +176,10 @@ describe('U and V with real ONNX models (worker pool)', () => {
     const modelDir = path.join(dir, 'pixel-tiny');
     fs.cpSync(path.join(ROOT, 'test/fixtures/models/pixel-tiny'), modelDir, { recursive: true });
     fs.cpSync(path.join(ROOT, 'test/fixtures/parts/upscaler-2x'), path.join(modelDir, 'upscaler'), { recursive: true });
-    const h = await startHarness({ env: { SAMPLER: 'workers', MODEL_DIR: modelDir, EDIT_INTERVAL_MS: '0' }, emulator: { rateLimits: [] } });
+    const { h, grid } = await twoPictures(modelDir, { prompt: 'a red circle', steps: 4, seed: 5 });
     try {
       const { emulator } = h;
       expect(h.app.model).toMatchObject({ fixedSize: true, upscaler: { scale: 2 } });
-      const handle = emulator.sendCommand({ name: 'imagine', options: { prompt: 'a red circle', steps: 4, seed: 5, count: 2 } });
-      const grid = await eventually(() => {
-        const original = handle.original();
-        return original && original.message.embeds.length > 0 && original.message.attachments.length === 3 ? original : undefined;
-      }, 90_000, () => `the grid; bot log:\n${h.logs.join('\n')}`);
       const press = emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'U1') });
       const upscaled = await replyTo(h, grid.message.id, '🔍 Upscaled picture 1');
       expect(press.original()?.message.content).toMatch(/^🔍 U1: upscaling picture 1 to 64×64/);
