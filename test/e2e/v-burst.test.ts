@@ -39,50 +39,50 @@ describe('V presses while the queue is busy', () => {
     h = undefined;
   });
 
-  it('GIVEN a job running and a V waiting WHEN V is pressed again THEN the private answer says place 2 in the queue', async () => {
+  /**
+   * The bot on a held engine (`env` on top of no edit pacing): Alice's `/imagine count:4` finished, then Bob's job
+   * started and held, so whatever Alice queues next waits behind it until `held.release()`.
+   */
+  async function aliceGridBehindBob(env: Record<string, string>) {
     const held = heldEngine();
     releaseHeld = held.release;
-    h = await startHarness({ engine: held.engine, env: { EDIT_INTERVAL_MS: '0', QUEUE_MAX_PER_MEMBER: '20' } });
+    h = await startHarness({ engine: held.engine, env: { EDIT_INTERVAL_MS: '0', ...env } });
     const { emulator } = h;
     const { alice, bob } = emulator.defaults.users;
     const grid = await finished(emulator.sendCommand({ name: 'imagine', options: { prompt: 'four tiles', count: 4, seed: 9, steps: 4 }, userId: alice.id }));
     await h.app.queue.onIdle();
-
-    // Bob's job holds the engine; each of Alice's V presses then waits behind it.
     emulator.sendCommand({ name: 'imagine', options: { prompt: 'held', steps: 4 }, userId: bob.id });
     await eventually(() => held.holding(), 30_000, 'the held job to start');
+    return { app: h.app, emulator, alice, grid, held };
+  }
+
+  it('GIVEN a job running and a V waiting WHEN V is pressed again THEN the private answer says place 2 in the queue', async () => {
+    // Bob's job holds the engine; each of Alice's V presses then waits behind it.
+    const { app, emulator, alice, grid, held } = await aliceGridBehindBob({ QUEUE_MAX_PER_MEMBER: '20' });
     const first = await answerTo(emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1'), userId: alice.id }));
     const second = await answerTo(emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V2'), userId: alice.id }));
     expect(first.ephemeral && second.ephemeral).toBe(true);
     expect(first.content).toMatch(/^🎲 V1: making 4 variations of picture 1 \(next in the queue(, starts in about \d+ s)?\)\. They will appear as a reply/);
     expect(second.content).toMatch(/^🎲 V2: making 4 variations of picture 2 \(place 2 in the queue(, starts in about \d+ s)?\)\. They will appear as a reply/);
     // The places said are the queue's own.
-    const waiting = h.app.queue.snapshot().waiting.map((view) => view.job.sourcePicture);
+    const waiting = app.queue.snapshot().waiting.map((view) => view.job.sourcePicture);
     expect(waiting).toEqual([0, 1]);
 
     held.release();
-    await h.app.queue.onIdle();
+    await app.queue.onIdle();
   });
 
   it('GIVEN a V of four waiting and the default member cap (2) WHEN V is pressed again THEN refused privately, without “ask for fewer” (a V keeps the count), nothing queued', async () => {
-    const held = heldEngine();
-    releaseHeld = held.release;
-    h = await startHarness({ engine: held.engine, env: { EDIT_INTERVAL_MS: '0' } });
-    const { emulator } = h;
-    const { alice, bob } = emulator.defaults.users;
-    const grid = await finished(emulator.sendCommand({ name: 'imagine', options: { prompt: 'four tiles', count: 4, seed: 9, steps: 4 }, userId: alice.id }));
-    await h.app.queue.onIdle();
-    emulator.sendCommand({ name: 'imagine', options: { prompt: 'held', steps: 4 }, userId: bob.id });
-    await eventually(() => held.holding(), 30_000, 'the held job to start');
+    const { app, emulator, alice, grid, held } = await aliceGridBehindBob({});
     expect((await answerTo(emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V1'), userId: alice.id }))).content).toMatch(/^🎲 V1: making 4/);
-    const jobs = () => (h!.app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
+    const jobs = () => (app.db.prepare('SELECT count(*) AS n FROM jobs').get() as { n: number }).n;
     const before = jobs();
     const refused = await answerTo(emulator.sendButton({ messageId: grid.message.id, customId: customIdOf(grid, 'V2'), userId: alice.id }));
     expect(refused.ephemeral).toBe(true);
     expect(refused.content).toBe('You already have 4 images waiting; 4 more would make 8, over the 2 this server allows. Wait for one to start, or cancel one with ❌.');
     expect(jobs()).toBe(before);
     held.release();
-    await h.app.queue.onIdle();
+    await app.queue.onIdle();
   });
 
   it('GIVEN an idle queue WHEN V is pressed THEN the answer names no place', async () => {
