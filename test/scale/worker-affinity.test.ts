@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/log.js';
 import { createWorkerPool, type WorkerPool } from '../../src/diffusion/engine/worker-pool.js';
 import type { GenerateParams, ImageEngine } from '../../src/diffusion/types.js';
+import type { JobRecord } from '../../src/jobs/types.js';
 import { engineModels } from '../../src/models/library.js';
 import { MAX_PASSES } from '../../src/queue/model-affinity.js';
 import { openDatabase } from '../../src/store/database.js';
@@ -29,6 +30,26 @@ const B = 'pixel-tiny';
 
 describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', () => {
   const suite = redisSuite('imagine-affinity-');
+
+  /** The bot's side on `prefix`: a journal and a RedisJobQueue whose deliveries `onDeliver` sees. */
+  function botQueue(prefix: string, onDeliver: (job: JobRecord) => void) {
+    const db = openDatabase({ dataDir: path.join(suite.dir, prefix) });
+    const queue = new RedisJobQueue({
+      redis: { url: suite.url, prefix },
+      db,
+      instance: 'bot-1',
+      resultsDir: path.join(suite.dir, prefix, 'results'),
+      memberCap: 20,
+      reconcileMs: 200,
+      refreshMs: 200,
+      deliver: async (job) => {
+        onDeliver(job);
+        return { messageId: `m-${job.id}` };
+      },
+      logger,
+    });
+    return { db, queue };
+  }
 
   /**
    * One bot, one worker, and the jobs: a blocker on A held in the engine until B's ticket waits at the worker's
@@ -55,22 +76,8 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
       ...(preferring ? { modelLoaded: (model: string | undefined) => pool.modelLoaded(model) } : {}),
     };
     const worker = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine, models: [A, B], logger });
-    const db = openDatabase({ dataDir: path.join(suite.dir, prefix) });
     const delivered = new Set<string>();
-    const queue = new RedisJobQueue({
-      redis: { url: suite.url, prefix },
-      db,
-      instance: 'bot-1',
-      resultsDir: path.join(suite.dir, prefix, 'results'),
-      memberCap: 20,
-      reconcileMs: 200,
-      refreshMs: 200,
-      deliver: async (job) => {
-        delivered.add(job.id);
-        return { messageId: `m-${job.id}` };
-      },
-      logger,
-    });
+    const { db, queue } = botQueue(prefix, (job) => delivered.add(job.id));
     const keys = new Keys(prefix);
     const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: suite.url, prefix }, 'test-tickets'), prefix: keys.prefix });
     suite.cleanups.push(async () => {
@@ -143,22 +150,8 @@ describe.skipIf(!HAVE_REDIS)('scaled worker with two models and room for one', (
     const lock = { lockDurationMs: 1000, stalledIntervalMs: 300 };
     const stopping = await ImageWorker.start({ redis: { url: suite.url, prefix }, engine, models: [A, B], logger, ...lock });
     suite.cleanups.push(() => stopping.close());
-    const db = openDatabase({ dataDir: path.join(suite.dir, prefix) });
     const delivered = new Map<string, number>();
-    const queue = new RedisJobQueue({
-      redis: { url: suite.url, prefix },
-      db,
-      instance: 'bot-1',
-      resultsDir: path.join(suite.dir, prefix, 'results'),
-      memberCap: 20,
-      reconcileMs: 200,
-      refreshMs: 200,
-      deliver: async (job) => {
-        delivered.set(job.params.prompt, (delivered.get(job.params.prompt) ?? 0) + 1);
-        return { messageId: `m-${job.id}` };
-      },
-      logger,
-    });
+    const { db, queue } = botQueue(prefix, (job) => delivered.set(job.params.prompt, (delivered.get(job.params.prompt) ?? 0) + 1));
     const tickets = new Queue(keys.ticketQueue(B), { connection: bullConnection({ url: suite.url, prefix }, 'test-tickets'), prefix: keys.prefix });
     const redis = bullConnection({ url: suite.url, prefix }, 'test-reader');
     suite.cleanups.push(async () => {
